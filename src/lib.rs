@@ -1,0 +1,23 @@
+//! shopfloor-agent: polls PLCs over Modbus/TCP, derives production and quality figures, buffers every
+//! derived fact in SQLite and publishes rollups over MQTT.
+//!
+//! Crate map, in data-flow order:
+//! - [`config`]: TOML + environment → validated [`config::Config`]; every problem reported with its path.
+//! - [`poller`]: one task per PLC connection; reads registers under timeouts and emits `Sample`s.
+//! - [`logic`]: pure code (no I/O, no clock): decoding, counter deltas, windows, rollups, KPIs, payloads.
+//! - [`processor`]: drives `logic` with samples and time; commits one store transaction per poll cycle.
+//! - [`store`]: SQLite (WAL) adapter: counter baselines, windows, the outbox.
+//! - [`publisher`]: moves outbox rows to the MQTT broker; retires a row only after its PUBACK.
+//! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
+//! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
+//! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
+
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod logic;
+pub mod poller;
+pub mod processor;
+pub mod publisher;
+pub mod store;
+pub mod supervisor;
