@@ -1,1 +1,334 @@
-//! (in progress)
+//! Local MQTT brokers for the demo and the tests: rumqttd inside this process, or a spawned Mosquitto.
+//!
+//! Both listen on 127.0.0.1 only, speak MQTT 3.1.1 without TLS, and support QoS 1, retained messages and
+//! last will. This module is not used by `run`; production talks to the site's central broker.
+//! rumqttd 0.20 has no shutdown API: an in-process broker lives until the process exits (see [`Broker`]).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// Environment variable that picks the test broker: `mosquitto`, `inprocess`, or unset/`auto`.
+pub const TEST_BROKER_ENV: &str = "SHOPFLOOR_TEST_BROKER";
+
+/// How long a freshly started broker gets to accept its first TCP connection.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Largest publish payload the local brokers accept (rollups are a few KiB; leave ample room).
+const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Errors of the local broker adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// `mosquitto` was requested but is not installed.
+    #[error("mosquitto executable not found on PATH (nor in /usr/sbin, /usr/local/sbin)")]
+    MosquittoMissing,
+    /// The broker process ended before it accepted connections.
+    #[error("mosquitto exited during start-up ({status}); its output: {output}")]
+    MosquittoExited {
+        /// Exit status reported by the OS.
+        status: std::process::ExitStatus,
+        /// Captured stderr/stdout of the process.
+        output: String,
+    },
+    /// Nothing accepted TCP connections on the port within the deadline.
+    #[error("no broker accepted connections on 127.0.0.1:{port} within {deadline:?}")]
+    NotListening {
+        /// The port that was probed.
+        port: u16,
+        /// How long we waited.
+        deadline: Duration,
+    },
+    /// `SHOPFLOOR_TEST_BROKER` holds a value we do not know.
+    #[error("{TEST_BROKER_ENV}={0:?} is not one of \"mosquitto\", \"inprocess\", \"auto\"")]
+    UnknownChoice(String),
+    /// Local I/O failed (temp files, process spawn, socket bind).
+    #[error("{what}")]
+    Io {
+        /// What we were doing.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which implementation serves a [`Broker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// A `mosquitto` child process, killed when the [`Broker`] is dropped.
+    Mosquitto,
+    /// rumqttd threads inside this process; they cannot be stopped and live until the process exits.
+    InProcess,
+}
+
+/// A running local broker on `127.0.0.1:port`.
+///
+/// Dropping it kills a Mosquitto child and removes its temporary config. For [`BrokerKind::InProcess`] drop
+/// does nothing: rumqttd 0.20's `Broker::start` blocks forever in threads it owns and offers no way to stop
+/// its router or listeners, so the port stays served until the process exits. Tests therefore start one
+/// broker per test (on its own port) and never rely on an in-process broker going away.
+#[derive(Debug)]
+pub struct Broker {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Which implementation is serving.
+    pub kind: BrokerKind,
+    mosquitto: Option<MosquittoProcess>,
+}
+
+#[derive(Debug)]
+struct MosquittoProcess {
+    child: Child,
+    work_dir: PathBuf,
+}
+
+impl Broker {
+    /// The `host:port` string clients connect to.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A short human-readable description, e.g. `mosquitto on 127.0.0.1:41234`.
+    pub fn describe(&self) -> String {
+        let name = match self.kind {
+            BrokerKind::Mosquitto => "mosquitto",
+            BrokerKind::InProcess => "in-process rumqttd",
+        };
+        format!("{name} on {}", self.address())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.mosquitto.take() {
+            // The child may already be gone; both calls are best effort on the way out.
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+            let _ = std::fs::remove_dir_all(&process.work_dir);
+        }
+    }
+}
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, release it).
+///
+/// Another process could take the port before the caller binds it; on a test machine that race is rare and
+/// shows up as a clear start-up error rather than a wrong result.
+pub fn free_local_port() -> anyhow::Result<u16> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| BrokerError::Io {
+            what: "binding 127.0.0.1:0 to find a free port".into(),
+            source,
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| BrokerError::Io {
+            what: "reading the bound port".into(),
+            source,
+        })?
+        .port();
+    Ok(port)
+}
+
+/// Starts rumqttd (MQTT 3.1.1, no TLS, no websocket) on `127.0.0.1:port` in its own threads; port 0 picks
+/// a free port. Returns once the port accepts TCP connections.
+pub fn start_in_process(port: u16) -> anyhow::Result<Broker> {
+    let port = if port == 0 { free_local_port()? } else { port };
+    let listen = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+    let config = in_process_config(listen);
+
+    // `Broker::new` spawns the router thread; `start` spawns one thread per listener and then blocks
+    // joining them, so it gets a thread of its own.
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name(format!("rumqttd-{port}"))
+        .spawn(move || {
+            if let Err(error) = broker.start() {
+                tracing::error!(%error, port, "In-process MQTT broker stopped.");
+            }
+        })
+        .map_err(|source| BrokerError::Io {
+            what: "spawning the rumqttd thread".into(),
+            source,
+        })?;
+
+    wait_until_listening(port, || Ok(()))?;
+    tracing::info!(port, "In-process MQTT broker (rumqttd) listening.");
+    Ok(Broker {
+        port,
+        kind: BrokerKind::InProcess,
+        mosquitto: None,
+    })
+}
+
+fn in_process_config(listen: SocketAddr) -> rumqttd::Config {
+    let connections = rumqttd::ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: MAX_PAYLOAD_BYTES,
+        // Packets read from one connection per batch; generous so bursts of QoS 1 publishes flow.
+        max_inflight_count: 1_000,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = rumqttd::ServerSettings {
+        name: format!("v4-{}", listen.port()),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
+    rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: 1_000,
+            max_outgoing_packet_count: 1_000,
+            max_segment_size: 16 * 1024 * 1024,
+            max_segment_count: 10,
+            ..Default::default()
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Default::default()
+    }
+}
+
+/// Spawns `mosquitto -c <temp config>` listening on `127.0.0.1:port` (0 picks a free port), without
+/// persistence, anonymous access allowed. Returns once the port accepts TCP connections; the child is
+/// killed when the returned [`Broker`] is dropped.
+pub fn spawn_mosquitto(port: u16) -> anyhow::Result<Broker> {
+    let executable = find_mosquitto().ok_or(BrokerError::MosquittoMissing)?;
+    let port = if port == 0 { free_local_port()? } else { port };
+    let work_dir = unique_work_dir(port)?;
+    let config_path = work_dir.join("mosquitto.conf");
+    let log_path = work_dir.join("mosquitto.log");
+    // max_queued_messages 0 = no limit: a slow test subscriber must not lose QoS 1 messages to the
+    // broker's default queue cap of 1000, which would look like a publisher bug.
+    let config = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+         max_queued_messages 0\nlog_type error\nlog_type warning\n"
+    );
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| BrokerError::Io { what, source }
+    };
+    std::fs::write(&config_path, config).map_err(io("writing mosquitto.conf"))?;
+    let log = std::fs::File::create(&log_path).map_err(io("creating mosquitto.log"))?;
+    let log_for_stdout = log.try_clone().map_err(io("duplicating the log handle"))?;
+    let child = Command::new(&executable)
+        .arg("-c")
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(log_for_stdout)
+        .stderr(log)
+        .spawn()
+        .map_err(io("spawning mosquitto"))
+        .with_context(|| format!("executable {}", executable.display()))?;
+
+    // From here on the Broker owns the child, so any error below still kills it on drop.
+    let mut broker = Broker {
+        port,
+        kind: BrokerKind::Mosquitto,
+        mosquitto: Some(MosquittoProcess { child, work_dir }),
+    };
+    let process = broker
+        .mosquitto
+        .as_mut()
+        .expect("the Broker was just built with a mosquitto process");
+    wait_until_listening(port, || match process.child.try_wait() {
+        Ok(Some(status)) => Err(BrokerError::MosquittoExited {
+            status,
+            output: read_to_string_lossy(&log_path),
+        }),
+        Ok(None) => Ok(()),
+        Err(source) => Err(BrokerError::Io {
+            what: "checking on the mosquitto child".into(),
+            source,
+        }),
+    })?;
+    tracing::info!(port, "Mosquitto broker listening.");
+    Ok(broker)
+}
+
+/// Starts the broker tests and the demo should use: Mosquitto when it is installed, else rumqttd in-process.
+///
+/// `SHOPFLOOR_TEST_BROKER=mosquitto` insists on Mosquitto (error when missing), `inprocess` insists on
+/// rumqttd, unset or `auto` chooses. `prefer_port` asks for a specific port (None = any free port).
+pub fn start_for_tests_or_demo(prefer_port: Option<u16>) -> anyhow::Result<Broker> {
+    let port = prefer_port.unwrap_or(0);
+    let choice = std::env::var(TEST_BROKER_ENV).unwrap_or_default();
+    match choice.trim().to_ascii_lowercase().as_str() {
+        "mosquitto" => spawn_mosquitto(port),
+        "inprocess" | "in-process" | "rumqttd" => start_in_process(port),
+        "" | "auto" => {
+            if find_mosquitto().is_some() {
+                spawn_mosquitto(port)
+            } else {
+                start_in_process(port)
+            }
+        }
+        _ => Err(BrokerError::UnknownChoice(choice).into()),
+    }
+}
+
+/// Finds the `mosquitto` executable on PATH, then in the sbin directories that a non-root PATH often lacks.
+fn find_mosquitto() -> Option<PathBuf> {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    path_dirs
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("mosquitto"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn unique_work_dir(port: u16) -> Result<PathBuf, BrokerError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "shopfloor-mosquitto-{}-{port}-{serial}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|source| BrokerError::Io {
+        what: format!("creating {}", dir.display()),
+        source,
+    })?;
+    Ok(dir)
+}
+
+fn read_to_string_lossy(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    match std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut bytes)) {
+        Ok(_) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(error) => format!("(log unreadable: {error})"),
+    }
+}
+
+/// Connects to 127.0.0.1:port until it succeeds or the deadline passes; `still_alive` lets the caller
+/// abort early when the broker process has died.
+fn wait_until_listening(
+    port: u16,
+    mut still_alive: impl FnMut() -> Result<(), BrokerError>,
+) -> Result<(), BrokerError> {
+    let address = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok() {
+            return Ok(());
+        }
+        still_alive()?;
+        if started.elapsed() >= LISTEN_DEADLINE {
+            return Err(BrokerError::NotListening {
+                port,
+                deadline: LISTEN_DEADLINE,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,1 +1,174 @@
-fn main() {}
+//! The `shopfloor-agent` binary: command line, logging, exit codes. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shopfloor_agent::config::{Config, ConfigError};
+use shopfloor_agent::{demo, poller, supervisor};
+use tokio_util::sync::CancellationToken;
+
+/// Edge agent: polls PLCs over Modbus/TCP, buffers facts in SQLite, publishes KPI rollups over MQTT.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the daemon).
+    Run {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file; print every problem with its TOML path and the read plan.
+    Validate {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Simulated PLCs + local MQTT broker + agent + live figures in the terminal. Needs no files.
+    Demo {
+        /// Stop by itself after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Preferred MQTT port of the in-process broker (a free one is used when it is taken).
+        #[arg(long, default_value_t = 1883)]
+        mqtt_port: u16,
+    },
+}
+
+/// Exit code for an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a runtime failure.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let demo_mode = matches!(cli.command, Command::Demo { .. });
+    tracing_subscriber::fmt()
+        .with_env_filter(if demo_mode {
+            tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        } else {
+            filter
+        })
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(error) => return config_error(&error),
+            };
+            exit(runtime().block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                supervisor::run(config, shutdown, |_| {}).await
+            }))
+        }
+        Command::Demo { seconds, mqtt_port } => exit(runtime().block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            if let Some(seconds) = seconds {
+                let token = shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+                    token.cancel();
+                });
+            }
+            demo::run(mqtt_port, shutdown).await
+        })),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{}: OK (config hash {})", path.display(), config.config_hash);
+            for (index, plc) in config.plcs.iter().enumerate() {
+                let plan = poller::ReadPlan::for_plc(&config, index);
+                println!(
+                    "plc {} at {}: {} tag(s) in {} request(s) every {:?}",
+                    plc.id,
+                    plc.address,
+                    plan.tags.len(),
+                    plan.requests.len(),
+                    plc.poll_interval
+                );
+                for request in &plan.requests {
+                    println!(
+                        "  unit {:>3} {:<8} start {:>5} count {:>4}  (40001-style: {})",
+                        request.unit_id,
+                        format!("{:?}", request.table).to_lowercase(),
+                        request.start,
+                        request.count,
+                        one_based(request.table, request.start)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => config_error(&error),
+    }
+}
+
+/// The conventional 1-based register number (e.g. holding address 0 = 40001).
+fn one_based(table: shopfloor_agent::logic::decode::Table, address: u16) -> String {
+    use shopfloor_agent::logic::decode::Table;
+    let base: u32 = match table {
+        Table::Coil => 1,
+        Table::Discrete => 10_001,
+        Table::Input => 30_001,
+        Table::Holding => 40_001,
+    };
+    (base + u32::from(address)).to_string()
+}
+
+fn config_error(error: &ConfigError) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler can be installed");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    shutdown.cancel();
+}

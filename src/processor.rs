@@ -1,1 +1,750 @@
-//! (in progress)
+//! Drives the pure core with samples and time: decode → counter steps → windows → KPIs → payloads,
+//! and commits each poll cycle's results to the store in ONE transaction (invariant 3).
+//! It never touches the network: it only talks to the store and to in-memory watch channels.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, CounterTag, MachineConfig};
+use crate::logic::counter::{CounterState, CounterStep, StepKind};
+use crate::logic::decode::{decode, decode_counter, Value};
+use crate::logic::kpi::{self, Kpis};
+use crate::logic::payload::{self, DeviceHealth, Identity};
+use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
+use crate::logic::Millis;
+use crate::poller::{now_millis, HealthBoard, ReadPlan, Sample};
+use crate::publisher::{LiveMessage, PublisherStats};
+use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
+
+/// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.
+const MAX_PENDING_DELTAS: usize = 100_000;
+
+/// A machine's current figures, for the demo's terminal view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineView {
+    /// Machine id.
+    pub machine: String,
+    /// Line id.
+    pub line: String,
+    /// Current state, if known.
+    pub state: Option<MachineState>,
+    /// Period of the window the figures come from (the longest configured period).
+    pub period: String,
+    /// Produced in that window.
+    pub produced: u64,
+    /// Defective in that window.
+    pub defective: u64,
+    /// Defect rate in that window.
+    pub defect_rate: Option<f64>,
+    /// Good units per planned hour in that window.
+    pub productivity: Option<f64>,
+    /// Availability in that window.
+    pub availability: Option<f64>,
+    /// Goal attainment of productivity.
+    pub productivity_attainment: Option<f64>,
+    /// Goal attainment of defect rate.
+    pub defect_rate_attainment: Option<f64>,
+}
+
+/// Channels the processor feeds besides the store.
+pub struct Outputs {
+    /// Rings when new outbox rows were committed.
+    pub outbox_notify: Arc<Notify>,
+    /// Latest live and health messages (retained, not durable).
+    pub live_tx: watch::Sender<Vec<LiveMessage>>,
+    /// Latest per-machine figures for the terminal view.
+    pub view_tx: watch::Sender<Vec<MachineView>>,
+    /// Publisher counters, for the health payload.
+    pub publisher_stats: Arc<PublisherStats>,
+    /// PLC health, for the health payload.
+    pub plc_health: HealthBoard,
+}
+
+struct CounterChannel {
+    key: String,
+    channel: Channel,
+    tag_index: usize,
+    tag: CounterTag,
+    state: CounterState,
+    /// True once the state changed since the last commit.
+    dirty: bool,
+}
+
+struct MachineRuntime {
+    config: MachineConfig,
+    counters: Vec<CounterChannel>,
+    state_tag_index: Option<usize>,
+    tracker: StateTracker,
+    current_state: Option<MachineState>,
+    /// Last time the produced counter moved, for inferring "running" without a state register.
+    last_movement: Option<Millis>,
+    /// One accumulator per configured period (each period has its own grace).
+    windows: Vec<MachineWindows>,
+    /// Start of the current gap (failed polls), if any.
+    gap_since: Option<Millis>,
+}
+
+/// Everything waiting to be committed; upserts are merged, appends accumulate until a commit succeeds.
+#[derive(Default)]
+struct Pending {
+    counters: BTreeMap<String, String>,
+    windows: BTreeMap<String, String>,
+    windows_removed: BTreeSet<String>,
+    deltas: Vec<DeltaRow>,
+    outbox: Vec<OutboxDraft>,
+    dropped_deltas: u64,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+            && self.windows.is_empty()
+            && self.windows_removed.is_empty()
+            && self.deltas.is_empty()
+            && self.outbox.is_empty()
+    }
+}
+
+/// The processor: owns the pure-core state of every machine.
+pub struct Processor {
+    config: Arc<Config>,
+    identity: Identity,
+    plans: Vec<ReadPlan>,
+    machines: Vec<MachineRuntime>,
+    /// Window keys persisted in the store, with the time after which they can be forgotten.
+    persisted_windows: BTreeMap<String, Millis>,
+    pending: Pending,
+}
+
+impl Processor {
+    /// Builds the processor and restores counter baselines and windows from the store.
+    pub async fn new(
+        config: Arc<Config>,
+        identity: Identity,
+        plans: Vec<ReadPlan>,
+        store: &StoreHandle,
+    ) -> anyhow::Result<Processor> {
+        let (counters, windows) = store
+            .call(|s| Ok::<_, crate::store::StoreError>((s.load_counters()?, s.load_windows()?)))
+            .await??;
+        let counters: BTreeMap<String, String> = counters.into_iter().collect();
+        let mut records: Vec<WindowRecord> = Vec::new();
+        for json in windows {
+            match serde_json::from_str::<WindowRecord>(&json) {
+                Ok(record) => records.push(record),
+                Err(error) => warn!(%error, "Skipping an unreadable window record."),
+            }
+        }
+
+        let horizon_ms = config.agent.restatement_horizon.as_millis() as i64;
+        let mut machines = Vec::new();
+        for machine in &config.machines {
+            let plan = &plans[machine.plc];
+            let mut channels: Vec<(Channel, &str, &CounterTag)> =
+                vec![(Channel::Produced, "produced", &machine.produced)];
+            if let Some(defective) = &machine.defective {
+                channels.push((Channel::Defective, "defective", defective));
+            }
+            for (name, tag) in &machine.defect_reasons {
+                channels.push((Channel::Reason(name.clone()), name.as_str(), tag));
+            }
+            let mut counter_channels = Vec::new();
+            for (channel, name, tag) in channels {
+                let key = format!("{}/{}", machine.id, name);
+                let state = match counters.get(&key) {
+                    Some(json) => serde_json::from_str(json).unwrap_or_else(|error| {
+                        warn!(counter = %key, %error, "Unreadable counter baseline; starting a new one.");
+                        CounterState::default()
+                    }),
+                    None => CounterState::default(),
+                };
+                counter_channels.push(CounterChannel {
+                    key,
+                    channel,
+                    tag_index: plan
+                        .index_of(&tag.tag)
+                        .expect("every machine tag is in its PLC's plan"),
+                    tag: tag.clone(),
+                    state,
+                    dirty: false,
+                });
+            }
+            let windows = config
+                .agent
+                .periods
+                .iter()
+                .map(|p| {
+                    let mut acc = MachineWindows::new(
+                        machine.id.clone(),
+                        vec![p.period.clone()],
+                        p.grace.as_millis() as i64,
+                        horizon_ms,
+                        config.agent.timezone.clone(),
+                    );
+                    acc.restore(
+                        records
+                            .iter()
+                            .filter(|r| r.machine == machine.id && r.period == p.period.name)
+                            .cloned()
+                            .collect(),
+                    );
+                    acc
+                })
+                .collect();
+            machines.push(MachineRuntime {
+                config: machine.clone(),
+                counters: counter_channels,
+                state_tag_index: machine.state.as_ref().map(|s| {
+                    plan.index_of(&s.tag)
+                        .expect("every machine tag is in its PLC's plan")
+                }),
+                tracker: StateTracker::default(),
+                current_state: None,
+                last_movement: None,
+                windows,
+                gap_since: None,
+            });
+        }
+        let mut persisted_windows = BTreeMap::new();
+        for record in &records {
+            persisted_windows.insert(window_key(record), record.end + horizon_ms);
+        }
+        info!(
+            counters = counters.len(),
+            windows = records.len(),
+            "Restored counter baselines and windows."
+        );
+        Ok(Processor {
+            config,
+            identity,
+            plans,
+            machines,
+            persisted_windows,
+            pending: Pending::default(),
+        })
+    }
+
+    /// Feeds one poll cycle into the pure core. Results wait in `pending` until [`Processor::commit`].
+    pub fn on_sample(&mut self, sample: &Sample) {
+        let identity = &self.identity;
+        for machine in self
+            .machines
+            .iter_mut()
+            .filter(|m| m.config.plc == sample.plc)
+        {
+            let at = sample.utc;
+            let mut produced_moved = false;
+            let mut any_read = false;
+            for channel in &mut machine.counters {
+                let words = match &sample.readings[channel.tag_index] {
+                    Ok(words) => words,
+                    Err(_) => continue,
+                };
+                let raw = match decode_counter(words, &channel.tag.tag.encoding) {
+                    Ok(raw) => raw,
+                    Err(error) => {
+                        warn!(counter = %channel.key, %error, "Cannot decode counter.");
+                        continue;
+                    }
+                };
+                any_read = true;
+                let step = channel.state.step(&channel.tag.counter, raw, at);
+                channel.dirty = true;
+                if matches!(channel.channel, Channel::Produced) && counted(&step) > 0 {
+                    produced_moved = true;
+                }
+                apply_step(
+                    identity,
+                    &mut self.pending,
+                    &mut machine.windows,
+                    &machine.config,
+                    channel,
+                    &step,
+                );
+            }
+
+            // Machine state: the register when there is one, else inferred from counter movement.
+            let observed: Option<MachineState> = match machine.state_tag_index {
+                Some(index) => match &sample.readings[index] {
+                    Ok(words) => {
+                        let state_tag = machine
+                            .config
+                            .state
+                            .as_ref()
+                            .expect("state index implies a state tag");
+                        match decode(words, &state_tag.tag.encoding) {
+                            Ok(value) => Some(state_tag.state_of(value_as_i64(&value))),
+                            Err(_) => None,
+                        }
+                    }
+                    Err(_) => None,
+                },
+                None if any_read => {
+                    if produced_moved {
+                        machine.last_movement = Some(at);
+                    }
+                    let window = inferred_running_window(&machine.config, &self.config);
+                    let running = machine
+                        .last_movement
+                        .is_some_and(|t| at - t <= window);
+                    for acc in &mut machine.windows {
+                        acc.flag(at, "state_inferred");
+                    }
+                    Some(if running {
+                        MachineState::Running
+                    } else {
+                        MachineState::UnplannedStop
+                    })
+                }
+                None => None,
+            };
+            machine.current_state = observed;
+            if let Some((state, from, to)) = machine.tracker.observe(observed, at) {
+                for acc in &mut machine.windows {
+                    acc.add_state(state, from, to);
+                }
+            }
+
+            // Gaps: a failed cycle starts one; the next good cycle ends it with an event.
+            if sample.is_gap() || observed.is_none() && !any_read {
+                if machine.gap_since.is_none() {
+                    machine.gap_since = Some(at);
+                }
+                for acc in &mut machine.windows {
+                    acc.flag(at, "gap");
+                }
+            } else if let Some(since) = machine.gap_since.take() {
+                let body = payload::event_payload(
+                    identity,
+                    &machine.config.line,
+                    &machine.config.id,
+                    "gap",
+                    at,
+                    serde_json::json!({
+                        "plc": self.config.plcs[machine.config.plc].id,
+                        "from": payload_time(since, &self.config),
+                        "to": payload_time(at, &self.config),
+                        "duration_ms": at - since,
+                        "note": "counts of the gap are carried by the next good poll and attributed across it (flag estimated)",
+                    }),
+                );
+                self.pending.outbox.push(OutboxDraft {
+                    topic: payload::event_topic(identity, &machine.config.line, &machine.config.id),
+                    body,
+                });
+            }
+        }
+    }
+
+    /// Closes every window whose grace has passed and queues its rollup. Returns how many closed.
+    pub fn close_due(&mut self, now: Millis) -> usize {
+        let mut closed = 0;
+        for machine in &mut self.machines {
+            for acc in &mut machine.windows {
+                for record in acc.close_due(now) {
+                    let kpis = kpis_of(&machine.config, &record);
+                    let body = payload::rollup_payload(
+                        &self.identity,
+                        &machine.config.line,
+                        &record,
+                        &kpis,
+                        &self.config.agent.timezone,
+                    );
+                    self.pending.outbox.push(OutboxDraft {
+                        topic: payload::rollup_topic(
+                            &self.identity,
+                            &machine.config.line,
+                            &machine.config.id,
+                            &record.period,
+                        ),
+                        body,
+                    });
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// Moves changed baselines and windows into `pending`, and forgets windows past the horizon.
+    fn collect_changes(&mut self, now: Millis) {
+        let horizon_ms = self.config.agent.restatement_horizon.as_millis() as i64;
+        for machine in &mut self.machines {
+            for channel in machine.counters.iter_mut().filter(|c| c.dirty) {
+                let json = serde_json::to_string(&channel.state)
+                    .expect("counter state always serialises");
+                self.pending.counters.insert(channel.key.clone(), json);
+                channel.dirty = false;
+            }
+            for acc in &mut machine.windows {
+                for record in acc.touched() {
+                    let key = window_key(&record);
+                    let json =
+                        serde_json::to_string(&record).expect("window record always serialises");
+                    self.persisted_windows
+                        .insert(key.clone(), record.end + horizon_ms);
+                    self.pending.windows_removed.remove(&key);
+                    self.pending.windows.insert(key, json);
+                }
+            }
+        }
+        let expired: Vec<String> = self
+            .persisted_windows
+            .iter()
+            .filter(|(_, forget_at)| **forget_at < now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.persisted_windows.remove(&key);
+            self.pending.windows.remove(&key);
+            self.pending.windows_removed.insert(key);
+        }
+    }
+
+    /// Commits everything pending in one transaction. On failure the work stays pending and is retried
+    /// with the next cycle, so nothing derived is lost while the store refuses writes.
+    pub async fn commit(&mut self, store: &StoreHandle, now: Millis) -> anyhow::Result<usize> {
+        self.collect_changes(now);
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        let cycle = CycleWrite {
+            counters: self
+                .pending
+                .counters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            deltas: self.pending.deltas.clone(),
+            windows: self
+                .pending
+                .windows
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            windows_removed: self.pending.windows_removed.iter().cloned().collect(),
+            outbox: self.pending.outbox.clone(),
+            now,
+        };
+        match store.call(move |s| s.commit_cycle(&cycle)).await? {
+            Ok(seqs) => {
+                let dropped = std::mem::take(&mut self.pending.dropped_deltas);
+                if dropped > 0 {
+                    warn!(dropped, "Delta audit rows were dropped while the store refused writes.");
+                }
+                self.pending = Pending::default();
+                Ok(seqs.len())
+            }
+            Err(error) => {
+                if self.pending.deltas.len() > MAX_PENDING_DELTAS {
+                    let excess = self.pending.deltas.len() - MAX_PENDING_DELTAS;
+                    self.pending.deltas.drain(..excess);
+                    self.pending.dropped_deltas += excess as u64;
+                }
+                Err(anyhow::Error::new(error).context("store commit failed; work kept pending"))
+            }
+        }
+    }
+
+    /// Earliest time a window is due to close.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.machines
+            .iter()
+            .flat_map(|m| m.windows.iter().filter_map(|w| w.next_deadline()))
+            .min()
+    }
+
+    /// Live messages (retained) with every open window and its KPIs, plus the terminal view.
+    pub fn live(&self, now: Millis) -> (Vec<LiveMessage>, Vec<MachineView>) {
+        let tz = &self.config.agent.timezone;
+        let mut messages = Vec::new();
+        let mut views = Vec::new();
+        for machine in &self.machines {
+            let open: Vec<(WindowRecord, Kpis)> = machine
+                .windows
+                .iter()
+                .flat_map(|acc| acc.open_windows())
+                .map(|record| (record.clone(), kpis_of(&machine.config, record)))
+                .collect();
+            let pairs: Vec<(&WindowRecord, &Kpis)> = open.iter().map(|(r, k)| (r, k)).collect();
+            let body = payload::live_payload(
+                &self.identity,
+                &machine.config.line,
+                &machine.config.id,
+                machine.current_state,
+                &pairs,
+                now,
+                tz,
+            );
+            messages.push(LiveMessage {
+                topic: payload::live_topic(&self.identity, &machine.config.line, &machine.config.id),
+                payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
+            });
+            let longest = open
+                .iter()
+                .filter(|(r, _)| r.start <= now)
+                .max_by_key(|(r, _)| r.end - r.start);
+            let figure = |kpis: &Kpis, name: &str| kpis.values.get(name).copied().flatten();
+            let attainment = |kpis: &Kpis, name: &str| {
+                kpis.targets.get(name).and_then(|t| t.attainment)
+            };
+            views.push(match longest {
+                Some((record, kpis)) => MachineView {
+                    machine: machine.config.id.clone(),
+                    line: machine.config.line.clone(),
+                    state: machine.current_state,
+                    period: record.period.clone(),
+                    produced: record.sums.produced,
+                    defective: record.sums.defective,
+                    defect_rate: figure(kpis, "defect_rate"),
+                    productivity: figure(kpis, "productivity"),
+                    availability: figure(kpis, "availability"),
+                    productivity_attainment: attainment(kpis, "productivity"),
+                    defect_rate_attainment: attainment(kpis, "defect_rate"),
+                },
+                None => MachineView {
+                    machine: machine.config.id.clone(),
+                    line: machine.config.line.clone(),
+                    state: machine.current_state,
+                    period: String::new(),
+                    produced: 0,
+                    defective: 0,
+                    defect_rate: None,
+                    productivity: None,
+                    availability: None,
+                    productivity_attainment: None,
+                    defect_rate_attainment: None,
+                },
+            });
+        }
+        (messages, views)
+    }
+}
+
+/// Runs the processor until the sample channel closes (all pollers stopped), then commits and returns.
+pub async fn run(
+    mut processor: Processor,
+    mut sample_rx: mpsc::Receiver<Sample>,
+    store: StoreHandle,
+    outputs: Outputs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let live_every = processor.config.agent.live_interval;
+    let health_every = processor.config.agent.health_interval;
+    let mut live_tick = tokio::time::interval(live_every);
+    live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut health_tick = tokio::time::interval(health_every);
+    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut store_failing = false;
+
+    loop {
+        let now = now_millis();
+        let until_close = processor
+            .next_deadline()
+            .map(|d| Duration::from_millis((d - now).max(0) as u64))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            sample = sample_rx.recv() => match sample {
+                Some(sample) => {
+                    processor.on_sample(&sample);
+                    // Drain whatever else is queued so one transaction covers a burst.
+                    while let Ok(sample) = sample_rx.try_recv() {
+                        processor.on_sample(&sample);
+                    }
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep(until_close) => {}
+            _ = live_tick.tick() => {
+                let (messages, views) = processor.live(now_millis());
+                outputs.live_tx.send_replace(messages_with_health(messages, &processor, &store, &outputs).await);
+                outputs.view_tx.send_replace(views);
+                continue;
+            }
+            _ = health_tick.tick() => { continue; }
+        }
+        let now = now_millis();
+        processor.close_due(now);
+        match processor.commit(&store, now).await {
+            Ok(rows) => {
+                if store_failing {
+                    info!("Store accepts writes again.");
+                    store_failing = false;
+                }
+                if rows > 0 {
+                    debug!(rows, "Enqueued outbox rows.");
+                    outputs.outbox_notify.notify_one();
+                }
+            }
+            Err(error) => {
+                if !store_failing {
+                    warn!(error = format!("{error:#}"), "Store commit failed; keeping work pending.");
+                    store_failing = true;
+                }
+            }
+        }
+        if shutdown.is_cancelled() && sample_rx.is_closed() && sample_rx.is_empty() {
+            break;
+        }
+    }
+    // Final commit: whatever the last cycles derived is persisted before exit.
+    let now = now_millis();
+    processor.close_due(now);
+    if let Err(error) = processor.commit(&store, now).await {
+        warn!(error = format!("{error:#}"), "Final store commit failed.");
+    }
+    outputs.outbox_notify.notify_one();
+    Ok(())
+}
+
+/// Appends the health message to the live messages.
+async fn messages_with_health(
+    mut messages: Vec<LiveMessage>,
+    processor: &Processor,
+    store: &StoreHandle,
+    outputs: &Outputs,
+) -> Vec<LiveMessage> {
+    let now = now_millis();
+    let backlog = match store.call(|s| s.backlog()).await {
+        Ok(Ok(backlog)) => backlog,
+        _ => return messages,
+    };
+    let devices: Vec<DeviceHealth> = outputs
+        .plc_health
+        .lock()
+        .expect("health board lock is never poisoned")
+        .iter()
+        .map(|h| DeviceHealth {
+            plc: h.id.clone(),
+            up: h.up,
+            consecutive_failures: h.consecutive_failures,
+            last_error: h.last_error.clone(),
+            rtt_ms: h.rtt_ms,
+        })
+        .collect();
+    let body = payload::health_payload(
+        &processor.identity,
+        now,
+        backlog.rows,
+        backlog.bytes,
+        backlog.oldest_enqueued_at.map(|t| now - t),
+        processor.pending.dropped_deltas,
+        devices,
+    );
+    messages.push(LiveMessage {
+        topic: payload::health_topic(&processor.identity),
+        payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
+    });
+    let _ = &outputs.publisher_stats;
+    messages
+}
+
+fn apply_step(
+    identity: &Identity,
+    pending: &mut Pending,
+    windows: &mut [MachineWindows],
+    machine: &MachineConfig,
+    channel: &CounterChannel,
+    step: &CounterStep,
+) {
+    let kind = serde_json::to_value(step.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if step.kind != StepKind::Baseline || pending.deltas.len() < MAX_PENDING_DELTAS {
+        pending.deltas.push(DeltaRow {
+            key: channel.key.clone(),
+            kind: kind.clone(),
+            delta: step.delta,
+            raw: step.raw,
+            t_from: step.t_from,
+            t_to: step.t_to,
+        });
+    }
+    let flag = match step.kind {
+        StepKind::Wrap => Some("wrap"),
+        StepKind::Reset => Some("reset"),
+        StepKind::GlitchZero => Some("glitch_zero"),
+        StepKind::Rejected => Some("rejected"),
+        _ => None,
+    };
+    let amount = counted(step);
+    if amount > 0 || flag.is_some() {
+        for acc in windows.iter_mut() {
+            if step.kind == StepKind::Rejected {
+                acc.flag(step.t_to, "rejected");
+            } else {
+                acc.add_count(&channel.channel, amount, step.t_from, step.t_to, flag);
+            }
+        }
+    }
+    if matches!(step.kind, StepKind::Reset | StepKind::Rejected) {
+        let body = payload::event_payload(
+            identity,
+            &machine.line,
+            &machine.id,
+            "counter_anomaly",
+            step.t_to,
+            serde_json::json!({
+                "counter": channel.key,
+                "kind": kind,
+                "delta": step.delta,
+                "raw": step.raw,
+                "counted": amount,
+            }),
+        );
+        pending.outbox.push(OutboxDraft {
+            topic: payload::event_topic(identity, &machine.line, &machine.id),
+            body,
+        });
+    }
+}
+
+/// Units a step adds to the window sums; a quarantined delta adds nothing.
+fn counted(step: &CounterStep) -> u64 {
+    match step.kind {
+        StepKind::Rejected => 0,
+        _ => step.delta,
+    }
+}
+
+fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
+    kpi::compute(
+        &record.sums,
+        machine.ideal_cycle_time.map(|d| d.as_millis() as i64),
+        &machine.targets,
+    )
+}
+
+fn window_key(record: &WindowRecord) -> String {
+    format!("{}|{}|{}", record.machine, record.period, record.start)
+}
+
+fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {
+    let poll = config.plcs[machine.plc].poll_interval.as_millis() as i64;
+    let cycle = machine
+        .ideal_cycle_time
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    (3 * cycle).max(2 * poll)
+}
+
+fn value_as_i64(value: &Value) -> i64 {
+    match *value {
+        Value::Bool(b) => i64::from(b),
+        Value::Int(i) => i,
+        Value::UInt(u) => i64::try_from(u).unwrap_or(i64::MAX),
+        Value::Float(f) => f as i64,
+    }
+}
+
+fn payload_time(at: Millis, config: &Config) -> String {
+    jiff::Timestamp::from_millisecond(at)
+        .map(|t| t.to_zoned(config.agent.timezone.clone()).to_string())
+        .unwrap_or_default()
+}

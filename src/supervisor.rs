@@ -1,1 +1,251 @@
-//! (in progress)
+//! The one place that wires the agent: opens the store, creates channels, spawns the pollers, the
+//! processor and the publisher, and shuts them down in order with a deadline.
+//! Shutdown order: pollers stop → processor commits what they sent → publisher awaits in-flight acks.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn, Instrument};
+
+use crate::config::Config;
+use crate::logic::payload::{self, Identity};
+use crate::poller::{self, HealthBoard, ReadPlan};
+use crate::processor::{self, MachineView, Outputs, Processor};
+use crate::publisher::{self, PublisherConfig, PublisherStats};
+use crate::store::{Store, StoreHandle, StoreOptions};
+
+/// Capacity of the poller → processor channel (bounded: invariant 7).
+const SAMPLE_CHANNEL_CAPACITY: usize = 1024;
+/// How long the whole shutdown may take before stragglers are abandoned.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
+
+/// Handles an embedding program (the demo, tests) can watch while the agent runs.
+#[derive(Clone)]
+pub struct Observers {
+    /// Per-machine figures, refreshed every live interval.
+    pub view_rx: watch::Receiver<Vec<MachineView>>,
+    /// Publisher counters.
+    pub publisher_stats: Arc<PublisherStats>,
+    /// PLC health.
+    pub plc_health: HealthBoard,
+    /// The store, for backlog figures.
+    pub store: StoreHandle,
+}
+
+/// The database file inside `data_dir`.
+pub fn database_path(config: &Config) -> PathBuf {
+    config.agent.data_dir.join("shopfloor-agent.db")
+}
+
+/// Holds the exclusive lock on `data_dir`; a second instance refuses to start.
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Takes the lock file in `data_dir`, creating the directory when needed.
+pub fn lock_data_dir(config: &Config) -> anyhow::Result<DataDirLock> {
+    let dir = &config.agent.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
+    let path = dir.join("shopfloor-agent.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another shopfloor-agent is already using data_dir {} (lock file {} is held)",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// The identity every payload carries.
+pub fn identity(config: &Config) -> Identity {
+    Identity {
+        prefix: config.mqtt.topic_prefix.clone(),
+        site: config.agent.site.clone(),
+        gateway: config.agent.gateway.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        config_hash: config.config_hash.clone(),
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled or a task fails. `on_start` receives observers once
+/// everything is wired (the demo uses it for its terminal view).
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    on_start: impl FnOnce(Observers),
+) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&config)?;
+    let db_path = database_path(&config);
+    let store_options = StoreOptions {
+        max_bytes: config.store.max_bytes,
+    };
+    let store = {
+        let path = db_path.clone();
+        tokio::task::spawn_blocking(move || Store::open(&path, &store_options))
+            .await
+            .context("store open task failed")?
+            .with_context(|| format!("cannot open store {}", db_path.display()))?
+    };
+    info!(path = %db_path.display(), db_epoch = store.db_epoch(), "Store opened.");
+    let store = StoreHandle::spawn(store);
+
+    let config = Arc::new(config);
+    let identity = identity(&config);
+    let plans: Vec<ReadPlan> = (0..config.plcs.len())
+        .map(|plc| ReadPlan::for_plc(&config, plc))
+        .collect();
+    let plc_health = poller::health_board(&config);
+    let publisher_stats = Arc::new(PublisherStats::default());
+    let processor = Processor::new(config.clone(), identity.clone(), plans.clone(), &store).await?;
+
+    let (sample_tx, sample_rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+    let (live_tx, live_rx) = watch::channel(Vec::new());
+    let (view_tx, view_rx) = watch::channel(Vec::new());
+    let outbox_notify = Arc::new(Notify::new());
+
+    on_start(Observers {
+        view_rx,
+        publisher_stats: publisher_stats.clone(),
+        plc_health: plc_health.clone(),
+        store: store.clone(),
+    });
+
+    // Separate tokens so that shutdown can proceed stage by stage.
+    let poll_token = CancellationToken::new();
+    let process_token = CancellationToken::new();
+    let publish_token = CancellationToken::new();
+
+    let mut pollers = JoinSet::new();
+    for (index, plc_config) in config.plcs.iter().enumerate() {
+        let span = tracing::info_span!("plc", device = %plc_config.id);
+        pollers.spawn(
+            poller::run(
+                index,
+                plc_config.clone(),
+                plans[index].clone(),
+                sample_tx.clone(),
+                plc_health.clone(),
+                poll_token.clone(),
+            )
+            .instrument(span),
+        );
+    }
+    drop(sample_tx);
+
+    let mut processor_task = tokio::spawn(processor::run(
+        processor,
+        sample_rx,
+        store.clone(),
+        Outputs {
+            outbox_notify: outbox_notify.clone(),
+            live_tx,
+            view_tx,
+            publisher_stats: publisher_stats.clone(),
+            plc_health: plc_health.clone(),
+        },
+        process_token.clone(),
+    ));
+
+    let status_topic = payload::status_topic(&identity);
+    let online = serde_json::to_vec(&payload::status_payload(&identity, "online", None))
+        .expect("JSON values always serialise");
+    let offline = serde_json::to_vec(&payload::status_payload(&identity, "offline", None))
+        .expect("JSON values always serialise");
+    let mut publisher_config = PublisherConfig::new(
+        config.mqtt.host.clone(),
+        config.mqtt.port,
+        config.mqtt.client_id.clone(),
+        status_topic,
+        online,
+        offline,
+    );
+    publisher_config.keep_alive = config.mqtt.keep_alive;
+    publisher_config.max_inflight = config.mqtt.max_inflight;
+    publisher_config.connect_timeout = config.mqtt.connect_timeout;
+    let mut publisher_task = tokio::spawn(
+        publisher::run(
+            publisher_config,
+            store.clone(),
+            outbox_notify,
+            live_rx,
+            publisher_stats,
+            publish_token.clone(),
+        )
+        .instrument(tracing::info_span!("mqtt")),
+    );
+
+    info!(
+        plcs = config.plcs.len(),
+        machines = config.machines.len(),
+        broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
+        "Agent running."
+    );
+
+    // Wait for the stop signal or for any task to end on its own (which is a failure).
+    let mut failure: Option<anyhow::Error> = None;
+    tokio::select! {
+        _ = shutdown.cancelled() => info!("Stopping."),
+        Some(result) = pollers.join_next() => failure = Some(task_failure("poller", result)),
+        result = &mut processor_task => failure = Some(task_failure("processor", result)),
+        result = &mut publisher_task => failure = Some(task_failure("publisher", result)),
+    }
+    if let Some(error) = &failure {
+        error!(error = format!("{error:#}"), "A task stopped; shutting down.");
+    }
+
+    let drain = async {
+        poll_token.cancel();
+        while pollers.join_next().await.is_some() {}
+        process_token.cancel();
+        if !processor_task.is_finished() {
+            if let Err(error) = (&mut processor_task).await {
+                warn!(%error, "Processor task failed during shutdown.");
+            }
+        }
+        publish_token.cancel();
+        if !publisher_task.is_finished() {
+            if let Err(error) = (&mut publisher_task).await {
+                warn!(%error, "Publisher task failed during shutdown.");
+            }
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, drain).await.is_err() {
+        warn!(deadline = ?SHUTDOWN_DEADLINE, "Shutdown deadline passed; abandoning stragglers.");
+        processor_task.abort();
+        publisher_task.abort();
+    }
+    store.close().await;
+    info!("Stopped.");
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+fn task_failure(
+    name: &str,
+    result: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match result {
+        Ok(Ok(())) => anyhow::anyhow!("{name} task ended unexpectedly"),
+        Ok(Err(error)) => error.context(format!("{name} task failed")),
+        Err(error) => anyhow::Error::new(error).context(format!("{name} task panicked")),
+    }
+}

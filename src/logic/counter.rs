@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Millis;
+
 /// What to do when a counter goes down and it is not a wrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,4 +27,556 @@ pub struct CounterConfig {
     pub on_decrease: OnDecrease,
     /// Design rate in units per second, for the plausibility guard.
     pub design_rate: Option<f64>,
+}
+
+/// Longest Δt the plausibility guard scales with: `W = 2 · p · min(T_MAX, Δt)` (1 h, in ms).
+pub const PLAUSIBILITY_T_MAX_MS: i64 = 3_600_000;
+
+/// Smallest plausibility window in units: a single unit per poll is never quarantined, however
+/// low the design rate or short the poll interval.
+pub const PLAUSIBILITY_FLOOR: f64 = 2.0;
+
+/// Smallest wrap window without a design rate, in units; the floor is `max(16, modulus / 64)`.
+pub const WRAP_FLOOR_MIN: f64 = 16.0;
+
+/// Half-life of the observed maximum rate (10 min, in seconds): the wrap window follows the
+/// channel's recent pace, not its all-time peak.
+pub const RATE_HALF_LIFE_S: f64 = 600.0;
+
+/// The outcome of one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// First value ever seen; delta 0.
+    Baseline,
+    /// Same or higher value; delta = new − old.
+    Normal,
+    /// Rolled over the modulus; delta = new + modulus − old.
+    Wrap,
+    /// Went down (not a wrap, not a glitch); delta = new value.
+    Reset,
+    /// The sample after a held zero came back at or above the value before the zero; delta =
+    /// new − before, the zero was a glitch.
+    GlitchZero,
+    /// Dropped to exactly 0; held for one poll, delta 0, the next sample decides.
+    HeldZero,
+    /// Went down with `on_decrease = ignore`; delta 0, the new value is the baseline.
+    IgnoredDecrease,
+    /// Delta at or above the plausibility window; `delta` is the amount, which is not counted.
+    Rejected,
+}
+
+impl StepKind {
+    /// Whether callers add the step's delta to production (everything but `Rejected`).
+    pub fn is_counted(self) -> bool {
+        self != StepKind::Rejected
+    }
+
+    /// The rollup flag this outcome raises, if any ("wrap", "reset", "glitch_zero", "rejected").
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            StepKind::Wrap => Some("wrap"),
+            StepKind::Reset | StepKind::IgnoredDecrease => Some("reset"),
+            StepKind::GlitchZero => Some("glitch_zero"),
+            StepKind::Rejected => Some("rejected"),
+            StepKind::Baseline | StepKind::Normal | StepKind::HeldZero => None,
+        }
+    }
+
+    /// The snake_case name, as serialized (for the persisted delta log).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Baseline => "baseline",
+            StepKind::Normal => "normal",
+            StepKind::Wrap => "wrap",
+            StepKind::Reset => "reset",
+            StepKind::GlitchZero => "glitch_zero",
+            StepKind::HeldZero => "held_zero",
+            StepKind::IgnoredDecrease => "ignored_decrease",
+            StepKind::Rejected => "rejected",
+        }
+    }
+}
+
+/// One sample's result: what happened and how much was produced over `[t_from, t_to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterStep {
+    /// What happened.
+    pub kind: StepKind,
+    /// Units produced (for `Rejected`: the implausible amount, not to be counted).
+    pub delta: u64,
+    /// Time of the previous accepted sample (for `GlitchZero`: the sample before the zero).
+    pub t_from: Millis,
+    /// Time of this sample.
+    pub t_to: Millis,
+    /// The raw value of this sample.
+    pub raw: u64,
+}
+
+/// The value and time before a drop to zero that is being held for one poll.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct HeldZero {
+    before: u64,
+    before_at: Millis,
+}
+
+/// Per-channel memory between samples; persisted as JSON (the "baseline", DESIGN invariant 3).
+///
+/// `Default` is a channel that has never been sampled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CounterState {
+    /// Last accepted raw value (0 while a zero is held); `None` before the first sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<u64>,
+    /// Time of `last`.
+    #[serde(default)]
+    at: Millis,
+    /// Set while a drop to 0 is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    held: Option<HeldZero>,
+    /// Decaying maximum of delta / Δt in thousandths of a unit per second; an integer so the
+    /// JSON round trip is exact and a restored state steps exactly like the live one.
+    #[serde(default)]
+    rate_milli: u64,
+}
+
+/// `modulus` as the counter arithmetic reads it: 0 and `u64::MAX` both mean 2^64 (a u64 range).
+fn effective_modulus(cfg: &CounterConfig) -> u128 {
+    match cfg.modulus {
+        0 | u64::MAX => 1u128 << 64,
+        modulus => u128::from(modulus),
+    }
+}
+
+fn seconds_between(from: Millis, to: Millis) -> f64 {
+    (to.saturating_sub(from)).max(0) as f64 / 1000.0
+}
+
+impl CounterState {
+    /// The last accepted raw value, `None` before the first sample.
+    pub fn last_raw(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// Time of the last accepted sample.
+    pub fn last_at(&self) -> Millis {
+        self.at
+    }
+
+    /// The observed recent maximum rate in units per second (decaying, DESIGN §5 wrap window).
+    pub fn recent_rate(&self) -> f64 {
+        self.rate_milli as f64 / 1000.0
+    }
+
+    /// The plausibility window for `dt_s` seconds with design rate `rate`, in units.
+    fn plausibility_window(rate: f64, dt_s: f64) -> f64 {
+        let capped = dt_s.min(PLAUSIBILITY_T_MAX_MS as f64 / 1000.0);
+        (2.0 * rate * capped).max(PLAUSIBILITY_FLOOR)
+    }
+
+    /// The wrap window `W` for a gap of `dt_s` seconds (DESIGN §5).
+    ///
+    /// With a design rate it is the plausibility window. Without, it is
+    /// `max(2 × recent max rate × Δt, max(16, modulus / 64))`.
+    fn wrap_window(&self, cfg: &CounterConfig, modulus: u128, dt_s: f64) -> f64 {
+        match cfg.design_rate {
+            Some(rate) => Self::plausibility_window(rate, dt_s),
+            None => {
+                let floor = WRAP_FLOOR_MIN.max(modulus as f64 / 64.0);
+                (2.0 * self.recent_rate() * dt_s).max(floor)
+            }
+        }
+    }
+
+    /// Folds a counted delta over `dt_s` seconds into the decaying maximum rate.
+    fn observe_rate(&mut self, delta: u64, dt_s: f64) {
+        if dt_s > 0.0 {
+            let decayed = self.recent_rate() * 0.5f64.powf(dt_s / RATE_HALF_LIFE_S);
+            let rate = decayed.max(delta as f64 / dt_s);
+            // Saturating float-to-int conversion; rounding keeps a steady rate steady.
+            self.rate_milli = (rate * 1000.0).round() as u64;
+        }
+    }
+
+    /// Turns one raw sample into a step (DESIGN §5) and moves the baseline to `raw`.
+    ///
+    /// A sample older than the previous one is treated as taken at the previous sample's time.
+    pub fn step(&mut self, cfg: &CounterConfig, raw: u64, at: Millis) -> CounterStep {
+        let Some(old) = self.last else {
+            *self = CounterState {
+                last: Some(raw),
+                at,
+                held: None,
+                rate_milli: self.rate_milli,
+            };
+            return CounterStep {
+                kind: StepKind::Baseline,
+                delta: 0,
+                t_from: at,
+                t_to: at,
+                raw,
+            };
+        };
+        let at = at.max(self.at);
+        let (kind, delta, t_from) = match self.held.take() {
+            Some(held) => self.after_held_zero(cfg, held, raw),
+            None => self.after_value(cfg, old, raw, at),
+        };
+        let (kind, delta) = self.guard(cfg, kind, delta, t_from, at);
+        if kind == StepKind::HeldZero {
+            self.held = Some(HeldZero {
+                before: old,
+                before_at: self.at,
+            });
+        }
+        if matches!(
+            kind,
+            StepKind::Normal | StepKind::Wrap | StepKind::GlitchZero
+        ) {
+            self.observe_rate(delta, seconds_between(t_from, at));
+        }
+        self.last = Some(raw);
+        self.at = at;
+        CounterStep {
+            kind,
+            delta,
+            t_from,
+            t_to: at,
+            raw,
+        }
+    }
+
+    /// Classifies a sample that follows an ordinary accepted value.
+    fn after_value(
+        &self,
+        cfg: &CounterConfig,
+        old: u64,
+        raw: u64,
+        at: Millis,
+    ) -> (StepKind, u64, Millis) {
+        if raw >= old {
+            return (StepKind::Normal, raw - old, self.at);
+        }
+        let modulus = effective_modulus(cfg);
+        let (old_wide, raw_wide) = (u128::from(old), u128::from(raw));
+        if cfg.wrap && old_wide < modulus && raw_wide < modulus {
+            let window = self.wrap_window(cfg, modulus, seconds_between(self.at, at));
+            let to_modulus = modulus - old_wide;
+            if to_modulus as f64 <= window && raw as f64 <= window {
+                // raw < old < modulus, so raw + modulus − old < modulus ≤ 2^64.
+                let delta = u64::try_from(raw_wide + to_modulus)
+                    .expect("a wrap delta is below the modulus, which is at most 2^64");
+                return (StepKind::Wrap, delta, self.at);
+            }
+        }
+        if raw == 0 {
+            return (StepKind::HeldZero, 0, self.at);
+        }
+        self.decrease(cfg, raw)
+    }
+
+    /// Classifies the sample after a held zero: a glitch if it is back at or above the value
+    /// before the zero, otherwise the zero was a real reset.
+    fn after_held_zero(
+        &self,
+        cfg: &CounterConfig,
+        held: HeldZero,
+        raw: u64,
+    ) -> (StepKind, u64, Millis) {
+        if raw >= held.before {
+            (StepKind::GlitchZero, raw - held.before, held.before_at)
+        } else {
+            self.decrease(cfg, raw)
+        }
+    }
+
+    fn decrease(&self, cfg: &CounterConfig, raw: u64) -> (StepKind, u64, Millis) {
+        match cfg.on_decrease {
+            OnDecrease::Reset => (StepKind::Reset, raw, self.at),
+            OnDecrease::Ignore => (StepKind::IgnoredDecrease, 0, self.at),
+        }
+    }
+
+    /// Plausibility guard: with a design rate, a counted delta `>= W` is `Rejected`.
+    fn guard(
+        &self,
+        cfg: &CounterConfig,
+        kind: StepKind,
+        delta: u64,
+        t_from: Millis,
+        at: Millis,
+    ) -> (StepKind, u64) {
+        match cfg.design_rate {
+            Some(rate) if delta > 0 => {
+                let window = Self::plausibility_window(rate, seconds_between(t_from, at));
+                if delta as f64 >= window {
+                    (StepKind::Rejected, delta)
+                } else {
+                    (kind, delta)
+                }
+            }
+            _ => (kind, delta),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config(modulus: u64) -> CounterConfig {
+        CounterConfig {
+            modulus,
+            wrap: true,
+            on_decrease: OnDecrease::Reset,
+            design_rate: None,
+        }
+    }
+
+    /// Feeds `raws` one second apart and returns the steps.
+    fn run(cfg: &CounterConfig, raws: &[u64]) -> Vec<CounterStep> {
+        let mut state = CounterState::default();
+        raws.iter()
+            .enumerate()
+            .map(|(i, &raw)| state.step(cfg, raw, 1_000 * i as i64))
+            .collect()
+    }
+
+    fn kinds_and_deltas(steps: &[CounterStep]) -> Vec<(StepKind, u64)> {
+        steps.iter().map(|step| (step.kind, step.delta)).collect()
+    }
+
+    fn counted(steps: &[CounterStep]) -> u64 {
+        steps
+            .iter()
+            .filter(|step| step.kind.is_counted())
+            .map(|step| step.delta)
+            .sum()
+    }
+
+    #[test]
+    fn given_design_example_1_2_8_10_0_4_when_reset_handling_then_total_is_13() {
+        let steps = run(&config(1 << 32), &[1, 2, 8, 10, 0, 4]);
+        use StepKind::*;
+        assert_eq!(
+            kinds_and_deltas(&steps),
+            vec![
+                (Baseline, 0),
+                (Normal, 1),
+                (Normal, 6),
+                (Normal, 2),
+                (HeldZero, 0),
+                (Reset, 4)
+            ]
+        );
+        assert_eq!(counted(&steps), 13);
+    }
+
+    #[test]
+    fn given_modulus_10000_when_9900_then_100_then_wrap_of_200() {
+        let steps = run(&config(10_000), &[9_900, 100]);
+        assert_eq!(kinds_and_deltas(&steps)[1], (StepKind::Wrap, 200));
+    }
+
+    #[test]
+    fn given_16_bit_counter_when_65535_then_0_then_3_then_plus_1_and_plus_3() {
+        let steps = run(&config(1 << 16), &[65_535, 0, 3]);
+        assert_eq!(
+            kinds_and_deltas(&steps)[1..],
+            [(StepKind::Wrap, 1), (StepKind::Normal, 3)]
+        );
+    }
+
+    #[test]
+    fn given_drop_to_zero_when_next_value_is_low_then_reset_counts_the_new_value() {
+        let steps = run(&config(1 << 16), &[1_000, 0, 10]);
+        assert_eq!(
+            kinds_and_deltas(&steps)[1..],
+            [(StepKind::HeldZero, 0), (StepKind::Reset, 10)]
+        );
+        assert_eq!((steps[2].t_from, steps[2].t_to), (1_000, 2_000));
+    }
+
+    #[test]
+    fn given_drop_to_zero_when_next_value_is_back_above_then_glitch_counts_the_difference() {
+        let steps = run(&config(1 << 16), &[1_000, 0, 1_002]);
+        assert_eq!(
+            kinds_and_deltas(&steps)[1..],
+            [(StepKind::HeldZero, 0), (StepKind::GlitchZero, 2)]
+        );
+        // The zero was not real: the glitch delta covers the time since the sample before it.
+        assert_eq!((steps[2].t_from, steps[2].t_to), (0, 2_000));
+    }
+
+    #[test]
+    fn given_counter_at_3_billion_when_it_drops_to_5_then_reset_not_wrap() {
+        let steps = run(&config(1 << 32), &[2_999_999_950, 3_000_000_000, 5]);
+        assert_eq!(kinds_and_deltas(&steps)[2], (StepKind::Reset, 5));
+    }
+
+    #[test]
+    fn given_counter_running_50_per_second_when_it_passes_2_pow_32_then_wrap_and_steady_deltas() {
+        let start = (1u64 << 32) - 230;
+        let raws: Vec<u64> = (0..10).map(|i| (start + 50 * i) % (1 << 32)).collect();
+        let steps = run(&config(1 << 32), &raws);
+        assert_eq!(steps.iter().filter(|s| s.kind == StepKind::Wrap).count(), 1);
+        assert!(steps[1..]
+            .iter()
+            .all(|s| s.delta == 50 && s.kind.is_counted()));
+    }
+
+    #[test]
+    fn given_fast_16_bit_counter_when_it_wraps_beyond_the_floor_then_the_observed_rate_widens_w() {
+        // 2000/s: 65536 − 64000 = 1536 exceeds the floor (1024) but is within 2 × 2000 × 1 s.
+        let steps = run(&config(1 << 16), &[60_000, 62_000, 64_000, 464]);
+        assert_eq!(kinds_and_deltas(&steps)[3], (StepKind::Wrap, 2_000));
+        // A fresh channel with no observed rate reads the same drop as a reset.
+        let fresh = run(&config(1 << 16), &[64_000, 464]);
+        assert_eq!(fresh[1].kind, StepKind::Reset);
+    }
+
+    #[test]
+    fn given_wrap_disabled_when_counter_rolls_over_then_zero_is_held_and_read_as_reset() {
+        let cfg = CounterConfig {
+            wrap: false,
+            ..config(1 << 16)
+        };
+        let steps = run(&cfg, &[65_535, 0, 3]);
+        assert_eq!(
+            kinds_and_deltas(&steps)[1..],
+            [(StepKind::HeldZero, 0), (StepKind::Reset, 3)]
+        );
+    }
+
+    #[test]
+    fn given_on_decrease_ignore_when_counter_drops_then_nothing_counted_and_new_baseline() {
+        let cfg = CounterConfig {
+            on_decrease: OnDecrease::Ignore,
+            ..config(1 << 32)
+        };
+        let steps = run(&cfg, &[100, 50, 60, 0, 5, 15]);
+        use StepKind::*;
+        assert_eq!(
+            kinds_and_deltas(&steps),
+            vec![
+                (Baseline, 0),
+                (IgnoredDecrease, 0),
+                (Normal, 10),
+                (HeldZero, 0),
+                (IgnoredDecrease, 0),
+                (Normal, 10)
+            ]
+        );
+    }
+
+    #[test]
+    fn given_design_rate_when_a_delta_is_implausible_then_rejected_and_not_recounted() {
+        let cfg = CounterConfig {
+            design_rate: Some(10.0),
+            ..config(1 << 32)
+        };
+        // 1 s polls at 10/s: W = 20.
+        let steps = run(&cfg, &[100, 110, 200, 210]);
+        use StepKind::*;
+        assert_eq!(
+            kinds_and_deltas(&steps),
+            vec![(Baseline, 0), (Normal, 10), (Rejected, 90), (Normal, 10)]
+        );
+        assert_eq!(counted(&steps), 20);
+        // Δt is capped at one hour: after 3 h away, W = 2 × 10 × 3600 = 72 000.
+        let mut state = CounterState::default();
+        state.step(&cfg, 0, 0);
+        assert_eq!(state.step(&cfg, 71_999, 3 * 3_600_000).kind, Normal);
+        assert_eq!(
+            state.step(&cfg, 71_999 + 72_000, 6 * 3_600_000).kind,
+            Rejected
+        );
+    }
+
+    #[test]
+    fn given_low_design_rate_when_one_unit_arrives_then_it_is_never_rejected() {
+        let cfg = CounterConfig {
+            design_rate: Some(0.1),
+            ..config(1 << 16)
+        };
+        let steps = run(&cfg, &[7, 8, 8, 9]);
+        assert!(steps.iter().all(|s| s.kind != StepKind::Rejected));
+    }
+
+    #[test]
+    fn given_timestamps_when_stepping_then_t_from_is_the_previous_accepted_sample() {
+        let cfg = config(1 << 32);
+        let mut state = CounterState::default();
+        let first = state.step(&cfg, 10, 5_000);
+        assert_eq!(
+            (first.kind, first.t_from, first.t_to),
+            (StepKind::Baseline, 5_000, 5_000)
+        );
+        let second = state.step(&cfg, 12, 9_000);
+        assert_eq!((second.t_from, second.t_to, second.raw), (5_000, 9_000, 12));
+        // A sample stamped earlier than the previous one is read at the previous time.
+        let third = state.step(&cfg, 13, 8_000);
+        assert_eq!((third.t_from, third.t_to, third.delta), (9_000, 9_000, 1));
+    }
+
+    #[test]
+    fn given_state_persisted_mid_sequence_when_restored_then_future_steps_are_identical() {
+        let cfg = config(1 << 16);
+        let raws = [60_000u64, 62_000, 64_000, 0, 464, 0, 5, 10, 65_530, 0, 70];
+        for cut in 0..raws.len() {
+            let mut live = CounterState::default();
+            for (i, &raw) in raws[..cut].iter().enumerate() {
+                live.step(&cfg, raw, 1_000 * i as i64);
+            }
+            let json = serde_json::to_string(&live).unwrap();
+            let mut restored: CounterState = serde_json::from_str(&json).unwrap();
+            assert_eq!(restored, live, "cut {cut}: {json}");
+            for (i, &raw) in raws.iter().enumerate().skip(cut) {
+                let at = 1_000 * i as i64;
+                assert_eq!(
+                    restored.step(&cfg, raw, at),
+                    live.step(&cfg, raw, at),
+                    "cut {cut}"
+                );
+            }
+        }
+        assert_eq!(
+            serde_json::to_string(&CounterState::default()).unwrap(),
+            r#"{"at":0,"rate_milli":0}"#
+        );
+    }
+
+    #[test]
+    fn given_u64_counter_when_modulus_is_full_range_then_wrap_arithmetic_does_not_overflow() {
+        for modulus in [0, u64::MAX] {
+            let steps = run(&config(modulus), &[u64::MAX - 5, 3]);
+            assert_eq!(kinds_and_deltas(&steps)[1], (StepKind::Wrap, 9));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn counted_deltas_equal_true_increments_across_random_wraps(
+            modulus in prop::sample::select(vec![1u64 << 16, 10_000, 1 << 32, 1 << 31]),
+            start_fraction in 0.0f64..1.0,
+            increments in prop::collection::vec(0u64..100, 1..400),
+            gaps in prop::collection::vec(500i64..3_000, 400),
+        ) {
+            let cfg = config(modulus);
+            let mut state = CounterState::default();
+            let mut truth = (start_fraction * modulus as f64) as u64 % modulus;
+            let mut at = 0;
+            state.step(&cfg, truth, at);
+            let mut total = 0;
+            for (increment, gap) in increments.iter().zip(&gaps) {
+                truth = (truth + increment) % modulus;
+                at += gap;
+                let step = state.step(&cfg, truth, at);
+                prop_assert!(matches!(step.kind, StepKind::Normal | StepKind::Wrap), "{:?}", step);
+                total += step.delta;
+            }
+            prop_assert_eq!(total, increments.iter().sum::<u64>());
+        }
+    }
 }

@@ -1,1 +1,810 @@
-//! (in progress)
+//! MQTT topic names and JSON payloads (DESIGN §9); every topic string of the crate is built here.
+//! Payloads match the JSON Schemas in `schemas/`. Durable payloads (rollup, event) are built without
+//! `seq` and `db_epoch`: the store adds those when it enqueues the row. Pure: no I/O, no clock reads.
+
+use jiff::tz::{Offset, TimeZone};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::kpi::Kpis;
+use super::rollup::{MachineState, WindowRecord, WindowStatus};
+use super::Millis;
+
+/// Schema tag of a closed window (final or restated).
+pub const ROLLUP_SCHEMA: &str = "shopfloor.rollup/1";
+/// Schema tag of the retained live message of one machine.
+pub const LIVE_SCHEMA: &str = "shopfloor.live/1";
+/// Schema tag of the gateway's online/offline status.
+pub const STATUS_SCHEMA: &str = "shopfloor.status/1";
+/// Schema tag of the gateway's periodic health report.
+pub const HEALTH_SCHEMA: &str = "shopfloor.health/1";
+/// Schema tag of a machine event.
+pub const EVENT_SCHEMA: &str = "shopfloor.event/1";
+
+/// Event kind: time or counts were lost (failed polls, overflow drops).
+pub const EVENT_GAP: &str = "gap";
+/// Event kind: a counter wrapped, reset, glitched or was quarantined.
+pub const EVENT_COUNTER_ANOMALY: &str = "counter_anomaly";
+/// Event kind: a PLC connection came up.
+pub const EVENT_DEVICE_UP: &str = "device_up";
+/// Event kind: a PLC connection went down.
+pub const EVENT_DEVICE_DOWN: &str = "device_down";
+/// Event kind: defect-reason deltas.
+pub const EVENT_DEFECTS: &str = "defects";
+/// Event kind: the machine changed state (stop, restart).
+pub const EVENT_STATE: &str = "state";
+
+/// Number of hex characters of a `msg_id` (the first 128 bits of a SHA-256).
+pub const MSG_ID_HEX_LEN: usize = 32;
+
+/// Who publishes: the topic prefix, site and gateway, plus the versions every payload carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// First topic level, e.g. "shopfloor".
+    pub prefix: String,
+    /// Site id (second topic level).
+    pub site: String,
+    /// Gateway id.
+    pub gateway: String,
+    /// The agent's version (Cargo package version).
+    pub agent_version: String,
+    /// Hash of the effective configuration.
+    pub config_hash: String,
+}
+
+/// One PLC connection's health as reported on the health topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    /// PLC id from the configuration.
+    pub plc: String,
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// Failed polls since the last success.
+    pub consecutive_failures: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Round-trip time of the last successful request.
+    pub rtt_ms: Option<f64>,
+}
+
+/// True when `segment` can be used as one MQTT topic level (non-empty, no `/`, `+`, `#`, NUL, no leading `$`).
+pub fn valid_topic_segment(segment: &str) -> bool {
+    !segment.is_empty() && !segment.starts_with('$') && !segment.contains(['/', '+', '#', '\0'])
+}
+
+/// `{prefix}/{site}/{line}/{machine}/rollup/{period}`: closed windows, QoS 1, durable.
+pub fn rollup_topic(id: &Identity, line: &str, machine: &str, period: &str) -> String {
+    format!("{}/rollup/{period}", machine_base(id, line, machine))
+}
+
+/// `{prefix}/{site}/{line}/{machine}/live`: open windows, QoS 1, retained.
+pub fn live_topic(id: &Identity, line: &str, machine: &str) -> String {
+    format!("{}/live", machine_base(id, line, machine))
+}
+
+/// `{prefix}/{site}/{line}/{machine}/event`: gaps, anomalies, defects, QoS 1, durable.
+pub fn event_topic(id: &Identity, line: &str, machine: &str) -> String {
+    format!("{}/event", machine_base(id, line, machine))
+}
+
+/// `{prefix}/{site}/_gateway/{gateway}/status`: online/offline (the last will), retained.
+pub fn status_topic(id: &Identity) -> String {
+    format!("{}/status", gateway_base(id))
+}
+
+/// `{prefix}/{site}/_gateway/{gateway}/health`: periodic health, retained.
+pub fn health_topic(id: &Identity) -> String {
+    format!("{}/health", gateway_base(id))
+}
+
+fn machine_base(id: &Identity, line: &str, machine: &str) -> String {
+    format!("{}/{}/{line}/{machine}", id.prefix, id.site)
+}
+
+fn gateway_base(id: &Identity) -> String {
+    format!("{}/{}/_gateway/{}", id.prefix, id.site, id.gateway)
+}
+
+/// Idempotency key of a rollup: the same window and revision always give the same id.
+pub fn msg_id(
+    site: &str,
+    gateway: Option<&str>,
+    machine: &str,
+    period: &str,
+    start: Millis,
+    revision: u32,
+) -> String {
+    let mut id = ContentId::new(ROLLUP_SCHEMA);
+    id.field(site.as_bytes());
+    match gateway {
+        Some(gateway) => {
+            id.field(b"gateway");
+            id.field(gateway.as_bytes());
+        }
+        None => id.field(b"no_gateway"),
+    }
+    id.field(machine.as_bytes());
+    id.field(period.as_bytes());
+    id.field(&start.to_be_bytes());
+    id.field(&revision.to_be_bytes());
+    id.finish()
+}
+
+/// Length-prefixed SHA-256 over the fields, so no two field lists share an encoding.
+struct ContentId(Sha256);
+
+impl ContentId {
+    fn new(schema: &str) -> ContentId {
+        let mut id = ContentId(Sha256::new());
+        id.field(schema.as_bytes());
+        id
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        self.0.update((bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+    }
+
+    fn finish(self) -> String {
+        let mut hex = hex::encode(self.0.finalize());
+        hex.truncate(MSG_ID_HEX_LEN);
+        hex
+    }
+}
+
+/// RFC 3339 with the zone's offset at that instant, e.g. `2026-11-28T09:00:00+09:00`.
+/// Instants outside jiff's range (±9999 years) saturate at its limits.
+fn rfc3339(at: Millis, tz: &TimeZone) -> String {
+    let timestamp = Timestamp::from_millisecond(at).unwrap_or(if at < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    timestamp
+        .display_with_offset(tz.to_offset(timestamp))
+        .to_string()
+}
+
+fn rfc3339_utc(at: Millis) -> String {
+    rfc3339(at, &TimeZone::fixed(Offset::UTC))
+}
+
+fn status_name(status: WindowStatus) -> &'static str {
+    match status {
+        WindowStatus::Open => "open",
+        WindowStatus::Final => "final",
+        WindowStatus::Restated => "restated",
+    }
+}
+
+fn state_name(state: MachineState) -> &'static str {
+    match state {
+        MachineState::Running => "running",
+        MachineState::PlannedStop => "planned_stop",
+        MachineState::UnplannedStop => "unplanned_stop",
+        MachineState::Unknown => "unknown",
+    }
+}
+
+/// `{period, start, end}` plus the window's times, counts, KPIs, targets, nulls and flags.
+fn window_fields(record: &WindowRecord, kpis: &Kpis, tz: &TimeZone) -> Map<String, Value> {
+    let sums = &record.sums;
+    let basis = &kpis.basis;
+    let kpi: Map<String, Value> = kpis
+        .values
+        .iter()
+        .map(|(name, value)| (name.to_string(), json!(value)))
+        .collect();
+    let targets: Map<String, Value> = kpis
+        .targets
+        .iter()
+        .map(|(name, figures)| {
+            let figures = json!({
+                "baseline": figures.baseline,
+                "target": figures.target,
+                "attainment": figures.attainment,
+                "attainment_ratio": figures.attainment_ratio,
+                "improvement": figures.improvement,
+            });
+            (name.to_string(), figures)
+        })
+        .collect();
+    let nulls: Map<String, Value> = kpis
+        .nulls
+        .iter()
+        .map(|(key, reason)| (key.to_string(), json!(reason)))
+        .collect();
+    let mut flags: Vec<&str> = sums.flags.iter().map(String::as_str).collect();
+    flags.extend(kpis.flags.iter().copied());
+    flags.sort_unstable();
+    flags.dedup();
+
+    let mut fields = Map::new();
+    fields.insert(
+        "window".into(),
+        json!({
+            "period": record.period,
+            "start": rfc3339(record.start, tz),
+            "end": rfc3339(record.end, tz),
+        }),
+    );
+    fields.insert("status".into(), json!(status_name(record.status)));
+    fields.insert("revision".into(), json!(record.revision));
+    fields.insert(
+        "times_ms".into(),
+        json!({
+            "planned": basis.planned_ms,
+            "running": sums.running_ms,
+            "planned_stop": sums.planned_stop_ms,
+            "unplanned_stop": sums.unplanned_stop_ms,
+            "unknown": sums.unknown_ms,
+        }),
+    );
+    fields.insert(
+        "counts".into(),
+        json!({
+            "produced": sums.produced,
+            "good": basis.good,
+            "defective": sums.defective,
+            "by_reason": sums.by_reason,
+        }),
+    );
+    fields.insert(
+        "out_of_plan".into(),
+        json!({
+            "produced": basis.out_of_plan_produced,
+            "good": basis.out_of_plan_good,
+        }),
+    );
+    fields.insert("kpi".into(), Value::Object(kpi));
+    fields.insert("targets".into(), Value::Object(targets));
+    fields.insert("nulls".into(), Value::Object(nulls));
+    fields.insert("flags".into(), json!(flags));
+    fields
+}
+
+/// The rollup of a closed window (status "final" or "restated"), without `seq` and `db_epoch`.
+pub fn rollup_payload(
+    id: &Identity,
+    line: &str,
+    record: &WindowRecord,
+    kpis: &Kpis,
+    tz: &TimeZone,
+) -> Value {
+    let mut body = Map::new();
+    body.insert("schema".into(), json!(ROLLUP_SCHEMA));
+    body.insert(
+        "msg_id".into(),
+        json!(msg_id(
+            &id.site,
+            Some(&id.gateway),
+            &record.machine,
+            &record.period,
+            record.start,
+            record.revision,
+        )),
+    );
+    body.insert("site".into(), json!(id.site));
+    body.insert("line".into(), json!(line));
+    body.insert("machine".into(), json!(record.machine));
+    body.insert("gateway".into(), json!(id.gateway));
+    body.extend(window_fields(record, kpis, tz));
+    insert_versions(&mut body, id);
+    Value::Object(body)
+}
+
+/// The retained live message of one machine: its current state and every open window.
+pub fn live_payload(
+    id: &Identity,
+    line: &str,
+    machine: &str,
+    state: Option<MachineState>,
+    windows: &[(&WindowRecord, &Kpis)],
+    at: Millis,
+    tz: &TimeZone,
+) -> Value {
+    let mut content = ContentId::new(LIVE_SCHEMA);
+    content.field(id.site.as_bytes());
+    content.field(id.gateway.as_bytes());
+    content.field(machine.as_bytes());
+    content.field(&at.to_be_bytes());
+    let windows: Vec<Value> = windows
+        .iter()
+        .map(|(record, kpis)| Value::Object(window_fields(record, kpis, tz)))
+        .collect();
+    let mut body = Map::new();
+    body.insert("schema".into(), json!(LIVE_SCHEMA));
+    body.insert("msg_id".into(), json!(content.finish()));
+    body.insert("site".into(), json!(id.site));
+    body.insert("line".into(), json!(line));
+    body.insert("machine".into(), json!(machine));
+    body.insert("gateway".into(), json!(id.gateway));
+    body.insert("at".into(), json!(rfc3339(at, tz)));
+    body.insert("state".into(), json!(state.map(state_name)));
+    body.insert("windows".into(), Value::Array(windows));
+    insert_versions(&mut body, id);
+    Value::Object(body)
+}
+
+/// The gateway status ("online" or "offline"); `at` is `None` for the last will, set at connect time.
+pub fn status_payload(id: &Identity, state: &str, at: Option<Millis>) -> Value {
+    let mut content = ContentId::new(STATUS_SCHEMA);
+    content.field(id.site.as_bytes());
+    content.field(id.gateway.as_bytes());
+    content.field(state.as_bytes());
+    match at {
+        Some(at) => content.field(&at.to_be_bytes()),
+        None => content.field(b""),
+    }
+    let mut body = Map::new();
+    body.insert("schema".into(), json!(STATUS_SCHEMA));
+    body.insert("msg_id".into(), json!(content.finish()));
+    body.insert("site".into(), json!(id.site));
+    body.insert("gateway".into(), json!(id.gateway));
+    body.insert("state".into(), json!(state));
+    body.insert("at".into(), json!(at.map(rfc3339_utc)));
+    insert_versions(&mut body, id);
+    Value::Object(body)
+}
+
+/// The gateway's health: outbox backlog, drops and one entry per PLC connection.
+pub fn health_payload(
+    id: &Identity,
+    at: Millis,
+    backlog_rows: u64,
+    backlog_bytes: u64,
+    oldest_unsent_age_ms: Option<i64>,
+    drops: u64,
+    devices: Vec<DeviceHealth>,
+) -> Value {
+    let mut content = ContentId::new(HEALTH_SCHEMA);
+    content.field(id.site.as_bytes());
+    content.field(id.gateway.as_bytes());
+    content.field(&at.to_be_bytes());
+    let devices: Vec<Value> = devices
+        .into_iter()
+        .map(|device| {
+            json!({
+                "plc": device.plc,
+                "up": device.up,
+                "consecutive_failures": device.consecutive_failures,
+                "last_error": device.last_error,
+                "rtt_ms": device.rtt_ms,
+            })
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("schema".into(), json!(HEALTH_SCHEMA));
+    body.insert("msg_id".into(), json!(content.finish()));
+    body.insert("site".into(), json!(id.site));
+    body.insert("gateway".into(), json!(id.gateway));
+    body.insert("at".into(), json!(rfc3339_utc(at)));
+    body.insert(
+        "backlog".into(),
+        json!({
+            "rows": backlog_rows,
+            "bytes": backlog_bytes,
+            "oldest_unsent_age_ms": oldest_unsent_age_ms,
+        }),
+    );
+    body.insert("drops".into(), json!(drops));
+    body.insert("devices".into(), Value::Array(devices));
+    insert_versions(&mut body, id);
+    Value::Object(body)
+}
+
+/// A machine event (see the `EVENT_*` kinds), without `seq` and `db_epoch`.
+/// Its `msg_id` derives from site, gateway, machine, kind, time and detail, so a re-derived event keeps its id.
+pub fn event_payload(
+    id: &Identity,
+    line: &str,
+    machine: &str,
+    kind: &str,
+    at: Millis,
+    detail: Value,
+) -> Value {
+    let mut content = ContentId::new(EVENT_SCHEMA);
+    content.field(id.site.as_bytes());
+    content.field(id.gateway.as_bytes());
+    content.field(machine.as_bytes());
+    content.field(kind.as_bytes());
+    content.field(&at.to_be_bytes());
+    content.field(detail.to_string().as_bytes());
+    let mut body = Map::new();
+    body.insert("schema".into(), json!(EVENT_SCHEMA));
+    body.insert("msg_id".into(), json!(content.finish()));
+    body.insert("site".into(), json!(id.site));
+    body.insert("line".into(), json!(line));
+    body.insert("machine".into(), json!(machine));
+    body.insert("gateway".into(), json!(id.gateway));
+    body.insert("kind".into(), json!(kind));
+    body.insert("at".into(), json!(rfc3339_utc(at)));
+    body.insert("detail".into(), detail);
+    insert_versions(&mut body, id);
+    Value::Object(body)
+}
+
+fn insert_versions(body: &mut Map<String, Value>, id: &Identity) {
+    body.insert("agent_version".into(), json!(id.agent_version));
+    body.insert("config_hash".into(), json!(id.config_hash));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::logic::kpi::{compute, Target, Targets};
+    use crate::logic::rollup::WindowSums;
+
+    const ROLLUP: &str = include_str!("../../schemas/rollup.schema.json");
+    const LIVE: &str = include_str!("../../schemas/live.schema.json");
+    const STATUS: &str = include_str!("../../schemas/status.schema.json");
+    const HEALTH: &str = include_str!("../../schemas/health.schema.json");
+    const EVENT: &str = include_str!("../../schemas/event.schema.json");
+
+    /// 2026-11-28T09:00:00+09:00.
+    const NINE_AM_SEOUL: Millis = 1_795_824_000_000;
+    const MINUTE: Millis = 60_000;
+
+    fn identity() -> Identity {
+        Identity {
+            prefix: "shopfloor".into(),
+            site: "changwon-1".into(),
+            gateway: "gw-01".into(),
+            agent_version: "0.1.0".into(),
+            config_hash: "5f2c0d9a".into(),
+        }
+    }
+
+    fn seoul() -> TimeZone {
+        TimeZone::get("Asia/Seoul").unwrap()
+    }
+
+    fn targets() -> Targets {
+        Targets {
+            productivity: Some(Target {
+                baseline: 40.0,
+                target: 50.0,
+            }),
+            defect_rate: Some(Target {
+                baseline: 0.05,
+                target: 0.0,
+            }),
+        }
+    }
+
+    fn record(status: WindowStatus, revision: u32) -> WindowRecord {
+        WindowRecord {
+            machine: "press-3".into(),
+            period: "15m".into(),
+            start: NINE_AM_SEOUL,
+            end: NINE_AM_SEOUL + 15 * MINUTE,
+            sums: WindowSums {
+                produced: 212,
+                defective: 4,
+                by_reason: BTreeMap::from([("burr".into(), 3), ("crack".into(), 1)]),
+                running_ms: 12 * MINUTE,
+                planned_stop_ms: MINUTE,
+                unplanned_stop_ms: 90_000,
+                unknown_ms: 30_000,
+                flags: BTreeSet::from(["estimated".to_string(), "gap".to_string()]),
+            },
+            status,
+            revision,
+            dirty: false,
+        }
+    }
+
+    fn validate(schema_text: &str, instance: &Value) -> Vec<String> {
+        let schema: Value = serde_json::from_str(schema_text).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        validator
+            .iter_errors(instance)
+            .map(|error| format!("{} at {}", error, error.instance_path))
+            .collect()
+    }
+
+    fn as_stored(mut body: Value, seq: i64) -> Value {
+        body["seq"] = json!(seq);
+        body["db_epoch"] = json!("3b1f9c7e2a6d4e10");
+        body
+    }
+
+    #[test]
+    fn given_identity_when_topics_built_then_they_follow_the_design_tree() {
+        let id = identity();
+
+        assert_eq!(
+            rollup_topic(&id, "line-a", "press-3", "15m"),
+            "shopfloor/changwon-1/line-a/press-3/rollup/15m"
+        );
+        assert_eq!(
+            live_topic(&id, "line-a", "press-3"),
+            "shopfloor/changwon-1/line-a/press-3/live"
+        );
+        assert_eq!(
+            event_topic(&id, "line-a", "press-3"),
+            "shopfloor/changwon-1/line-a/press-3/event"
+        );
+        assert_eq!(
+            status_topic(&id),
+            "shopfloor/changwon-1/_gateway/gw-01/status"
+        );
+        assert_eq!(
+            health_topic(&id),
+            "shopfloor/changwon-1/_gateway/gw-01/health"
+        );
+    }
+
+    #[test]
+    fn given_segments_when_checked_then_wildcards_separators_and_dollar_are_rejected() {
+        assert!(valid_topic_segment("press-3"));
+        for bad in ["", "a/b", "a+", "#", "$SYS", "nul\0"] {
+            assert!(!valid_topic_segment(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn given_same_window_and_revision_when_msg_id_derived_twice_then_ids_are_equal() {
+        let first = msg_id("s", Some("gw"), "m", "1m", NINE_AM_SEOUL, 0);
+        let second = msg_id("s", Some("gw"), "m", "1m", NINE_AM_SEOUL, 0);
+
+        assert_eq!(first, second);
+        assert_eq!(first.len(), MSG_ID_HEX_LEN);
+        assert!(first
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn given_any_identity_field_changed_when_msg_id_derived_then_id_changes() {
+        let base = msg_id("s", Some("gw"), "m", "1m", NINE_AM_SEOUL, 0);
+        let variants = [
+            msg_id("s2", Some("gw"), "m", "1m", NINE_AM_SEOUL, 0),
+            msg_id("s", Some("gw2"), "m", "1m", NINE_AM_SEOUL, 0),
+            msg_id("s", None, "m", "1m", NINE_AM_SEOUL, 0),
+            msg_id("s", Some("gw"), "m2", "1m", NINE_AM_SEOUL, 0),
+            msg_id("s", Some("gw"), "m", "15m", NINE_AM_SEOUL, 0),
+            msg_id("s", Some("gw"), "m", "1m", NINE_AM_SEOUL + MINUTE, 0),
+            msg_id("s", Some("gw"), "m", "1m", NINE_AM_SEOUL, 1),
+            // Shifting bytes between fields must not collide.
+            msg_id("s", Some("g"), "wm", "1m", NINE_AM_SEOUL, 0),
+        ];
+        let distinct: BTreeSet<&String> = variants.iter().chain([&base]).collect();
+        assert_eq!(distinct.len(), variants.len() + 1);
+    }
+
+    #[test]
+    fn given_final_window_when_rollup_built_then_fields_match_design_and_schema() {
+        // Given a final 15m window in Seoul.
+        let window = record(WindowStatus::Final, 0);
+        let kpis = compute(&window.sums, Some(3_000), &targets());
+
+        // When
+        let body = rollup_payload(&identity(), "line-a", &window, &kpis, &seoul());
+
+        // Then the builder leaves seq/db_epoch to the store...
+        assert!(body.get("seq").is_none() && body.get("db_epoch").is_none());
+        // ...and with them added the payload satisfies the schema.
+        let stored = as_stored(body, 42);
+        assert_eq!(validate(ROLLUP, &stored), Vec::<String>::new());
+        assert_eq!(stored["schema"], "shopfloor.rollup/1");
+        assert_eq!(
+            stored["msg_id"],
+            msg_id(
+                "changwon-1",
+                Some("gw-01"),
+                "press-3",
+                "15m",
+                NINE_AM_SEOUL,
+                0
+            )
+        );
+        assert_eq!(stored["window"]["start"], "2026-11-28T09:00:00+09:00");
+        assert_eq!(stored["window"]["end"], "2026-11-28T09:15:00+09:00");
+        assert_eq!(stored["status"], "final");
+        assert_eq!(stored["times_ms"]["planned"], 15 * MINUTE);
+        assert_eq!(stored["counts"]["good"], 208);
+        assert_eq!(stored["counts"]["by_reason"]["burr"], 3);
+        assert_eq!(stored["out_of_plan"]["produced"], 0);
+        assert_eq!(stored["kpi"]["availability"], 0.8);
+        assert_eq!(stored["targets"]["defect_rate"]["baseline"], 0.05);
+        assert_eq!(stored["nulls"], json!({}));
+        assert_eq!(stored["flags"], json!(["estimated", "gap"]));
+        assert_eq!(stored["agent_version"], "0.1.0");
+    }
+
+    #[test]
+    fn given_empty_restated_window_when_rollup_built_then_null_kpis_and_reasons_validate() {
+        // Given a restated window with no time and no counts, replayed by the publisher.
+        let mut window = record(WindowStatus::Restated, 2);
+        window.sums = WindowSums::default();
+        let kpis = compute(&window.sums, None, &targets());
+
+        // When
+        let mut stored = as_stored(
+            rollup_payload(&identity(), "line-a", &window, &kpis, &seoul()),
+            7,
+        );
+        stored["replayed"] = json!(true);
+
+        // Then
+        assert_eq!(validate(ROLLUP, &stored), Vec::<String>::new());
+        assert_eq!(stored["status"], "restated");
+        assert_eq!(stored["revision"], 2);
+        assert_eq!(stored["kpi"]["oee"], Value::Null);
+        assert_eq!(stored["nulls"]["oee"], "no_planned_time");
+        assert_eq!(stored["nulls"]["defect_rate.attainment"], "no_production");
+        assert_eq!(stored["targets"]["productivity"]["attainment"], Value::Null);
+    }
+
+    #[test]
+    fn given_rollup_missing_a_required_field_when_validated_then_schema_rejects_it() {
+        let window = record(WindowStatus::Final, 0);
+        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let body = rollup_payload(&identity(), "line-a", &window, &kpis, &seoul());
+
+        // Without the store's seq/db_epoch the payload is not publishable.
+        assert!(!validate(ROLLUP, &body).is_empty());
+
+        let mut stored = as_stored(body, 1);
+        stored["kpi"].as_object_mut().unwrap().remove("oee");
+        assert!(!validate(ROLLUP, &stored).is_empty());
+    }
+
+    #[test]
+    fn given_rollup_with_wrong_status_or_extra_field_when_validated_then_schema_rejects_it() {
+        let window = record(WindowStatus::Final, 0);
+        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let stored = as_stored(
+            rollup_payload(&identity(), "line-a", &window, &kpis, &seoul()),
+            1,
+        );
+
+        let mut open = stored.clone();
+        open["status"] = json!("open");
+        let mut final_revised = stored.clone();
+        final_revised["revision"] = json!(1);
+        let mut extra = stored.clone();
+        extra["surprise"] = json!(1);
+        let mut unknown_reason = stored;
+        unknown_reason["nulls"]["oee"] = json!("because");
+
+        for bad in [open, final_revised, extra, unknown_reason] {
+            assert!(!validate(ROLLUP, &bad).is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn given_open_windows_when_live_built_then_it_validates_against_live_schema() {
+        // Given an open 15m and 1h window.
+        let quarter = record(WindowStatus::Open, 0);
+        let mut hour = record(WindowStatus::Open, 0);
+        hour.period = "1h".into();
+        hour.end = NINE_AM_SEOUL + 60 * MINUTE;
+        let quarter_kpis = compute(&quarter.sums, Some(3_000), &targets());
+        let hour_kpis = compute(&hour.sums, Some(3_000), &Targets::default());
+
+        // When
+        let body = live_payload(
+            &identity(),
+            "line-a",
+            "press-3",
+            Some(MachineState::UnplannedStop),
+            &[(&quarter, &quarter_kpis), (&hour, &hour_kpis)],
+            NINE_AM_SEOUL + 14 * MINUTE + 1_250,
+            &seoul(),
+        );
+
+        // Then
+        assert_eq!(validate(LIVE, &body), Vec::<String>::new());
+        assert_eq!(body["state"], "unplanned_stop");
+        assert_eq!(body["at"], "2026-11-28T09:14:01.25+09:00");
+        assert_eq!(body["windows"][1]["window"]["period"], "1h");
+        assert_eq!(body["windows"][0]["status"], "open");
+
+        let mut no_state = body;
+        no_state["state"] = Value::Null;
+        assert_eq!(validate(LIVE, &no_state), Vec::<String>::new());
+        no_state["windows"][0]["status"] = json!("final");
+        assert!(!validate(LIVE, &no_state).is_empty());
+    }
+
+    #[test]
+    fn given_online_and_last_will_when_status_built_then_both_validate() {
+        let online = status_payload(&identity(), "online", Some(NINE_AM_SEOUL));
+        let offline = status_payload(&identity(), "offline", None);
+
+        assert_eq!(validate(STATUS, &online), Vec::<String>::new());
+        assert_eq!(validate(STATUS, &offline), Vec::<String>::new());
+        assert_eq!(online["at"], "2026-11-28T00:00:00+00:00");
+        assert_eq!(offline["at"], Value::Null);
+        assert_ne!(online["msg_id"], offline["msg_id"]);
+        assert!(!validate(STATUS, &status_payload(&identity(), "sleeping", None)).is_empty());
+    }
+
+    #[test]
+    fn given_backlog_and_devices_when_health_built_then_it_validates() {
+        let devices = vec![
+            DeviceHealth {
+                plc: "plc-1".into(),
+                up: true,
+                consecutive_failures: 0,
+                last_error: None,
+                rtt_ms: Some(3.4),
+            },
+            DeviceHealth {
+                plc: "plc-2".into(),
+                up: false,
+                consecutive_failures: 17,
+                last_error: Some("connect timed out after 1s".into()),
+                rtt_ms: None,
+            },
+        ];
+
+        let body = health_payload(
+            &identity(),
+            NINE_AM_SEOUL,
+            1_204,
+            3_100_000,
+            Some(95_000),
+            3,
+            devices,
+        );
+
+        assert_eq!(validate(HEALTH, &body), Vec::<String>::new());
+        assert_eq!(body["backlog"]["rows"], 1_204);
+        assert_eq!(
+            body["devices"][1]["last_error"],
+            "connect timed out after 1s"
+        );
+        let empty = health_payload(&identity(), NINE_AM_SEOUL, 0, 0, None, 0, Vec::new());
+        assert_eq!(validate(HEALTH, &empty), Vec::<String>::new());
+        let mut missing = empty;
+        missing.as_object_mut().unwrap().remove("drops");
+        assert!(!validate(HEALTH, &missing).is_empty());
+    }
+
+    #[test]
+    fn given_gap_event_when_built_and_stored_then_it_validates_and_id_is_stable() {
+        let detail = json!({"from": "2026-11-28T08:59:00+09:00", "to": "2026-11-28T09:00:30+09:00",
+                            "cause": "poll_failed"});
+        let build = || {
+            event_payload(
+                &identity(),
+                "line-a",
+                "press-3",
+                EVENT_GAP,
+                NINE_AM_SEOUL,
+                detail.clone(),
+            )
+        };
+
+        let body = build();
+
+        assert_eq!(body["msg_id"], build()["msg_id"]);
+        assert!(
+            !validate(EVENT, &body).is_empty(),
+            "seq/db_epoch are required"
+        );
+        let stored = as_stored(body, 9);
+        assert_eq!(validate(EVENT, &stored), Vec::<String>::new());
+        assert_eq!(stored["kind"], "gap");
+        assert_eq!(stored["detail"]["cause"], "poll_failed");
+    }
+
+    #[test]
+    fn given_every_schema_file_when_checked_then_it_is_a_valid_draft_2020_12_schema() {
+        for text in [ROLLUP, LIVE, STATUS, HEALTH, EVENT] {
+            let schema: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                schema["$schema"],
+                "https://json-schema.org/draft/2020-12/schema"
+            );
+            assert!(jsonschema::meta::is_valid(&schema));
+        }
+    }
+}

@@ -1,1 +1,537 @@
-//! (in progress)
+//! Window arithmetic: periods, local-clock alignment, proportional splitting, RFC 3339 labels.
+//! Windows are half-open `[start, end)`. A window boundary is an instant whose local wall-clock
+//! time (with the offset in force at that instant) is a whole multiple of the period since local
+//! midnight, so windows follow the local clock across offset changes: at a DST change a 1h window
+//! may last 2h or vanish, and a 24h window is the local day. No shift calendar here (yet).
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+
+/// Milliseconds in a day; a period length must divide it.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Transitions looked at before giving up on finding a boundary (never reached with real zones).
+const MAX_TRANSITION_STEPS: usize = 16;
+
+/// A fixed-length window period aligned to the local clock ("1m", "15m", "1h", "30s", ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Period {
+    /// The name used in topics and payloads.
+    pub name: String,
+    /// Length in ms; divides a day, so local midnight is always a boundary.
+    pub length_ms: i64,
+}
+
+impl Period {
+    /// Parses `"Ns"`, `"Nm"` or `"Nh"` (N a positive integer); the length must divide 24h evenly.
+    pub fn parse(name: &str) -> Result<Period, String> {
+        let trimmed = name.trim();
+        let (number, unit_ms) = match trimmed.char_indices().last() {
+            Some((index, 's')) => (&trimmed[..index], 1_000),
+            Some((index, 'm')) => (&trimmed[..index], 60_000),
+            Some((index, 'h')) => (&trimmed[..index], 3_600_000),
+            _ => {
+                return Err(format!(
+                    "period {name:?} must look like \"30s\", \"15m\" or \"1h\""
+                ))
+            }
+        };
+        let count: i64 = number
+            .parse()
+            .ok()
+            .filter(|count| *count > 0 && number.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("period {name:?} must start with a positive whole number"))?;
+        let length_ms = count
+            .checked_mul(unit_ms)
+            .filter(|length| *length <= DAY_MS && DAY_MS % length == 0)
+            .ok_or_else(|| {
+                format!("period {name:?} must divide a day evenly (e.g. 1m, 15m, 1h)")
+            })?;
+        Ok(Period {
+            name: trimmed.to_string(),
+            length_ms,
+        })
+    }
+}
+
+impl TryFrom<String> for Period {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Period::parse(&name)
+    }
+}
+
+impl From<Period> for String {
+    fn from(period: Period) -> String {
+        period.name
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Converts to a jiff timestamp, clamping to jiff's supported range (years −9999..=9999).
+fn timestamp(at: Millis) -> Timestamp {
+    let clamped = at.clamp(
+        Timestamp::MIN.as_millisecond(),
+        Timestamp::MAX.as_millisecond(),
+    );
+    Timestamp::from_millisecond(clamped).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// The UTC offset in force at `at`, in ms.
+fn offset_ms(at: Millis, tz: &TimeZone) -> i64 {
+    i64::from(tz.to_offset(timestamp(at)).seconds()) * 1000
+}
+
+/// The latest offset transition at or before `at`, if any.
+fn transition_at_or_before(at: Millis, tz: &TimeZone) -> Option<Millis> {
+    // `preceding` is strict; transitions fall on whole seconds, so `at + 1` ms makes it inclusive.
+    tz.preceding(timestamp(at.saturating_add(1)))
+        .next()
+        .map(|transition| transition.timestamp().as_millisecond())
+}
+
+/// The earliest offset transition strictly after `at`, if any.
+fn transition_after(at: Millis, tz: &TimeZone) -> Option<Millis> {
+    tz.following(timestamp(at))
+        .next()
+        .map(|transition| transition.timestamp().as_millisecond())
+}
+
+/// Whether the local wall-clock time at `at` is a whole multiple of the period.
+fn is_boundary(period: &Period, at: Millis, tz: &TimeZone) -> bool {
+    (at + offset_ms(at, tz)).rem_euclid(period.length_ms) == 0
+}
+
+/// Start of the window containing `at`: the latest boundary `<= at`.
+pub fn window_start(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
+    let length = period.length_ms.max(1);
+    let mut probe = at;
+    let mut candidate = at;
+    for _ in 0..MAX_TRANSITION_STEPS {
+        let offset = offset_ms(probe, tz);
+        candidate = (probe + offset).div_euclid(length) * length - offset;
+        match transition_at_or_before(probe, tz) {
+            // The candidate lies in the same constant-offset segment as `probe`: a true boundary.
+            None => return candidate,
+            Some(segment_start) if candidate >= segment_start => return candidate,
+            // No boundary since the last transition: keep looking in the previous segment.
+            Some(segment_start) => probe = segment_start - 1,
+        }
+    }
+    candidate
+}
+
+/// End of the window containing `at`: the earliest boundary `> at`.
+pub fn window_end(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
+    let length = period.length_ms.max(1);
+    let mut probe = at;
+    let mut candidate = at + length;
+    for _ in 0..MAX_TRANSITION_STEPS {
+        let offset = offset_ms(probe, tz);
+        candidate = (probe + offset).div_euclid(length) * length + length - offset;
+        match transition_after(probe, tz) {
+            None => return candidate,
+            Some(segment_end) if candidate < segment_end => return candidate,
+            Some(segment_end) if is_boundary(period, segment_end, tz) => return segment_end,
+            Some(segment_end) => probe = segment_end,
+        }
+    }
+    candidate
+}
+
+/// The windows `[start, end)` that overlap the half-open interval `[t_from, t_to)`, in order.
+///
+/// An empty or reversed interval (`t_from >= t_to`) yields the one window containing `t_to`.
+pub fn windows_overlapping(
+    period: &Period,
+    t_from: Millis,
+    t_to: Millis,
+    tz: &TimeZone,
+) -> Vec<(Millis, Millis)> {
+    if t_from >= t_to {
+        let start = window_start(period, t_to, tz);
+        return vec![(start, window_end(period, start, tz))];
+    }
+    let mut windows = Vec::new();
+    let mut start = window_start(period, t_from, tz);
+    while start < t_to {
+        let end = window_end(period, start, tz);
+        windows.push((start, end));
+        start = end;
+    }
+    windows
+}
+
+/// Splits `amount` over the windows `[t_from, t_to)` overlaps, in proportion to the overlap time.
+///
+/// Largest remainder method: every window gets the floor of its exact share, and the units left
+/// over go to the largest fractional remainders, ties to the earlier window. The parts always sum
+/// to `amount`. Windows whose part is 0 are left out. When `t_from >= t_to`, everything goes to
+/// the window containing `t_to`. Returns `(window start, part)` in time order.
+pub fn split_proportional(
+    amount: u64,
+    t_from: Millis,
+    t_to: Millis,
+    period: &Period,
+    tz: &TimeZone,
+) -> Vec<(Millis, u64)> {
+    if amount == 0 {
+        return Vec::new();
+    }
+    let windows = windows_overlapping(period, t_from, t_to, tz);
+    if t_from >= t_to {
+        return windows
+            .into_iter()
+            .map(|(start, _)| (start, amount))
+            .collect();
+    }
+    let weights: Vec<u64> = windows
+        .iter()
+        .map(|&(start, end)| overlap_ms(start, end, t_from, t_to).unsigned_abs())
+        .collect();
+    let parts = largest_remainder(amount, &weights);
+    windows
+        .iter()
+        .zip(parts)
+        .filter(|(_, part)| *part > 0)
+        .map(|(&(start, _), part)| (start, part))
+        .collect()
+}
+
+/// Length of the intersection of `[start, end)` and `[t_from, t_to)`, 0 when they do not meet.
+pub fn overlap_ms(start: Millis, end: Millis, t_from: Millis, t_to: Millis) -> i64 {
+    (end.min(t_to) - start.max(t_from)).max(0)
+}
+
+/// Apportions `amount` to `weights` by largest remainder (ties to the lower index); sums exactly.
+///
+/// With all weights zero the whole amount goes to the first bucket.
+pub fn largest_remainder(amount: u64, weights: &[u64]) -> Vec<u64> {
+    let total: u128 = weights.iter().map(|&weight| u128::from(weight)).sum();
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    if total == 0 {
+        let mut parts = vec![0; weights.len()];
+        parts[0] = amount;
+        return parts;
+    }
+    let mut parts = Vec::with_capacity(weights.len());
+    let mut remainders = Vec::with_capacity(weights.len());
+    let mut assigned: u128 = 0;
+    for (index, &weight) in weights.iter().enumerate() {
+        let exact = u128::from(amount) * u128::from(weight);
+        let part = exact / total;
+        assigned += part;
+        // part <= amount because weight <= total.
+        parts.push(u64::try_from(part).expect("a share never exceeds the amount"));
+        remainders.push((exact % total, index));
+    }
+    // Largest remainder first; equal remainders keep time order (earlier window first).
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let left_over = u128::from(amount) - assigned;
+    for &(_, index) in remainders.iter().take(left_over as usize) {
+        parts[index] += 1;
+    }
+    parts
+}
+
+/// Formats `at` as RFC 3339 with the local offset of `tz`, e.g. `2026-11-28T09:00:00+09:00`.
+///
+/// Fractional seconds appear only when not zero.
+pub fn rfc3339(at: Millis, tz: &TimeZone) -> String {
+    let instant = timestamp(at);
+    instant
+        .display_with_offset(tz.to_offset(instant))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tz(name: &str) -> TimeZone {
+        TimeZone::get(name).unwrap()
+    }
+
+    fn ms(text: &str) -> Millis {
+        text.parse::<Timestamp>().unwrap().as_millisecond()
+    }
+
+    fn period(name: &str) -> Period {
+        Period::parse(name).unwrap()
+    }
+
+    #[test]
+    fn given_period_names_when_parsed_then_lengths_or_errors() {
+        assert_eq!(period("1m").length_ms, 60_000);
+        assert_eq!(period("15m").length_ms, 900_000);
+        assert_eq!(period("1h").length_ms, 3_600_000);
+        assert_eq!(period("5s").length_ms, 5_000);
+        assert_eq!(period("30s").length_ms, 30_000);
+        assert_eq!(period("2m").length_ms, 120_000);
+        assert_eq!(period("24h").length_ms, DAY_MS);
+        assert_eq!(period("1h").name, "1h");
+        for bad in [
+            "", "m", "0m", "7m", "7s", "-1m", "+1m", "1d", "25h", "1.5h", "1 m", "48h",
+        ] {
+            assert!(Period::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn given_utc_when_aligning_then_windows_are_whole_multiples() {
+        let utc = TimeZone::UTC;
+        let at = ms("2026-11-28T09:17:42.500Z");
+        assert_eq!(
+            window_start(&period("1m"), at, &utc),
+            ms("2026-11-28T09:17:00Z")
+        );
+        assert_eq!(
+            window_start(&period("15m"), at, &utc),
+            ms("2026-11-28T09:15:00Z")
+        );
+        assert_eq!(
+            window_end(&period("15m"), at, &utc),
+            ms("2026-11-28T09:30:00Z")
+        );
+        assert_eq!(
+            window_start(&period("1h"), at, &utc),
+            ms("2026-11-28T09:00:00Z")
+        );
+        let boundary = ms("2026-11-28T10:00:00Z");
+        assert_eq!(window_start(&period("1h"), boundary, &utc), boundary);
+        assert_eq!(
+            window_end(&period("1h"), boundary, &utc),
+            ms("2026-11-28T11:00:00Z")
+        );
+    }
+
+    #[test]
+    fn given_half_hour_offset_zone_when_aligning_hours_then_windows_start_at_half_past_utc() {
+        let kolkata = tz("Asia/Kolkata");
+        let at = ms("2026-11-28T09:10:00Z"); // 14:40 local
+        assert_eq!(
+            window_start(&period("1h"), at, &kolkata),
+            ms("2026-11-28T08:30:00Z")
+        );
+        assert_eq!(
+            window_end(&period("1h"), at, &kolkata),
+            ms("2026-11-28T09:30:00Z")
+        );
+        assert_eq!(
+            window_start(&period("24h"), at, &kolkata),
+            ms("2026-11-27T18:30:00Z")
+        );
+        let kathmandu = tz("Asia/Kathmandu"); // +05:45
+        assert_eq!(
+            window_start(&period("1h"), at, &kathmandu),
+            ms("2026-11-28T09:00:00Z") + 15 * 60_000 - 3_600_000
+        );
+    }
+
+    #[test]
+    fn given_dst_changes_when_aligning_then_windows_follow_the_local_clock() {
+        let berlin = tz("Europe/Berlin");
+        let hour = period("1h");
+        // Spring forward 2026-03-29: 02:00 CET → 03:00 CEST at 01:00Z; local 01:00 window is 1h.
+        assert_eq!(
+            window_start(&hour, ms("2026-03-29T00:30:00Z"), &berlin),
+            ms("2026-03-29T00:00:00Z")
+        );
+        assert_eq!(
+            window_end(&hour, ms("2026-03-29T00:30:00Z"), &berlin),
+            ms("2026-03-29T01:00:00Z")
+        );
+        assert_eq!(
+            window_start(&hour, ms("2026-03-29T01:00:00Z"), &berlin),
+            ms("2026-03-29T01:00:00Z")
+        );
+        // Fall back 2026-10-25: local 02:00 happens twice, each is its own 1h window.
+        assert_eq!(
+            window_start(&hour, ms("2026-10-25T00:30:00Z"), &berlin),
+            ms("2026-10-25T00:00:00Z")
+        );
+        assert_eq!(
+            window_start(&hour, ms("2026-10-25T01:30:00Z"), &berlin),
+            ms("2026-10-25T01:00:00Z")
+        );
+        // The local day is 23h in spring and 25h in autumn.
+        let day = period("24h");
+        let spring = ms("2026-03-29T12:00:00Z");
+        assert_eq!(
+            window_start(&day, spring, &berlin),
+            ms("2026-03-28T23:00:00Z")
+        );
+        assert_eq!(
+            window_end(&day, spring, &berlin),
+            ms("2026-03-29T22:00:00Z")
+        );
+        let autumn = ms("2026-10-25T12:00:00Z");
+        assert_eq!(
+            window_start(&day, autumn, &berlin),
+            ms("2026-10-24T22:00:00Z")
+        );
+        assert_eq!(
+            window_end(&day, autumn, &berlin),
+            ms("2026-10-25T23:00:00Z")
+        );
+    }
+
+    #[test]
+    fn given_instants_when_formatted_then_rfc3339_with_local_offset() {
+        let seoul = tz("Asia/Seoul");
+        assert_eq!(
+            rfc3339(ms("2026-11-28T00:00:00Z"), &seoul),
+            "2026-11-28T09:00:00+09:00"
+        );
+        assert_eq!(
+            rfc3339(ms("2026-11-28T00:00:00.250Z"), &TimeZone::UTC),
+            "2026-11-28T00:00:00.25+00:00"
+        );
+        assert_eq!(
+            rfc3339(ms("2026-11-28T09:10:00Z"), &tz("Asia/Kolkata")),
+            "2026-11-28T14:40:00+05:30"
+        );
+    }
+
+    #[test]
+    fn given_delta_straddling_a_boundary_when_split_then_largest_remainder_with_ties_to_earlier() {
+        let minute = period("1m");
+        let utc = TimeZone::UTC;
+        let t0 = ms("2026-11-28T09:00:59Z");
+        // 1 s before and 1 s after the boundary: 3 units → 1.5 / 1.5, tie → earlier gets 2.
+        let parts = split_proportional(3, t0, t0 + 2_000, &minute, &utc);
+        assert_eq!(parts, vec![(t0 - 59_000, 2), (t0 + 1_000, 1)]);
+        // 1 unit over an exact 50/50 split goes to the earlier window only.
+        assert_eq!(
+            split_proportional(1, t0, t0 + 2_000, &minute, &utc),
+            vec![(t0 - 59_000, 1)]
+        );
+        // 10 units, 1 s before and 3 s after: 2.5 / 7.5 → tie on .5 → 3 / 7.
+        assert_eq!(
+            split_proportional(10, t0, t0 + 4_000, &minute, &utc),
+            vec![(t0 - 59_000, 3), (t0 + 1_000, 7)]
+        );
+        // An instant puts all in its own window; an end on a boundary stays in the earlier window.
+        assert_eq!(
+            split_proportional(5, t0 + 1_000, t0 + 1_000, &minute, &utc),
+            vec![(t0 + 1_000, 5)]
+        );
+        assert_eq!(
+            split_proportional(5, t0 - 1_000, t0 + 1_000, &minute, &utc),
+            vec![(t0 - 59_000, 5)]
+        );
+        assert!(split_proportional(0, t0, t0 + 2_000, &minute, &utc).is_empty());
+    }
+
+    fn zone_strategy() -> impl Strategy<Value = TimeZone> {
+        prop::sample::select(vec![
+            "UTC",
+            "Asia/Seoul",
+            "Asia/Kolkata",
+            "Asia/Kathmandu",
+            "Europe/Berlin",
+            "America/St_Johns",
+            "Australia/Lord_Howe",
+            "Pacific/Apia",
+        ])
+        .prop_map(tz)
+    }
+
+    fn period_strategy() -> impl Strategy<Value = Period> {
+        prop::sample::select(vec!["1s", "5s", "30s", "1m", "15m", "1h", "2h", "24h"])
+            .prop_map(period)
+    }
+
+    /// 2000-01-01 .. 2040-01-01 in ms.
+    fn instant() -> impl Strategy<Value = Millis> {
+        946_684_800_000i64..2_208_988_800_000i64
+    }
+
+    proptest! {
+        #[test]
+        fn windows_tile_time_without_gaps_or_overlaps(at in instant(), zone in zone_strategy(), p in period_strategy()) {
+            let start = window_start(&p, at, &zone);
+            let end = window_end(&p, at, &zone);
+            prop_assert!(start <= at && at < end);
+            prop_assert_eq!(window_end(&p, start, &zone), end);
+            prop_assert_eq!(window_start(&p, end - 1, &zone), start);
+            prop_assert_eq!(window_start(&p, end, &zone), end);
+            prop_assert!(is_boundary(&p, start, &zone));
+        }
+
+        #[test]
+        fn windows_tile_time_around_offset_transitions(
+            nth in 0usize..60,
+            shift in -3 * 3_600_000i64..3 * 3_600_000,
+            zone in zone_strategy(),
+            p in period_strategy(),
+        ) {
+            let base = Timestamp::from_second(946_684_800).unwrap();
+            let at = zone.following(base).nth(nth).map_or(base.as_millisecond(), |t| t.timestamp().as_millisecond()) + shift;
+            let start = window_start(&p, at, &zone);
+            let end = window_end(&p, at, &zone);
+            prop_assert!(start <= at && at < end);
+            prop_assert!(is_boundary(&p, start, &zone) && is_boundary(&p, end, &zone));
+            prop_assert_eq!(window_end(&p, start, &zone), end);
+            prop_assert_eq!(window_start(&p, end - 1, &zone), start);
+            prop_assert_eq!(window_start(&p, end, &zone), end);
+        }
+
+        #[test]
+        fn split_conserves_the_amount_inside_the_interval(
+            amount in 0u64..1_000_000,
+            from in instant(),
+            span in 0i64..8 * 3_600_000,
+            zone in zone_strategy(),
+            p in period_strategy(),
+        ) {
+            let to = from + span;
+            let parts = split_proportional(amount, from, to, &p, &zone);
+            prop_assert_eq!(parts.iter().map(|(_, part)| part).sum::<u64>(), amount);
+            for (start, part) in &parts {
+                prop_assert!(*part > 0);
+                let end = window_end(&p, *start, &zone);
+                if from < to {
+                    prop_assert!(overlap_ms(*start, end, from, to) > 0);
+                } else {
+                    prop_assert!(*start <= to && to < end);
+                }
+            }
+            prop_assert!(parts.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        }
+
+        #[test]
+        fn overlaps_of_an_interval_sum_to_its_length(from in instant(), span in 1i64..48 * 3_600_000, zone in zone_strategy(), p in period_strategy()) {
+            let windows = windows_overlapping(&p, from, from + span, &zone);
+            let covered: i64 = windows.iter().map(|&(s, e)| overlap_ms(s, e, from, from + span)).sum();
+            prop_assert_eq!(covered, span);
+        }
+
+        #[test]
+        fn largest_remainder_is_exact_and_close(amount in 0u64..u64::MAX, weights in prop::collection::vec(0u64..1_000_000, 1..20)) {
+            let parts = largest_remainder(amount, &weights);
+            prop_assert_eq!(parts.iter().map(|&p| u128::from(p)).sum::<u128>(), u128::from(amount));
+            let total: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+            if total > 0 {
+                for (part, weight) in parts.iter().zip(&weights) {
+                    let exact = u128::from(amount) * u128::from(*weight);
+                    let floor = exact / total;
+                    prop_assert!(u128::from(*part) == floor || u128::from(*part) == floor + 1);
+                }
+            }
+        }
+    }
+}

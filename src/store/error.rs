@@ -1,0 +1,70 @@
+//! [`StoreError`]: the one error type of the SQLite boundary. `SQLITE_FULL` is classified apart from every other
+//! SQLite failure so callers can apply the overflow policy instead of treating a full quota as a crash.
+
+use std::path::PathBuf;
+
+/// Errors at the SQLite boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file-system operation around the database failed.
+    #[error("store I/O failed at {path}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite reported `SQLITE_FULL`: the byte quota (`max_page_count`) or the disk is exhausted.
+    #[error("store is full (quota or disk exhausted)")]
+    Full(#[source] rusqlite::Error),
+    /// Any other SQLite failure.
+    #[error("SQLite call failed")]
+    Sqlite(#[source] rusqlite::Error),
+    /// A pragma did not take the value the store depends on.
+    #[error("pragma {pragma} is {actual:?}, expected {expected:?}")]
+    PragmaMismatch {
+        /// Pragma name.
+        pragma: &'static str,
+        /// Required value.
+        expected: String,
+        /// Value read back.
+        actual: String,
+    },
+    /// The file was written by a newer agent with more migrations than this one knows.
+    #[error("store schema version {found} is newer than this agent supports ({supported})")]
+    SchemaTooNew {
+        /// `user_version` in the file.
+        found: i64,
+        /// Number of migrations this build knows.
+        supported: i64,
+    },
+    /// A meta value is unreadable.
+    #[error("store meta value {key} is malformed: {value:?}")]
+    BadMeta {
+        /// Meta key.
+        key: &'static str,
+        /// Stored value.
+        value: String,
+    },
+    /// An outbox draft's body is not a JSON object, so `seq` and `db_epoch` cannot be added.
+    #[error("outbox draft for topic {topic} is not a JSON object")]
+    PayloadNotObject {
+        /// Topic of the rejected draft.
+        topic: String,
+    },
+    /// A payload could not be serialized.
+    #[error("outbox payload serialization failed")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Classifies `SQLITE_FULL` as [`StoreError::Full`] so every `?` keeps the quota signal distinct.
+    fn from(error: rusqlite::Error) -> Self {
+        if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            StoreError::Full(error)
+        } else {
+            StoreError::Sqlite(error)
+        }
+    }
+}

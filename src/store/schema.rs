@@ -1,0 +1,185 @@
+//! Schema and connection settings of the store: every SQL statement as a named const, the migration list
+//! applied through `PRAGMA user_version`, and the pragmas that are set and read back at every open.
+//! It does not decide what is written when; that is the job of [`super::Store`].
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts how many have been applied.
+/// Never edit an entry once released: append a new one instead.
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1_INITIAL];
+
+const MIGRATION_1_INITIAL: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE TABLE counter_state (
+    key        TEXT PRIMARY KEY NOT NULL,
+    state      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE windows (
+    key        TEXT PRIMARY KEY NOT NULL,
+    record     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE deltas (
+    id     INTEGER PRIMARY KEY,
+    key    TEXT NOT NULL,
+    kind   TEXT NOT NULL,
+    delta  INTEGER NOT NULL,
+    raw    INTEGER NOT NULL,
+    t_from INTEGER NOT NULL,
+    t_to   INTEGER NOT NULL
+);
+CREATE INDEX deltas_by_t_to ON deltas (t_to);
+CREATE TABLE outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic       TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    enqueued_at INTEGER NOT NULL
+);
+";
+
+/// Meta key of the random per-database-file epoch.
+pub(super) const META_DB_EPOCH: &str = "db_epoch";
+/// Meta key of the creation time of the database file (UTC milliseconds, decimal text).
+pub(super) const META_CREATED_AT: &str = "created_at";
+
+pub(super) const INSERT_META_IF_ABSENT: &str =
+    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING";
+pub(super) const SELECT_META: &str = "SELECT value FROM meta WHERE key = ?1";
+
+pub(super) const UPSERT_COUNTER: &str = "
+INSERT INTO counter_state (key, state, updated_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
+pub(super) const SELECT_COUNTERS: &str = "SELECT key, state FROM counter_state ORDER BY key";
+
+pub(super) const UPSERT_WINDOW: &str = "
+INSERT INTO windows (key, record, updated_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at";
+pub(super) const DELETE_WINDOW: &str = "DELETE FROM windows WHERE key = ?1";
+pub(super) const SELECT_WINDOWS: &str = "SELECT record FROM windows ORDER BY key";
+
+pub(super) const INSERT_DELTA: &str =
+    "INSERT INTO deltas (key, kind, delta, raw, t_from, t_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+pub(super) const SELECT_DELTAS_AFTER: &str = "
+SELECT id, key, kind, delta, raw, t_from, t_to FROM deltas WHERE id > ?1 ORDER BY id LIMIT ?2";
+pub(super) const DELETE_DELTAS_BEFORE: &str = "DELETE FROM deltas WHERE t_to < ?1";
+
+/// The payload is written empty first and filled in once the row's seq is known.
+pub(super) const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (topic, payload, enqueued_at) VALUES (?1, x'', ?2)";
+pub(super) const SET_OUTBOX_PAYLOAD: &str = "UPDATE outbox SET payload = ?2 WHERE seq = ?1";
+pub(super) const SELECT_UNACKED: &str = "
+SELECT seq, topic, payload, enqueued_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+pub(super) const DELETE_OUTBOX_ROW: &str = "DELETE FROM outbox WHERE seq = ?1";
+pub(super) const SELECT_BACKLOG: &str =
+    "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(enqueued_at) FROM outbox";
+/// AUTOINCREMENT keeps the highest seq ever handed out in `sqlite_sequence`, even after the rows are gone.
+pub(super) const SELECT_LAST_SEQ: &str =
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)";
+
+/// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
+pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Upper bound for the WAL file left behind after a checkpoint.
+pub(super) const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+/// SQLite's hard ceiling for `max_page_count`.
+const MAX_PAGE_COUNT_CEILING: u64 = 4_294_967_294;
+
+/// Applies the connection pragmas and reads back the ones durability depends on.
+pub(super) fn apply_pragmas(conn: &Connection, max_bytes: u64) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let journal_mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    expect_pragma("journal_mode", "wal", &journal_mode.to_ascii_lowercase())?;
+    conn.pragma_update(None, "synchronous", 2)?;
+    conn.pragma_update(None, "temp_store", 2)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    let _: i64 = conn.pragma_update_and_check(
+        None,
+        "journal_size_limit",
+        JOURNAL_SIZE_LIMIT_BYTES,
+        |row| row.get(0),
+    )?;
+
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+    let page_size = u64::try_from(page_size).unwrap_or(4096).max(512);
+    let wanted_pages = (max_bytes / page_size).clamp(1, MAX_PAGE_COUNT_CEILING);
+    let granted_pages: i64 =
+        conn.pragma_update_and_check(None, "max_page_count", wanted_pages, |row| row.get(0))?;
+    if u64::try_from(granted_pages).ok() != Some(wanted_pages) {
+        // SQLite never shrinks the limit below the current file size; the store is already over quota.
+        tracing::warn!(
+            wanted_pages,
+            granted_pages,
+            page_size,
+            "Store database is larger than its byte quota."
+        );
+    }
+
+    let journal_mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+    expect_pragma("journal_mode", "wal", &journal_mode.to_ascii_lowercase())?;
+    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
+    expect_pragma("synchronous", "2", &synchronous.to_string())?;
+    let foreign_keys: i64 = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    expect_pragma("foreign_keys", "1", &foreign_keys.to_string())?;
+    Ok(())
+}
+
+fn expect_pragma(pragma: &'static str, expected: &str, actual: &str) -> Result<(), StoreError> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(StoreError::PragmaMismatch {
+            pragma,
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+        })
+    }
+}
+
+/// Brings the schema up to date: each pending migration runs in its own transaction with its version bump.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let supported = i64::try_from(MIGRATIONS.len()).expect("the migration list is tiny");
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "Store schema migrated.");
+    }
+    Ok(())
+}
+
+/// Creates `db_epoch` and `created_at` on first open and returns the values stored in the file.
+pub(super) fn ensure_meta(
+    conn: &mut Connection,
+    now: crate::logic::Millis,
+) -> Result<(String, crate::logic::Millis), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let fresh_epoch = format!("{:016x}", rand::random::<u64>());
+    tx.execute(INSERT_META_IF_ABSENT, (META_DB_EPOCH, &fresh_epoch))?;
+    tx.execute(INSERT_META_IF_ABSENT, (META_CREATED_AT, now.to_string()))?;
+    let epoch = read_meta(&tx, META_DB_EPOCH)?;
+    let created_at = read_meta(&tx, META_CREATED_AT)?;
+    tx.commit()?;
+    let created_at = created_at.parse().map_err(|_| StoreError::BadMeta {
+        key: META_CREATED_AT,
+        value: created_at.clone(),
+    })?;
+    Ok((epoch, created_at))
+}
+
+fn read_meta(conn: &Connection, key: &'static str) -> Result<String, StoreError> {
+    Ok(conn.query_row(SELECT_META, [key], |row| row.get(0))?)
+}
