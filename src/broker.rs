@@ -121,6 +121,10 @@ impl Drop for Broker {
 /// Another process could take the port before the caller binds it; on a test machine that race is rare and
 /// shows up as a clear start-up error rather than a wrong result.
 pub fn free_local_port() -> anyhow::Result<u16> {
+    Ok(free_port_inner()?)
+}
+
+fn free_port_inner() -> Result<u16, BrokerError> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| BrokerError::Io {
             what: "binding 127.0.0.1:0 to find a free port".into(),
@@ -136,10 +140,23 @@ pub fn free_local_port() -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// `port` itself if nothing listens on it yet, a free port for 0. Checking first matters: the start-up probe
+/// below would otherwise mistake whatever already listens there for our broker.
+fn usable_port(port: u16) -> Result<u16, BrokerError> {
+    if port == 0 {
+        return free_port_inner();
+    }
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).map_err(|source| BrokerError::Io {
+        what: format!("port {port} on 127.0.0.1 is not available for a broker"),
+        source,
+    })?;
+    Ok(port)
+}
+
 /// Starts rumqttd (MQTT 3.1.1, no TLS, no websocket) on `127.0.0.1:port` in its own threads; port 0 picks
 /// a free port. Returns once the port accepts TCP connections.
 pub fn start_in_process(port: u16) -> anyhow::Result<Broker> {
-    let port = if port == 0 { free_local_port()? } else { port };
+    let port = usable_port(port)?;
     let listen = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
     let config = in_process_config(listen);
 
@@ -203,7 +220,7 @@ fn in_process_config(listen: SocketAddr) -> rumqttd::Config {
 /// killed when the returned [`Broker`] is dropped.
 pub fn spawn_mosquitto(port: u16) -> anyhow::Result<Broker> {
     let executable = find_mosquitto().ok_or(BrokerError::MosquittoMissing)?;
-    let port = if port == 0 { free_local_port()? } else { port };
+    let port = usable_port(port)?;
     let work_dir = unique_work_dir(port)?;
     let config_path = work_dir.join("mosquitto.conf");
     let log_path = work_dir.join("mosquitto.log");
@@ -330,5 +347,27 @@ fn wait_until_listening(
             });
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_port_already_in_use_when_starting_a_broker_on_it_then_start_fails_instead_of_probing_the_stranger(
+    ) {
+        let stranger = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = stranger.local_addr().unwrap().port();
+        assert!(start_in_process(port).is_err());
+        assert!(spawn_mosquitto(port).is_err());
+    }
+
+    #[test]
+    fn given_port_zero_when_starting_in_process_then_it_listens_on_a_real_port() {
+        let broker = start_in_process(0).unwrap();
+        assert_ne!(broker.port, 0);
+        assert_eq!(broker.kind, BrokerKind::InProcess);
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, broker.port)).is_ok());
     }
 }

@@ -556,6 +556,15 @@ struct RawState {
 // ---------------------------------------------------------------------------------------------
 // Validation: raw → typed, collecting every problem.
 
+/// The register fields shared by counters and the state register.
+struct TagFields<'a> {
+    table: &'a str,
+    address: u32,
+    data_type: &'a str,
+    word_order: Option<&'a str>,
+    byte_swap: bool,
+}
+
 struct Validator<'a> {
     problems: &'a mut Vec<Problem>,
 }
@@ -884,16 +893,14 @@ impl Validator<'_> {
         })
     }
 
-    fn tag(
-        &mut self,
-        path: &str,
-        table: &str,
-        address: u32,
-        data_type: &str,
-        word_order: Option<&str>,
-        byte_swap: bool,
-        unit_id: u8,
-    ) -> Option<TagAddress> {
+    fn tag(&mut self, path: &str, fields: TagFields<'_>, unit_id: u8) -> Option<TagAddress> {
+        let TagFields {
+            table,
+            address,
+            data_type,
+            word_order,
+            byte_swap,
+        } = fields;
         let table = match table {
             "coil" => Some(Table::Coil),
             "discrete" => Some(Table::Discrete),
@@ -958,11 +965,13 @@ impl Validator<'_> {
     fn counter(&mut self, path: &str, raw: &RawTag, unit_id: u8) -> Option<CounterTag> {
         let tag = self.tag(
             path,
-            &raw.table,
-            raw.address,
-            &raw.data_type,
-            raw.word_order.as_deref(),
-            raw.byte_swap,
+            TagFields {
+                table: &raw.table,
+                address: raw.address,
+                data_type: &raw.data_type,
+                word_order: raw.word_order.as_deref(),
+                byte_swap: raw.byte_swap,
+            },
             unit_id,
         )?;
         let type_modulus: u128 = match tag.encoding.data_type {
@@ -1021,11 +1030,13 @@ impl Validator<'_> {
     fn state(&mut self, path: &str, raw: &RawState, unit_id: u8) -> Option<StateTag> {
         let tag = self.tag(
             path,
-            &raw.table,
-            raw.address,
-            &raw.data_type,
-            raw.word_order.as_deref(),
-            raw.byte_swap,
+            TagFields {
+                table: &raw.table,
+                address: raw.address,
+                data_type: &raw.data_type,
+                word_order: raw.word_order.as_deref(),
+                byte_swap: raw.byte_swap,
+            },
             unit_id,
         )?;
         if matches!(tag.encoding.data_type, DataType::F32 | DataType::F64) {

@@ -116,6 +116,13 @@ async fn draw_loop(observers: Observers, shutdown: CancellationToken) {
             _ => "?".into(),
         };
         let stats = &observers.publisher_stats;
+        let (plcs_up, plcs) = {
+            let board = observers
+                .plc_health
+                .lock()
+                .expect("health board lock is never poisoned");
+            (board.iter().filter(|h| h.up).count(), board.len())
+        };
         let mut out = String::new();
         if interactive {
             out.push_str("\x1b[2J\x1b[H");
@@ -130,18 +137,8 @@ async fn draw_loop(observers: Observers, shutdown: CancellationToken) {
             },
             stats.acked.load(Ordering::Relaxed),
             backlog,
-            observers
-                .plc_health
-                .lock()
-                .expect("health board lock is never poisoned")
-                .iter()
-                .filter(|h| h.up)
-                .count(),
-            observers
-                .plc_health
-                .lock()
-                .expect("health board lock is never poisoned")
-                .len(),
+            plcs_up,
+            plcs,
         ));
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(out.as_bytes());

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(if demo_mode {
             tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"))
         } else {
             filter
         })
@@ -155,20 +155,27 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+    wait_for_signal().await;
+    shutdown.cancel();
+    // A second signal means "now": skip the orderly shutdown (the store stays consistent anyway).
+    wait_for_signal().await;
+    eprintln!("second stop signal: exiting immediately");
+    std::process::exit(130);
+}
+
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .expect("a SIGTERM handler can be installed");
         tokio::select! {
-            _ = ctrl_c => {}
+            _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        let _ = tokio::signal::ctrl_c().await;
     }
-    shutdown.cancel();
 }

@@ -20,6 +20,8 @@ use crate::logic::Millis;
 
 /// Largest number of bits in one coil/discrete read.
 const MAX_BITS_PER_REQUEST: u16 = 2000;
+/// A cycle that starts this close to its scheduled instant is stamped with that instant.
+const TICK_SNAP_MS: i64 = 50;
 /// First reconnect delay; doubles up to the PLC's `backoff_max`.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 
@@ -229,16 +231,24 @@ pub async fn run(
             }
         }
         // Cycles are aligned to the clock, so that with a 1 s poll every window boundary gets a poll.
+        let (wait, tick_at) = next_tick(plc_config.poll_interval);
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(until_next_tick(plc_config.poll_interval)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let ctx = connection
             .as_mut()
             .expect("connection was established above");
         seq += 1;
         let mono = Instant::now();
-        let utc = now_millis();
+        // Stamp the cycle with its scheduled instant when the timer fired on time, so a poll
+        // scheduled on a window boundary does not straddle it by a few milliseconds of timer lag.
+        let now = now_millis();
+        let utc = if (now - tick_at).abs() <= TICK_SNAP_MS {
+            tick_at
+        } else {
+            now
+        };
         match poll_once(ctx, &plan, plc_config.timeout).await {
             Ok(readings) => {
                 let rtt = mono.elapsed().as_secs_f64() * 1000.0;
@@ -405,11 +415,12 @@ async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
     }
 }
 
-fn until_next_tick(interval: Duration) -> Duration {
+/// Time to sleep until the next multiple of `interval` on the wall clock, and that instant.
+fn next_tick(interval: Duration) -> (Duration, Millis) {
     let interval_ms = interval.as_millis().max(1) as i64;
     let now = now_millis();
     let next = (now / interval_ms + 1) * interval_ms;
-    Duration::from_millis((next - now) as u64)
+    (Duration::from_millis((next - now) as u64), next)
 }
 
 /// The wall clock in UTC milliseconds; only adapters read it, never `logic`.

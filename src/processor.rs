@@ -114,7 +114,6 @@ impl Pending {
 pub struct Processor {
     config: Arc<Config>,
     identity: Identity,
-    plans: Vec<ReadPlan>,
     machines: Vec<MachineRuntime>,
     /// Window keys persisted in the store, with the time after which they can be forgotten.
     persisted_windows: BTreeMap<String, Millis>,
@@ -126,7 +125,7 @@ impl Processor {
     pub async fn new(
         config: Arc<Config>,
         identity: Identity,
-        plans: Vec<ReadPlan>,
+        plans: &[ReadPlan],
         store: &StoreHandle,
     ) -> anyhow::Result<Processor> {
         let (counters, windows) = store
@@ -212,7 +211,7 @@ impl Processor {
         }
         let mut persisted_windows = BTreeMap::new();
         for record in &records {
-            persisted_windows.insert(window_key(record), record.end + horizon_ms);
+            persisted_windows.insert(record.key(), record.end + horizon_ms);
         }
         info!(
             counters = counters.len(),
@@ -222,7 +221,6 @@ impl Processor {
         Ok(Processor {
             config,
             identity,
-            plans,
             machines,
             persisted_windows,
             pending: Pending::default(),
@@ -383,7 +381,7 @@ impl Processor {
             }
             for acc in &mut machine.windows {
                 for record in acc.touched() {
-                    let key = window_key(&record);
+                    let key = record.key();
                     let json =
                         serde_json::to_string(&record).expect("window record always serialises");
                     self.persisted_windows
@@ -652,27 +650,18 @@ fn apply_step(
     channel: &CounterChannel,
     step: &CounterStep,
 ) {
-    let kind = serde_json::to_value(step.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let kind = step.kind.as_str();
     if step.kind != StepKind::Baseline || pending.deltas.len() < MAX_PENDING_DELTAS {
         pending.deltas.push(DeltaRow {
             key: channel.key.clone(),
-            kind: kind.clone(),
+            kind: kind.to_string(),
             delta: step.delta,
             raw: step.raw,
             t_from: step.t_from,
             t_to: step.t_to,
         });
     }
-    let flag = match step.kind {
-        StepKind::Wrap => Some("wrap"),
-        StepKind::Reset => Some("reset"),
-        StepKind::GlitchZero => Some("glitch_zero"),
-        StepKind::Rejected => Some("rejected"),
-        _ => None,
-    };
+    let flag = step.kind.flag();
     let amount = counted(step);
     if amount > 0 || flag.is_some() {
         for acc in windows.iter_mut() {
@@ -707,9 +696,10 @@ fn apply_step(
 
 /// Units a step adds to the window sums; a quarantined delta adds nothing.
 fn counted(step: &CounterStep) -> u64 {
-    match step.kind {
-        StepKind::Rejected => 0,
-        _ => step.delta,
+    if step.kind.is_counted() {
+        step.delta
+    } else {
+        0
     }
 }
 
@@ -719,10 +709,6 @@ fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
         machine.ideal_cycle_time.map(|d| d.as_millis() as i64),
         &machine.targets,
     )
-}
-
-fn window_key(record: &WindowRecord) -> String {
-    format!("{}|{}|{}", record.machine, record.period, record.start)
 }
 
 fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {
@@ -744,7 +730,5 @@ fn value_as_i64(value: &Value) -> i64 {
 }
 
 fn payload_time(at: Millis, config: &Config) -> String {
-    jiff::Timestamp::from_millisecond(at)
-        .map(|t| t.to_zoned(config.agent.timezone.clone()).to_string())
-        .unwrap_or_default()
+    crate::logic::window::rfc3339(at, &config.agent.timezone)
 }

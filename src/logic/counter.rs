@@ -1,5 +1,8 @@
 //! Raw cumulative counter value → delta, as a `CounterStep` value (DESIGN §5).
 //! Wraps, resets and glitches are values, never errors. No I/O, no clock.
+//! Wrap window W: with a design rate p, the plausibility window max(2·p·min(1 h, Δt), 2 units);
+//! without, max(2 × recent max rate × Δt, max(16, M/64)). `modulus` 0 or `u64::MAX` means 2^64.
+//! No "explicit reset evidence" input exists yet, so a decrease is judged by wrap/zero/reset only.
 
 use serde::{Deserialize, Serialize};
 

@@ -386,7 +386,8 @@ pub fn health_payload(
         json!({
             "rows": backlog_rows,
             "bytes": backlog_bytes,
-            "oldest_unsent_age_ms": oldest_unsent_age_ms,
+            // A stepped-back wall clock can make the age negative; report it as 0.
+            "oldest_unsent_age_ms": oldest_unsent_age_ms.map(|age| age.max(0)),
         }),
     );
     body.insert("drops".into(), json!(drops));

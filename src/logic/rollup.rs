@@ -1,10 +1,19 @@
 //! Deltas and state intervals → per-window sums, and the window lifecycle (open → final → restated).
 //! Pure: the driver passes time in and asks `next_deadline()` when to wake.
+//! Late facts: a fact for a window already past the restatement horizon (end + horizon <= the
+//! latest time seen) is never dropped silently. Its counts go to the oldest window still kept,
+//! which is flagged "late"; its state time cannot be re-homed (it would exceed the window), so it
+//! is discarded, that window is flagged "late", and both are tallied in [`LateTally`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use super::window::{
+    largest_remainder, overlap_ms, split_proportional, window_end, window_start,
+    windows_overlapping, Period,
+};
 use super::Millis;
 
 /// A machine's state as mapped from its state register.
@@ -73,4 +82,877 @@ pub struct WindowRecord {
     pub revision: u32,
     /// Changed since it was last emitted as final/restated.
     pub dirty: bool,
+}
+
+impl WindowSums {
+    /// Planned time: every observed state (no shift calendar yet, so all observed time is planned).
+    pub fn planned_ms(&self) -> i64 {
+        self.running_ms + self.planned_stop_ms + self.unplanned_stop_ms + self.unknown_ms
+    }
+
+    fn add_count(&mut self, channel: &Channel, amount: u64) {
+        match channel {
+            Channel::Produced => self.produced += amount,
+            Channel::Defective => self.defective += amount,
+            Channel::Reason(reason) => *self.by_reason.entry(reason.clone()).or_default() += amount,
+        }
+    }
+
+    fn add_state(&mut self, state: MachineState, ms: i64) {
+        match state {
+            MachineState::Running => self.running_ms += ms,
+            MachineState::PlannedStop => self.planned_stop_ms += ms,
+            MachineState::UnplannedStop => self.unplanned_stop_ms += ms,
+            MachineState::Unknown => self.unknown_ms += ms,
+        }
+    }
+}
+
+impl WindowRecord {
+    /// A stable key for persistence: `machine/period/start`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.machine, self.period, self.start)
+    }
+}
+
+/// Which count a delta adds to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Units produced (good + defective).
+    Produced,
+    /// Defective units.
+    Defective,
+    /// Defective units of one named reason.
+    Reason(String),
+}
+
+/// Facts (or parts of facts) that arrived for time older than the restatement horizon. Amounts
+/// differ per period (a shorter period keeps its oldest window closer to the horizon); each fact
+/// adds the largest amount over the periods.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateTally {
+    /// Facts that were partly or wholly late.
+    pub facts: u64,
+    /// Units (all channels) attributed to time before the horizon; re-homed, not lost.
+    pub units: u64,
+    /// State time before the horizon; discarded.
+    pub state_ms: i64,
+}
+
+/// Flag put on the oldest kept window when a late fact is re-homed or discarded.
+pub const LATE_FLAG: &str = "late";
+/// Flag put on windows that received part of a delta split across a window boundary.
+pub const ESTIMATED_FLAG: &str = "estimated";
+
+/// One machine's windows for every configured period: open ones and recently closed ones.
+///
+/// Windows are created lazily when a fact touches them. Closed windows are kept until
+/// `end + horizon_ms <= now` so that late facts can restate them.
+#[derive(Debug, Clone)]
+pub struct MachineWindows {
+    machine: String,
+    periods: Vec<Period>,
+    grace_ms: i64,
+    horizon_ms: i64,
+    tz: TimeZone,
+    /// Per period (same index as `periods`): records by window start.
+    windows: Vec<BTreeMap<Millis, WindowRecord>>,
+    /// Records changed since the last `touched()`.
+    touched: BTreeSet<(usize, Millis)>,
+    /// Records that `close_due` must look at: open ones and dirty closed ones.
+    due: BTreeSet<(usize, Millis)>,
+    /// Latest time seen (a fact's end or `close_due`'s now); the horizon is measured from it.
+    watermark: Option<Millis>,
+    late: LateTally,
+}
+
+impl MachineWindows {
+    /// An empty accumulator; `grace_ms` applies to every period.
+    pub fn new(
+        machine: String,
+        periods: Vec<Period>,
+        grace_ms: i64,
+        horizon_ms: i64,
+        tz: TimeZone,
+    ) -> Self {
+        let windows = periods.iter().map(|_| BTreeMap::new()).collect();
+        MachineWindows {
+            machine,
+            periods,
+            grace_ms,
+            horizon_ms,
+            tz,
+            windows,
+            touched: BTreeSet::new(),
+            due: BTreeSet::new(),
+            watermark: None,
+            late: LateTally::default(),
+        }
+    }
+
+    /// Reloads persisted records after a restart; records of other machines or periods are ignored.
+    ///
+    /// Restored records are not reported by `touched()` (the store already has them).
+    pub fn restore(&mut self, records: Vec<WindowRecord>) {
+        for record in records {
+            if record.machine != self.machine {
+                continue;
+            }
+            let Some(index) = self.periods.iter().position(|p| p.name == record.period) else {
+                continue;
+            };
+            if record.status == WindowStatus::Open || record.dirty {
+                self.due.insert((index, record.start));
+            }
+            self.windows[index].insert(record.start, record);
+        }
+    }
+
+    /// Adds `amount` of `channel`, produced over `[t_from, t_to)`, to the windows of every period.
+    ///
+    /// An interval straddling a boundary is split by [`split_proportional`] and every window that
+    /// receives a part is flagged "estimated". `flag` goes on every window that receives a part;
+    /// with `amount == 0` it goes on the window containing `t_to`. A reversed interval is read as
+    /// the instant `t_to`.
+    pub fn add_count(
+        &mut self,
+        channel: &Channel,
+        amount: u64,
+        t_from: Millis,
+        t_to: Millis,
+        flag: Option<&str>,
+    ) {
+        let t_from = t_from.min(t_to);
+        self.advance(t_to);
+        if amount == 0 {
+            if let Some(flag) = flag {
+                self.flag(t_to, flag);
+            }
+            return;
+        }
+        let mut most_late = None;
+        for index in 0..self.periods.len() {
+            let period = self.periods[index].clone();
+            let straddles = t_from < t_to
+                && window_start(&period, t_from, &self.tz)
+                    != window_start(&period, t_to - 1, &self.tz);
+            let (kept_from, late_amount, kept_amount) = match self.oldest_kept_start(index) {
+                Some(kept) if t_from < kept => {
+                    if t_to <= kept {
+                        (kept, amount, 0)
+                    } else {
+                        let weights = [
+                            kept.saturating_sub(t_from).unsigned_abs(),
+                            t_to.saturating_sub(kept).unsigned_abs(),
+                        ];
+                        let parts = largest_remainder(amount, &weights);
+                        (kept, parts[0], parts[1])
+                    }
+                }
+                _ => (t_from, 0, amount),
+            };
+            if kept_from > t_from {
+                most_late = most_late.max(Some(late_amount));
+            }
+            if late_amount > 0 {
+                self.apply(index, kept_from, |sums| {
+                    sums.add_count(channel, late_amount);
+                    sums.flags.insert(LATE_FLAG.to_string());
+                    if straddles {
+                        sums.flags.insert(ESTIMATED_FLAG.to_string());
+                    }
+                    if let Some(flag) = flag {
+                        sums.flags.insert(flag.to_string());
+                    }
+                    true
+                });
+            }
+            for (start, part) in split_proportional(kept_amount, kept_from, t_to, &period, &self.tz)
+            {
+                self.apply(index, start, |sums| {
+                    sums.add_count(channel, part);
+                    if straddles {
+                        sums.flags.insert(ESTIMATED_FLAG.to_string());
+                    }
+                    if let Some(flag) = flag {
+                        sums.flags.insert(flag.to_string());
+                    }
+                    true
+                });
+            }
+        }
+        if let Some(units) = most_late {
+            self.late.facts += 1;
+            self.late.units += units;
+        }
+    }
+
+    /// Adds the time `[t_from, t_to)` spent in `state`, split exactly (ms) across windows.
+    pub fn add_state(&mut self, state: MachineState, t_from: Millis, t_to: Millis) {
+        if t_from >= t_to {
+            return;
+        }
+        self.advance(t_to);
+        let mut most_late = None;
+        for index in 0..self.periods.len() {
+            let period = self.periods[index].clone();
+            let mut from = t_from;
+            if let Some(kept) = self.oldest_kept_start(index) {
+                if t_from < kept {
+                    self.apply(index, kept, |sums| sums.flags.insert(LATE_FLAG.to_string()));
+                    from = kept.min(t_to);
+                    most_late = most_late.max(Some(from.saturating_sub(t_from)));
+                }
+            }
+            if from >= t_to {
+                continue;
+            }
+            for (start, end) in windows_overlapping(&period, from, t_to, &self.tz) {
+                let ms = overlap_ms(start, end, from, t_to);
+                if ms > 0 {
+                    self.apply(index, start, |sums| {
+                        sums.add_state(state, ms);
+                        true
+                    });
+                }
+            }
+        }
+        if let Some(discarded) = most_late {
+            self.late.facts += 1;
+            self.late.state_ms += discarded;
+        }
+    }
+
+    /// Puts `flag` on the window containing `at` in every period (the oldest kept one, also
+    /// flagged "late", when `at` is past the horizon).
+    pub fn flag(&mut self, at: Millis, flag: &str) {
+        self.advance(at);
+        for index in 0..self.periods.len() {
+            let start = window_start(&self.periods[index], at, &self.tz);
+            match self.oldest_kept_start(index) {
+                Some(kept) if start < kept => self.apply(index, kept, |sums| {
+                    let late = sums.flags.insert(LATE_FLAG.to_string());
+                    sums.flags.insert(flag.to_string()) || late
+                }),
+                _ => self.apply(index, start, |sums| sums.flags.insert(flag.to_string())),
+            }
+        }
+    }
+
+    /// Closes windows whose `end + grace <= now` (status Final, revision 0) and restates closed
+    /// windows changed since they were emitted (status Restated, revision + 1). Returns the
+    /// emitted records in order of end, then period; forgets closed windows with
+    /// `end + horizon <= now`.
+    pub fn close_due(&mut self, now: Millis) -> Vec<WindowRecord> {
+        self.advance(now);
+        let mut emitted = Vec::new();
+        let due: Vec<(usize, Millis)> = self.due.iter().copied().collect();
+        for key in due {
+            let Some(record) = self.windows[key.0].get_mut(&key.1) else {
+                self.due.remove(&key);
+                continue;
+            };
+            if record.end.saturating_add(self.grace_ms) > now {
+                continue;
+            }
+            match record.status {
+                WindowStatus::Open => {
+                    record.status = WindowStatus::Final;
+                    record.revision = 0;
+                }
+                WindowStatus::Final | WindowStatus::Restated => {
+                    record.status = WindowStatus::Restated;
+                    record.revision += 1;
+                }
+            }
+            record.dirty = false;
+            emitted.push((record.end, key.0, record.clone()));
+            self.due.remove(&key);
+            self.touched.insert(key);
+        }
+        for (index, windows) in self.windows.iter_mut().enumerate() {
+            while let Some(entry) = windows.first_entry() {
+                let record = entry.get();
+                let forgettable = record.status != WindowStatus::Open
+                    && !record.dirty
+                    && record.end.saturating_add(self.horizon_ms) <= now;
+                if !forgettable {
+                    break;
+                }
+                let start = record.start;
+                entry.remove();
+                self.touched.remove(&(index, start));
+            }
+        }
+        emitted.sort_by_key(|(end, index, _)| (*end, *index));
+        emitted.into_iter().map(|(_, _, record)| record).collect()
+    }
+
+    /// Every record changed since the last call (open ones included), for the same transaction.
+    pub fn touched(&mut self) -> Vec<WindowRecord> {
+        let keys = std::mem::take(&mut self.touched);
+        keys.into_iter()
+            .filter_map(|(index, start)| self.windows[index].get(&start).cloned())
+            .collect()
+    }
+
+    /// The windows still open, by period then start.
+    pub fn open_windows(&self) -> Vec<&WindowRecord> {
+        self.windows
+            .iter()
+            .flat_map(|windows| windows.values())
+            .filter(|record| record.status == WindowStatus::Open)
+            .collect()
+    }
+
+    /// When `close_due` next has work: the earliest `end + grace` among open windows and closed
+    /// windows awaiting restatement (the latter are already due).
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.due
+            .iter()
+            .filter_map(|(index, start)| self.windows[*index].get(start))
+            .map(|record| record.end.saturating_add(self.grace_ms))
+            .min()
+    }
+
+    /// Facts that arrived for time past the restatement horizon, since this value was created.
+    pub fn late(&self) -> &LateTally {
+        &self.late
+    }
+
+    /// The periods, in configuration order.
+    pub fn periods(&self) -> &[Period] {
+        &self.periods
+    }
+
+    fn advance(&mut self, at: Millis) {
+        self.watermark = Some(self.watermark.map_or(at, |seen| seen.max(at)));
+    }
+
+    /// Instants before this are past the restatement horizon.
+    fn floor(&self) -> Option<Millis> {
+        self.watermark
+            .map(|seen| seen.saturating_sub(self.horizon_ms))
+    }
+
+    /// Start of the oldest window of period `index` still kept (the one containing the floor).
+    fn oldest_kept_start(&self, index: usize) -> Option<Millis> {
+        self.floor()
+            .map(|floor| window_start(&self.periods[index], floor, &self.tz))
+    }
+
+    /// Applies `change` to the sums of a window (created if needed); `change` returns whether
+    /// anything changed. A changed closed window becomes dirty and is due for restatement.
+    fn apply(&mut self, index: usize, start: Millis, change: impl FnOnce(&mut WindowSums) -> bool) {
+        let key = (index, start);
+        let windows = &mut self.windows[index];
+        let record = windows.entry(start).or_insert_with(|| {
+            self.due.insert(key);
+            self.touched.insert(key);
+            WindowRecord {
+                machine: self.machine.clone(),
+                period: self.periods[index].name.clone(),
+                start,
+                end: window_end(&self.periods[index], start, &self.tz),
+                sums: WindowSums::default(),
+                status: WindowStatus::Open,
+                revision: 0,
+                dirty: false,
+            }
+        });
+        if change(&mut record.sums) {
+            if record.status != WindowStatus::Open {
+                record.dirty = true;
+                self.due.insert(key);
+            }
+            self.touched.insert(key);
+        }
+    }
+}
+
+/// Sample-and-hold machine state: a state lasts from its sample until the next sample; after a
+/// failed poll the time is `Unknown` until the next good sample.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateTracker {
+    current: Option<(MachineState, Millis)>,
+}
+
+impl StateTracker {
+    /// A tracker that has seen no sample.
+    pub fn new() -> Self {
+        StateTracker::default()
+    }
+
+    /// Records a sample at `at` (`None` = failed poll) and returns the interval the previous
+    /// sample's state covered, `(state, from, to)`; `None` for the first sample or when no time
+    /// passed. A sample stamped before the previous one replaces its state without emitting.
+    pub fn observe(
+        &mut self,
+        state: Option<MachineState>,
+        at: Millis,
+    ) -> Option<(MachineState, Millis, Millis)> {
+        let state = state.unwrap_or(MachineState::Unknown);
+        match self.current {
+            Some((previous, since)) if at > since => {
+                self.current = Some((state, at));
+                Some((previous, since, at))
+            }
+            Some((_, since)) => {
+                self.current = Some((state, since));
+                None
+            }
+            None => {
+                self.current = Some((state, at));
+                None
+            }
+        }
+    }
+
+    /// Closes the current state's interval at `at` without a new sample (e.g. at shutdown); the
+    /// state goes on from `at`.
+    pub fn flush(&mut self, at: Millis) -> Option<(MachineState, Millis, Millis)> {
+        match self.current {
+            Some((state, since)) if at > since => {
+                self.current = Some((state, at));
+                Some((state, since, at))
+            }
+            _ => None,
+        }
+    }
+
+    /// The held state and since when, if any sample was seen.
+    pub fn current(&self) -> Option<(MachineState, Millis)> {
+        self.current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logic::counter::{CounterConfig, CounterState, OnDecrease};
+    use proptest::prelude::*;
+
+    const MINUTE: Millis = 60_000;
+    const HOUR: Millis = 3_600_000;
+    /// 2026-11-28T00:00:00Z.
+    const T0: Millis = 1_795_824_000_000;
+
+    fn periods(names: &[&str]) -> Vec<Period> {
+        names
+            .iter()
+            .map(|name| Period::parse(name).unwrap())
+            .collect()
+    }
+
+    fn machine(names: &[&str]) -> MachineWindows {
+        MachineWindows::new(
+            "press-01".into(),
+            periods(names),
+            10_000,
+            72 * HOUR,
+            TimeZone::UTC,
+        )
+    }
+
+    fn produced_by_window(records: &[WindowRecord]) -> Vec<(Millis, u64)> {
+        records.iter().map(|r| (r.start, r.sums.produced)).collect()
+    }
+
+    #[test]
+    fn given_delta_inside_one_window_when_added_then_one_open_record_without_flags() {
+        let mut windows = machine(&["1m", "1h"]);
+        windows.add_count(&Channel::Produced, 5, T0 + 1_000, T0 + 2_000, None);
+        let open = windows.open_windows();
+        assert_eq!(open.len(), 2);
+        assert!(open
+            .iter()
+            .all(|r| r.sums.produced == 5 && r.sums.flags.is_empty()));
+        assert_eq!(
+            (open[0].period.as_str(), open[0].start, open[0].end),
+            ("1m", T0, T0 + MINUTE)
+        );
+        assert_eq!(windows.touched().len(), 2);
+        assert!(windows.touched().is_empty());
+    }
+
+    #[test]
+    fn given_delta_straddling_a_minute_when_added_then_split_and_flagged_estimated_only_where_split(
+    ) {
+        let mut windows = machine(&["1m", "1h"]);
+        windows.add_count(
+            &Channel::Produced,
+            4,
+            T0 + 59_000,
+            T0 + 61_000,
+            Some("wrap"),
+        );
+        let touched = windows.touched();
+        let minutes: Vec<&WindowRecord> = touched.iter().filter(|r| r.period == "1m").collect();
+        assert_eq!(minutes.len(), 2);
+        assert_eq!((minutes[0].sums.produced, minutes[1].sums.produced), (2, 2));
+        for record in &minutes {
+            assert!(record.sums.flags.contains("estimated") && record.sums.flags.contains("wrap"));
+        }
+        let hour = touched.iter().find(|r| r.period == "1h").unwrap();
+        assert_eq!(hour.sums.produced, 4);
+        assert!(!hour.sums.flags.contains("estimated"));
+    }
+
+    #[test]
+    fn given_channels_when_counted_then_each_sum_is_separate() {
+        let mut windows = machine(&["1m"]);
+        windows.add_count(&Channel::Produced, 10, T0, T0 + 1_000, None);
+        windows.add_count(&Channel::Defective, 2, T0, T0 + 1_000, None);
+        windows.add_count(&Channel::Reason("scratch".into()), 1, T0, T0 + 1_000, None);
+        windows.add_count(&Channel::Reason("scratch".into()), 1, T0, T0 + 1_000, None);
+        let sums = &windows.open_windows()[0].sums;
+        assert_eq!((sums.produced, sums.defective), (10, 2));
+        assert_eq!(sums.by_reason.get("scratch"), Some(&2));
+    }
+
+    #[test]
+    fn given_state_interval_over_boundaries_when_added_then_split_exactly_in_ms() {
+        let mut windows = machine(&["1m"]);
+        windows.add_state(MachineState::Running, T0 + 30_000, T0 + 150_500);
+        windows.add_state(MachineState::Unknown, T0 + 150_500, T0 + 180_000);
+        let open = windows.open_windows();
+        let running: Vec<i64> = open.iter().map(|r| r.sums.running_ms).collect();
+        assert_eq!(running, vec![30_000, 60_000, 30_500]);
+        assert_eq!(open[2].sums.unknown_ms, 29_500);
+        assert_eq!(open[2].sums.planned_ms(), 60_000);
+        assert!(open.iter().all(|r| r.sums.flags.is_empty()));
+    }
+
+    #[test]
+    fn given_windows_when_grace_passes_then_final_once_and_late_fact_restates_with_next_revision() {
+        let mut windows = machine(&["1m"]);
+        windows.add_count(&Channel::Produced, 3, T0, T0 + 1_000, None);
+        assert_eq!(windows.next_deadline(), Some(T0 + MINUTE + 10_000));
+        assert!(windows.close_due(T0 + MINUTE + 9_999).is_empty());
+        let closed = windows.close_due(T0 + MINUTE + 10_000);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(
+            (closed[0].status, closed[0].revision, closed[0].dirty),
+            (WindowStatus::Final, 0, false)
+        );
+        assert_eq!(windows.touched()[0].status, WindowStatus::Final);
+        assert!(windows.close_due(T0 + 2 * MINUTE + 10_000).is_empty());
+        assert_eq!(windows.next_deadline(), None);
+
+        // Backfill for the closed minute: persisted as dirty at once, restated at the next close.
+        windows.add_count(&Channel::Produced, 2, T0 + 5_000, T0 + 6_000, Some("gap"));
+        let touched = windows.touched();
+        assert_eq!(
+            (
+                touched[0].status,
+                touched[0].dirty,
+                touched[0].sums.produced
+            ),
+            (WindowStatus::Final, true, 5)
+        );
+        assert!(windows.next_deadline().unwrap() <= T0 + 3 * MINUTE);
+        let restated = windows.close_due(T0 + 3 * MINUTE);
+        assert_eq!(restated.len(), 1);
+        assert_eq!(
+            (
+                restated[0].status,
+                restated[0].revision,
+                restated[0].sums.produced
+            ),
+            (WindowStatus::Restated, 1, 5)
+        );
+        assert!(restated[0].sums.flags.contains("gap"));
+        windows.add_count(&Channel::Produced, 1, T0 + 7_000, T0 + 8_000, None);
+        assert_eq!(windows.close_due(T0 + 3 * MINUTE)[0].revision, 2);
+        // Re-adding a flag that is already there changes nothing and restates nothing.
+        windows.flag(T0 + 5_000, "gap");
+        assert!(windows.close_due(T0 + 3 * MINUTE).is_empty());
+    }
+
+    #[test]
+    fn given_window_without_any_fact_when_closing_then_nothing_is_emitted_for_it() {
+        let mut windows = machine(&["1m"]);
+        windows.add_count(&Channel::Produced, 1, T0, T0 + 1_000, None);
+        windows.add_count(
+            &Channel::Produced,
+            1,
+            T0 + 3 * MINUTE,
+            T0 + 3 * MINUTE + 1_000,
+            None,
+        );
+        let closed = windows.close_due(T0 + 10 * MINUTE);
+        assert_eq!(
+            produced_by_window(&closed),
+            vec![(T0, 1), (T0 + 3 * MINUTE, 1)]
+        );
+    }
+
+    #[test]
+    fn given_closed_windows_when_horizon_passes_then_forgotten_and_older_facts_go_late_to_the_oldest_kept(
+    ) {
+        let mut windows = MachineWindows::new(
+            "m".into(),
+            periods(&["1m"]),
+            10_000,
+            10 * MINUTE,
+            TimeZone::UTC,
+        );
+        windows.add_count(&Channel::Produced, 1, T0, T0 + 1_000, None);
+        windows.close_due(T0 + 2 * MINUTE);
+        windows.close_due(T0 + 11 * MINUTE);
+        windows.touched();
+        // T0's window ended at T0 + 1m; at T0 + 11m it is past the 10 min horizon and forgotten.
+        assert!(windows.open_windows().is_empty());
+        windows.add_count(&Channel::Produced, 6, T0 + 30_000, T0 + 31_000, None);
+        let touched = windows.touched();
+        assert_eq!(touched.len(), 1);
+        assert_eq!(
+            (touched[0].start, touched[0].sums.produced),
+            (T0 + MINUTE, 6)
+        );
+        assert!(touched[0].sums.flags.contains("late"));
+        windows.add_state(MachineState::Running, T0, T0 + 90_000);
+        let touched = windows.touched();
+        assert_eq!(
+            (touched[0].start, touched[0].sums.running_ms),
+            (T0 + MINUTE, 30_000)
+        );
+        assert_eq!(
+            windows.late(),
+            &LateTally {
+                facts: 2,
+                units: 6,
+                state_ms: 60_000
+            }
+        );
+    }
+
+    #[test]
+    fn given_delta_reaching_back_past_the_horizon_when_added_then_the_late_part_is_rehomed_and_sum_kept(
+    ) {
+        let mut windows = MachineWindows::new(
+            "m".into(),
+            periods(&["1m", "15m"]),
+            10_000,
+            10 * MINUTE,
+            TimeZone::UTC,
+        );
+        // One delta covering 30 minutes after an outage; only the last 10 minutes are kept.
+        windows.add_count(&Channel::Produced, 300, T0, T0 + 30 * MINUTE, None);
+        let touched = windows.touched();
+        for period in ["1m", "15m"] {
+            let records: Vec<&WindowRecord> =
+                touched.iter().filter(|r| r.period == period).collect();
+            assert_eq!(
+                records.iter().map(|r| r.sums.produced).sum::<u64>(),
+                300,
+                "{period}"
+            );
+            assert!(records[0].sums.flags.contains("late"));
+            assert!(records.iter().all(|r| r.sums.flags.contains("estimated")));
+        }
+        let minutes: Vec<u64> = touched
+            .iter()
+            .filter(|r| r.period == "1m")
+            .map(|r| r.sums.produced)
+            .collect();
+        assert_eq!(minutes, vec![210, 10, 10, 10, 10, 10, 10, 10, 10, 10]);
+        assert_eq!(windows.late().units, 200);
+    }
+
+    #[test]
+    fn given_zero_amount_with_flag_when_added_then_window_containing_t_to_is_flagged() {
+        let mut windows = machine(&["1m"]);
+        windows.add_count(&Channel::Produced, 0, T0, T0 + MINUTE + 1, Some("reset"));
+        let open = windows.open_windows();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].start, T0 + MINUTE);
+        assert!(open[0].sums.flags.contains("reset"));
+        windows.add_count(&Channel::Produced, 0, T0, T0 + 1, None);
+        assert_eq!(windows.open_windows().len(), 1);
+    }
+
+    #[test]
+    fn given_persisted_records_when_restored_then_lifecycle_continues_where_it_stopped() {
+        let mut before = machine(&["1m"]);
+        before.add_count(&Channel::Produced, 4, T0, T0 + 1_000, None);
+        before.add_count(
+            &Channel::Produced,
+            4,
+            T0 + MINUTE,
+            T0 + MINUTE + 1_000,
+            None,
+        );
+        before.close_due(T0 + MINUTE + 10_000);
+        let persisted: Vec<String> = before
+            .touched()
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+
+        let mut after = machine(&["1m"]);
+        let records: Vec<WindowRecord> = persisted
+            .iter()
+            .map(|json| serde_json::from_str(json).unwrap())
+            .collect();
+        after.restore(records);
+        assert!(after.touched().is_empty());
+        assert_eq!(after.open_windows().len(), 1);
+        assert_eq!(after.next_deadline(), Some(T0 + 2 * MINUTE + 10_000));
+        after.add_count(&Channel::Produced, 1, T0 + 2_000, T0 + 3_000, None);
+        let emitted = after.close_due(T0 + 2 * MINUTE + 10_000);
+        assert_eq!(
+            emitted
+                .iter()
+                .map(|r| (r.start, r.status, r.revision, r.sums.produced))
+                .collect::<Vec<_>>(),
+            vec![
+                (T0, WindowStatus::Restated, 1, 5),
+                (T0 + MINUTE, WindowStatus::Final, 0, 4)
+            ]
+        );
+    }
+
+    #[test]
+    fn given_kolkata_clock_when_counting_hours_then_windows_start_at_half_past_utc() {
+        let tz = TimeZone::get("Asia/Kolkata").unwrap();
+        let mut windows = MachineWindows::new("m".into(), periods(&["1h"]), 60_000, 72 * HOUR, tz);
+        windows.add_count(
+            &Channel::Produced,
+            1,
+            T0 + 10 * MINUTE,
+            T0 + 11 * MINUTE,
+            None,
+        );
+        let open = windows.open_windows();
+        assert_eq!(
+            (open[0].start, open[0].end),
+            (T0 - 30 * MINUTE, T0 + 30 * MINUTE)
+        );
+    }
+
+    #[test]
+    fn given_samples_and_failed_polls_when_tracking_state_then_sample_and_hold_with_unknown_gaps() {
+        let mut tracker = StateTracker::new();
+        assert_eq!(tracker.observe(Some(MachineState::Running), 0), None);
+        assert_eq!(
+            tracker.observe(Some(MachineState::Running), 1_000),
+            Some((MachineState::Running, 0, 1_000))
+        );
+        assert_eq!(
+            tracker.observe(None, 2_000),
+            Some((MachineState::Running, 1_000, 2_000))
+        );
+        assert_eq!(
+            tracker.observe(None, 3_000),
+            Some((MachineState::Unknown, 2_000, 3_000))
+        );
+        assert_eq!(
+            tracker.observe(Some(MachineState::UnplannedStop), 4_000),
+            Some((MachineState::Unknown, 3_000, 4_000))
+        );
+        assert_eq!(
+            tracker.observe(Some(MachineState::PlannedStop), 4_000),
+            None
+        );
+        assert_eq!(
+            tracker.flush(4_500),
+            Some((MachineState::PlannedStop, 4_000, 4_500))
+        );
+        assert_eq!(tracker.current(), Some((MachineState::PlannedStop, 4_500)));
+    }
+
+    fn zone() -> impl Strategy<Value = TimeZone> {
+        prop::sample::select(vec![
+            "UTC",
+            "Asia/Kolkata",
+            "Europe/Berlin",
+            "Australia/Lord_Howe",
+        ])
+        .prop_map(|name| TimeZone::get(name).unwrap())
+    }
+
+    /// Latest record per window, from everything `touched()` and `close_due()` reported.
+    fn absorb(latest: &mut BTreeMap<(String, Millis), WindowRecord>, records: Vec<WindowRecord>) {
+        for record in records {
+            latest.insert((record.period.clone(), record.start), record);
+        }
+    }
+
+    proptest! {
+        // Each case spreads up to 200 deltas over thousands of 5 s windows; 64 cases keep the
+        // debug-build run to a couple of seconds.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn counted_deltas_over_every_period_sum_to_the_true_increments(
+            modulus in prop::sample::select(vec![1u64 << 16, 10_000, 1 << 32]),
+            start_fraction in 0.0f64..1.0,
+            increments in prop::collection::vec(0u64..120, 1..200),
+            gaps in prop::collection::vec(200i64..400_000, 200),
+            close_every in 1usize..20,
+            start in 1_700_000_000_000i64..1_800_000_000_000,
+            tz in zone(),
+            horizon in prop::sample::select(vec![72 * HOUR, 20 * MINUTE, 2 * MINUTE]),
+        ) {
+            // Short horizons push old parts of long deltas into the oldest kept window ("late"),
+            // which must keep the totals whole.
+            let cfg = CounterConfig { modulus, wrap: true, on_decrease: OnDecrease::Reset, design_rate: None };
+            let names = ["5s", "1m", "15m", "1h"];
+            let mut windows = MachineWindows::new("m".into(), periods(&names), 10_000, horizon, tz);
+            let mut counter = CounterState::default();
+            let mut raw = (start_fraction * modulus as f64) as u64 % modulus;
+            let mut at = start;
+            counter.step(&cfg, raw, at);
+            let mut latest = BTreeMap::new();
+            for (i, (increment, gap)) in increments.iter().zip(&gaps).enumerate() {
+                raw = (raw + increment) % modulus;
+                at += gap;
+                let step = counter.step(&cfg, raw, at);
+                windows.add_count(&Channel::Produced, step.delta, step.t_from, step.t_to, step.kind.flag());
+                if i % close_every == 0 {
+                    absorb(&mut latest, windows.close_due(at));
+                }
+                absorb(&mut latest, windows.touched());
+            }
+            absorb(&mut latest, windows.close_due(at + 2 * HOUR));
+            let truth: u64 = increments.iter().sum();
+            for name in names {
+                let total: u64 = latest.iter().filter(|((p, _), _)| p == name).map(|(_, r)| r.sums.produced).sum();
+                prop_assert_eq!(total, truth, "period {}", name);
+            }
+            prop_assert!(latest.values().all(|r| r.status != WindowStatus::Open && !r.dirty));
+        }
+
+        #[test]
+        fn state_time_over_windows_sums_to_the_observed_interval(
+            samples in prop::collection::vec((prop::option::of(0u8..3), 1i64..200_000), 2..150),
+            start in 1_700_000_000_000i64..1_800_000_000_000,
+            tz in zone(),
+        ) {
+            let names = ["30s", "1m", "15m", "1h"];
+            let mut windows = MachineWindows::new("m".into(), periods(&names), 10_000, 72 * HOUR, tz);
+            let mut tracker = StateTracker::new();
+            let mut at = start;
+            let states = [MachineState::Running, MachineState::PlannedStop, MachineState::UnplannedStop];
+            for (state, gap) in &samples {
+                at += gap;
+                if let Some((state, from, to)) = tracker.observe(state.map(|s| states[usize::from(s)]), at) {
+                    windows.add_state(state, from, to);
+                }
+            }
+            let observed = at - (start + samples[0].1);
+            let mut latest = BTreeMap::new();
+            absorb(&mut latest, windows.touched());
+            for name in names {
+                let records: Vec<&WindowRecord> = latest.iter().filter(|((p, _), _)| p == name).map(|(_, r)| r).collect();
+                let total: i64 = records.iter().map(|r| r.sums.planned_ms()).sum();
+                prop_assert_eq!(total, observed, "period {}", name);
+                for record in records {
+                    prop_assert!(record.sums.planned_ms() <= record.end - record.start);
+                }
+            }
+        }
+    }
 }

@@ -78,7 +78,17 @@ impl std::fmt::Display for Period {
     }
 }
 
-/// Converts to a jiff timestamp, clamping to jiff's supported range (years −9999..=9999).
+/// Clamps to jiff's supported range (years −9999..=9999), far from `i64` overflow; window
+/// arithmetic on instants outside it is meaningless anyway.
+fn clamp(at: Millis) -> Millis {
+    // One day of margin keeps `at ± offset ± length` inside the range as well.
+    at.clamp(
+        Timestamp::MIN.as_millisecond() + DAY_MS,
+        Timestamp::MAX.as_millisecond() - 2 * DAY_MS,
+    )
+}
+
+/// Converts to a jiff timestamp, clamping to jiff's supported range.
 fn timestamp(at: Millis) -> Timestamp {
     let clamped = at.clamp(
         Timestamp::MIN.as_millisecond(),
@@ -109,12 +119,13 @@ fn transition_after(at: Millis, tz: &TimeZone) -> Option<Millis> {
 
 /// Whether the local wall-clock time at `at` is a whole multiple of the period.
 fn is_boundary(period: &Period, at: Millis, tz: &TimeZone) -> bool {
-    (at + offset_ms(at, tz)).rem_euclid(period.length_ms) == 0
+    (at + offset_ms(at, tz)).rem_euclid(period.length_ms.clamp(1, DAY_MS)) == 0
 }
 
 /// Start of the window containing `at`: the latest boundary `<= at`.
 pub fn window_start(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
-    let length = period.length_ms.max(1);
+    let length = period.length_ms.clamp(1, DAY_MS);
+    let at = clamp(at);
     let mut probe = at;
     let mut candidate = at;
     for _ in 0..MAX_TRANSITION_STEPS {
@@ -133,7 +144,8 @@ pub fn window_start(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
 
 /// End of the window containing `at`: the earliest boundary `> at`.
 pub fn window_end(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
-    let length = period.length_ms.max(1);
+    let length = period.length_ms.clamp(1, DAY_MS);
+    let at = clamp(at);
     let mut probe = at;
     let mut candidate = at + length;
     for _ in 0..MAX_TRANSITION_STEPS {
@@ -166,6 +178,11 @@ pub fn windows_overlapping(
     let mut start = window_start(period, t_from, tz);
     while start < t_to {
         let end = window_end(period, start, tz);
+        if end <= start {
+            // Only at the clamped edge of the supported range.
+            windows.push((start, t_to));
+            break;
+        }
         windows.push((start, end));
         start = end;
     }
@@ -173,6 +190,7 @@ pub fn windows_overlapping(
 }
 
 /// Splits `amount` over the windows `[t_from, t_to)` overlaps, in proportion to the overlap time.
+/// Cost is linear in the number of windows the interval spans.
 ///
 /// Largest remainder method: every window gets the floor of its exact share, and the units left
 /// over go to the largest fractional remainders, ties to the earlier window. The parts always sum
@@ -210,7 +228,7 @@ pub fn split_proportional(
 
 /// Length of the intersection of `[start, end)` and `[t_from, t_to)`, 0 when they do not meet.
 pub fn overlap_ms(start: Millis, end: Millis, t_from: Millis, t_to: Millis) -> i64 {
-    (end.min(t_to) - start.max(t_from)).max(0)
+    end.min(t_to).saturating_sub(start.max(t_from)).max(0)
 }
 
 /// Apportions `amount` to `weights` by largest remainder (ties to the lower index); sums exactly.
@@ -436,6 +454,26 @@ mod tests {
         assert!(split_proportional(0, t0, t0 + 2_000, &minute, &utc).is_empty());
     }
 
+    #[test]
+    fn given_instants_at_the_ends_of_i64_when_aligning_then_no_overflow_and_split_still_conserves()
+    {
+        let hour = period("1h");
+        for at in [i64::MIN, i64::MIN + 1, -1, i64::MAX - 1, i64::MAX] {
+            let start = window_start(&hour, at, &TimeZone::UTC);
+            assert!(start <= window_end(&hour, at, &TimeZone::UTC));
+            let _ = rfc3339(at, &TimeZone::get("Asia/Seoul").unwrap());
+        }
+        let far = Timestamp::MAX.as_millisecond();
+        let parts = split_proportional(
+            7,
+            far - 3 * DAY_MS,
+            i64::MAX,
+            &period("24h"),
+            &TimeZone::UTC,
+        );
+        assert_eq!(parts.iter().map(|(_, part)| part).sum::<u64>(), 7);
+    }
+
     fn zone_strategy() -> impl Strategy<Value = TimeZone> {
         prop::sample::select(vec![
             "UTC",
@@ -525,10 +563,9 @@ mod tests {
             let parts = largest_remainder(amount, &weights);
             prop_assert_eq!(parts.iter().map(|&p| u128::from(p)).sum::<u128>(), u128::from(amount));
             let total: u128 = weights.iter().map(|&w| u128::from(w)).sum();
-            if total > 0 {
-                for (part, weight) in parts.iter().zip(&weights) {
-                    let exact = u128::from(amount) * u128::from(*weight);
-                    let floor = exact / total;
+            for (part, weight) in parts.iter().zip(&weights) {
+                let exact = u128::from(amount) * u128::from(*weight);
+                if let Some(floor) = exact.checked_div(total) {
                     prop_assert!(u128::from(*part) == floor || u128::from(*part) == floor + 1);
                 }
             }

@@ -3,7 +3,7 @@
 //! every queue it owns is bounded (invariant 7). It does not build topics or payloads (`logic::payload` does).
 //!
 //! How it works:
-//! - One [`session`] per connection: a FRESH `AsyncClient` + `EventLoop` with a clean session and the
+//! - One `session` per connection: a FRESH `AsyncClient` + `EventLoop` with a clean session and the
 //!   "offline" status as retained last will. rumqttc drops unacked publishes on reconnect, so the outbox is
 //!   the only source of truth: after every CONNACK the session publishes "online" (retained), the latest live
 //!   messages, then every unacked row in seq order, keeping at most `max_inflight` publishes outstanding.
@@ -15,7 +15,7 @@
 //!   (a clean DISCONNECT suppresses the will), send DISCONNECT, return `Ok`.
 //!
 //! Packet-id correlation (read from rumqttc 0.25.1 `eventloop.rs` / `state.rs`): `publish` does not return
-//! the pkid, so [`inflight`] keeps a FIFO of submitted publishes and pops it on each
+//! the pkid, so `inflight` keeps a FIFO of submitted publishes and pops it on each
 //! `Event::Outgoing(Outgoing::Publish(pkid))`. That is sound because those events come out in request order:
 //! (1) requests travel one flume channel (FIFO) to the event loop; our session is its only sender and the
 //! `pending` queue of a fresh event loop is empty (and a clean-session CONNACK clears it); (2) `select()`

@@ -1,0 +1,90 @@
+//! Test support: a real MQTT broker per test, a recording subscriber, a cuttable TCP forwarder, a
+//! polling `wait_until` and JSON Schema checks. Nothing here fakes a seam; it only observes and cuts.
+//!
+//! The broker is Mosquitto when installed (CI), else rumqttd in-process; `SHOPFLOOR_TEST_BROKER` forces
+//! either (`mosquitto` | `inprocess`). Every helper waits with a generous overall deadline and never
+//! asserts on timing.
+
+mod forwarder;
+mod recorder;
+
+use std::time::Duration;
+
+use shopfloor_agent::broker::{self, Broker};
+
+pub use forwarder::Forwarder;
+pub use recorder::Recorder;
+
+/// Starts this test's own broker on a free port and says which one it is (the report names the broker).
+pub fn broker() -> Broker {
+    broker_on(None)
+}
+
+/// Starts this test's own broker, on `port` when given.
+pub fn broker_on(port: Option<u16>) -> Broker {
+    let broker = broker::start_for_tests_or_demo(port).expect("a test MQTT broker must start");
+    eprintln!("test broker: {}", broker.describe());
+    // CI checks this log to prove that the broker-facing tests ran against Mosquitto.
+    if let Ok(path) = std::env::var("SHOPFLOOR_TEST_BROKER_LOG") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(file, "broker: {}", broker.describe());
+        }
+    }
+    broker
+}
+
+/// A port on 127.0.0.1 with nothing listening on it (a moment ago).
+pub fn free_port() -> u16 {
+    broker::free_local_port().expect("the OS hands out a free port")
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after `timeout`. The timeout is a
+/// safety net against hangs, never an expectation about speed.
+pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Like [`wait_until`] for conditions that need to `.await` (e.g. a store query).
+pub async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The compiled JSON Schema `schemas/{name}.schema.json`.
+pub fn schema(name: &str) -> jsonschema::Validator {
+    let path = format!("{}/schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {path}: {e}"));
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("compiling {path}: {e}"))
+}
+
+/// Panics with every violation when `body` does not satisfy `schema`.
+pub fn assert_valid(schema: &jsonschema::Validator, body: &serde_json::Value) {
+    let errors: Vec<String> = schema
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "payload violates its schema: {errors:#?}\n{body:#}"
+    );
+}
