@@ -258,7 +258,9 @@ impl Config {
                     .try_parsing(true),
             );
             let prefix = format!("{ENV_PREFIX}__");
-            overrides = std::env::vars().filter(|(k, _)| k.starts_with(&prefix)).collect();
+            overrides = std::env::vars()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .collect();
             overrides.sort();
         }
         let merged = builder.build().map_err(|e| ConfigError::Parse {
@@ -267,7 +269,7 @@ impl Config {
         })?;
 
         let mut unknown: Vec<String> = Vec::new();
-        let mut on_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let mut on_unknown = |path: serde_ignored::Path| unknown.push(toml_path(&path.to_string()));
         let deserializer = serde_ignored::Deserializer::new(merged, &mut on_unknown);
         let raw: Result<RawConfig, _> = serde_path_to_error::deserialize(deserializer);
         let mut problems: Vec<Problem> = unknown
@@ -282,7 +284,11 @@ impl Config {
             Err(error) => {
                 let path = error.path().to_string();
                 problems.push(Problem {
-                    path: if path == "." { "(top level)".into() } else { path },
+                    path: if path == "." {
+                        "(top level)".into()
+                    } else {
+                        path
+                    },
                     message: error.into_inner().to_string(),
                 });
                 return Err(ConfigError::Invalid {
@@ -631,7 +637,10 @@ impl Validator<'_> {
             .map(|(i, plc)| {
                 let path = format!("plc[{i}]");
                 if !plc_ids.insert(plc.id.clone()) {
-                    self.problem(format!("{path}.id"), format!("duplicate PLC id {:?}", plc.id));
+                    self.problem(
+                        format!("{path}.id"),
+                        format!("duplicate PLC id {:?}", plc.id),
+                    );
                 }
                 self.plc(&path, plc)
             })
@@ -760,7 +769,7 @@ impl Validator<'_> {
             }
         };
         let keep_alive = self.duration("mqtt.keep_alive", &raw.keep_alive);
-        if keep_alive < Duration::from_secs(5) {
+        if parse_duration(&raw.keep_alive).is_ok() && keep_alive < Duration::from_secs(5) {
             self.problem("mqtt.keep_alive", "must be at least 5s");
         }
         let client_id = raw.client_id.unwrap_or_else(|| match agent {
@@ -787,7 +796,10 @@ impl Validator<'_> {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
             _ => self.problem(
                 format!("{path}.address"),
-                format!("{:?} must be host:port, e.g. \"192.168.10.11:502\"", raw.address),
+                format!(
+                    "{:?} must be host:port, e.g. \"192.168.10.11:502\"",
+                    raw.address
+                ),
             ),
         }
         let poll_interval = self.duration(&format!("{path}.poll_interval"), &raw.poll_interval);
@@ -919,7 +931,9 @@ impl Validator<'_> {
             None => {
                 self.problem(
                     format!("{path}.type"),
-                    format!("{data_type:?} is not one of bool, u16, i16, u32, i32, u64, i64, f32, f64"),
+                    format!(
+                        "{data_type:?} is not one of bool, u16, i16, u32, i32, u64, i64, f32, f64"
+                    ),
                 );
                 None
             }
@@ -993,7 +1007,9 @@ impl Validator<'_> {
                 _ => {
                     self.problem(
                         format!("{path}.modulus"),
-                        format!("{text:?} must be an integer or 2^N between 2 and the type's range"),
+                        format!(
+                            "{text:?} must be an integer or 2^N between 2 and the type's range"
+                        ),
                     );
                     return None;
                 }
@@ -1012,7 +1028,10 @@ impl Validator<'_> {
         };
         if let Some(rate) = raw.design_rate {
             if !(rate.is_finite() && rate > 0.0) {
-                self.problem(format!("{path}.design_rate"), "must be a positive number of units per second");
+                self.problem(
+                    format!("{path}.design_rate"),
+                    "must be a positive number of units per second",
+                );
             }
         }
         Some(CounterTag {
@@ -1040,7 +1059,10 @@ impl Validator<'_> {
             unit_id,
         )?;
         if matches!(tag.encoding.data_type, DataType::F32 | DataType::F64) {
-            self.problem(format!("{path}.type"), "a state register must be an integer or bool");
+            self.problem(
+                format!("{path}.type"),
+                "a state register must be an integer or bool",
+            );
         }
         let mut mapping = BTreeMap::new();
         for (list, state) in [
@@ -1123,6 +1145,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like \"500ms\", \"1s\" or \"15m\" ({e})"))
 }
 
+/// Rewrites `machine.0.counters` (serde_ignored's form) as `machine[0].counters`.
+fn toml_path(dotted: &str) -> String {
+    let mut out = String::new();
+    for segment in dotted.split('.') {
+        if !out.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
 /// Grace before a window of this length is closed (DESIGN §6 defaults).
 fn default_grace(length_ms: i64) -> Duration {
     match length_ms {
@@ -1151,7 +1189,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
     };
     number
         .checked_mul(factor)
@@ -1225,8 +1267,14 @@ mod tests {
         let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
         assert!(paths.contains(&"agent.timezone"), "{found:?}");
         assert!(paths.contains(&"machine[0].plc"), "{found:?}");
-        assert!(paths.contains(&"machine[0].counters.produced.type"), "{found:?}");
-        assert!(paths.contains(&"machine[0].counters.produced.bogus"), "{found:?}");
+        assert!(
+            paths.contains(&"machine[0].counters.produced.type"),
+            "{found:?}"
+        );
+        assert!(
+            paths.contains(&"machine[0].counters.produced.bogus"),
+            "{found:?}"
+        );
         assert!(paths.contains(&"mqtt.keep_alive"), "{found:?}");
     }
 
@@ -1238,8 +1286,9 @@ mod tests {
         );
         let found = problems(&text);
         assert!(
-            found.iter().any(|p| p.path == "machine[0].counters.defective"
-                && p.message.contains("overlaps")),
+            found.iter().any(
+                |p| p.path == "machine[0].counters.defective" && p.message.contains("overlaps")
+            ),
             "{found:?}"
         );
     }
@@ -1250,7 +1299,10 @@ mod tests {
         let config = Config::from_toml(&text, "t", false).unwrap();
         assert_eq!(config.machines[0].produced.counter.modulus, 10000);
         let text = MINIMAL.replace("type = \"u32\"", "type = \"u16\", modulus = \"2^32\"");
-        assert_eq!(problems(&text)[0].path, "machine[0].counters.produced.modulus");
+        assert_eq!(
+            problems(&text)[0].path,
+            "machine[0].counters.produced.modulus"
+        );
     }
 
     #[test]
@@ -1275,7 +1327,11 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked >= 2, "expected example.toml and demo.toml in {}", dir.display());
+        assert!(
+            checked >= 2,
+            "expected example.toml and demo.toml in {}",
+            dir.display()
+        );
     }
 
     #[test]

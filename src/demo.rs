@@ -73,7 +73,8 @@ pub async fn run(preferred_mqtt_port: u16, shutdown: CancellationToken) -> anyho
     config.mqtt.host = "127.0.0.1".into();
     config.mqtt.port = broker.port;
 
-    let data_dir = std::env::temp_dir().join(format!("shopfloor-agent-demo-{}", std::process::id()));
+    let data_dir =
+        std::env::temp_dir().join(format!("shopfloor-agent-demo-{}", std::process::id()));
     config.agent.data_dir = data_dir.clone();
 
     println!("shopfloor-agent demo: 3 simulated machines on 2 simulated PLCs");
@@ -85,7 +86,9 @@ pub async fn run(preferred_mqtt_port: u16, shutdown: CancellationToken) -> anyho
         "Watch the topics:  mosquitto_sub -h 127.0.0.1 -p {} -t 'shopfloor/#' -v",
         broker.port
     );
-    println!("Rollups of the 1-minute windows appear shortly after each minute closes. Ctrl-C stops.\n");
+    println!(
+        "Rollups of the 1-minute windows appear shortly after each minute closes. Ctrl-C stops.\n"
+    );
 
     let result = supervisor::run(config, shutdown.clone(), move |observers| {
         tokio::spawn(draw_loop(observers, shutdown));

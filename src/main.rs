@@ -99,7 +99,11 @@ fn runtime() -> tokio::runtime::Runtime {
 fn validate(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
-            println!("{}: OK (config hash {})", path.display(), config.config_hash);
+            println!(
+                "{}: OK (config hash {})",
+                path.display(),
+                config.config_hash
+            );
             for (index, plc) in config.plcs.iter().enumerate() {
                 let plan = poller::ReadPlan::for_plc(&config, index);
                 println!(
@@ -166,9 +170,8 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("a SIGTERM handler can be installed");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler can be installed");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

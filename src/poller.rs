@@ -110,7 +110,11 @@ impl ReadPlan {
                 }
             }
         }
-        let requests = plan_requests(&tags, plc_config.max_registers_per_request, plc_config.max_gap);
+        let requests = plan_requests(
+            &tags,
+            plc_config.max_registers_per_request,
+            plc_config.max_gap,
+        );
         ReadPlan { tags, requests }
     }
 
@@ -345,15 +349,15 @@ async fn poll_once(
     Ok(readings)
 }
 
-async fn read(
-    ctx: &mut Context,
-    request: &ReadRequest,
-) -> tokio_modbus::Result<Vec<u16>> {
+async fn read(ctx: &mut Context, request: &ReadRequest) -> tokio_modbus::Result<Vec<u16>> {
     let bits = |r: tokio_modbus::Result<Vec<bool>>| {
         r.map(|inner| inner.map(|bits| bits.into_iter().map(u16::from).collect()))
     };
     match request.table {
-        Table::Holding => ctx.read_holding_registers(request.start, request.count).await,
+        Table::Holding => {
+            ctx.read_holding_registers(request.start, request.count)
+                .await
+        }
         Table::Input => ctx.read_input_registers(request.start, request.count).await,
         Table::Coil => bits(ctx.read_coils(request.start, request.count).await),
         Table::Discrete => bits(ctx.read_discrete_inputs(request.start, request.count).await),

@@ -287,9 +287,7 @@ impl Processor {
                         machine.last_movement = Some(at);
                     }
                     let window = inferred_running_window(&machine.config, &self.config);
-                    let running = machine
-                        .last_movement
-                        .is_some_and(|t| at - t <= window);
+                    let running = machine.last_movement.is_some_and(|t| at - t <= window);
                     for acc in &mut machine.windows {
                         acc.flag(at, "state_inferred");
                     }
@@ -374,8 +372,8 @@ impl Processor {
         let horizon_ms = self.config.agent.restatement_horizon.as_millis() as i64;
         for machine in &mut self.machines {
             for channel in machine.counters.iter_mut().filter(|c| c.dirty) {
-                let json = serde_json::to_string(&channel.state)
-                    .expect("counter state always serialises");
+                let json =
+                    serde_json::to_string(&channel.state).expect("counter state always serialises");
                 self.pending.counters.insert(channel.key.clone(), json);
                 channel.dirty = false;
             }
@@ -433,7 +431,10 @@ impl Processor {
             Ok(seqs) => {
                 let dropped = std::mem::take(&mut self.pending.dropped_deltas);
                 if dropped > 0 {
-                    warn!(dropped, "Delta audit rows were dropped while the store refused writes.");
+                    warn!(
+                        dropped,
+                        "Delta audit rows were dropped while the store refused writes."
+                    );
                 }
                 self.pending = Pending::default();
                 Ok(seqs.len())
@@ -480,7 +481,11 @@ impl Processor {
                 tz,
             );
             messages.push(LiveMessage {
-                topic: payload::live_topic(&self.identity, &machine.config.line, &machine.config.id),
+                topic: payload::live_topic(
+                    &self.identity,
+                    &machine.config.line,
+                    &machine.config.id,
+                ),
                 payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
             });
             let longest = open
@@ -488,9 +493,8 @@ impl Processor {
                 .filter(|(r, _)| r.start <= now)
                 .max_by_key(|(r, _)| r.end - r.start);
             let figure = |kpis: &Kpis, name: &str| kpis.values.get(name).copied().flatten();
-            let attainment = |kpis: &Kpis, name: &str| {
-                kpis.targets.get(name).and_then(|t| t.attainment)
-            };
+            let attainment =
+                |kpis: &Kpis, name: &str| kpis.targets.get(name).and_then(|t| t.attainment);
             views.push(match longest {
                 Some((record, kpis)) => MachineView {
                     machine: machine.config.id.clone(),
@@ -581,7 +585,10 @@ pub async fn run(
             }
             Err(error) => {
                 if !store_failing {
-                    warn!(error = format!("{error:#}"), "Store commit failed; keeping work pending.");
+                    warn!(
+                        error = format!("{error:#}"),
+                        "Store commit failed; keeping work pending."
+                    );
                     store_failing = true;
                 }
             }

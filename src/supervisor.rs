@@ -207,7 +207,10 @@ pub async fn run(
         result = &mut publisher_task => failure = Some(task_failure("publisher", result)),
     }
     if let Some(error) = &failure {
-        error!(error = format!("{error:#}"), "A task stopped; shutting down.");
+        error!(
+            error = format!("{error:#}"),
+            "A task stopped; shutting down."
+        );
     }
 
     let drain = async {
@@ -226,7 +229,10 @@ pub async fn run(
             }
         }
     };
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, drain).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
+        .await
+        .is_err()
+    {
         warn!(deadline = ?SHUTDOWN_DEADLINE, "Shutdown deadline passed; abandoning stragglers.");
         processor_task.abort();
         publisher_task.abort();

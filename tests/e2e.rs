@@ -94,7 +94,10 @@ fn spec(unit_id: u8, cycle_ms: u64, initial_produced: u32) -> MachineSpec {
 fn final_rollups(recorder: &Recorder, machine: &str, period: &str) -> BTreeMap<String, Value> {
     let mut windows: BTreeMap<String, Value> = BTreeMap::new();
     for (_, body) in recorder.messages_matching(&format!("/{machine}/rollup/{period}")) {
-        let start = body["window"]["start"].as_str().unwrap_or_default().to_string();
+        let start = body["window"]["start"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let revision = body["revision"].as_u64().unwrap_or(0);
         let keep = windows
             .get(&start)

@@ -27,7 +27,11 @@ pub fn broker_on(port: Option<u16>) -> Broker {
     // CI checks this log to prove that the broker-facing tests ran against Mosquitto.
     if let Ok(path) = std::env::var("SHOPFLOOR_TEST_BROKER_LOG") {
         use std::io::Write;
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(file, "broker: {}", broker.describe());
         }
     }
