@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::logic::counter::{CounterConfig, OnDecrease};
-use crate::logic::decode::{DataType, Encoding, Table, WordOrder};
+use crate::logic::decode::{decode, DataType, DecodeError, Encoding, Table, Value, WordOrder};
 use crate::logic::kpi::Targets;
 use crate::logic::rollup::MachineState;
 use crate::logic::window::Period;
@@ -133,6 +133,21 @@ pub struct MqttConfig {
     pub max_inflight: u16,
     /// Timeout for TCP connect + CONNACK.
     pub connect_timeout: Duration,
+    /// MQTT protocol version.
+    pub protocol: MqttProtocol,
+    /// Most backlog rows published per second after an outage; live data is not limited.
+    pub drain_rate: Option<u32>,
+    /// Largest payload the broker accepts; larger messages are refused at enqueue and recorded.
+    pub max_packet_size: u64,
+}
+
+/// MQTT protocol version spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttProtocol {
+    /// MQTT 3.1.1.
+    V4,
+    /// MQTT 5: PUBACK reason codes are checked.
+    V5,
 }
 
 /// `[store]`.
@@ -161,6 +176,14 @@ pub struct PlcConfig {
     pub max_gap: u16,
     /// Largest number of registers in one request.
     pub max_registers_per_request: u16,
+    /// Read every tag with its own request (for devices that reject merged reads).
+    pub one_request_per_tag: bool,
+    /// Pause between two requests on this connection (slow TCP→RTU gateways).
+    pub pause_between_requests: Duration,
+    /// Consecutive failed cycles after which one unit is skipped for `unit_backoff`.
+    pub unit_failure_threshold: u32,
+    /// How long a failing unit is skipped before it is retried.
+    pub unit_backoff: Duration,
 }
 
 /// Where a value lives and how it is encoded.
@@ -174,12 +197,22 @@ pub struct TagAddress {
     pub address: u16,
     /// Data type and byte/word order.
     pub encoding: Encoding,
+    /// For `bool` in a register: the bit (0 = least significant) that holds the value.
+    pub bit: Option<u8>,
 }
 
 impl TagAddress {
     /// Number of registers (or bits) the value occupies.
     pub fn count(&self) -> u16 {
         self.encoding.data_type.register_count()
+    }
+
+    /// Decodes this tag's words, applying `bit` for a bool taken from a register.
+    pub fn decode(&self, words: &[u16]) -> Result<Value, DecodeError> {
+        match (self.bit, words) {
+            (Some(bit), [word]) => Ok(Value::Bool((word >> bit) & 1 == 1)),
+            _ => decode(words, &self.encoding),
+        }
     }
 }
 
@@ -400,6 +433,12 @@ struct RawMqtt {
     max_inflight: u32,
     #[serde(default = "default_connect_timeout")]
     connect_timeout: String,
+    #[serde(default = "default_protocol")]
+    protocol: String,
+    #[serde(default = "default_drain_rate")]
+    drain_rate: u32,
+    #[serde(default = "default_max_packet_size")]
+    max_packet_size: String,
 }
 
 impl Default for RawMqtt {
@@ -413,6 +452,9 @@ impl Default for RawMqtt {
             keep_alive: default_keep_alive(),
             max_inflight: default_inflight(),
             connect_timeout: default_connect_timeout(),
+            protocol: default_protocol(),
+            drain_rate: default_drain_rate(),
+            max_packet_size: default_max_packet_size(),
         }
     }
 }
@@ -434,6 +476,15 @@ fn default_inflight() -> u32 {
 }
 fn default_connect_timeout() -> String {
     "10s".into()
+}
+fn default_protocol() -> String {
+    "v4".into()
+}
+fn default_drain_rate() -> u32 {
+    500
+}
+fn default_max_packet_size() -> String {
+    "256KiB".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,6 +521,14 @@ struct RawPlc {
     max_gap: u16,
     #[serde(default = "default_max_regs")]
     max_registers_per_request: u16,
+    #[serde(default)]
+    one_request_per_tag: bool,
+    #[serde(default = "default_pause")]
+    pause_between_requests: String,
+    #[serde(default = "default_unit_failures")]
+    unit_failure_threshold: u32,
+    #[serde(default = "default_unit_backoff")]
+    unit_backoff: String,
 }
 
 fn default_unit() -> u8 {
@@ -489,6 +548,15 @@ fn default_max_gap() -> u16 {
 }
 fn default_max_regs() -> u16 {
     125
+}
+fn default_pause() -> String {
+    "0ms".into()
+}
+fn default_unit_failures() -> u32 {
+    3
+}
+fn default_unit_backoff() -> String {
+    "30s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -551,6 +619,7 @@ struct RawState {
     word_order: Option<String>,
     #[serde(default)]
     byte_swap: bool,
+    bit: Option<u8>,
     #[serde(default)]
     running: Vec<i64>,
     #[serde(default)]
@@ -569,6 +638,7 @@ struct TagFields<'a> {
     data_type: &'a str,
     word_order: Option<&'a str>,
     byte_swap: bool,
+    bit: Option<u8>,
 }
 
 struct Validator<'a> {
@@ -772,6 +842,25 @@ impl Validator<'_> {
         if parse_duration(&raw.keep_alive).is_ok() && keep_alive < Duration::from_secs(5) {
             self.problem("mqtt.keep_alive", "must be at least 5s");
         }
+        let protocol = match raw.protocol.as_str() {
+            "v4" | "3.1.1" => MqttProtocol::V4,
+            "v5" | "5" => MqttProtocol::V5,
+            other => {
+                self.problem("mqtt.protocol", format!("{other:?} is not one of v4, v5"));
+                MqttProtocol::V4
+            }
+        };
+        let max_packet_size = match parse_bytes(&raw.max_packet_size) {
+            Ok(bytes) if (1024..=268_435_455).contains(&bytes) => bytes,
+            Ok(_) => {
+                self.problem("mqtt.max_packet_size", "must be between 1KiB and 256MiB");
+                256 * 1024
+            }
+            Err(message) => {
+                self.problem("mqtt.max_packet_size", message);
+                256 * 1024
+            }
+        };
         let client_id = raw.client_id.unwrap_or_else(|| match agent {
             Some(agent) => format!("{}-{}", agent.site, agent.gateway),
             None => "shopfloor-agent".into(),
@@ -787,6 +876,9 @@ impl Validator<'_> {
             keep_alive,
             max_inflight,
             connect_timeout: self.duration("mqtt.connect_timeout", &raw.connect_timeout),
+            protocol,
+            drain_rate: (raw.drain_rate > 0).then_some(raw.drain_rate),
+            max_packet_size,
         }
     }
 
@@ -825,6 +917,15 @@ impl Validator<'_> {
             backoff_max: self.duration(&format!("{path}.backoff_max"), &raw.backoff_max),
             max_gap: raw.max_gap,
             max_registers_per_request: raw.max_registers_per_request.clamp(1, 125),
+            one_request_per_tag: raw.one_request_per_tag,
+            pause_between_requests: parse_duration(&raw.pause_between_requests).unwrap_or_else(
+                |message| {
+                    self.problem(format!("{path}.pause_between_requests"), message);
+                    Duration::ZERO
+                },
+            ),
+            unit_failure_threshold: raw.unit_failure_threshold.max(1),
+            unit_backoff: self.duration(&format!("{path}.unit_backoff"), &raw.unit_backoff),
         }
     }
 
@@ -912,6 +1013,7 @@ impl Validator<'_> {
             data_type,
             word_order,
             byte_swap,
+            bit,
         } = fields;
         let table = match table {
             "coil" => Some(Table::Coil),
@@ -964,6 +1066,16 @@ impl Validator<'_> {
             );
             return None;
         }
+        if let Some(bit) = bit {
+            if data_type != DataType::Bool || !matches!(table, Table::Input | Table::Holding) {
+                self.problem(
+                    format!("{path}.bit"),
+                    "bit selects one bit of an input or holding register: use it with type = \"bool\"",
+                );
+            } else if bit > 15 {
+                self.problem(format!("{path}.bit"), "must be between 0 and 15");
+            }
+        }
         Some(TagAddress {
             unit_id,
             table,
@@ -973,6 +1085,7 @@ impl Validator<'_> {
                 word_order,
                 byte_swap,
             },
+            bit,
         })
     }
 
@@ -985,6 +1098,7 @@ impl Validator<'_> {
                 data_type: &raw.data_type,
                 word_order: raw.word_order.as_deref(),
                 byte_swap: raw.byte_swap,
+                bit: None,
             },
             unit_id,
         )?;
@@ -1055,6 +1169,7 @@ impl Validator<'_> {
                 data_type: &raw.data_type,
                 word_order: raw.word_order.as_deref(),
                 byte_swap: raw.byte_swap,
+                bit: raw.bit,
             },
             unit_id,
         )?;

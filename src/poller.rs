@@ -448,6 +448,7 @@ mod tests {
                 word_order: WordOrder::Big,
                 byte_swap: false,
             },
+            bit: None,
         }
     }
 

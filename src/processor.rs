@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, CounterTag, MachineConfig};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
-use crate::logic::decode::{decode, decode_counter, Value};
+use crate::logic::decode::{decode_counter, Value};
 use crate::logic::kpi::{self, Kpis};
 use crate::logic::payload::{self, DeviceHealth, Identity};
 use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
@@ -275,7 +275,7 @@ impl Processor {
                             .state
                             .as_ref()
                             .expect("state index implies a state tag");
-                        match decode(words, &state_tag.tag.encoding) {
+                        match state_tag.tag.decode(words) {
                             Ok(value) => Some(state_tag.state_of(value_as_i64(&value))),
                             Err(_) => None,
                         }

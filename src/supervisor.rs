@@ -179,6 +179,7 @@ pub async fn run(
     publisher_config.keep_alive = config.mqtt.keep_alive;
     publisher_config.max_inflight = config.mqtt.max_inflight;
     publisher_config.connect_timeout = config.mqtt.connect_timeout;
+    publisher_config.drain_rate = config.mqtt.drain_rate;
     let mut publisher_task = tokio::spawn(
         publisher::run(
             publisher_config,
