@@ -80,6 +80,9 @@ struct MachineRuntime {
     counters: Vec<CounterChannel>,
     state_tag_index: Option<usize>,
     tracker: StateTracker,
+    /// Store key of the persisted tracker.
+    tracker_key: String,
+    tracker_dirty: bool,
     current_state: Option<MachineState>,
     /// Last time the produced counter moved, for inferring "running" without a state register.
     last_movement: Option<Millis>,
@@ -202,7 +205,9 @@ impl Processor {
                     plan.index_of(&s.tag)
                         .expect("every machine tag is in its PLC's plan")
                 }),
-                tracker: StateTracker::default(),
+                tracker: restore_tracker(counters.get(&tracker_key(&machine.id))),
+                tracker_key: tracker_key(&machine.id),
+                tracker_dirty: false,
                 current_state: None,
                 last_movement: None,
                 windows,
@@ -300,6 +305,7 @@ impl Processor {
                 None => None,
             };
             machine.current_state = observed;
+            machine.tracker_dirty = true;
             if let Some((state, from, to)) = machine.tracker.observe(observed, at) {
                 for acc in &mut machine.windows {
                     acc.add_state(state, from, to);
@@ -371,6 +377,14 @@ impl Processor {
     fn collect_changes(&mut self, now: Millis) {
         let horizon_ms = self.config.agent.restatement_horizon.as_millis() as i64;
         for machine in &mut self.machines {
+            if machine.tracker_dirty {
+                let json = serde_json::to_string(&machine.tracker)
+                    .expect("state tracker always serialises");
+                self.pending
+                    .counters
+                    .insert(machine.tracker_key.clone(), json);
+                machine.tracker_dirty = false;
+            }
             for channel in machine.counters.iter_mut().filter(|c| c.dirty) {
                 let json =
                     serde_json::to_string(&channel.state).expect("counter state always serialises");
@@ -708,6 +722,22 @@ fn counted(step: &CounterStep) -> u64 {
     } else {
         0
     }
+}
+
+/// Store key of a machine's persisted state tracker (beside its counter baselines).
+fn tracker_key(machine: &str) -> String {
+    format!("{machine}/$state")
+}
+
+/// Restores a machine's state tracker: the time since its last sample before the restart is
+/// unknown (the agent was not looking), until the first good sample after it.
+fn restore_tracker(json: Option<&String>) -> StateTracker {
+    let restored: Option<StateTracker> = json.and_then(|j| serde_json::from_str(j).ok());
+    let mut tracker = StateTracker::default();
+    if let Some((_, since)) = restored.and_then(|t| t.current()) {
+        tracker.observe(None, since);
+    }
+    tracker
 }
 
 fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {

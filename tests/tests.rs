@@ -4,9 +4,11 @@
 //! Modules, each documented at its top:
 //! - `support`: per-test broker, recording subscriber, cuttable TCP forwarder, `wait_until`, schemas.
 //! - `publisher`: outbox → broker delivery, retire-after-PUBACK, outages, status and live retention.
+//! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
 
 mod support;
 
+mod crash;
 mod e2e;
 mod publisher;

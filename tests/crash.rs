@@ -1,0 +1,387 @@
+//! The agent binary under abuse: killed with SIGKILL at random moments, stopped with SIGTERM and
+//! restarted after downtime, started twice on one data directory. Production runs throughout; the
+//! oracle is the simulator's truth against the de-duplicated final rollups a subscriber received.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use simulators::{MachineSpec, PlcSimulator, Truth};
+
+use crate::support::{self, Recorder};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_shopfloor-agent");
+const MACHINES: [(u8, &str); 2] = [(1, "m1"), (2, "m2")];
+
+/// One agent installation: a config file and a data directory.
+struct Install {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Install {
+    fn new(plc: &str, broker_port: u16) -> Install {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("agent.toml");
+        let text = format!(
+            r#"
+[agent]
+site = "crash-site"
+gateway = "gw-crash"
+timezone = "Asia/Seoul"
+data_dir = "{data}"
+periods = ["1s", "5s"]
+grace = {{ "1s" = "400ms", "5s" = "1s" }}
+live_interval = "1s"
+
+[mqtt]
+port = {broker_port}
+client_id = "crash-{broker_port}"
+keep_alive = "5s"
+
+[[plc]]
+id = "plc-a"
+address = "{plc}"
+poll_interval = "100ms"
+timeout = "1s"
+backoff_max = "500ms"
+
+[[machine]]
+id = "m1"
+line = "line-a"
+plc = "plc-a"
+unit_id = 1
+counters.produced = {{ address = 0, type = "u32" }}
+counters.defective = {{ address = 2, type = "u32" }}
+state = {{ address = 20, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }}
+
+[[machine]]
+id = "m2"
+line = "line-a"
+plc = "plc-a"
+unit_id = 2
+counters.produced = {{ address = 0, type = "u32" }}
+counters.defective = {{ address = 2, type = "u32" }}
+"#,
+            data = dir.path().join("data").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        Install { dir, config }
+    }
+
+    fn database(&self) -> PathBuf {
+        self.dir.path().join("data").join("shopfloor-agent.db")
+    }
+
+    fn start(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
+        Command::new(BINARY)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("SHOPFLOOR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the agent binary starts")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+        let start = text.len().saturating_sub(3000);
+        text[start..].to_string()
+    }
+}
+
+/// Counter baselines persisted so far (read-only look into the agent's database).
+fn baselines(database: &Path) -> usize {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM counter_state", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as usize)
+    .unwrap_or(0)
+}
+
+fn integrity(database: &Path) -> String {
+    let conn = rusqlite::Connection::open(database).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+        .unwrap()
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    panic!("the agent did not stop within 15 s of SIGTERM");
+}
+
+/// De-duplicated final rollups of one machine and period: the highest revision per window.
+fn final_rollups(recorder: &Recorder, machine: &str, period: &str) -> BTreeMap<String, Value> {
+    let mut windows: BTreeMap<String, Value> = BTreeMap::new();
+    for (_, body) in recorder.messages_matching(&format!("/{machine}/rollup/{period}")) {
+        let start = body["window"]["start"].as_str().unwrap().to_string();
+        let revision = body["revision"].as_u64().unwrap();
+        if windows
+            .get(&start)
+            .is_none_or(|old| old["revision"].as_u64().unwrap() < revision)
+        {
+            windows.insert(start, body);
+        }
+    }
+    windows
+}
+
+fn totals(windows: &BTreeMap<String, Value>) -> (u64, u64) {
+    windows.values().fold((0, 0), |(p, d), w| {
+        (
+            p + w["counts"]["produced"].as_u64().unwrap(),
+            d + w["counts"]["defective"].as_u64().unwrap(),
+        )
+    })
+}
+
+/// Counting report over every durable message: unique msg_ids, duplicates, and seq holes per epoch.
+fn counting_report(recorder: &Recorder) -> (usize, usize, Vec<String>) {
+    let mut ids = BTreeSet::new();
+    let mut duplicates = 0;
+    let mut seqs: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for (_, body) in recorder.messages_matching("/") {
+        let (Some(seq), Some(epoch)) = (body["seq"].as_u64(), body["db_epoch"].as_str()) else {
+            continue; // live, status and health are not durable rows
+        };
+        if !ids.insert(body["msg_id"].as_str().unwrap().to_string()) {
+            duplicates += 1;
+        }
+        seqs.entry(epoch.to_string()).or_default().insert(seq);
+    }
+    let mut holes = Vec::new();
+    for (epoch, seen) in &seqs {
+        let (first, last) = (*seen.first().unwrap(), *seen.last().unwrap());
+        for seq in first..=last {
+            if !seen.contains(&seq) {
+                holes.push(format!("{epoch}:{seq}"));
+            }
+        }
+    }
+    (ids.len(), duplicates, holes)
+}
+
+async fn plc() -> PlcSimulator {
+    let spec = |unit: u8, cycle_ms: u64| MachineSpec {
+        cycle_time: Duration::from_millis(cycle_ms),
+        defect_probability: 0.1,
+        stop_probability: 0.01,
+        initial_produced: u32::MAX - 500 * u32::from(unit),
+        ..MachineSpec::new(unit)
+    };
+    PlcSimulator::start("127.0.0.1:0", vec![spec(1, 15), spec(2, 25)], 99)
+        .await
+        .unwrap()
+}
+
+fn truths(sim: &PlcSimulator) -> Vec<Truth> {
+    MACHINES.iter().map(|(unit, _)| sim.truth(*unit)).collect()
+}
+
+fn set_producing(sim: &PlcSimulator, on: bool) {
+    for (unit, _) in MACHINES {
+        sim.set_producing(unit, on);
+    }
+}
+
+/// Waits until every machine has a final 5 s rollup whose window starts after `after_ms`.
+async fn wait_for_windows_after(recorder: &Recorder, after_ms: i64, install: &Install) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = MACHINES.iter().all(|(_, machine)| {
+            final_rollups(recorder, machine, "5s").values().any(|w| {
+                let start: jiff::Timestamp =
+                    w["window"]["start"].as_str().unwrap().parse().unwrap();
+                start.as_millisecond() > after_ms
+            })
+        });
+        if done {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rollups after the freeze; agent log:\n{}",
+            install.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assert_rollups_match_truth(recorder: &Recorder, before: &[Truth], after: &[Truth], label: &str) {
+    for (index, (_, machine)) in MACHINES.iter().enumerate() {
+        let produced = after[index].produced - before[index].produced;
+        let defective = after[index].defective - before[index].defective;
+        for period in ["1s", "5s"] {
+            let windows = final_rollups(recorder, machine, period);
+            assert_eq!(
+                totals(&windows),
+                (produced, defective),
+                "{label}: {machine} {period} rollups vs truth"
+            );
+        }
+        println!("{label}: {machine} truth produced {produced} defective {defective}: matched");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_fifty_times_loses_and_double_counts_nothing() {
+    // Given a producing PLC (both counters wrap past 2^32 during the test), a broker, a subscriber
+    // and an agent that has taken its baselines while production was frozen.
+    let sim = plc().await;
+    set_producing(&sim, false);
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
+    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let mut agent = install.start();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&install.database()) >= 4
+    })
+    .await;
+    let before = truths(&sim);
+    set_producing(&sim, true);
+
+    // When the agent is killed with SIGKILL fifty times at random moments and restarted at once.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..900))).await;
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        agent = install.start();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    set_producing(&sim, false);
+    let frozen_at = shopfloor_agent::poller::now_millis();
+    let after = truths(&sim);
+
+    // Then the final rollups sum exactly to the truth, every durable row arrived, the agent stops
+    // cleanly on SIGTERM and the database is sound.
+    wait_for_windows_after(&recorder, frozen_at, &install).await;
+    let status = sigterm(&mut agent);
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        install.log_tail()
+    );
+    assert_rollups_match_truth(&recorder, &before, &after, "sigkill x50");
+    let (unique, duplicates, holes) = counting_report(&recorder);
+    println!(
+        "sigkill x50: {unique} unique durable messages, {duplicates} duplicates, {} missing",
+        holes.len()
+    );
+    assert!(holes.is_empty(), "missing seqs: {holes:?}");
+    assert_eq!(integrity(&install.database()), "ok");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downtime_is_carried_by_the_first_poll_after_restart() {
+    // Given an agent that has polled a producing PLC.
+    let sim = plc().await;
+    set_producing(&sim, false);
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
+    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let mut agent = install.start();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&install.database()) >= 4
+    })
+    .await;
+    let before = truths(&sim);
+    set_producing(&sim, true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // When it is stopped with SIGTERM for several seconds while the PLC keeps counting, then restarted.
+    let status = sigterm(&mut agent);
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        install.log_tail()
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut agent = install.start();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    set_producing(&sim, false);
+    let frozen_at = shopfloor_agent::poller::now_millis();
+    let after = truths(&sim);
+
+    // Then the downtime's production is counted once, spread over the windows it spans and flagged.
+    wait_for_windows_after(&recorder, frozen_at, &install).await;
+    assert!(sigterm(&mut agent).success());
+    assert_rollups_match_truth(&recorder, &before, &after, "downtime");
+    let estimated = final_rollups(&recorder, "m1", "1s")
+        .values()
+        .filter(|w| {
+            w["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "estimated")
+        })
+        .count();
+    assert!(
+        estimated >= 5,
+        "the 6 s downtime spans several 1 s windows, got {estimated} estimated"
+    );
+    let offline = recorder
+        .messages_matching("/_gateway/gw-crash/status")
+        .iter()
+        .any(|(_, b)| b["state"] == "offline");
+    assert!(offline, "a clean stop publishes status offline");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_on_the_same_data_dir_refuses_to_start() {
+    // Given a running agent.
+    let sim = plc().await;
+    let broker = support::broker();
+    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let mut first = install.start();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&install.database()) >= 4
+    })
+    .await;
+
+    // When a second one starts with the same configuration.
+    let output = Command::new(BINARY)
+        .args(["run", "--config"])
+        .arg(&install.config)
+        .output()
+        .unwrap();
+
+    // Then it exits non-zero with a clear message, and the first one keeps running.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("already using data_dir"), "{stderr}");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first agent must keep running"
+    );
+    assert!(sigterm(&mut first).success());
+    sim.shutdown().await;
+}
