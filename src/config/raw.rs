@@ -1,0 +1,272 @@
+//! The loose, serde-facing shape of the configuration file: strings where validation wants to
+//! report a problem with its path instead of failing at the first one. Defaults live here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::logic::kpi::Targets;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawConfig {
+    pub(super) agent: RawAgent,
+    #[serde(default)]
+    pub(super) mqtt: RawMqtt,
+    #[serde(default)]
+    pub(super) store: RawStore,
+    #[serde(default)]
+    pub(super) plc: Vec<RawPlc>,
+    #[serde(default)]
+    pub(super) machine: Vec<RawMachine>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawAgent {
+    pub(super) site: String,
+    pub(super) gateway: String,
+    #[serde(default = "default_timezone")]
+    pub(super) timezone: String,
+    #[serde(default = "default_data_dir")]
+    pub(super) data_dir: String,
+    #[serde(default = "default_periods")]
+    pub(super) periods: Vec<String>,
+    #[serde(default)]
+    pub(super) grace: BTreeMap<String, String>,
+    #[serde(default = "default_live_interval")]
+    pub(super) live_interval: String,
+    #[serde(default = "default_health_interval")]
+    pub(super) health_interval: String,
+    #[serde(default = "default_horizon")]
+    pub(super) restatement_horizon: String,
+}
+
+pub(super) fn default_timezone() -> String {
+    "UTC".into()
+}
+pub(super) fn default_data_dir() -> String {
+    "/var/lib/shopfloor-agent".into()
+}
+pub(super) fn default_periods() -> Vec<String> {
+    vec!["1m".into(), "15m".into(), "1h".into()]
+}
+pub(super) fn default_live_interval() -> String {
+    "5s".into()
+}
+pub(super) fn default_health_interval() -> String {
+    "30s".into()
+}
+pub(super) fn default_horizon() -> String {
+    "72h".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawMqtt {
+    #[serde(default = "default_host")]
+    pub(super) host: String,
+    #[serde(default = "default_port")]
+    pub(super) port: u16,
+    pub(super) client_id: Option<String>,
+    #[serde(default = "default_prefix")]
+    pub(super) topic_prefix: String,
+    #[serde(default)]
+    pub(super) tls: bool,
+    #[serde(default = "default_keep_alive")]
+    pub(super) keep_alive: String,
+    #[serde(default = "default_inflight")]
+    pub(super) max_inflight: u32,
+    #[serde(default = "default_connect_timeout")]
+    pub(super) connect_timeout: String,
+    #[serde(default = "default_protocol")]
+    pub(super) protocol: String,
+    #[serde(default = "default_drain_rate")]
+    pub(super) drain_rate: u32,
+    #[serde(default = "default_max_packet_size")]
+    pub(super) max_packet_size: String,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        RawMqtt {
+            host: default_host(),
+            port: default_port(),
+            client_id: None,
+            topic_prefix: default_prefix(),
+            tls: false,
+            keep_alive: default_keep_alive(),
+            max_inflight: default_inflight(),
+            connect_timeout: default_connect_timeout(),
+            protocol: default_protocol(),
+            drain_rate: default_drain_rate(),
+            max_packet_size: default_max_packet_size(),
+        }
+    }
+}
+
+pub(super) fn default_host() -> String {
+    "127.0.0.1".into()
+}
+pub(super) fn default_port() -> u16 {
+    1883
+}
+pub(super) fn default_prefix() -> String {
+    "shopfloor/v1".into()
+}
+pub(super) fn default_keep_alive() -> String {
+    "30s".into()
+}
+pub(super) fn default_inflight() -> u32 {
+    256
+}
+pub(super) fn default_connect_timeout() -> String {
+    "10s".into()
+}
+pub(super) fn default_protocol() -> String {
+    "v4".into()
+}
+pub(super) fn default_drain_rate() -> u32 {
+    500
+}
+pub(super) fn default_max_packet_size() -> String {
+    "256KiB".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawStore {
+    #[serde(default = "default_max_bytes")]
+    pub(super) max_bytes: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            max_bytes: default_max_bytes(),
+        }
+    }
+}
+
+pub(super) fn default_max_bytes() -> String {
+    "1GiB".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawPlc {
+    pub(super) id: String,
+    pub(super) address: String,
+    #[serde(default = "default_unit")]
+    pub(super) unit_id: u8,
+    #[serde(default = "default_poll")]
+    pub(super) poll_interval: String,
+    #[serde(default = "default_timeout")]
+    pub(super) timeout: String,
+    #[serde(default = "default_backoff_max")]
+    pub(super) backoff_max: String,
+    #[serde(default = "default_max_gap")]
+    pub(super) max_gap: u16,
+    #[serde(default = "default_max_regs")]
+    pub(super) max_registers_per_request: u16,
+    #[serde(default)]
+    pub(super) one_request_per_tag: bool,
+    #[serde(default = "default_pause")]
+    pub(super) pause_between_requests: String,
+    #[serde(default = "default_unit_failures")]
+    pub(super) unit_failure_threshold: u32,
+    #[serde(default = "default_unit_backoff")]
+    pub(super) unit_backoff: String,
+}
+
+pub(super) fn default_unit() -> u8 {
+    1
+}
+pub(super) fn default_poll() -> String {
+    "1s".into()
+}
+pub(super) fn default_timeout() -> String {
+    "500ms".into()
+}
+pub(super) fn default_backoff_max() -> String {
+    "30s".into()
+}
+pub(super) fn default_max_gap() -> u16 {
+    16
+}
+pub(super) fn default_max_regs() -> u16 {
+    125
+}
+pub(super) fn default_pause() -> String {
+    "0ms".into()
+}
+pub(super) fn default_unit_failures() -> u32 {
+    3
+}
+pub(super) fn default_unit_backoff() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawMachine {
+    pub(super) id: String,
+    pub(super) line: String,
+    pub(super) plc: String,
+    pub(super) unit_id: Option<u8>,
+    pub(super) ideal_cycle_time: Option<String>,
+    pub(super) counters: RawCounters,
+    #[serde(default)]
+    pub(super) defect_reasons: BTreeMap<String, RawTag>,
+    pub(super) state: Option<RawState>,
+    #[serde(default)]
+    pub(super) targets: Targets,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawCounters {
+    pub(super) produced: RawTag,
+    pub(super) defective: Option<RawTag>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawTag {
+    #[serde(default = "default_table")]
+    pub(super) table: String,
+    pub(super) address: u32,
+    #[serde(rename = "type", default = "default_counter_type")]
+    pub(super) data_type: String,
+    #[serde(default)]
+    pub(super) word_order: Option<String>,
+    #[serde(default)]
+    pub(super) byte_swap: bool,
+    pub(super) modulus: Option<String>,
+    #[serde(default = "default_true")]
+    pub(super) wrap: bool,
+    pub(super) on_decrease: Option<String>,
+    pub(super) design_rate: Option<f64>,
+}
+
+pub(super) fn default_table() -> String {
+    "holding".into()
+}
+pub(super) fn default_counter_type() -> String {
+    "u16".into()
+}
+pub(super) fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawState {
+    #[serde(default = "default_table")]
+    pub(super) table: String,
+    pub(super) address: u32,
+    #[serde(rename = "type", default = "default_counter_type")]
+    pub(super) data_type: String,
+    #[serde(default)]
+    pub(super) word_order: Option<String>,
+    #[serde(default)]
+    pub(super) byte_swap: bool,
+    pub(super) bit: Option<u8>,
+    #[serde(default)]
+    pub(super) running: Vec<i64>,
+    #[serde(default)]
+    pub(super) planned_stop: Vec<i64>,
+    #[serde(default)]
+    pub(super) unplanned_stop: Vec<i64>,
+}

@@ -1,0 +1,129 @@
+//! Tests of loading and validating configuration files.
+
+use super::*;
+use std::path::Path;
+use std::time::Duration;
+
+const MINIMAL: &str = r#"
+        [agent]
+        site = "acme"
+        gateway = "gw-01"
+        timezone = "Asia/Seoul"
+        data_dir = "/tmp/x"
+
+        [[plc]]
+        id = "plc-a"
+        address = "127.0.0.1:502"
+
+        [[machine]]
+        id = "press-01"
+        line = "line-a"
+        plc = "plc-a"
+        counters.produced = { table = "holding", address = 100, type = "u32" }
+    "#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    match Config::from_toml(text, "test.toml", false) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        Err(other) => panic!("expected validation problems, got {other}"),
+        Ok(_) => panic!("expected validation problems, got a valid config"),
+    }
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = Config::from_toml(MINIMAL, "test.toml", false).unwrap();
+    assert_eq!(config.mqtt.client_id, "acme-gw-01");
+    assert_eq!(config.mqtt.port, 1883);
+    assert_eq!(config.agent.periods.len(), 3);
+    assert_eq!(config.agent.periods[0].grace, Duration::from_secs(10));
+    assert_eq!(config.machines[0].produced.counter.modulus, 1 << 32);
+    assert_eq!(config.store.max_bytes, 1 << 30);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let text = MINIMAL
+        .replace("Asia/Seoul", "Mars/Olympus")
+        .replace("type = \"u32\"", "type = \"f32\", bogus = 1")
+        .replace("plc = \"plc-a\"", "plc = \"plc-b\"")
+        + "\n[mqtt]\nkeep_alive = \"soon\"\n";
+    let found = problems(&text);
+    let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+    assert!(paths.contains(&"agent.timezone"), "{found:?}");
+    assert!(paths.contains(&"machine[0].plc"), "{found:?}");
+    assert!(
+        paths.contains(&"machine[0].counters.produced.type"),
+        "{found:?}"
+    );
+    assert!(
+        paths.contains(&"machine[0].counters.produced.bogus"),
+        "{found:?}"
+    );
+    assert!(paths.contains(&"mqtt.keep_alive"), "{found:?}");
+}
+
+#[test]
+fn overlapping_tags_are_rejected() {
+    let text = MINIMAL.replace(
+            "counters.produced = { table = \"holding\", address = 100, type = \"u32\" }",
+            "counters.produced = { address = 100, type = \"u32\" }\ncounters.defective = { address = 101, type = \"u32\" }",
+        );
+    let found = problems(&text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.path == "machine[0].counters.defective" && p.message.contains("overlaps")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn modulus_accepts_powers_and_plain_numbers() {
+    let text = MINIMAL.replace("type = \"u32\"", "type = \"u16\", modulus = \"10000\"");
+    let config = Config::from_toml(&text, "t", false).unwrap();
+    assert_eq!(config.machines[0].produced.counter.modulus, 10000);
+    let text = MINIMAL.replace("type = \"u32\"", "type = \"u16\", modulus = \"2^32\"");
+    assert_eq!(
+        problems(&text)[0].path,
+        "machine[0].counters.produced.modulus"
+    );
+}
+
+#[test]
+fn sizes_and_periods_parse() {
+    assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+    assert!(parse_bytes("12 parsecs").is_err());
+    assert_eq!(Period::parse("15m").unwrap().length_ms, 900_000);
+    assert!(Period::parse("7m").is_err());
+}
+
+#[test]
+fn every_file_in_the_config_folder_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(error) = Config::from_toml(&text, &path.display().to_string(), false) {
+                panic!("{error}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected example.toml and demo.toml in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn environment_overrides_apply_with_the_shopfloor_prefix() {
+    // The variable name is unique to this test, so parallel tests are not affected.
+    std::env::set_var("SHOPFLOOR__MQTT__CLIENT_ID", "from-env");
+    let config = Config::from_toml(MINIMAL, "test.toml", true);
+    std::env::remove_var("SHOPFLOOR__MQTT__CLIENT_ID");
+    assert_eq!(config.unwrap().mqtt.client_id, "from-env");
+}
