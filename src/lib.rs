@@ -4,6 +4,7 @@
 //! Crate map, in data-flow order:
 //! - [`config`]: TOML + environment → validated [`config::Config`]; every problem reported with its path.
 //! - [`poller`]: one task per PLC connection; reads registers under timeouts and emits `Sample`s.
+//! - [`probe`]: the read-only commissioning aid: every interpretation of a register range, counter candidates.
 //! - [`logic`]: pure code (no I/O, no clock): decoding, counter deltas, windows, rollups, KPIs, payloads.
 //! - [`processor`]: drives `logic` with samples and time; commits one store transaction per poll cycle.
 //! - [`store`]: SQLite (WAL) adapter: counter baselines, windows, the outbox.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod logic;
 pub mod poller;
+pub mod probe;
 pub mod processor;
 pub mod publisher;
 pub mod store;

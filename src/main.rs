@@ -39,6 +39,37 @@ enum Command {
         #[arg(long, default_value_t = 1883)]
         mqtt_port: u16,
     },
+    /// Read-only commissioning aid: read a register range and print every plausible interpretation
+    /// (u16/i16; u32/i32/f32 in ABCD, CDAB, BADC, DCBA), refused addresses, and counter candidates.
+    Probe {
+        /// PLC or gateway address, host:port.
+        #[arg(long)]
+        address: String,
+        /// Unit id (slave id).
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Table: coil, discrete, input or holding.
+        #[arg(long, default_value = "holding", value_parser = shopfloor_agent::probe::parse_table)]
+        table: shopfloor_agent::logic::decode::Table,
+        /// First 0-based address (holding register 40001 is address 0).
+        #[arg(long)]
+        start: u16,
+        /// Number of registers (or bits) to read.
+        #[arg(long)]
+        count: u16,
+        /// Timeout of the connect and of every request.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Samples to take; with 2 or more, increasing values are listed as counter candidates.
+        #[arg(long, default_value_t = 2)]
+        samples: u32,
+        /// Time between samples.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Mark the interpretations equal to this value (e.g. the count shown on the machine's HMI).
+        #[arg(long)]
+        find: Option<f64>,
+    },
 }
 
 /// Exit code for an invalid configuration.
@@ -72,6 +103,31 @@ fn main() -> ExitCode {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
                 supervisor::run(config, shutdown, |_| {}).await
+            }))
+        }
+        Command::Probe {
+            address,
+            unit,
+            table,
+            start,
+            count,
+            timeout,
+            samples,
+            interval,
+            find,
+        } => {
+            let request = shopfloor_agent::probe::ProbeRequest {
+                address,
+                unit_id: unit,
+                table,
+                start,
+                count,
+                timeout,
+            };
+            exit(runtime().block_on(async {
+                let text = shopfloor_agent::probe::run(&request, samples, interval, find).await?;
+                print!("{text}");
+                Ok(())
             }))
         }
         Command::Demo { seconds, mqtt_port } => exit(runtime().block_on(async {

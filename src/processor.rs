@@ -17,9 +17,12 @@ use crate::logic::kpi::{self, Kpis};
 use crate::logic::payload::{self, DeviceHealth, Identity};
 use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
 use crate::logic::Millis;
-use crate::poller::{now_millis, HealthBoard, ReadPlan, Sample};
+use crate::poller::{now_millis, HealthBoard, PollEvent, ReadPlan, Sample};
 use crate::publisher::{LiveMessage, PublisherStats};
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
+
+/// Event kind for a tag disabled after a configuration-error exception.
+const EVENT_TAG_DISABLED: &str = "tag_disabled";
 
 /// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.
 const MAX_PENDING_DELTAS: usize = 100_000;
@@ -234,6 +237,7 @@ impl Processor {
 
     /// Feeds one poll cycle into the pure core. Results wait in `pending` until [`Processor::commit`].
     pub fn on_sample(&mut self, sample: &Sample) {
+        self.record_poll_events(sample);
         let identity = &self.identity;
         for machine in self
             .machines
@@ -442,7 +446,7 @@ impl Processor {
             now,
         };
         match store.call(move |s| s.commit_cycle(&cycle)).await? {
-            Ok(seqs) => {
+            Ok(outcome) => {
                 let dropped = std::mem::take(&mut self.pending.dropped_deltas);
                 if dropped > 0 {
                     warn!(
@@ -451,7 +455,41 @@ impl Processor {
                     );
                 }
                 self.pending = Pending::default();
-                Ok(seqs.len())
+                // Nothing lost silently: quota drops and refused payloads become durable events,
+                // committed with the next cycle.
+                for range in &outcome.dropped {
+                    warn!(topic = %range.topic, rows = range.rows, class = range.class.name(), "Store quota reached; dropped unsent rows.");
+                    let detail = serde_json::json!({
+                        "reason": "store_quota",
+                        "class": range.class.name(),
+                        "topic": range.topic,
+                        "first_seq": range.first_seq,
+                        "last_seq": range.last_seq,
+                        "rows": range.rows,
+                        "from": payload_time(range.first_enqueued_at, &self.config),
+                        "to": payload_time(range.last_enqueued_at, &self.config),
+                    });
+                    self.pending.outbox.push(self.event_for_topic(
+                        &range.topic,
+                        "gap",
+                        now,
+                        detail,
+                    ));
+                }
+                for refused in &outcome.refused {
+                    warn!(topic = %refused.topic, bytes = refused.bytes, "Payload larger than the broker accepts; not enqueued.");
+                    let detail = serde_json::json!({
+                        "topic": refused.topic,
+                        "bytes": refused.bytes,
+                    });
+                    self.pending.outbox.push(self.event_for_topic(
+                        &refused.topic,
+                        "payload_refused",
+                        now,
+                        detail,
+                    ));
+                }
+                Ok(outcome.seqs.len())
             }
             Err(error) => {
                 if self.pending.deltas.len() > MAX_PENDING_DELTAS {
@@ -462,6 +500,118 @@ impl Processor {
                 Err(anyhow::Error::new(error).context("store commit failed; work kept pending"))
             }
         }
+    }
+
+    /// Device up/down transitions and disabled tags become one durable event per machine affected.
+    fn record_poll_events(&mut self, sample: &Sample) {
+        for event in &sample.events {
+            let (kind, unit, at, detail) = match event {
+                PollEvent::Transition(t) => {
+                    if t.up && t.previous.is_none() {
+                        continue; // the first good poll after start is not news
+                    }
+                    let kind = if t.up {
+                        payload::EVENT_DEVICE_UP
+                    } else {
+                        payload::EVENT_DEVICE_DOWN
+                    };
+                    let detail = serde_json::json!({
+                        "plc": t.plc_id,
+                        "unit_id": t.unit_id,
+                        "scope": if t.unit_id.is_some() { "unit" } else { "connection" },
+                        "error": t.error,
+                    });
+                    (kind, t.unit_id, t.at, detail)
+                }
+                PollEvent::TagDisabled(tag) => {
+                    let detail = serde_json::json!({
+                        "plc": self.config.plcs[sample.plc].id,
+                        "unit_id": tag.unit_id,
+                        "table": format!("{:?}", tag.table).to_lowercase(),
+                        "address": tag.address,
+                        "exception_code": tag.code,
+                        "note": "configuration error: the tag is not read again until the agent restarts",
+                    });
+                    (EVENT_TAG_DISABLED, Some(tag.unit_id), tag.at, detail)
+                }
+            };
+            for machine in self
+                .machines
+                .iter()
+                .filter(|m| m.config.plc == sample.plc)
+                .filter(|m| unit.is_none_or(|u| m.config.produced.tag.unit_id == u))
+            {
+                let body = payload::event_payload(
+                    &self.identity,
+                    &machine.config.line,
+                    &machine.config.id,
+                    kind,
+                    at,
+                    detail.clone(),
+                );
+                self.pending.outbox.push(OutboxDraft {
+                    topic: payload::event_topic(
+                        &self.identity,
+                        &machine.config.line,
+                        &machine.config.id,
+                    ),
+                    body,
+                });
+            }
+        }
+    }
+
+    /// An event about the messages of `topic`: on its machine's event topic when it is a machine's,
+    /// else on the gateway's event topic.
+    fn event_for_topic(
+        &self,
+        topic: &str,
+        kind: &str,
+        at: Millis,
+        detail: serde_json::Value,
+    ) -> OutboxDraft {
+        let owner = self.machines.iter().find(|m| {
+            let base = payload::event_topic(&self.identity, &m.config.line, &m.config.id);
+            let base = base.trim_end_matches("/event");
+            topic.starts_with(&format!("{base}/"))
+        });
+        let (line, machine, topic) = match owner {
+            Some(m) => (
+                m.config.line.clone(),
+                m.config.id.clone(),
+                payload::event_topic(&self.identity, &m.config.line, &m.config.id),
+            ),
+            None => (
+                payload::GATEWAY_LINE.to_string(),
+                self.identity.gateway.clone(),
+                payload::gateway_event_topic(&self.identity),
+            ),
+        };
+        OutboxDraft {
+            topic,
+            body: payload::event_payload(&self.identity, &line, &machine, kind, at, detail),
+        }
+    }
+
+    /// Queues the alarm for a database that was found corrupt at start and moved aside.
+    pub fn alarm_store_recovered(&mut self, moved_to: &str, reason: &str, at: Millis) {
+        let detail = serde_json::json!({
+            "moved_to": moved_to,
+            "reason": reason,
+            "note": "a fresh database with a new db_epoch was started; unsent rows of the old one were not published",
+        });
+        let draft = OutboxDraft {
+            topic: payload::gateway_event_topic(&self.identity),
+            body: payload::event_payload(
+                &self.identity,
+                payload::GATEWAY_LINE,
+                &self.identity.gateway,
+                "store_recovered",
+                at,
+                detail,
+            ),
+        };
+        self.pending.outbox.push(draft);
     }
 
     /// Earliest time a window is due to close.
@@ -556,6 +706,9 @@ pub async fn run(
     live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut health_tick = tokio::time::interval(health_every);
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Latest live snapshots and latest health message; the publisher gets both on every change.
+    let mut live: Vec<LiveMessage> = Vec::new();
+    let mut health: Vec<LiveMessage> = Vec::new();
     let mut store_failing = false;
 
     loop {
@@ -578,11 +731,16 @@ pub async fn run(
             _ = tokio::time::sleep(until_close) => {}
             _ = live_tick.tick() => {
                 let (messages, views) = processor.live(now_millis());
-                outputs.live_tx.send_replace(messages_with_health(messages, &processor, &store, &outputs).await);
+                live = messages;
+                outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
                 outputs.view_tx.send_replace(views);
                 continue;
             }
-            _ = health_tick.tick() => { continue; }
+            _ = health_tick.tick() => {
+                health = messages_with_health(Vec::new(), &processor, &store, &outputs).await;
+                outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
+                continue;
+            }
         }
         let now = now_millis();
         processor.close_due(now);
@@ -621,7 +779,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Appends the health message to the live messages.
+/// Appends the health message (backlog, drops, PLC health) to `messages`.
 async fn messages_with_health(
     mut messages: Vec<LiveMessage>,
     processor: &Processor,
@@ -644,6 +802,36 @@ async fn messages_with_health(
             consecutive_failures: h.consecutive_failures,
             last_error: h.last_error.clone(),
             rtt_ms: h.rtt_ms,
+            rtt_p50_ms: h.rtt_p50_ms,
+            rtt_p99_ms: h.rtt_p99_ms,
+            requests_per_poll: h.requests_per_poll,
+            polls: h.polls,
+            failures: h.failures,
+            late_answers: h.late_answers,
+            units: h
+                .units
+                .iter()
+                .map(|u| payload::UnitHealthReport {
+                    unit_id: u.unit_id,
+                    up: u.up,
+                    consecutive_failures: u.consecutive_failures,
+                    last_error: u.last_error.clone(),
+                    rtt_p50_ms: u.rtt_p50_ms,
+                    rtt_p99_ms: u.rtt_p99_ms,
+                    requests_per_poll: u.requests_per_poll,
+                    backed_off: u.backed_off,
+                })
+                .collect(),
+            disabled_tags: h
+                .disabled_tags
+                .iter()
+                .map(|t| payload::DisabledTagReport {
+                    unit_id: t.unit_id,
+                    table: format!("{:?}", t.table).to_lowercase(),
+                    address: t.address,
+                    exception: t.code,
+                })
+                .collect(),
         })
         .collect();
     let body = payload::health_payload(

@@ -95,6 +95,8 @@ pub async fn run(
     let db_path = database_path(&config);
     let store_options = StoreOptions {
         max_bytes: config.store.max_bytes,
+        // Leave room for the topic and the MQTT header inside the broker's packet limit.
+        max_payload_bytes: config.mqtt.max_packet_size.saturating_sub(1024),
     };
     let store = {
         let path = db_path.clone();
@@ -113,7 +115,15 @@ pub async fn run(
         .collect();
     let plc_health = poller::health_board(&config);
     let publisher_stats = Arc::new(PublisherStats::default());
-    let processor = Processor::new(config.clone(), identity.clone(), &plans, &store).await?;
+    let mut processor = Processor::new(config.clone(), identity.clone(), &plans, &store).await?;
+    if let Some(recovery) = store.call(|s| s.recovery().cloned()).await? {
+        error!(moved_to = %recovery.moved_to.display(), reason = %recovery.reason, "The database was unusable and was moved aside; started a fresh one.");
+        processor.alarm_store_recovered(
+            &recovery.moved_to.display().to_string(),
+            &recovery.reason,
+            poller::now_millis(),
+        );
+    }
 
     let (sample_tx, sample_rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
     let (live_tx, live_rx) = watch::channel(Vec::new());
@@ -180,6 +190,9 @@ pub async fn run(
     publisher_config.max_inflight = config.mqtt.max_inflight;
     publisher_config.connect_timeout = config.mqtt.connect_timeout;
     publisher_config.drain_rate = config.mqtt.drain_rate;
+    publisher_config.protocol = config.mqtt.protocol;
+    publisher_config.max_packet_size = config.mqtt.max_packet_size;
+    publisher_config.event_identity = Some(identity.clone());
     let mut publisher_task = tokio::spawn(
         publisher::run(
             publisher_config,

@@ -2,13 +2,24 @@
 //! a real MQTT broker (Mosquitto when installed, else rumqttd in-process; see `support`).
 //!
 //! Modules, each documented at its top:
-//! - `support`: per-test broker, recording subscriber, cuttable TCP forwarder, `wait_until`, schemas.
+//! - `support`: per-test broker, recording subscriber + counting report, TCP fault proxy, the agent with
+//!   simulated PLCs, `wait_until`, schemas.
 //! - `publisher`: outbox → broker delivery, retire-after-PUBACK, outages, status and live retention.
 //! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
+//! - `modbus`: the poller against misbehaving PLCs (silence, late answers, half frames, exceptions, reboots,
+//!   fuzzed bytes), many units on one gateway, and the commissioning probe.
+//! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
+//! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link), each with
+//!   a counting report.
+//! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 
 mod support;
 
 mod crash;
 mod e2e;
+mod faults_mqtt;
+mod interop;
+mod modbus;
+mod outbox_model;
 mod publisher;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use simulators::{MachineSpec, PlcSimulator};
+use simulators::{CounterLayout, MachineSpec, PlcSimulator};
 
 /// Modbus/TCP PLC simulator with ground truth.
 #[derive(Debug, Parser)]
@@ -36,9 +36,17 @@ struct Args {
     /// Raw produced counter at start (e.g. 4294967000 to see a wrap soon).
     #[arg(long, default_value_t = 0)]
     initial_produced: u32,
+    /// Word and byte order of the u32 counters: abcd (default), cdab, badc or dcba.
+    #[arg(long, default_value = "abcd", value_parser = parse_layout)]
+    counter_layout: CounterLayout,
     /// Seconds between ground-truth reports.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     print_every_s: u64,
+}
+
+fn parse_layout(text: &str) -> Result<CounterLayout, String> {
+    CounterLayout::parse(text)
+        .ok_or_else(|| format!("{text:?} is not one of abcd, cdab, badc, dcba"))
 }
 
 fn main() -> ExitCode {
@@ -67,6 +75,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             defect_probability: args.defect_probability,
             stop_probability: args.stop_probability,
             initial_produced: args.initial_produced,
+            counter_layout: args.counter_layout,
             ..MachineSpec::new(unit_id)
         })
         .collect();
@@ -104,8 +113,7 @@ fn print_truth(simulator: &PlcSimulator) {
             .iter()
             .map(|(reason, count)| format!("{reason}={count}"))
             .collect();
-        let raw_produced =
-            (u32::from(snapshot.registers[0]) << 16) | u32::from(snapshot.registers[1]);
+        let raw_produced = simulator.raw_produced(unit_id);
         println!(
             "unit={unit_id} produced={} defective={} by_reason=[{}] raw_produced={raw_produced} state={:?}",
             truth.produced,

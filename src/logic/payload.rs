@@ -35,6 +35,10 @@ pub const EVENT_DEVICE_DOWN: &str = "device_down";
 pub const EVENT_DEFECTS: &str = "defects";
 /// Event kind: the machine changed state (stop, restart).
 pub const EVENT_STATE: &str = "state";
+/// Event kind (gateway event topic): the broker refused publishes with an MQTT 5 failure reason code.
+pub const EVENT_PUBLISH_FAILURE: &str = "publish_failure";
+/// The `line` of events about the gateway itself (their `machine` is the gateway id).
+pub const GATEWAY_LINE: &str = "_gateway";
 
 /// Number of hex characters of a `msg_id` (the first 128 bits of a SHA-256).
 pub const MSG_ID_HEX_LEN: usize = 32;
@@ -59,14 +63,64 @@ pub struct Identity {
 pub struct DeviceHealth {
     /// PLC id from the configuration.
     pub plc: String,
-    /// Whether the last poll succeeded.
+    /// Up: the last poll read something (down after `unit_failure_threshold` polls in a row read nothing).
     pub up: bool,
     /// Failed polls since the last success.
     pub consecutive_failures: u64,
     /// The last error, if any.
     pub last_error: Option<String>,
-    /// Round-trip time of the last successful request.
+    /// Duration of the last successful poll cycle (all its requests).
     pub rtt_ms: Option<f64>,
+    /// Median request round-trip time over the recent requests.
+    pub rtt_p50_ms: Option<f64>,
+    /// 99th percentile request round-trip time over the recent requests.
+    pub rtt_p99_ms: Option<f64>,
+    /// Requests sent in the last poll cycle.
+    pub requests_per_poll: u32,
+    /// Poll cycles that read something.
+    pub polls: u64,
+    /// Poll cycles and connect attempts that read nothing.
+    pub failures: u64,
+    /// Late answers recognised by transaction id and dropped.
+    pub late_answers: u64,
+    /// The units (slave ids) behind this connection.
+    pub units: Vec<UnitHealthReport>,
+    /// Tags refused with a configuration exception, not read until restart.
+    pub disabled_tags: Vec<DisabledTagReport>,
+}
+
+/// One unit (slave id) behind a PLC connection, as reported on the health topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitHealthReport {
+    /// Unit id.
+    pub unit_id: u8,
+    /// Up: the last poll of this unit read something (down after `unit_failure_threshold` failed polls).
+    pub up: bool,
+    /// Failed polls of this unit since its last success.
+    pub consecutive_failures: u64,
+    /// The last error of this unit, if any.
+    pub last_error: Option<String>,
+    /// Median request round-trip time.
+    pub rtt_p50_ms: Option<f64>,
+    /// 99th percentile request round-trip time.
+    pub rtt_p99_ms: Option<f64>,
+    /// Requests sent to this unit in the last poll cycle.
+    pub requests_per_poll: u32,
+    /// Whether the unit is skipped right now after repeated failures.
+    pub backed_off: bool,
+}
+
+/// A tag refused with a configuration exception (01 illegal function, 02 illegal address, 03 illegal value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisabledTagReport {
+    /// Unit id.
+    pub unit_id: u8,
+    /// Table: coil, discrete, input or holding.
+    pub table: String,
+    /// First 0-based address of the tag.
+    pub address: u16,
+    /// The exception code.
+    pub exception: u8,
 }
 
 /// True when `segment` can be used as one MQTT topic level (non-empty, no `/`, `+`, `#`, NUL, no leading `$`).
@@ -97,6 +151,12 @@ pub fn status_topic(id: &Identity) -> String {
 /// `{prefix}/{site}/_gateway/{gateway}/health`: periodic health, retained.
 pub fn health_topic(id: &Identity) -> String {
     format!("{}/health", gateway_base(id))
+}
+
+/// `{prefix}/{site}/_gateway/{gateway}/event`: events about the gateway itself (e.g. `publish_failure`),
+/// QoS 1, durable; payloads are `event_payload` with line [`GATEWAY_LINE`] and the gateway as machine.
+pub fn gateway_event_topic(id: &Identity) -> String {
+    format!("{}/event", gateway_base(id))
 }
 
 fn machine_base(id: &Identity, line: &str, machine: &str) -> String {
@@ -372,6 +432,14 @@ pub fn health_payload(
                 "consecutive_failures": device.consecutive_failures,
                 "last_error": device.last_error,
                 "rtt_ms": device.rtt_ms,
+                "rtt_p50_ms": device.rtt_p50_ms,
+                "rtt_p99_ms": device.rtt_p99_ms,
+                "requests_per_poll": device.requests_per_poll,
+                "polls": device.polls,
+                "failures": device.failures,
+                "late_answers": device.late_answers,
+                "units": device.units,
+                "disabled_tags": device.disabled_tags,
             })
         })
         .collect();
@@ -736,6 +804,40 @@ mod tests {
                 consecutive_failures: 0,
                 last_error: None,
                 rtt_ms: Some(3.4),
+                rtt_p50_ms: Some(1.2),
+                rtt_p99_ms: Some(2.9),
+                requests_per_poll: 3,
+                polls: 120,
+                failures: 1,
+                late_answers: 2,
+                units: vec![
+                    UnitHealthReport {
+                        unit_id: 1,
+                        up: true,
+                        consecutive_failures: 0,
+                        last_error: None,
+                        rtt_p50_ms: Some(1.1),
+                        rtt_p99_ms: Some(2.0),
+                        requests_per_poll: 2,
+                        backed_off: false,
+                    },
+                    UnitHealthReport {
+                        unit_id: 7,
+                        up: false,
+                        consecutive_failures: 4,
+                        last_error: Some("unit 7: no answer within 500ms".into()),
+                        rtt_p50_ms: None,
+                        rtt_p99_ms: None,
+                        requests_per_poll: 0,
+                        backed_off: true,
+                    },
+                ],
+                disabled_tags: vec![DisabledTagReport {
+                    unit_id: 1,
+                    table: "holding".into(),
+                    address: 120,
+                    exception: 2,
+                }],
             },
             DeviceHealth {
                 plc: "plc-2".into(),
@@ -743,6 +845,14 @@ mod tests {
                 consecutive_failures: 17,
                 last_error: Some("connect timed out after 1s".into()),
                 rtt_ms: None,
+                rtt_p50_ms: None,
+                rtt_p99_ms: None,
+                requests_per_poll: 0,
+                polls: 0,
+                failures: 17,
+                late_answers: 0,
+                units: Vec::new(),
+                disabled_tags: Vec::new(),
             },
         ];
 
@@ -762,6 +872,12 @@ mod tests {
             body["devices"][1]["last_error"],
             "connect timed out after 1s"
         );
+        assert_eq!(body["devices"][0]["units"][1]["backed_off"], true);
+        assert_eq!(body["devices"][0]["disabled_tags"][0]["exception"], 2);
+        assert_eq!(body["devices"][0]["rtt_p99_ms"], 2.9);
+        let mut bad_unit = body.clone();
+        bad_unit["devices"][0]["units"][0]["unit_id"] = json!(256);
+        assert!(!validate(HEALTH, &bad_unit).is_empty());
         let empty = health_payload(&identity(), NINE_AM_SEOUL, 0, 0, None, 0, Vec::new());
         assert_eq!(validate(HEALTH, &empty), Vec::<String>::new());
         let mut missing = empty;

@@ -1,22 +1,42 @@
-//! rumqttc adapter: moves outbox rows from the store to the broker and retires a row ONLY after its PUBACK
-//! (DESIGN §2 invariant 4, §8–9). It only reads the store and never blocks the collecting half (invariant 6);
-//! every queue it owns is bounded (invariant 7). It does not build topics or payloads (`logic::payload` does).
+//! rumqttc adapter: moves outbox rows from the store to the broker and retires a row ONLY after an accepted
+//! PUBACK (DESIGN §2 invariants 4–7, §8–9). It never blocks the collecting half; every queue it owns is bounded.
+//! It builds no topics or payloads itself (`logic::payload` does), and its only store write is the
+//! `publish_failure` alarm row.
+//!
+//! Delivery guarantees this module upholds:
+//! - **At least once.** A row leaves the outbox only when the PUBACK for the packet id that carried it arrives
+//!   with a success code (MQTT 5: 0x00 or 0x10). A lost connection, a crash, a refused PUBACK or a shutdown
+//!   before the PUBACK leaves the row in the outbox; it is sent again. Duplicates are possible (a PUBACK lost
+//!   on the wire, a crash between PUBACK and the retire commit); every payload carries `msg_id`, `seq` and
+//!   `db_epoch` so consumers de-duplicate and detect gaps.
+//! - **Refusals are not deliveries.** An MQTT 5 PUBACK with a failure reason keeps the row; it is retried with
+//!   capped, jittered backoff (never in a tight loop) and raises a `publish_failure` event on the gateway event
+//!   topic (at most one per 10 s, summarising the refusals; a refused alarm raises no further alarm).
+//! - **No reconnect loops from payloads.** A row whose PUBLISH would exceed the broker's maximum packet size
+//!   (`max_packet_size`, or the smaller limit an MQTT 5 broker announces in its CONNACK) or whose topic is
+//!   invalid is never sent: it is counted once in `unsendable` and left for the store's refusal policy.
+//! - **Live first, then a paced backlog.** After each CONNACK: "online" status, the latest live messages, rows
+//!   enqueued after the CONNACK, all at once; rows enqueued before it and not yet acknowledged (the backlog)
+//!   drain oldest first at no more than `drain_rate` per second, carry `"replayed": true`, and use at most three
+//!   quarters of the in-flight window so fresh rows always find room. Order is by seq within each lane, not
+//!   across lanes.
+//! - **Dead links are detected.** Besides MQTT keep-alive, a watchdog rebuilds the connection when no packet
+//!   moved, or publishes waited without any PUBACK, for longer than 2 × keep-alive + connect timeout (a
+//!   half-open connection or a flush stuck on a full send buffer).
+//! - **Bounded memory.** At most `max_inflight` publishes outstanding, one page of rows buffered per lane, and
+//!   bounded retry/unsendable memory; a long outage grows the outbox on disk, not this task.
 //!
 //! How it works:
-//! - One `session` per connection: a FRESH `AsyncClient` + `EventLoop` with a clean session and the
-//!   "offline" status as retained last will. rumqttc drops unacked publishes on reconnect, so the outbox is
-//!   the only source of truth: after every CONNACK the session publishes "online" (retained), the latest live
-//!   messages, then every unacked row in seq order, keeping at most `max_inflight` publishes outstanding.
-//!   Rows sent but not acknowledged when a connection dies are simply sent again (at-least-once; every payload
-//!   carries `msg_id`, `seq` and `db_epoch` so consumers de-duplicate).
-//! - Any connection error drops client and event loop; [`run`] waits a capped, jittered exponential backoff
-//!   (reset after a connection that lasted) and starts a new session.
+//! - One `session` per connection over a FRESH client and event loop (`link`: MQTT 3.1.1 or 5) with a clean
+//!   session and "offline" as retained last will. rumqttc drops unacked publishes on reconnect, so the outbox
+//!   is the only source of truth. Any connection error ends the session; [`run`] waits a capped, jittered
+//!   exponential backoff (reset after a connection that lasted) and starts a new one.
 //! - Shutdown: stop submitting, await outstanding PUBACKs up to `shutdown_grace`, publish "offline" retained
 //!   (a clean DISCONNECT suppresses the will), send DISCONNECT, return `Ok`.
 //!
-//! Packet-id correlation (read from rumqttc 0.25.1 `eventloop.rs` / `state.rs`): `publish` does not return
-//! the pkid, so `inflight` keeps a FIFO of submitted publishes and pops it on each
-//! `Event::Outgoing(Outgoing::Publish(pkid))`. That is sound because those events come out in request order:
+//! Packet-id correlation (read from rumqttc 0.25.1 `eventloop.rs` / `state.rs`, same in `v5/`): `publish` does
+//! not return the pkid, so `inflight` keeps a FIFO of submitted publishes and pops it on each
+//! `Outgoing::Publish(pkid)` event. That is sound because those events come out in request order:
 //! (1) requests travel one flume channel (FIFO) to the event loop; our session is its only sender and the
 //! `pending` queue of a fresh event loop is empty (and a clean-session CONNACK clears it); (2) `select()`
 //! takes ONE request per iteration and `MqttState::outgoing_publish` pushes `Outgoing::Publish(pkid)` onto the
@@ -24,28 +44,43 @@
 //! pkid-collision recovery in `handle_incoming_puback`: a collided publish yields `Outgoing::AwaitAck`
 //! instead, the event loop stops reading requests while `collision` is set, and the held publish is emitted
 //! (after the `Incoming::PubAck` that freed its pkid) before any later request; so order still holds and the
-//! freed pkid is removed from our map before it is reused. The event loop runs in its own task feeding a
-//! bounded channel, so `poll()` is never cancelled mid-write by our `select!`.
+//! freed pkid is removed from our map before it is reused. (An MQTT 5 failure PUBACK frees the pkid without
+//! releasing a collided publish; rumqttc then ends the connection with `CollisionTimeout` and the rows are
+//! re-sent.) The event loop runs in its own task feeding a bounded channel, so `poll()` is never cancelled
+//! mid-write by our `select!`.
 
+mod alarm;
 mod inflight;
+mod lanes;
+mod link;
 mod pace;
+mod refusal;
 mod session;
+mod stats;
+mod watchdog;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::MqttProtocol;
+use crate::logic::payload::Identity;
 use crate::store::StoreHandle;
 
-pub use inflight::Desync;
+pub use inflight::{Desync, Inflight, Settled, Submitted};
+pub use link::{classify_v5_puback, publish_packet_size, AckOutcome, LinkError, Refusal};
 use pace::Backoff;
-use session::{SessionReport, Shared};
+use refusal::{Refusals, Unsendable};
+use session::{RunState, SessionReport, Shared};
+pub use stats::{PublisherSnapshot, PublisherStats};
 
 /// A connection that stayed up this long resets the reconnect backoff to its initial delay.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+/// At most one `publish_failure` alarm per this interval; refusals in between are summarised in the next one.
+const ALARM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Connection and delivery settings of the publisher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +103,8 @@ pub struct PublisherConfig {
     pub online_payload: Vec<u8>,
     /// Payload of the last will and of the explicit status before a clean disconnect.
     pub offline_payload: Vec<u8>,
-    /// Most outbox rows published per second (`[mqtt] drain_rate`); `None` means unlimited. Live data is
-    /// not limited and always goes first.
+    /// Most backlog rows (enqueued before the current CONNACK) published per second (`[mqtt] drain_rate`);
+    /// `None` means unlimited. Live data and rows enqueued since the CONNACK are not limited.
     pub drain_rate: Option<u32>,
     /// On shutdown, how long to wait for outstanding PUBACKs (and the offline status) before disconnecting.
     pub shutdown_grace: Duration,
@@ -77,11 +112,20 @@ pub struct PublisherConfig {
     pub backoff_initial: Duration,
     /// Cap of the reconnect delay.
     pub backoff_max: Duration,
+    /// MQTT protocol version (`[mqtt] protocol`); with MQTT 5, PUBACK reason codes are honoured.
+    pub protocol: MqttProtocol,
+    /// Largest PUBLISH packet the broker accepts, in bytes (`[mqtt] max_packet_size`); larger rows are never
+    /// sent. An MQTT 5 broker's smaller CONNACK limit wins.
+    pub max_packet_size: u64,
+    /// Identity for `publish_failure` events on the gateway event topic; `None` disables the events (refusals
+    /// are still counted and logged).
+    pub event_identity: Option<Identity>,
 }
 
 impl PublisherConfig {
     /// Settings with the given identity and the documented defaults: keep-alive 30 s, 256 in flight,
-    /// connect timeout 10 s, no drain limit, 2 s shutdown grace, backoff 200 ms doubling to 30 s.
+    /// connect timeout 10 s, no drain limit, 2 s shutdown grace, backoff 200 ms doubling to 30 s, MQTT 3.1.1,
+    /// 256 KiB maximum packet, no alarm events.
     pub fn new(
         host: impl Into<String>,
         port: u16,
@@ -104,6 +148,9 @@ impl PublisherConfig {
             shutdown_grace: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            protocol: MqttProtocol::V4,
+            max_packet_size: 256 * 1024,
+            event_identity: None,
         }
     }
 
@@ -120,74 +167,6 @@ pub struct LiveMessage {
     pub topic: String,
     /// Serialized JSON payload.
     pub payload: Vec<u8>,
-}
-
-/// Counters the publisher updates as it works; read by health reporting and the demo view.
-#[derive(Debug, Default)]
-pub struct PublisherStats {
-    /// True between a CONNACK and the end of that connection.
-    pub connected: AtomicBool,
-    /// Outbox-row publishes written to the network (re-sends after a reconnect count again).
-    pub published: AtomicU64,
-    /// Outbox rows retired after their PUBACK.
-    pub acked: AtomicU64,
-    /// Live messages written to the network.
-    pub live_published: AtomicU64,
-    /// Connections lost or connection attempts failed.
-    pub reconnects: AtomicU64,
-    /// Rows that can never be published (invalid topic or oversized); they stay in the outbox.
-    pub unsendable: AtomicU64,
-    /// The most recent connection error, with its cause chain.
-    pub last_error: Mutex<Option<String>>,
-}
-
-/// A point-in-time copy of [`PublisherStats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PublisherSnapshot {
-    /// See [`PublisherStats::connected`].
-    pub connected: bool,
-    /// See [`PublisherStats::published`].
-    pub published: u64,
-    /// See [`PublisherStats::acked`].
-    pub acked: u64,
-    /// See [`PublisherStats::live_published`].
-    pub live_published: u64,
-    /// See [`PublisherStats::reconnects`].
-    pub reconnects: u64,
-    /// See [`PublisherStats::unsendable`].
-    pub unsendable: u64,
-    /// See [`PublisherStats::last_error`].
-    pub last_error: Option<String>,
-}
-
-impl PublisherStats {
-    /// Copies every counter (each read individually; they are independent figures).
-    pub fn snapshot(&self) -> PublisherSnapshot {
-        PublisherSnapshot {
-            connected: self.connected.load(Ordering::Relaxed),
-            published: self.published.load(Ordering::Relaxed),
-            acked: self.acked.load(Ordering::Relaxed),
-            live_published: self.live_published.load(Ordering::Relaxed),
-            reconnects: self.reconnects.load(Ordering::Relaxed),
-            unsendable: self.unsendable.load(Ordering::Relaxed),
-            last_error: self.last_error(),
-        }
-    }
-
-    /// The most recent connection error, if any.
-    pub fn last_error(&self) -> Option<String> {
-        match self.last_error.lock() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn set_last_error(&self, error: String) {
-        match self.last_error.lock() {
-            Ok(mut guard) => *guard = Some(error),
-            Err(poisoned) => *poisoned.into_inner() = Some(error),
-        }
-    }
 }
 
 /// Errors at the MQTT boundary. All but [`PublishError::Store`] end one connection and lead to a reconnect.
@@ -208,7 +187,15 @@ pub enum PublishError {
         address: String,
         /// rumqttc's error (boxed: it can hold a whole packet).
         #[source]
-        source: Box<rumqttc::ConnectionError>,
+        source: Box<LinkError>,
+    },
+    /// The application watchdog saw no progress for longer than 2 × keep-alive + connect timeout.
+    #[error("connection to {address} stalled: {stall}")]
+    Stalled {
+        /// Broker address.
+        address: String,
+        /// What did not progress, and for how long.
+        stall: String,
     },
     /// The broker's first answer was not a CONNACK.
     #[error("expected CONNACK from {address}, got {event}")]
@@ -249,12 +236,24 @@ pub async fn run(
         shutdown: &shutdown,
     };
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
+    let mut state = RunState {
+        refusals: Refusals::new(cfg.backoff_initial, cfg.backoff_max, ALARM_INTERVAL),
+        unsendable: Unsendable::default(),
+    };
     let mut live_open = true;
     let mut outage_logged = false;
     while !shutdown.is_cancelled() {
         let mut report = SessionReport::default();
-        let result = session::run_once(&shared, &mut live_rx, &mut live_open, &mut report).await;
+        let result = session::run_once(
+            &shared,
+            &mut state,
+            &mut live_rx,
+            &mut live_open,
+            &mut report,
+        )
+        .await;
         stats.connected.store(false, Ordering::Relaxed);
+        stats.in_flight.store(0, Ordering::Relaxed);
         let error = match result {
             Ok(()) => break,
             Err(PublishError::Store(error)) => {

@@ -53,6 +53,27 @@ pub enum StoreError {
         /// Topic of the rejected draft.
         topic: String,
     },
+    /// The database file is unusable and could not be moved aside (it was new, so there is nothing to keep).
+    #[error("store {path} is unusable: {reason}")]
+    Unusable {
+        /// The database file.
+        path: PathBuf,
+        /// What the start-up checks found.
+        reason: String,
+    },
+    /// An unusable database was moved aside, but creating a fresh one in its place failed.
+    #[error(
+        "store was moved aside to {moved_to} ({reason}), but a fresh database could not be created"
+    )]
+    RecoveryFailed {
+        /// Where the old file now is.
+        moved_to: PathBuf,
+        /// Why the old file was unusable.
+        reason: String,
+        /// Why the fresh database failed.
+        #[source]
+        source: Box<StoreError>,
+    },
     /// A payload could not be serialized.
     #[error("outbox payload serialization failed")]
     Json(#[from] serde_json::Error),

@@ -1,19 +1,41 @@
 //! SQLite (WAL) adapter: counter baselines, window records, the delta audit log and the outbox. Sync API, used from
 //! ONE dedicated thread through [`StoreHandle`]; it never decides what to write, only how to write it durably.
 //!
-//! Invariants this module upholds:
-//! - One transaction per cycle: [`Store::commit_cycle`] writes baselines, deltas, windows and outbox rows in a single
-//!   `BEGIN IMMEDIATE` transaction; it commits all of them or none (DESIGN §2 invariant 3).
-//! - `seq` is never reused: the outbox key is `INTEGER PRIMARY KEY AUTOINCREMENT`, so it keeps growing after the
-//!   queue empties and after a reopen. Every payload carries its own `seq` and `db_epoch`.
-//! - A row leaves the outbox only via [`Store::retire`] (called after its PUBACK, invariant 4).
-//! - `db_epoch` is created once per database file, at first open, and is stable across reopens.
-//! - Durability settings (`journal_mode=WAL`, `synchronous=FULL`) are read back at open; a mismatch is an error.
-//! - A full quota (`SQLITE_FULL` from `max_page_count`) is [`StoreError::Full`], never a panic, and leaves the file
-//!   intact because the failed cycle rolls back.
+//! Guaranteed:
+//! - One transaction per cycle: [`Store::commit_cycle`] writes baselines, deltas, windows, outbox rows, overflow
+//!   drops and the drop counters in a single `BEGIN IMMEDIATE` transaction; all of them or none (invariant 3).
+//! - `seq` never goes back within one database file: the outbox key is `INTEGER PRIMARY KEY AUTOINCREMENT`, so it
+//!   keeps growing after the queue empties, after drops and after a reopen. Every payload carries `seq` and
+//!   `db_epoch`; a new `db_epoch` (new file, or a file replaced at start-up) tells consumers seq restarted.
+//! - A row leaves the outbox only via [`Store::retire`] (after its PUBACK, invariant 4) or as a counted, reported
+//!   overflow drop ([`CommitOutcome::dropped`], [`Store::drops`]); never silently (invariant 5).
+//! - Quota (DESIGN §8): `max_page_count` = `max_bytes` / page size, so `SQLITE_FULL` comes before the disk fills.
+//!   On `SQLITE_FULL` the cycle rolls back and is retried in a new transaction that first deletes victims worth
+//!   about 5 % of the quota (10 %, 15 %, ... on further attempts): the delta audit log oldest first, then unsent
+//!   rows by [`DropClass`] (periods < 15m, < 1h, unknown periods, ≥ 1h, and shift/day/event rows only when nothing
+//!   else is left), oldest first within a class. The cycle's own rows are always kept. Only when everything
+//!   droppable would not make room is the answer [`StoreError::Full`], with nothing dropped. Freed pages are
+//!   reused (no `auto_vacuum`, so the file never shrinks), and commits resume by themselves once rows are retired.
+//!   The WAL (≤ `journal_size_limit` after checkpoints) and start-up migrations are outside the quota.
+//! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
+//! - Start-up ([`Store::open`]): pragmas are set and read back, `PRAGMA quick_check` runs, every statement is
+//!   prepared. A file that fails any of this (corrupt, not a database, truncated, empty, a newer schema, or a
+//!   write-ahead log missing after an unclean stop) is moved aside with its `-wal` and `-shm` and replaced by a
+//!   fresh database with a new `db_epoch`, reported by [`Store::recovery`]. A lost WAL is detected by the
+//!   `in_use` meta marker: set (and checkpointed) at open, cleared at a clean close, while the `-wal` file exists
+//!   for the whole session. Failures that are not the file's (busy, permissions, disk full) are errors and move
+//!   nothing; there is one replacement per open, never a loop.
+//!
+//! Not guaranteed: bit flips inside a record's content are not detected (SQLite pages carry no checksums); rows
+//! dropped while in flight may still reach the broker; a gap record for a drop is the caller's to enqueue, so a
+//! crash right after the drop's commit loses the record but not the counters; data in a file moved aside is not
+//! published (it is kept for manual recovery).
 
+mod commit;
 mod error;
 mod handle;
+mod open;
+mod quota;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -26,18 +48,24 @@ use crate::logic::Millis;
 
 pub use error::StoreError;
 pub use handle::StoreHandle;
+pub use open::Recovery;
+pub use quota::{DropClass, DropCounters, DroppedRange};
 
 /// Settings of one store database file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Byte quota of the database file; turned into `PRAGMA max_page_count` (quota / page size).
     pub max_bytes: u64,
+    /// Largest serialized payload (including `seq` and `db_epoch`) accepted into the outbox; larger drafts are
+    /// refused at enqueue, so a message the broker would reject can never block the queue.
+    pub max_payload_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_bytes: 1024 * 1024 * 1024,
+            max_payload_bytes: 256 * 1024,
         }
     }
 }
@@ -98,6 +126,30 @@ pub struct OutboxRow {
     pub enqueued_at: Millis,
 }
 
+/// What [`Store::commit_cycle`] did besides committing the cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommitOutcome {
+    /// Seqs of the enqueued drafts, in draft order; refused drafts have none.
+    pub seqs: Vec<i64>,
+    /// Drafts not enqueued because their payload exceeded `max_payload_bytes`.
+    pub refused: Vec<RefusedDraft>,
+    /// Unsent rows deleted to make room, one range per topic; the caller announces each as a gap record.
+    pub dropped: Vec<DroppedRange>,
+    /// Delta audit-log entries deleted to make room.
+    pub deltas_pruned: u64,
+}
+
+/// A draft refused at enqueue because its payload is larger than `max_payload_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedDraft {
+    /// Position of the draft in [`CycleWrite::outbox`].
+    pub index: usize,
+    /// Its topic.
+    pub topic: String,
+    /// Its serialized size in bytes, with `seq` counted at its widest.
+    pub bytes: u64,
+}
+
 /// Size of the unsent outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
@@ -114,33 +166,17 @@ pub struct Backlog {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    options: StoreOptions,
+    /// Bytes of one page; the quota is enforced in whole pages.
+    page_size: u64,
     db_epoch: String,
     created_at: Millis,
+    /// Mirror of the persisted counters; updated only after the transaction that changed them committed.
+    drops: DropCounters,
+    recovery: Option<Recovery>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, applies and checks pragmas, migrates the schema and
-    /// creates `db_epoch` on first open.
-    pub fn open(path: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let mut conn = Connection::open(path)?;
-        schema::apply_pragmas(&conn, opts.max_bytes)?;
-        schema::migrate(&mut conn)?;
-        let (db_epoch, created_at) = schema::ensure_meta(&mut conn, wall_clock_millis())?;
-        tracing::debug!(path = %path.display(), %db_epoch, "Store opened.");
-        Ok(Store {
-            conn,
-            path: path.to_path_buf(),
-            db_epoch,
-            created_at,
-        })
-    }
-
     /// Random 16-hex-digit identity of this database file; published with every message for gap detection.
     pub fn db_epoch(&self) -> &str {
         &self.db_epoch
@@ -156,6 +192,16 @@ impl Store {
         &self.path
     }
 
+    /// The database file this open replaced, if the previous one was unusable; `None` on a normal open.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    /// Totals of rows dropped on overflow and drafts refused, since this database file was created.
+    pub fn drops(&self) -> DropCounters {
+        self.drops
+    }
+
     /// All persisted counter baselines as (key, `CounterState` JSON), ordered by key.
     pub fn load_counters(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(schema::SELECT_COUNTERS)?;
@@ -168,63 +214,6 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(schema::SELECT_WINDOWS)?;
         let rows = stmt.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Writes one cycle in ONE `BEGIN IMMEDIATE` transaction and returns the new outbox seqs in draft order.
-    /// On any error nothing of the cycle is stored.
-    pub fn commit_cycle(&mut self, cycle: &CycleWrite) -> Result<Vec<i64>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut upsert = tx.prepare_cached(schema::UPSERT_COUNTER)?;
-            for (key, state) in &cycle.counters {
-                upsert.execute((key, state, cycle.now))?;
-            }
-        }
-        {
-            let mut insert = tx.prepare_cached(schema::INSERT_DELTA)?;
-            for d in &cycle.deltas {
-                insert.execute((
-                    &d.key,
-                    &d.kind,
-                    u64_to_sql(d.delta),
-                    u64_to_sql(d.raw),
-                    d.t_from,
-                    d.t_to,
-                ))?;
-            }
-        }
-        {
-            let mut upsert = tx.prepare_cached(schema::UPSERT_WINDOW)?;
-            for (key, record) in &cycle.windows {
-                upsert.execute((key, record, cycle.now))?;
-            }
-            let mut delete = tx.prepare_cached(schema::DELETE_WINDOW)?;
-            for key in &cycle.windows_removed {
-                delete.execute([key])?;
-            }
-        }
-        let mut seqs = Vec::with_capacity(cycle.outbox.len());
-        {
-            let mut insert = tx.prepare_cached(schema::INSERT_OUTBOX)?;
-            let mut set_payload = tx.prepare_cached(schema::SET_OUTBOX_PAYLOAD)?;
-            for draft in &cycle.outbox {
-                let mut body = draft.body.clone();
-                let fields = body
-                    .as_object_mut()
-                    .ok_or_else(|| StoreError::PayloadNotObject {
-                        topic: draft.topic.clone(),
-                    })?;
-                let seq = insert.insert((&draft.topic, cycle.now))?;
-                fields.insert("seq".to_owned(), seq.into());
-                fields.insert("db_epoch".to_owned(), self.db_epoch.clone().into());
-                set_payload.execute((seq, serde_json::to_vec(&body)?))?;
-                seqs.push(seq);
-            }
-        }
-        tx.commit()?;
-        Ok(seqs)
     }
 
     /// Up to `limit` outbox rows with `seq > after_seq`, in seq order.
@@ -311,15 +300,7 @@ impl Store {
 
     /// Runs `PRAGMA integrity_check`; returns the problems found (empty when the file is sound).
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
-        let mut problems = Vec::new();
-        self.conn.pragma_query(None, "integrity_check", |row| {
-            let line: String = row.get(0)?;
-            if line != "ok" {
-                problems.push(line);
-            }
-            Ok(())
-        })?;
-        Ok(problems)
+        schema::integrity_check(&self.conn)
     }
 }
 

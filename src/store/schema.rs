@@ -2,13 +2,34 @@
 //! applied through `PRAGMA user_version`, and the pragmas that are set and read back at every open.
 //! It does not decide what is written when; that is the job of [`super::Store`].
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::quota::DropClass;
 use super::StoreError;
+
+/// A data fix-up of a migration that needs Rust, run inside the migration's transaction.
+pub(super) type Backfill = fn(&Transaction<'_>) -> Result<(), StoreError>;
+
+/// One schema step: SQL, then an optional data fix-up that needs Rust (both in the same transaction).
+pub(super) struct Migration {
+    /// Statements of the step.
+    pub sql: &'static str,
+    /// Runs after `sql`, e.g. to backfill a new column from existing rows.
+    pub backfill: Option<Backfill>,
+}
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many have been applied.
 /// Never edit an entry once released: append a new one instead.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATION_1_INITIAL];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: MIGRATION_1_INITIAL,
+        backfill: None,
+    },
+    Migration {
+        sql: MIGRATION_2_DROP_CLASS,
+        backfill: Some(backfill_drop_class),
+    },
+];
 
 const MIGRATION_1_INITIAL: &str = "
 CREATE TABLE meta (
@@ -43,13 +64,40 @@ CREATE TABLE outbox (
 );
 ";
 
+/// The overflow policy picks victims by value class, oldest first; the index makes that a range scan.
+/// Existing rows get the `Durable` default here and are classified from their topic by the backfill.
+const MIGRATION_2_DROP_CLASS: &str = "
+ALTER TABLE outbox ADD COLUMN drop_class INTEGER NOT NULL DEFAULT 4;
+CREATE INDEX outbox_by_drop_class ON outbox (drop_class, seq);
+";
+
+fn backfill_drop_class(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let mut select = tx.prepare("SELECT seq, topic FROM outbox")?;
+    let mut update = tx.prepare("UPDATE outbox SET drop_class = ?2 WHERE seq = ?1")?;
+    let rows: Vec<(i64, String)> = select
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (seq, topic) in rows {
+        let class = DropClass::of_topic(&topic);
+        if class != DropClass::Durable {
+            update.execute((seq, class.rank()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Meta key of the random per-database-file epoch.
 pub(super) const META_DB_EPOCH: &str = "db_epoch";
 /// Meta key of the creation time of the database file (UTC milliseconds, decimal text).
 pub(super) const META_CREATED_AT: &str = "created_at";
+/// Meta key of the session marker: "1" while a store has the file open, "0" after a clean close. Together with
+/// the presence of the `-wal` file it reveals a write-ahead log that went missing after a crash.
+pub(super) const META_IN_USE: &str = "in_use";
 
 pub(super) const INSERT_META_IF_ABSENT: &str =
     "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING";
+pub(super) const UPSERT_META: &str =
+    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 pub(super) const SELECT_META: &str = "SELECT value FROM meta WHERE key = ?1";
 
 pub(super) const UPSERT_COUNTER: &str = "
@@ -71,7 +119,7 @@ pub(super) const DELETE_DELTAS_BEFORE: &str = "DELETE FROM deltas WHERE t_to < ?
 
 /// The payload is written empty first and filled in once the row's seq is known.
 pub(super) const INSERT_OUTBOX: &str =
-    "INSERT INTO outbox (topic, payload, enqueued_at) VALUES (?1, x'', ?2)";
+    "INSERT INTO outbox (topic, payload, enqueued_at, drop_class) VALUES (?1, x'', ?2, ?3)";
 pub(super) const SET_OUTBOX_PAYLOAD: &str = "UPDATE outbox SET payload = ?2 WHERE seq = ?1";
 pub(super) const SELECT_UNACKED: &str = "
 SELECT seq, topic, payload, enqueued_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2";
@@ -82,6 +130,42 @@ pub(super) const SELECT_BACKLOG: &str =
 pub(super) const SELECT_LAST_SEQ: &str =
     "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)";
 
+/// Overflow victims: the deltas audit log oldest first, with an estimate of each entry's size.
+pub(super) const SELECT_DELTA_SIZES: &str =
+    "SELECT id, LENGTH(key) + LENGTH(kind) FROM deltas ORDER BY id";
+pub(super) const DELETE_DELTAS_UP_TO: &str = "DELETE FROM deltas WHERE id <= ?1";
+/// Overflow victims: one value class of the outbox, oldest first (a range scan of `outbox_by_drop_class`).
+pub(super) const SELECT_OUTBOX_CLASS: &str = "
+SELECT seq, topic, LENGTH(topic) + LENGTH(payload), enqueued_at FROM outbox WHERE drop_class = ?1 ORDER BY seq";
+pub(super) const DELETE_OUTBOX_CLASS_UP_TO: &str =
+    "DELETE FROM outbox WHERE drop_class = ?1 AND seq <= ?2";
+
+/// Every statement the store runs after open; preparing them all at open proves the schema is what this
+/// build expects (a damaged or foreign schema is found at start, not in the middle of a cycle).
+pub(super) const ALL_STATEMENTS: &[&str] = &[
+    INSERT_META_IF_ABSENT,
+    UPSERT_META,
+    SELECT_META,
+    UPSERT_COUNTER,
+    SELECT_COUNTERS,
+    UPSERT_WINDOW,
+    DELETE_WINDOW,
+    SELECT_WINDOWS,
+    INSERT_DELTA,
+    SELECT_DELTAS_AFTER,
+    DELETE_DELTAS_BEFORE,
+    INSERT_OUTBOX,
+    SET_OUTBOX_PAYLOAD,
+    SELECT_UNACKED,
+    DELETE_OUTBOX_ROW,
+    SELECT_BACKLOG,
+    SELECT_LAST_SEQ,
+    SELECT_DELTA_SIZES,
+    DELETE_DELTAS_UP_TO,
+    SELECT_OUTBOX_CLASS,
+    DELETE_OUTBOX_CLASS_UP_TO,
+];
+
 /// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
 pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Upper bound for the WAL file left behind after a checkpoint.
@@ -89,8 +173,10 @@ pub(super) const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// SQLite's hard ceiling for `max_page_count`.
 const MAX_PAGE_COUNT_CEILING: u64 = 4_294_967_294;
 
-/// Applies the connection pragmas and reads back the ones durability depends on.
-pub(super) fn apply_pragmas(conn: &Connection, max_bytes: u64) -> Result<(), StoreError> {
+/// Applies the connection pragmas and reads back the ones durability depends on. The byte quota is set
+/// separately by [`apply_quota`], after the start-up writes, so a file already at its quota can still be opened
+/// and migrated (a new connection starts without a page limit).
+pub(super) fn apply_pragmas(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let journal_mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -105,27 +191,71 @@ pub(super) fn apply_pragmas(conn: &Connection, max_bytes: u64) -> Result<(), Sto
         |row| row.get(0),
     )?;
 
+    let journal_mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+    expect_pragma("journal_mode", "wal", &journal_mode.to_ascii_lowercase())?;
+    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
+    expect_pragma("synchronous", "2", &synchronous.to_string())?;
+    let temp_store: i64 = conn.pragma_query_value(None, "temp_store", |row| row.get(0))?;
+    expect_pragma("temp_store", "2", &temp_store.to_string())?;
+    let foreign_keys: i64 = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    expect_pragma("foreign_keys", "1", &foreign_keys.to_string())?;
+    Ok(())
+}
+
+/// Sets `max_page_count` from the byte quota and returns the page size. SQLite never lowers the limit below
+/// the current file size; a file that is already larger keeps its size as the effective quota (logged).
+pub(super) fn apply_quota(conn: &Connection, max_bytes: u64) -> Result<u64, StoreError> {
     let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
     let page_size = u64::try_from(page_size).unwrap_or(4096).max(512);
     let wanted_pages = (max_bytes / page_size).clamp(1, MAX_PAGE_COUNT_CEILING);
     let granted_pages: i64 =
         conn.pragma_update_and_check(None, "max_page_count", wanted_pages, |row| row.get(0))?;
     if u64::try_from(granted_pages).ok() != Some(wanted_pages) {
-        // SQLite never shrinks the limit below the current file size; the store is already over quota.
         tracing::warn!(
             wanted_pages,
             granted_pages,
             page_size,
-            "Store database is larger than its byte quota."
+            "Store database is larger than its byte quota; its current size is the effective quota."
         );
     }
+    Ok(page_size)
+}
 
-    let journal_mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
-    expect_pragma("journal_mode", "wal", &journal_mode.to_ascii_lowercase())?;
-    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
-    expect_pragma("synchronous", "2", &synchronous.to_string())?;
-    let foreign_keys: i64 = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
-    expect_pragma("foreign_keys", "1", &foreign_keys.to_string())?;
+/// Runs `PRAGMA quick_check` (b-tree structure, page use, record format; O(file size)) and returns the
+/// problems found, empty when the file is sound.
+pub(super) fn quick_check(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    check_pragma(conn, "quick_check")
+}
+
+/// Runs `PRAGMA integrity_check` (like `quick_check`, plus index contents) and returns the problems found.
+pub(super) fn integrity_check(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    check_pragma(conn, "integrity_check")
+}
+
+fn check_pragma(conn: &Connection, pragma: &str) -> Result<Vec<String>, StoreError> {
+    let mut problems = Vec::new();
+    conn.pragma_query(None, pragma, |row| {
+        let line: String = row.get(0)?;
+        if line != "ok" {
+            problems.push(line);
+        }
+        Ok(())
+    })?;
+    Ok(problems)
+}
+
+/// Copies the WAL into the main file and truncates the WAL to zero bytes (the file itself stays). Returns
+/// false when a reader blocked part of the checkpoint.
+pub(super) fn checkpoint_truncate(conn: &Connection) -> Result<bool, StoreError> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    Ok(busy == 0)
+}
+
+/// Prepares every statement the store uses, so a schema that is not this build's fails at open.
+pub(super) fn verify_statements(conn: &Connection) -> Result<(), StoreError> {
+    for sql in ALL_STATEMENTS {
+        conn.prepare_cached(sql)?;
+    }
     Ok(())
 }
 
@@ -148,12 +278,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if found > supported {
         return Err(StoreError::SchemaTooNew { found, supported });
     }
-    for (version, sql) in (1..)
+    for (version, migration) in (1..)
         .zip(MIGRATIONS)
         .skip(usize::try_from(found).unwrap_or(0))
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(backfill) = migration.backfill {
+            backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "Store schema migrated.");
@@ -182,4 +315,27 @@ pub(super) fn ensure_meta(
 
 fn read_meta(conn: &Connection, key: &'static str) -> Result<String, StoreError> {
     Ok(conn.query_row(SELECT_META, [key], |row| row.get(0))?)
+}
+
+/// The session marker ([`META_IN_USE`]), read before migrations so a file about to be moved aside is not
+/// written to; `None` when the file has no meta table yet.
+pub(super) fn read_in_use(conn: &Connection) -> Result<Option<String>, StoreError> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_meta {
+        read_meta_opt(conn, META_IN_USE)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads an optional meta value.
+pub(super) fn read_meta_opt(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension as _;
+    Ok(conn
+        .query_row(SELECT_META, [key], |row| row.get(0))
+        .optional()?)
 }

@@ -1,18 +1,22 @@
-//! Test support: a real MQTT broker per test, a recording subscriber, a cuttable TCP forwarder, a
-//! polling `wait_until` and JSON Schema checks. Nothing here fakes a seam; it only observes and cuts.
+//! Test support: a real MQTT broker per test, a recording subscriber and its counting report, a TCP fault
+//! proxy, the real agent with simulated PLCs (`agent`), a polling `wait_until` and JSON Schema checks.
+//! Nothing here fakes a seam; it only observes and breaks real connections.
 //!
 //! The broker is Mosquitto when installed (CI), else rumqttd in-process; `SHOPFLOOR_TEST_BROKER` forces
 //! either (`mosquitto` | `inprocess`). Every helper waits with a generous overall deadline and never
 //! asserts on timing.
 
+pub mod agent;
+mod counting;
 mod forwarder;
 mod recorder;
 
 use std::time::Duration;
 
-use shopfloor_agent::broker::{self, Broker};
+use shopfloor_agent::broker::{self, Broker, MosquittoSettings};
 
-pub use forwarder::Forwarder;
+pub use counting::CountingReport;
+pub use forwarder::{FaultProxy, Forwarder, Mode};
 pub use recorder::Recorder;
 
 /// Starts this test's own broker on a free port and says which one it is (the report names the broker).
@@ -23,6 +27,12 @@ pub fn broker() -> Broker {
 /// Starts this test's own broker, on `port` when given.
 pub fn broker_on(port: Option<u16>) -> Broker {
     let broker = broker::start_for_tests_or_demo(port).expect("a test MQTT broker must start");
+    announce(&broker);
+    broker
+}
+
+/// Says which broker a test uses, on stderr and in `SHOPFLOOR_TEST_BROKER_LOG` when set.
+fn announce(broker: &Broker) {
     eprintln!("test broker: {}", broker.describe());
     // CI checks this log to prove that the broker-facing tests ran against Mosquitto.
     if let Ok(path) = std::env::var("SHOPFLOOR_TEST_BROKER_LOG") {
@@ -35,7 +45,20 @@ pub fn broker_on(port: Option<u16>) -> Broker {
             let _ = writeln!(file, "broker: {}", broker.describe());
         }
     }
-    broker
+}
+
+/// A Mosquitto broker with `settings` for tests that kill, restart or limit the broker; `None` (after saying
+/// so) when Mosquitto is not installed, unless `SHOPFLOOR_TEST_BROKER=mosquitto` demands it.
+pub fn mosquitto(settings: &MosquittoSettings) -> Option<Broker> {
+    let demanded = std::env::var(broker::TEST_BROKER_ENV)
+        .is_ok_and(|choice| choice.trim().eq_ignore_ascii_case("mosquitto"));
+    if !broker::mosquitto_available() && !demanded {
+        eprintln!("skipped: this test needs Mosquitto, which is not installed");
+        return None;
+    }
+    let broker = broker::spawn_mosquitto_with(0, settings).expect("mosquitto must start");
+    announce(&broker);
+    Some(broker)
 }
 
 /// A port on 127.0.0.1 with nothing listening on it (a moment ago).

@@ -1,5 +1,6 @@
 //! Recording subscriber: a rumqttc client subscribed (QoS 1) to one topic filter that keeps every message
-//! it receives, in arrival order, with its retain flag. It resubscribes if its connection is rebuilt.
+//! it receives, in arrival order, with its retain flag and arrival time. It resubscribes if its connection is
+//! rebuilt and counts its confirmed subscriptions, so a test can wait until it listens again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +19,14 @@ pub struct Received {
     pub body: Value,
     /// True when the broker delivered it as a retained message (i.e. on subscribe).
     pub retained: bool,
+    /// When the subscriber received it.
+    pub arrived: std::time::Instant,
 }
 
 /// A subscriber recording everything on its filter until dropped.
 pub struct Recorder {
     received: Arc<Mutex<Vec<Received>>>,
+    subscriptions: Arc<AtomicU64>,
     /// Kept so the event loop's request channel stays open.
     _client: AsyncClient,
     _task: AbortOnDropHandle<()>,
@@ -67,6 +71,8 @@ impl Recorder {
             "recorder could not subscribe to {filter} on port {port}"
         );
 
+        let subscriptions = Arc::new(AtomicU64::new(1));
+        let task_subscriptions = subscriptions.clone();
         let task_received = received.clone();
         let task_client = client.clone();
         let filter = filter.to_string();
@@ -80,6 +86,9 @@ impl Recorder {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         let _ = task_client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        task_subscriptions.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(_) => {}
                     Err(error) => {
                         eprintln!("recorder: connection error: {error}");
@@ -90,9 +99,15 @@ impl Recorder {
         });
         Recorder {
             received,
+            subscriptions,
             _client: client,
             _task: AbortOnDropHandle::new(task),
         }
+    }
+
+    /// Subscriptions the broker confirmed so far (1 after `subscribe`, +1 per resubscription).
+    pub fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Ordering::Relaxed)
     }
 
     /// Everything received so far, in arrival order.
@@ -117,5 +132,6 @@ fn record(received: &Mutex<Vec<Received>>, publish: &rumqttc::Publish) {
         topic: publish.topic.clone(),
         body,
         retained: publish.retain,
+        arrived: std::time::Instant::now(),
     });
 }

@@ -10,8 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use spec::{
-    MachineSpec, SpecError, BIT_COUNT, DEFECTIVE_OFFSET, MAX_REASONS, PRODUCED_OFFSET,
-    REASONS_OFFSET, REGISTER_COUNT, STATE_OFFSET,
+    CounterLayout, MachineSpec, SpecError, BIT_COUNT, DEFECTIVE_OFFSET, MAX_REASONS,
+    PRODUCED_OFFSET, REASONS_OFFSET, REGISTER_COUNT, STATE_OFFSET,
 };
 
 /// Shortest stop, in cycles, once a random stop starts.
@@ -182,13 +182,21 @@ impl MachineModel {
         self.raw_produced = value;
     }
 
+    /// Sets every raw counter (produced, defective, per reason) to 0, as a PLC does after a reboot that lost its
+    /// retained memory. The ground truth is not touched.
+    pub fn reset_counters(&mut self) {
+        self.raw_produced = 0;
+        self.raw_defective = 0;
+        self.raw_reasons.iter_mut().for_each(|count| *count = 0);
+    }
+
     /// The holding (and input) registers at offsets 0..[`REGISTER_COUNT`] from `base_address`.
     pub fn register_image(&self) -> [u16; REGISTER_COUNT as usize] {
         let mut image = [0u16; REGISTER_COUNT as usize];
+        let layout = self.spec.counter_layout;
         let put_u32 = |image: &mut [u16], offset: u16, value: u32| {
             let offset = usize::from(offset);
-            image[offset] = (value >> 16) as u16;
-            image[offset + 1] = value as u16;
+            image[offset..offset + 2].copy_from_slice(&layout.words(value));
         };
         put_u32(&mut image, PRODUCED_OFFSET, self.raw_produced);
         put_u32(&mut image, DEFECTIVE_OFFSET, self.raw_defective);
@@ -344,6 +352,24 @@ mod tests {
         assert_eq!(model.truth().produced, 5);
         assert_eq!(model.raw_produced(), 3);
         assert_eq!(model.register_image()[..2], [0, 3]);
+    }
+
+    #[test]
+    fn given_cdab_layout_and_a_reset_when_reading_the_image_then_words_are_swapped_and_counters_zero(
+    ) {
+        let spec = MachineSpec {
+            stop_probability: 0.0,
+            defect_probability: 0.0,
+            initial_produced: 0x0001_FFFF,
+            counter_layout: CounterLayout::Cdab,
+            ..MachineSpec::new(1)
+        };
+        let mut model = MachineModel::new(spec, 9);
+        run(&mut model, 2);
+        assert_eq!(model.register_image()[..2], [0x0001, 0x0002]);
+        model.reset_counters();
+        assert_eq!(model.register_image()[..4], [0, 0, 0, 0]);
+        assert_eq!(model.truth().produced, 2);
     }
 
     #[test]

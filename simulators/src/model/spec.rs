@@ -18,6 +18,44 @@ pub const MAX_REASONS: usize = (STATE_OFFSET - REASONS_OFFSET) as usize;
 /// Number of coils (and discrete inputs) a machine maps from `base_address`: running, planned stop, fault.
 pub const BIT_COUNT: u16 = 3;
 
+/// How the simulator lays out the two words and four bytes of its u32 counters (A = most significant byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CounterLayout {
+    /// High word first, high byte first (the Modbus convention; the default).
+    #[default]
+    Abcd,
+    /// Low word first (word swap), as many PLC brands store 32-bit values.
+    Cdab,
+    /// High word first with the bytes of each word swapped.
+    Badc,
+    /// Low word first with the bytes of each word swapped (fully little-endian).
+    Dcba,
+}
+
+impl CounterLayout {
+    /// The two register words holding `value` in this layout, in address order.
+    pub fn words(self, value: u32) -> [u16; 2] {
+        let (high, low) = ((value >> 16) as u16, value as u16);
+        match self {
+            CounterLayout::Abcd => [high, low],
+            CounterLayout::Cdab => [low, high],
+            CounterLayout::Badc => [high.swap_bytes(), low.swap_bytes()],
+            CounterLayout::Dcba => [low.swap_bytes(), high.swap_bytes()],
+        }
+    }
+
+    /// Parses "abcd", "cdab", "badc" or "dcba" (any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "abcd" => Some(CounterLayout::Abcd),
+            "cdab" => Some(CounterLayout::Cdab),
+            "badc" => Some(CounterLayout::Badc),
+            "dcba" => Some(CounterLayout::Dcba),
+            _ => None,
+        }
+    }
+}
+
 /// Static description of one simulated machine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MachineSpec {
@@ -35,10 +73,12 @@ pub struct MachineSpec {
     pub initial_produced: u32,
     /// Defect reasons (at most [`MAX_REASONS`], unique); a defective unit gets one, chosen uniformly.
     pub reasons: Vec<String>,
+    /// Word and byte order of the produced and defective u32 counters.
+    pub counter_layout: CounterLayout,
 }
 
 impl MachineSpec {
-    /// A typical machine: base address 0, 500 ms cycle, 5 % defects, 1 % stops, three reasons.
+    /// A typical machine: base address 0, 500 ms cycle, 5 % defects, 1 % stops, three reasons, ABCD counters.
     pub fn new(unit_id: u8) -> Self {
         Self {
             unit_id,
@@ -48,6 +88,7 @@ impl MachineSpec {
             stop_probability: 0.01,
             initial_produced: 0,
             reasons: vec!["scratch".into(), "dent".into(), "misfeed".into()],
+            counter_layout: CounterLayout::Abcd,
         }
     }
 
@@ -149,6 +190,17 @@ pub enum SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_each_layout_when_laying_out_0x11223344_then_words_follow_the_letters() {
+        let value = 0x1122_3344;
+        assert_eq!(CounterLayout::Abcd.words(value), [0x1122, 0x3344]);
+        assert_eq!(CounterLayout::Cdab.words(value), [0x3344, 0x1122]);
+        assert_eq!(CounterLayout::Badc.words(value), [0x2211, 0x4433]);
+        assert_eq!(CounterLayout::Dcba.words(value), [0x4433, 0x2211]);
+        assert_eq!(CounterLayout::parse("CDAB"), Some(CounterLayout::Cdab));
+        assert_eq!(CounterLayout::parse("abdc"), None);
+    }
 
     #[test]
     fn given_invalid_specs_when_validating_then_each_problem_is_named() {

@@ -8,11 +8,14 @@
 //! and discrete inputs (FC 2), same base: +0 running, +1 planned stop, +2 fault (exactly one is set).
 //! Exceptions: unknown unit id -> GatewayTargetDevice (0x0B); any address outside the machine's block ->
 //! IllegalDataAddress (0x02); quantity 0 or above 125 registers / 2000 bits -> IllegalDataValue (0x03); every
-//! other function code, writes included -> IllegalFunction (0x01).
-//! Hook points for fault modes: per request in `service::PlcService::call`; per connection (half frames,
-//! wrong lengths) by wrapping the transport that `serve`'s `on_connected` hands to tokio-modbus.
+//! other function code, writes included -> IllegalFunction (0x01), and counted in [`SimStats::non_reads`].
+//! Faults on cue ([`FaultRule`]) are applied per request in `service`; half frames by the per-connection
+//! transport in `transport`. [`PlcSimulator::go_down`] / [`PlcSimulator::come_up`] close the listener and every
+//! connection and reopen them on the same port (a reboot or a long outage).
 
+mod fault;
 mod service;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,18 +24,24 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_modbus::server::tcp::Server;
 
 pub use crate::model::{
-    CycleOutcome, MachineModel, MachineSpec, MachineState, SpecError, Truth, BIT_COUNT,
-    DEFECTIVE_OFFSET, MAX_REASONS, PRODUCED_OFFSET, REASONS_OFFSET, REGISTER_COUNT, STATE_OFFSET,
+    CounterLayout, CycleOutcome, MachineModel, MachineSpec, MachineState, SpecError, Truth,
+    BIT_COUNT, DEFECTIVE_OFFSET, MAX_REASONS, PRODUCED_OFFSET, REASONS_OFFSET, REGISTER_COUNT,
+    STATE_OFFSET,
 };
+use fault::FaultBook;
+pub use fault::{Fault, FaultRule, RequestRecord, SimStats};
 use service::PlcService;
+use transport::{ConnectionCue, FaultyStream};
 
 /// Pause before listening again after the listener failed (for example, out of file descriptors).
 const RELISTEN_DELAY: Duration = Duration::from_millis(100);
+/// How long [`PlcSimulator::come_up`] keeps trying to bind its old port again.
+const REBIND_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A running Modbus/TCP PLC simulator with exact ground truth; dropping it stops all its tasks.
 ///
@@ -41,6 +50,7 @@ pub struct PlcSimulator {
     local_addr: SocketAddr,
     plant: Arc<Mutex<Plant>>,
     tasks: JoinSet<()>,
+    server: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl PlcSimulator {
@@ -60,8 +70,8 @@ impl PlcSimulator {
             .local_addr()
             .context("cannot read the listener's local address")?;
         let plant = Arc::new(Mutex::new(plant));
+        let server = tokio::spawn(serve(listener, Arc::clone(&plant)));
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve(listener, Arc::clone(&plant)));
         for (unit_id, cycle_time) in cycle_times {
             tasks.spawn(drive(Arc::clone(&plant), unit_id, cycle_time));
         }
@@ -69,6 +79,7 @@ impl PlcSimulator {
             local_addr,
             plant,
             tasks,
+            server: Mutex::new(Some(server)),
         })
     }
 
@@ -140,9 +151,94 @@ impl PlcSimulator {
         }
     }
 
+    /// Sets every raw counter of every machine to 0 (a reboot that lost retained memory); truth is untouched.
+    pub fn reset_counters(&self) {
+        for machine in self.lock().machines.values_mut() {
+            machine.model.reset_counters();
+        }
+    }
+
+    /// Arms a fault rule; rules are checked in the order they were armed, the first match applies.
+    pub fn arm(&self, rule: FaultRule) {
+        self.lock().faults.arm(rule);
+    }
+
+    /// Removes every armed fault rule: the simulator behaves again.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Request and connection counters since start.
+    pub fn stats(&self) -> SimStats {
+        self.lock().faults.stats()
+    }
+
+    /// The most recent requests (up to 50 000), oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().faults.ledger()
+    }
+
+    /// Whether the listener is open (between [`Self::come_up`] and [`Self::go_down`]).
+    pub fn is_up(&self) -> bool {
+        self.server_slot().is_some()
+    }
+
+    /// Closes the listener and every open connection (clients see the connection end, new connects are
+    /// refused); production goes on. Waits until the port is closed. Does nothing when already down.
+    pub async fn go_down(&self) {
+        let server = self.server_slot().take();
+        if let Some(server) = server {
+            server.abort();
+            // Dropping the serve future closes the listener and cancels every connection task.
+            let _ = server.await;
+        }
+    }
+
+    /// Listens again on the same address after [`Self::go_down`]. Does nothing when already up.
+    pub async fn come_up(&self) -> anyhow::Result<()> {
+        if self.is_up() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + REBIND_PATIENCE;
+        let listener = loop {
+            match TcpListener::bind(self.local_addr).await {
+                Ok(listener) => break listener,
+                Err(error) if Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(RELISTEN_DELAY).await;
+                }
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("cannot listen on {} again", self.local_addr))
+                }
+            }
+        };
+        let server = tokio::spawn(serve(listener, Arc::clone(&self.plant)));
+        *self.server_slot() = Some(server);
+        Ok(())
+    }
+
+    /// A reboot: down for `down_for` (connections closed, connects refused), optionally with every raw counter
+    /// reset to 0, then up again on the same port.
+    pub async fn reboot(&self, down_for: Duration, reset_counters: bool) -> anyhow::Result<()> {
+        self.go_down().await;
+        if reset_counters {
+            self.reset_counters();
+        }
+        tokio::time::sleep(down_for).await;
+        self.come_up().await
+    }
+
     /// Stops the listener, every open connection and every production timer, and waits for them to end.
     pub async fn shutdown(mut self) {
+        self.go_down().await;
         self.tasks.shutdown().await;
+    }
+
+    fn server_slot(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.server
+            .lock()
+            .expect("server slot mutex poisoned: a simulator thread panicked")
     }
 
     fn lock(&self) -> MutexGuard<'_, Plant> {
@@ -167,9 +263,20 @@ pub struct Snapshot {
     pub cycles: u64,
 }
 
-/// All simulated machines, keyed by unit id; the one place counters and truth change.
+impl Drop for PlcSimulator {
+    fn drop(&mut self) {
+        // The server task is not in the JoinSet (it is replaced on come_up); stop it with the simulator.
+        if let Some(server) = self.server_slot().take() {
+            server.abort();
+        }
+    }
+}
+
+/// All simulated machines, keyed by unit id; the one place counters and truth change. Armed faults and the
+/// request ledger live here too, so one lock decides an answer.
 pub(crate) struct Plant {
     machines: BTreeMap<u8, Machine>,
+    faults: FaultBook,
 }
 
 struct Machine {
@@ -191,7 +298,10 @@ impl Plant {
                 return Err(SpecError::DuplicateUnit { unit_id });
             }
         }
-        Ok(Self { machines })
+        Ok(Self {
+            machines,
+            faults: FaultBook::default(),
+        })
     }
 
     /// The model serving `unit_id`, if any.
@@ -216,8 +326,15 @@ impl Plant {
 async fn serve(listener: TcpListener, plant: Arc<Mutex<Plant>>) {
     let server = Server::new(listener);
     let on_connected = |stream: TcpStream, _peer: SocketAddr| {
-        let service = PlcService::new(Arc::clone(&plant));
-        async move { Ok(Some((service, stream))) }
+        let id = plant
+            .lock()
+            .expect("plant mutex poisoned: a simulator thread panicked")
+            .faults
+            .connection_opened();
+        let cue = Arc::new(ConnectionCue::new(id));
+        let service = PlcService::new(Arc::clone(&plant), Arc::clone(&cue));
+        let transport = FaultyStream::new(stream, cue);
+        async move { Ok(Some((service, transport))) }
     };
     loop {
         // A failing connection (client gone mid-frame, garbage bytes) ends only that connection, silently.

@@ -1,14 +1,18 @@
 //! The Modbus side of the simulator: answers one request for one unit from the plant's register images.
-//! Read-only by design: every write function is refused. Fault modes added later (silence, late answers,
-//! exceptions on cue) belong in `PlcService::call`; this module deliberately knows nothing about sockets.
+//! Read-only by design: every write function is refused (and counted). Armed fault rules are applied here per
+//! request (silence, late answers, exceptions, wrong counts); half frames are cued to the connection's transport.
+//! This module deliberately knows nothing about sockets.
 
-use std::future::{ready, Ready};
+use std::future::{ready, Future};
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio_modbus::prelude::{ExceptionCode, Request, Response, SlaveRequest};
 use tokio_modbus::server::Service;
 
+use super::fault::Fault;
+use super::transport::{AfterHalf, ConnectionCue};
 use super::Plant;
 use crate::model::{MachineModel, BIT_COUNT, REGISTER_COUNT};
 
@@ -21,28 +25,89 @@ const MAX_READ_BITS: u16 = 2000;
 #[derive(Clone)]
 pub(super) struct PlcService {
     plant: Arc<Mutex<Plant>>,
+    cue: Arc<ConnectionCue>,
 }
 
 impl PlcService {
-    /// A service answering from `plant`.
-    pub(super) fn new(plant: Arc<Mutex<Plant>>) -> Self {
-        Self { plant }
+    /// A service answering from `plant` on the connection `cue` belongs to.
+    pub(super) fn new(plant: Arc<Mutex<Plant>>, cue: Arc<ConnectionCue>) -> Self {
+        Self { plant, cue }
     }
 }
 
+type Answer = Result<Option<Response>, ExceptionCode>;
+
 impl Service for PlcService {
     type Request = SlaveRequest<'static>;
-    // `Option` so a later fault mode can stay silent (no response at all).
+    // `None` is a request left unanswered (the silent fault).
     type Response = Option<Response>;
     type Exception = ExceptionCode;
-    type Future = Ready<Result<Self::Response, Self::Exception>>;
+    type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
     fn call(&self, request: Self::Request) -> Self::Future {
-        let plant = self
-            .plant
-            .lock()
-            .expect("plant mutex poisoned: a simulator thread panicked");
-        ready(answer(&plant, request.slave, &request.request).map(Some))
+        let (fault, answer) = {
+            let mut plant = self
+                .plant
+                .lock()
+                .expect("plant mutex poisoned: a simulator thread panicked");
+            let function = request.request.function_code().value();
+            let fault = plant.faults.on_request(
+                self.cue.id,
+                request.slave,
+                function,
+                span(&request.request),
+            );
+            (fault, answer(&plant, request.slave, &request.request))
+        };
+        match fault {
+            None => Box::pin(ready(answer.map(Some))),
+            Some(Fault::Silent) => Box::pin(ready(Ok(None))),
+            Some(Fault::Exception(code)) => Box::pin(ready(Err(ExceptionCode::new(code)))),
+            Some(Fault::Delay(delay)) => Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                answer.map(Some)
+            }),
+            Some(Fault::WrongCount(delta)) => Box::pin(ready(
+                answer.map(|response| Some(miscount(response, delta))),
+            )),
+            Some(Fault::HalfFrameThenStall) => {
+                self.cue.arm(AfterHalf::Stall);
+                Box::pin(ready(answer.map(Some)))
+            }
+            Some(Fault::HalfFrameThenReset) => {
+                self.cue.arm(AfterHalf::Reset);
+                Box::pin(ready(answer.map(Some)))
+            }
+        }
+    }
+}
+
+/// Address and quantity of a read request; `None` for every other function.
+fn span(request: &Request<'_>) -> Option<(u16, u16)> {
+    match *request {
+        Request::ReadCoils(address, quantity)
+        | Request::ReadDiscreteInputs(address, quantity)
+        | Request::ReadHoldingRegisters(address, quantity)
+        | Request::ReadInputRegisters(address, quantity) => Some((address, quantity)),
+        _ => None,
+    }
+}
+
+/// The same answer with `delta` registers or bits more (zeros) or fewer.
+fn miscount(response: Response, delta: i32) -> Response {
+    fn resize<T: Clone + Default>(mut items: Vec<T>, delta: i32) -> Vec<T> {
+        let wanted = (items.len() as i64 + i64::from(delta)).max(0) as usize;
+        items.resize(wanted, T::default());
+        items
+    }
+    match response {
+        Response::ReadHoldingRegisters(words) => {
+            Response::ReadHoldingRegisters(resize(words, delta))
+        }
+        Response::ReadInputRegisters(words) => Response::ReadInputRegisters(resize(words, delta)),
+        Response::ReadCoils(bits) => Response::ReadCoils(resize(bits, delta)),
+        Response::ReadDiscreteInputs(bits) => Response::ReadDiscreteInputs(resize(bits, delta)),
+        other => other,
     }
 }
 

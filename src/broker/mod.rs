@@ -1,18 +1,20 @@
 //! Local MQTT brokers for the demo and the tests: rumqttd inside this process, or a spawned Mosquitto.
 //!
-//! Both listen on 127.0.0.1 only, speak MQTT 3.1.1 without TLS, and support QoS 1, retained messages and
-//! last will. This module is not used by `run`; production talks to the site's central broker.
-//! rumqttd 0.20 has no shutdown API: an in-process broker lives until the process exits (see [`Broker`]).
+//! Both listen on 127.0.0.1 only, without TLS, and support QoS 1, retained messages and last will; rumqttd
+//! speaks MQTT 3.1.1, Mosquitto also MQTT 5. This module is not used by `run`; production talks to the site's
+//! central broker. Fault tests use [`MosquittoSettings`] (packet-size limit, ACL) and [`Broker::kill`] /
+//! [`Broker::restart`]. rumqttd 0.20 has no shutdown API: an in-process broker lives until the process exits.
+
+mod mosquitto;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use mosquitto::{find_mosquitto, MosquittoProcess};
+pub use mosquitto::{
+    mosquitto_available, spawn_mosquitto, spawn_mosquitto_with, MosquittoSettings,
+};
 
 /// Environment variable that picks the test broker: `mosquitto`, `inprocess`, or unset/`auto`.
 pub const TEST_BROKER_ENV: &str = "SHOPFLOOR_TEST_BROKER";
@@ -83,12 +85,6 @@ pub struct Broker {
     mosquitto: Option<MosquittoProcess>,
 }
 
-#[derive(Debug)]
-struct MosquittoProcess {
-    child: Child,
-    work_dir: PathBuf,
-}
-
 impl Broker {
     /// The `host:port` string clients connect to.
     pub fn address(&self) -> String {
@@ -109,8 +105,10 @@ impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut process) = self.mosquitto.take() {
             // The child may already be gone; both calls are best effort on the way out.
-            let _ = process.child.kill();
-            let _ = process.child.wait();
+            if let Some(mut child) = process.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
             let _ = std::fs::remove_dir_all(&process.work_dir);
         }
     }
@@ -142,7 +140,7 @@ fn free_port_inner() -> Result<u16, BrokerError> {
 
 /// `port` itself if nothing listens on it yet, a free port for 0. Checking first matters: the start-up probe
 /// below would otherwise mistake whatever already listens there for our broker.
-fn usable_port(port: u16) -> Result<u16, BrokerError> {
+pub(super) fn usable_port(port: u16) -> Result<u16, BrokerError> {
     if port == 0 {
         return free_port_inner();
     }
@@ -215,63 +213,6 @@ fn in_process_config(listen: SocketAddr) -> rumqttd::Config {
     }
 }
 
-/// Spawns `mosquitto -c <temp config>` listening on `127.0.0.1:port` (0 picks a free port), without
-/// persistence, anonymous access allowed. Returns once the port accepts TCP connections; the child is
-/// killed when the returned [`Broker`] is dropped.
-pub fn spawn_mosquitto(port: u16) -> anyhow::Result<Broker> {
-    let executable = find_mosquitto().ok_or(BrokerError::MosquittoMissing)?;
-    let port = usable_port(port)?;
-    let work_dir = unique_work_dir(port)?;
-    let config_path = work_dir.join("mosquitto.conf");
-    let log_path = work_dir.join("mosquitto.log");
-    // max_queued_messages 0 = no limit: a slow test subscriber must not lose QoS 1 messages to the
-    // broker's default queue cap of 1000, which would look like a publisher bug.
-    let config = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-         max_queued_messages 0\nlog_type error\nlog_type warning\n"
-    );
-    let io = |what: &str| {
-        let what = what.to_string();
-        move |source| BrokerError::Io { what, source }
-    };
-    std::fs::write(&config_path, config).map_err(io("writing mosquitto.conf"))?;
-    let log = std::fs::File::create(&log_path).map_err(io("creating mosquitto.log"))?;
-    let log_for_stdout = log.try_clone().map_err(io("duplicating the log handle"))?;
-    let child = Command::new(&executable)
-        .arg("-c")
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(log_for_stdout)
-        .stderr(log)
-        .spawn()
-        .map_err(io("spawning mosquitto"))
-        .with_context(|| format!("executable {}", executable.display()))?;
-
-    // From here on the Broker owns the child, so any error below still kills it on drop.
-    let mut broker = Broker {
-        port,
-        kind: BrokerKind::Mosquitto,
-        mosquitto: Some(MosquittoProcess { child, work_dir }),
-    };
-    let process = broker
-        .mosquitto
-        .as_mut()
-        .expect("the Broker was just built with a mosquitto process");
-    wait_until_listening(port, || match process.child.try_wait() {
-        Ok(Some(status)) => Err(BrokerError::MosquittoExited {
-            status,
-            output: read_to_string_lossy(&log_path),
-        }),
-        Ok(None) => Ok(()),
-        Err(source) => Err(BrokerError::Io {
-            what: "checking on the mosquitto child".into(),
-            source,
-        }),
-    })?;
-    tracing::info!(port, "Mosquitto broker listening.");
-    Ok(broker)
-}
-
 /// Starts the broker tests and the demo should use: Mosquitto when it is installed, else rumqttd in-process.
 ///
 /// `SHOPFLOOR_TEST_BROKER=mosquitto` insists on Mosquitto (error when missing), `inprocess` insists on
@@ -293,43 +234,9 @@ pub fn start_for_tests_or_demo(prefer_port: Option<u16>) -> anyhow::Result<Broke
     }
 }
 
-/// Finds the `mosquitto` executable on PATH, then in the sbin directories that a non-root PATH often lacks.
-fn find_mosquitto() -> Option<PathBuf> {
-    let path_dirs = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default();
-    path_dirs
-        .into_iter()
-        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join("mosquitto"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn unique_work_dir(port: u16) -> Result<PathBuf, BrokerError> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let serial = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "shopfloor-mosquitto-{}-{port}-{serial}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|source| BrokerError::Io {
-        what: format!("creating {}", dir.display()),
-        source,
-    })?;
-    Ok(dir)
-}
-
-fn read_to_string_lossy(path: &Path) -> String {
-    let mut bytes = Vec::new();
-    match std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut bytes)) {
-        Ok(_) => String::from_utf8_lossy(&bytes).trim().to_string(),
-        Err(error) => format!("(log unreadable: {error})"),
-    }
-}
-
 /// Connects to 127.0.0.1:port until it succeeds or the deadline passes; `still_alive` lets the caller
 /// abort early when the broker process has died.
-fn wait_until_listening(
+pub(super) fn wait_until_listening(
     port: u16,
     mut still_alive: impl FnMut() -> Result<(), BrokerError>,
 ) -> Result<(), BrokerError> {

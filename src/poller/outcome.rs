@@ -1,0 +1,168 @@
+//! Health bookkeeping of one PLC task after each cycle: per-unit failure counting and backoff, up/down
+//! transitions with their events and log lines (each logged once), and the copy onto the shared health board.
+//! The poll cycle itself is in `cycle`; this module decides what its outcome means.
+
+use std::collections::BTreeMap;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::connection::Connection;
+use super::cycle::{Poller, UnitCycle};
+use super::health::{unit_entries, HealthBoard, PlcHealth, PollEvent, Transition, UnitHealth};
+use crate::logic::Millis;
+
+impl Poller {
+    pub(super) fn after_cycle(
+        &mut self,
+        cycle_units: BTreeMap<u8, UnitCycle>,
+        sent: u32,
+        read_any: bool,
+        lost: Option<&str>,
+        started: Instant,
+        at: Millis,
+    ) {
+        let threshold = self.config.unit_failure_threshold;
+        self.requests_per_poll = sent;
+        for (unit_id, unit_cycle) in &cycle_units {
+            let Some(unit) = self.units.get_mut(unit_id) else {
+                continue;
+            };
+            unit.requests_per_poll = unit_cycle.requests;
+            let ok = match (unit_cycle.read, unit_cycle.failed) {
+                (true, _) => true,
+                (false, true) => false,
+                // Only configuration refusals: the unit answered, but that says nothing about its data.
+                (false, false) => continue,
+            };
+            if !ok {
+                unit.last_error = unit_cycle.error.clone();
+            }
+            let change = unit.up_down.record(ok, threshold);
+            if ok {
+                unit.skipped_until = None;
+            } else if read_any && unit.up_down.consecutive_failures >= u64::from(threshold) {
+                // Back off only while others on the connection deliver; a silent device as a whole is the
+                // connection backoff's business.
+                if unit.skipped_until.is_none() {
+                    info!(
+                        device = %self.config.id, unit = unit_id,
+                        failures = unit.up_down.consecutive_failures,
+                        "Unit keeps failing; skipping it for {:?} at a time while the others are polled.",
+                        self.config.unit_backoff
+                    );
+                }
+                unit.skipped_until = Some(Instant::now() + self.config.unit_backoff);
+            }
+            if let Some((up, previous)) = change {
+                let error = (!up).then(|| unit.last_error.clone()).flatten();
+                match up {
+                    true => info!(device = %self.config.id, unit = unit_id, "Unit is up."),
+                    false => {
+                        warn!(device = %self.config.id, unit = unit_id, error = ?error, "Unit is down.")
+                    }
+                }
+                self.events.push(PollEvent::Transition(Transition {
+                    plc: self.plc,
+                    plc_id: self.config.id.clone(),
+                    unit_id: Some(*unit_id),
+                    up,
+                    previous,
+                    at,
+                    error,
+                }));
+            }
+        }
+        if sent == 0 && lost.is_none() {
+            // Every unit skipped or every tag disabled: nothing new about the connection.
+            return;
+        }
+        if read_any {
+            self.polls += 1;
+            self.last_cycle_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        } else {
+            self.failures += 1;
+            self.last_error = lost
+                .map(str::to_string)
+                .or_else(|| cycle_units.values().find_map(|u| u.error.clone()))
+                .or(self.last_error.take());
+        }
+        let change = self.plc_state.record(read_any, threshold);
+        let error = self.last_error.clone();
+        self.plc_transition(change, at, error.as_deref());
+    }
+
+    pub(super) fn plc_transition(
+        &mut self,
+        change: Option<(bool, Option<bool>)>,
+        at: Millis,
+        error: Option<&str>,
+    ) {
+        let Some((up, previous)) = change else {
+            return;
+        };
+        match up {
+            true => info!(device = %self.config.id, "PLC is up."),
+            false => warn!(device = %self.config.id, error, "PLC is down; retrying with backoff."),
+        }
+        self.events.push(PollEvent::Transition(Transition {
+            plc: self.plc,
+            plc_id: self.config.id.clone(),
+            unit_id: None,
+            up,
+            previous,
+            at,
+            error: (!up).then(|| error.map(str::to_string)).flatten(),
+        }));
+    }
+
+    /// Copies the current health into this PLC's entry of the board.
+    pub(crate) fn publish(&self, board: &HealthBoard) {
+        let now = Instant::now();
+        let units: Vec<UnitHealth> = self
+            .units
+            .iter()
+            .map(|(&unit_id, unit)| UnitHealth {
+                unit_id,
+                up: unit.up_down.is_up(),
+                consecutive_failures: unit.up_down.consecutive_failures,
+                last_error: unit.last_error.clone(),
+                rtt_p50_ms: unit.rtt.percentile(50.0),
+                rtt_p99_ms: unit.rtt.percentile(99.0),
+                requests_per_poll: unit.requests_per_poll,
+                backed_off: unit.skipped_until.is_some_and(|until| now < until),
+            })
+            .collect();
+        let late_answers =
+            self.late_answers_closed + self.connection.as_ref().map_or(0, Connection::late_answers);
+        let mut board = board.lock().expect("health board lock is never poisoned");
+        let Some(entry) = board.get_mut(self.plc) else {
+            return;
+        };
+        *entry = PlcHealth {
+            id: self.config.id.clone(),
+            up: self.plc_state.is_up(),
+            consecutive_failures: self.plc_state.consecutive_failures,
+            last_error: self.last_error.clone(),
+            rtt_ms: self.last_cycle_ms,
+            rtt_p50_ms: self.plc_rtt.percentile(50.0),
+            rtt_p99_ms: self.plc_rtt.percentile(99.0),
+            requests_per_poll: self.requests_per_poll,
+            polls: self.polls,
+            failures: self.failures,
+            late_answers,
+            connects: self.connects,
+            units,
+            disabled_tags: self.disabled_tags.clone(),
+        };
+    }
+
+    /// A board entry for a plan that has not run yet (the units it will poll).
+    pub(crate) fn initial_health(&self) -> PlcHealth {
+        PlcHealth {
+            id: self.config.id.clone(),
+            units: unit_entries(&self.plan),
+            ..PlcHealth::default()
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The `publish_failure` alarm: turns a summary of broker refusals into a durable event row on the gateway
+//! event topic (DESIGN §2 invariant 5: nothing lost silently). Topic and payload come from `logic::payload`.
+
+use serde_json::json;
+
+use super::refusal::AlarmSummary;
+use crate::logic::payload::{self, Identity};
+use crate::store::{CycleWrite, OutboxDraft};
+
+/// One store cycle holding the alarm event for `summary`, stamped with the current wall-clock time.
+pub(super) fn publish_failure_cycle(identity: &Identity, summary: &AlarmSummary) -> CycleWrite {
+    let at = crate::poller::now_millis();
+    let detail = json!({
+        "refused": summary.refused,
+        "reason_code": summary.last.code,
+        "reason": summary.last.reason,
+        "first_seq": summary.first_seq,
+        "last_seq": summary.last_seq,
+        "retried": true,
+    });
+    let body = payload::event_payload(
+        identity,
+        payload::GATEWAY_LINE,
+        &identity.gateway,
+        payload::EVENT_PUBLISH_FAILURE,
+        at,
+        detail,
+    );
+    CycleWrite {
+        outbox: vec![OutboxDraft {
+            topic: payload::gateway_event_topic(identity),
+            body,
+        }],
+        now: at,
+        ..CycleWrite::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publisher::Refusal;
+
+    #[test]
+    fn given_a_refusal_summary_when_turned_into_a_cycle_then_it_is_one_gateway_event_row() {
+        let identity = Identity {
+            prefix: "shopfloor/v1".into(),
+            site: "s1".into(),
+            gateway: "gw-9".into(),
+            agent_version: "0.1.0".into(),
+            config_hash: "abc".into(),
+        };
+        let summary = AlarmSummary {
+            refused: 3,
+            first_seq: 10,
+            last_seq: 14,
+            last: Refusal {
+                code: 0x87,
+                reason: "not_authorized",
+            },
+        };
+        let cycle = publish_failure_cycle(&identity, &summary);
+        assert_eq!(cycle.outbox.len(), 1);
+        let draft = &cycle.outbox[0];
+        assert_eq!(draft.topic, "shopfloor/v1/s1/_gateway/gw-9/event");
+        assert_eq!(draft.body["kind"], "publish_failure");
+        assert_eq!(draft.body["machine"], "gw-9");
+        assert_eq!(draft.body["detail"]["reason_code"], 0x87);
+        assert_eq!(draft.body["detail"]["refused"], 3);
+        assert!(cycle.counters.is_empty() && cycle.windows.is_empty());
+    }
+}

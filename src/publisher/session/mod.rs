@@ -1,0 +1,236 @@
+//! One MQTT connection of the publisher, from CONNECT to its end: submission with a bounded number in flight
+//! (live first, then fresh rows, then the paced backlog and due retries), PUBACK settlement, row retirement,
+//! the watchdog, and the clean goodbye on shutdown.
+//!
+//! A session never survives its connection: on any error it returns and [`super::run`] builds a new one.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::inflight::{Inflight, Submitted};
+use super::lanes::Lanes;
+use super::link::{self, Link, LinkClient, LinkError, LinkEvent};
+use super::pace::DrainRate;
+use super::refusal::{Refusals, Unsendable};
+use super::watchdog::Watchdog;
+use super::{LiveMessage, PublishError, PublisherConfig, PublisherStats};
+use crate::store::StoreHandle;
+
+mod acks;
+mod submit;
+
+/// Events handled before pending PUBACKs are retired in one store transaction.
+const EVENT_BATCH: usize = 256;
+/// On shutdown, how long the offline status and then the DISCONNECT each get after the grace period.
+const GOODBYE_WAIT: Duration = Duration::from_millis(500);
+
+/// What every session of one publisher run shares.
+pub(super) struct Shared<'a> {
+    pub(super) cfg: &'a PublisherConfig,
+    pub(super) store: &'a StoreHandle,
+    pub(super) stats: &'a PublisherStats,
+    pub(super) outbox_notify: &'a Notify,
+    pub(super) shutdown: &'a CancellationToken,
+}
+
+/// Memory of one publisher run that outlives its connections (bounded; see `refusal`).
+pub(super) struct RunState {
+    pub(super) refusals: Refusals,
+    pub(super) unsendable: Unsendable,
+}
+
+/// What [`run_once`] tells its caller besides the result.
+#[derive(Debug, Default)]
+pub(super) struct SessionReport {
+    /// When the CONNACK arrived; `None` if the connection never got that far.
+    pub(super) connected_at: Option<Instant>,
+}
+
+/// Connects once and serves the connection until shutdown (`Ok`) or a fault (`Err`).
+pub(super) async fn run_once(
+    shared: &Shared<'_>,
+    state: &mut RunState,
+    live_rx: &mut watch::Receiver<Vec<LiveMessage>>,
+    live_open: &mut bool,
+    report: &mut SessionReport,
+) -> Result<(), PublishError> {
+    let Some(mut session) = Session::connect(shared, state).await? else {
+        return Ok(());
+    };
+    report.connected_at = Some(Instant::now());
+    shared.stats.connected.store(true, Ordering::Relaxed);
+    tracing::info!(
+        address = %shared.cfg.address(),
+        protocol = ?shared.cfg.protocol,
+        backlog_up_to_seq = session.boundary,
+        max_packet_size = session.max_packet_size,
+        "Connected to broker."
+    );
+    session.serve(live_rx, live_open).await
+}
+
+struct Session<'a, 'b> {
+    shared: &'a Shared<'a>,
+    state: &'b mut RunState,
+    client: LinkClient,
+    events_rx: mpsc::Receiver<Result<LinkEvent, LinkError>>,
+    /// Aborting it drops the event loop and with it the TCP connection.
+    _event_loop: AbortOnDropHandle<()>,
+    max_inflight: usize,
+    /// Outstanding publishes above which no backlog row is submitted (room is kept for fresh rows).
+    backlog_window: usize,
+    /// Largest PUBLISH we send: the configured limit or the broker's smaller one.
+    max_packet_size: u64,
+    boundary: i64,
+    page_size: usize,
+    inflight: Inflight,
+    lanes: Lanes,
+    /// Latest live messages not yet submitted; they go before rows.
+    live: VecDeque<LiveMessage>,
+    drain_rate: Option<DrainRate>,
+    watchdog: Watchdog,
+    /// Seqs whose accepted PUBACK arrived, retired in one store call per batch of events.
+    acked_rows: Vec<i64>,
+    status_acked: bool,
+    disconnect_sent: bool,
+}
+
+impl<'a, 'b> Session<'a, 'b> {
+    /// Builds a fresh client and event loop, waits for the CONNACK and reads the backlog boundary; `None` if
+    /// shutdown came first.
+    async fn connect(
+        shared: &'a Shared<'a>,
+        state: &'b mut RunState,
+    ) -> Result<Option<Session<'a, 'b>>, PublishError> {
+        let cfg = shared.cfg;
+        let address = cfg.address();
+        let Link {
+            client,
+            mut events_rx,
+            task,
+        } = link::open(cfg);
+        let first = tokio::select! {
+            () = shared.shutdown.cancelled() => return Ok(None),
+            first = tokio::time::timeout(cfg.connect_timeout, events_rx.recv()) => first,
+        };
+        let broker_max = match first {
+            Err(_elapsed) => {
+                return Err(PublishError::ConnectTimeout {
+                    address,
+                    timeout: cfg.connect_timeout,
+                })
+            }
+            Ok(None) => return Err(PublishError::EventLoopGone),
+            Ok(Some(Err(source))) => {
+                return Err(PublishError::Connection {
+                    address,
+                    source: Box::new(source),
+                })
+            }
+            Ok(Some(Ok(LinkEvent::ConnAck { max_packet_size }))) => max_packet_size,
+            Ok(Some(Ok(event))) => {
+                return Err(PublishError::NoConnAck {
+                    address,
+                    event: format!("{event:?}"),
+                })
+            }
+        };
+        // Everything committed up to now is backlog for this connection; later commits are fresh.
+        let boundary = shared
+            .store
+            .call(|store| store.last_seq())
+            .await
+            .map_err(PublishError::Store)?
+            .map_err(|error| PublishError::Store(error.into()))?;
+        state.refusals.forget_pending();
+        let max_inflight = usize::from(cfg.max_inflight.max(1));
+        let page_size = max_inflight.clamp(16, 512);
+        let now = std::time::Instant::now();
+        Ok(Some(Session {
+            shared,
+            state,
+            client,
+            events_rx,
+            _event_loop: task,
+            max_inflight,
+            backlog_window: (max_inflight - max_inflight / 4).max(1),
+            max_packet_size: broker_max.map_or(cfg.max_packet_size, |broker| {
+                cfg.max_packet_size.min(u64::from(broker))
+            }),
+            boundary,
+            page_size,
+            inflight: Inflight::default(),
+            lanes: Lanes::new(boundary, page_size),
+            live: VecDeque::new(),
+            drain_rate: cfg
+                .drain_rate
+                .map(|per_second| DrainRate::new(per_second, now)),
+            watchdog: Watchdog::new(
+                link::effective_keep_alive(cfg.protocol, cfg.keep_alive),
+                cfg.connect_timeout,
+                now,
+            ),
+            acked_rows: Vec::new(),
+            status_acked: false,
+            disconnect_sent: false,
+        }))
+    }
+
+    /// Publishes "online", the latest live messages and the outbox lanes, then follows new rows and live
+    /// updates until shutdown or a fault.
+    async fn serve(
+        &mut self,
+        live_rx: &mut watch::Receiver<Vec<LiveMessage>>,
+        live_open: &mut bool,
+    ) -> Result<(), PublishError> {
+        let cfg = self.shared.cfg;
+        let online = cfg.online_payload.clone();
+        self.submit(&cfg.status_topic, online, Submitted::Status)?;
+        self.live = live_rx.borrow_and_update().iter().cloned().collect();
+        loop {
+            let wake_at = self.pump().await?;
+            let watchdog_at = self.watchdog.deadline().map(Instant::from_std);
+            tokio::select! {
+                () = self.shared.shutdown.cancelled() => return self.close().await,
+                event = self.events_rx.recv() => self.on_events(event).await?,
+                () = self.shared.outbox_notify.notified() => self.lanes.notify_fresh(),
+                changed = live_rx.changed(), if *live_open => match changed {
+                    Ok(()) => self.live = live_rx.borrow_and_update().iter().cloned().collect(),
+                    // The producer is gone (shutting down); keep delivering rows.
+                    Err(_) => *live_open = false,
+                },
+                () = sleep_until_or_forever(wake_at) => {}
+                () = sleep_until_or_forever(watchdog_at) => self.check_watchdog()?,
+            }
+        }
+    }
+
+    fn check_watchdog(&self) -> Result<(), PublishError> {
+        match self.watchdog.check(std::time::Instant::now()) {
+            None => Ok(()),
+            Some(stall) => {
+                self.shared
+                    .stats
+                    .watchdog_trips
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(PublishError::Stalled {
+                    address: self.shared.cfg.address(),
+                    stall: stall.describe(),
+                })
+            }
+        }
+    }
+}
+
+async fn sleep_until_or_forever(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,229 @@
+//! Submission for one session: what goes out next (live, fresh rows, a due alarm, then due retries and the
+//! paced backlog within its window), the unsendable check, and the store reads that feed the lanes.
+
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::Session;
+use crate::publisher::inflight::Submitted;
+use crate::publisher::lanes::mark_replayed;
+use crate::publisher::link;
+use crate::publisher::{LiveMessage, PublishError};
+use crate::store::OutboxRow;
+
+impl Session<'_, '_> {
+    /// Submits while the window has room: live messages, fresh rows, a due alarm, then (within the backlog
+    /// window and the drain rate) due retries and backlog rows, reading pages from the store as needed.
+    /// Returns when something paced becomes due, if that is what stops it.
+    pub(super) async fn pump(&mut self) -> Result<Option<Instant>, PublishError> {
+        loop {
+            while self.inflight.outstanding() < self.max_inflight {
+                let Some(message) = self.live.pop_front() else {
+                    break;
+                };
+                self.submit_live(message)?;
+            }
+            if self.inflight.outstanding() >= self.max_inflight {
+                return Ok(self.next_timer(None));
+            }
+            if let Some(row) = self.lanes.pop_fresh() {
+                self.submit_row(row)?;
+                continue;
+            }
+            if let Some((after_seq, limit)) = self.lanes.fresh_query() {
+                let rows = self.fetch(after_seq, limit).await?;
+                self.lanes.accept_fresh(rows);
+                continue;
+            }
+            let now = std::time::Instant::now();
+            if self.state.refusals.alarm_due(now) {
+                self.raise_alarm(now).await?;
+                continue;
+            }
+            if self.inflight.outstanding() >= self.backlog_window {
+                return Ok(self.next_timer(None));
+            }
+            if !self.lanes.has_paced() {
+                let due = self.state.refusals.take_due(now, self.page_size);
+                if !due.is_empty() {
+                    let rows = self.fetch_exact(due).await?;
+                    self.lanes.push_retries(rows);
+                    continue;
+                }
+                if let Some((after_seq, limit)) = self.lanes.backlog_query() {
+                    let rows = self.fetch(after_seq, limit).await?;
+                    self.lanes.accept_backlog(rows);
+                    continue;
+                }
+                return Ok(self.next_timer(None));
+            }
+            if let Some(rate) = &mut self.drain_rate {
+                if !rate.try_take(now) {
+                    let ready = rate.ready_at(now);
+                    return Ok(self.next_timer(Some(ready)));
+                }
+            }
+            if let Some(row) = self.lanes.pop_paced() {
+                self.submit_row(row)?;
+            }
+        }
+    }
+
+    /// The earliest of `paced` and the refusal timers still ahead (one already due but blocked by a full
+    /// window is retried when an acknowledgement frees room, not by spinning).
+    pub(super) fn next_timer(&self, paced: Option<std::time::Instant>) -> Option<Instant> {
+        let now = std::time::Instant::now();
+        let refusals = self.state.refusals.next_wake().filter(|at| *at > now);
+        let earliest = match (paced, refusals) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        earliest.map(Instant::from_std)
+    }
+
+    pub(super) async fn fetch(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, PublishError> {
+        self.shared
+            .store
+            .call(move |store| store.unacked(after_seq, limit))
+            .await
+            .map_err(PublishError::Store)?
+            .map_err(|error| PublishError::Store(error.into()))
+    }
+
+    /// The rows with exactly these seqs that are still in the outbox, in one store call.
+    pub(super) async fn fetch_exact(&self, seqs: Vec<i64>) -> Result<Vec<OutboxRow>, PublishError> {
+        self.shared
+            .store
+            .call(move |store| {
+                let mut rows = Vec::with_capacity(seqs.len());
+                for seq in seqs {
+                    let found = store.unacked(seq - 1, 1)?;
+                    rows.extend(found.into_iter().filter(|row| row.seq == seq));
+                }
+                Ok::<_, crate::store::StoreError>(rows)
+            })
+            .await
+            .map_err(PublishError::Store)?
+            .map_err(|error| PublishError::Store(error.into()))
+    }
+
+    /// Submits an outbox row (not retained), marked replayed when it is backlog. A row that can never be sent
+    /// is counted once and skipped: it stays in the outbox and never costs a reconnect.
+    pub(super) fn submit_row(&mut self, row: OutboxRow) -> Result<(), PublishError> {
+        let replayed = self.lanes.is_backlog(row.seq);
+        let payload = if replayed {
+            mark_replayed(&row.payload).unwrap_or(row.payload)
+        } else {
+            row.payload
+        };
+        let size =
+            link::publish_packet_size(self.shared.cfg.protocol, row.topic.len(), payload.len());
+        if !sendable_topic(&row.topic) || size > self.max_packet_size {
+            if self.state.unsendable.first_time(row.seq) {
+                self.shared.stats.unsendable.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    seq = row.seq, topic = %row.topic, size, max = self.max_packet_size,
+                    "Outbox row can never be published (invalid topic or larger than the broker accepts); \
+                     left in the outbox."
+                );
+            }
+            return Ok(());
+        }
+        if replayed {
+            self.shared.stats.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.submit(&row.topic, payload, Submitted::Row(row.seq))
+    }
+
+    pub(super) fn submit_live(&mut self, message: LiveMessage) -> Result<(), PublishError> {
+        let protocol = self.shared.cfg.protocol;
+        let size = link::publish_packet_size(protocol, message.topic.len(), message.payload.len());
+        if !sendable_topic(&message.topic) || size > self.max_packet_size {
+            tracing::debug!(topic = %message.topic, size, "Live message too large or invalid; skipped.");
+            return Ok(());
+        }
+        self.submit(&message.topic, message.payload, Submitted::Live)
+    }
+
+    /// Hands one QoS 1 publish to rumqttc (rows not retained; live and status retained).
+    pub(super) fn submit(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        what: Submitted,
+    ) -> Result<(), PublishError> {
+        let retain = !matches!(what, Submitted::Row(_));
+        self.client
+            .try_publish(topic, retain, payload)
+            .map_err(|_| PublishError::EventLoopGone)?;
+        self.inflight.submitted(what);
+        self.watchdog.on_submit(std::time::Instant::now());
+        self.update_in_flight();
+        Ok(())
+    }
+
+    pub(super) fn update_in_flight(&self) {
+        let outstanding = self.inflight.outstanding() as u64;
+        self.shared
+            .stats
+            .in_flight
+            .store(outstanding, Ordering::Relaxed);
+    }
+
+    /// Enqueues the waiting `publish_failure` alarm as a durable row on the gateway event topic.
+    pub(super) async fn raise_alarm(
+        &mut self,
+        now: std::time::Instant,
+    ) -> Result<(), PublishError> {
+        let Some(summary) = self.state.refusals.take_alarm(now) else {
+            return Ok(());
+        };
+        tracing::warn!(
+            refused = summary.refused,
+            reason_code = summary.last.code,
+            reason = summary.last.reason,
+            first_seq = summary.first_seq,
+            last_seq = summary.last_seq,
+            "Broker refused publishes; the rows stay in the outbox and are retried with backoff."
+        );
+        let Some(identity) = self.shared.cfg.event_identity.clone() else {
+            return Ok(());
+        };
+        let cycle = crate::publisher::alarm::publish_failure_cycle(&identity, &summary);
+        let stored = self
+            .shared
+            .store
+            .call(move |store| store.commit_cycle(&cycle))
+            .await
+            .map_err(PublishError::Store)?;
+        match stored {
+            Ok(outcome) => {
+                if !outcome.dropped.is_empty() {
+                    tracing::warn!(
+                        ranges = outcome.dropped.len(),
+                        "The store dropped unsent rows to make room for the alarm (counted in its drop counters)."
+                    );
+                }
+                for seq in outcome.seqs {
+                    self.state.refusals.note_alarm_row(seq);
+                    self.shared.stats.alarms.fetch_add(1, Ordering::Relaxed);
+                }
+                self.lanes.notify_fresh();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Could not enqueue the publish_failure alarm; it is logged only.")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A topic rumqttc will accept for PUBLISH: non-empty, no wildcards.
+fn sendable_topic(topic: &str) -> bool {
+    !topic.is_empty() && rumqttc::valid_topic(topic)
+}

@@ -1,0 +1,64 @@
+//! Store tests against real SQLite files in temporary directories: `basics` (open, commit, retire, handle),
+//! `quota` (overflow policy, refused payloads, migration of the drop class), `recovery` (corrupt, truncated,
+//! stale and busy files at open) and `model` (a proptest of commit/retire/reopen against a `VecDeque`).
+
+mod basics;
+mod model;
+mod quota;
+mod recovery;
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested").join("agent.db");
+    (dir, path)
+}
+
+fn open(path: &Path) -> Store {
+    Store::open(path, &StoreOptions::default()).expect("open store")
+}
+
+fn open_with_quota(path: &Path, max_bytes: u64) -> Store {
+    Store::open(
+        path,
+        &StoreOptions {
+            max_bytes,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open store")
+}
+
+fn draft(topic: &str, body: serde_json::Value) -> OutboxDraft {
+    OutboxDraft {
+        topic: topic.to_owned(),
+        body,
+    }
+}
+
+fn cycle_with_outbox(now: Millis, drafts: Vec<OutboxDraft>) -> CycleWrite {
+    CycleWrite {
+        outbox: drafts,
+        now,
+        ..CycleWrite::default()
+    }
+}
+
+fn payload_json(row: &OutboxRow) -> serde_json::Value {
+    serde_json::from_slice(&row.payload).expect("payload is JSON")
+}
+
+/// Every unsent row, in seq order.
+fn all_unacked(store: &Store) -> Vec<OutboxRow> {
+    store.unacked(0, usize::MAX).expect("read outbox")
+}
+
+/// `path` with `suffix` appended to the file name (`-wal`, `-shm`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}

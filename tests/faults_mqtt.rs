@@ -1,0 +1,273 @@
+//! Fault scenarios on the MQTT path against the real agent: simulated PLCs keep producing while the broker
+//! is unreachable, killed and restarted, half-open, or behind a slow link. The oracle of every scenario (see
+//! `support::agent::settle_and_check`): the de-duplicated final rollups sum exactly to the simulator's truth,
+//! every enqueued seq reaches the subscriber (duplicates allowed and counted), and the store passes
+//! `integrity_check` after the agent stopped. Each scenario prints its counting report.
+
+use std::time::Duration;
+
+use shopfloor_agent::broker::MosquittoSettings;
+
+use crate::support::agent::{
+    freeze_before_boundary, rss_bytes, settle_and_check, start_producing, Agent, Plant, Tuning,
+};
+use crate::support::{self, CountingReport, FaultProxy, Mode, Recorder};
+
+/// Overall safety net of every wait; never an expectation about speed.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// Subscription of the recording subscriber: everything the agent publishes.
+const ALL_TOPICS: &str = "shopfloor/v1/#";
+
+async fn wait_connected(agent: &Agent) {
+    support::wait_until(PATIENCE, "the agent to connect to the broker", || {
+        agent.stats().connected
+    })
+    .await;
+}
+
+/// Waits until the subscriber holds every row the agent has retired (so killing the broker cannot take a
+/// retired row with it: the broker has nothing left that only it knows).
+async fn wait_until_subscriber_caught_up(agent: &Agent, recorder: &Recorder) {
+    support::wait_until_async(
+        PATIENCE,
+        "the subscriber to hold every retired row",
+        || async {
+            let enqueued = agent.enqueued().await;
+            CountingReport::count(&recorder.messages(), &enqueued)
+                .0
+                .missing
+                == 0
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_broker_unreachable_for_a_long_stretch_while_production_continues_when_it_returns_then_every_window_arrives_and_memory_stays_flat(
+) {
+    // Given the agent publishing through a fault proxy while three machines produce.
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, ALL_TOPICS).await;
+    let proxy = FaultProxy::start(0, broker.port).await;
+    let plant = Plant::start(101).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tuning = Tuning {
+        live_interval: "1s",
+        mqtt: "drain_rate = 50\nconnect_timeout = \"2s\"",
+    };
+    let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
+    wait_connected(&agent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // When the broker is unreachable for 10 s (compressed time: 2 s and 10 s windows keep closing),
+    proxy.set_mode(Mode::Refuse);
+    let backlog_start = agent.backlog().await;
+    let rss_start = rss_bytes();
+    let mut rss_peak = rss_start;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_peak = rss_peak.max(rss_bytes());
+    }
+    let backlog_end = agent.backlog().await;
+    let line = format!(
+        "long outage: backlog {} rows / {} bytes -> {} rows / {} bytes on disk; test process RSS {} KiB -> \
+         peak {} KiB",
+        backlog_start.rows,
+        backlog_start.bytes,
+        backlog_end.rows,
+        backlog_end.bytes,
+        rss_start / 1024,
+        rss_peak / 1024
+    );
+    println!("{line}");
+    eprintln!("{line}");
+    // the backlog grows on disk while memory stays flat (a generous bound: other tests share the process),
+    assert!(backlog_end.rows > backlog_start.rows + 10, "{line}");
+    assert!(rss_peak < rss_start + 100 * 1024 * 1024, "{line}");
+    assert!(!agent.stats().connected);
+
+    // Then after the broker returns, everything arrives: the backlog replayed, the totals exact.
+    proxy.set_mode(Mode::Pass);
+    wait_connected(&agent).await;
+    let frozen_at = freeze_before_boundary(&plant, Duration::from_secs(2)).await;
+    let (report, stats) =
+        settle_and_check("long outage", &plant, agent, &recorder, &before, frozen_at).await;
+    assert!(stats.replayed >= backlog_end.rows, "{stats:?}");
+    assert!(report.expected > 0);
+    plant.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_full_in_flight_window_when_mosquitto_is_killed_and_restarted_on_its_port_then_nothing_is_lost(
+) {
+    // Given Mosquitto, and the agent with an in-flight window of 4 publishing through the fault proxy (live
+    // updates every 5 s, so rows rather than live messages fill the window).
+    let Some(mut broker) = support::mosquitto(&MosquittoSettings::default()) else {
+        return;
+    };
+    let recorder = Recorder::subscribe(broker.port, ALL_TOPICS).await;
+    let proxy = FaultProxy::start(0, broker.port).await;
+    let plant = Plant::start(202).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tuning = Tuning {
+        live_interval: "5s",
+        mqtt: "max_inflight = 4\ndrain_rate = 50\nconnect_timeout = \"2s\"",
+    };
+    let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
+    wait_connected(&agent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // When PUBACKs stop coming back until the window is full (the broker has those rows, we do not know it),
+    proxy.swallow_replies(true);
+    let acked = agent.stats().acked;
+    support::wait_until(PATIENCE, "a full in-flight window holding rows", || {
+        let stats = agent.stats();
+        stats.in_flight >= 4 && stats.published > acked
+    })
+    .await;
+    let line = format!("window full when Mosquitto was killed: {:?}", agent.stats());
+    println!("{line}");
+    eprintln!("{line}");
+    wait_until_subscriber_caught_up(&agent, &recorder).await;
+    support::wait_until_async(
+        PATIENCE,
+        "an unacknowledged row at the subscriber",
+        || async {
+            let enqueued = agent.enqueued().await;
+            recorder.messages().iter().any(|message| {
+                message.body["seq"].as_i64().is_some_and(|seq| {
+                    enqueued
+                        .epochs
+                        .values()
+                        .any(|(_, unsent)| unsent.contains(&seq))
+                })
+            })
+        },
+    )
+    .await;
+    // and Mosquitto is killed (SIGKILL) and started again on the same port a second later,
+    proxy.set_mode(Mode::Refuse);
+    broker.kill().expect("kill mosquitto");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart().expect("restart mosquitto on its port");
+    support::wait_until(PATIENCE, "the subscriber to subscribe again", || {
+        recorder.subscriptions() >= 2
+    })
+    .await;
+    proxy.swallow_replies(false);
+    proxy.set_mode(Mode::Pass);
+
+    // Then the agent reconnects, re-sends its window and everything after it; totals are exact.
+    wait_connected(&agent).await;
+    let frozen_at = freeze_before_boundary(&plant, Duration::from_secs(2)).await;
+    let (report, stats) = settle_and_check(
+        "mosquitto killed with a full window",
+        &plant,
+        agent,
+        &recorder,
+        &before,
+        frozen_at,
+    )
+    .await;
+    assert!(stats.reconnects >= 1, "{stats:?}");
+    assert!(
+        report.duplicates >= 1,
+        "the rows of the killed window are re-sent: {report:?}"
+    );
+    plant.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_half_open_connection_when_nothing_comes_back_then_the_agent_detects_it_reconnects_and_loses_nothing(
+) {
+    // Given the agent (keep-alive 5 s, connect timeout 2 s) connected through the fault proxy.
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, ALL_TOPICS).await;
+    let proxy = FaultProxy::start(0, broker.port).await;
+    let plant = Plant::start(303).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tuning = Tuning {
+        live_interval: "1s",
+        mqtt: "keep_alive = \"5s\"\nconnect_timeout = \"2s\"",
+    };
+    let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
+    wait_connected(&agent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // When the connection turns half-open: the proxy swallows everything on it and holds the sockets
+    // (the proxy passes new connections again after 2 s, but this one stays dead, as after a NAT timeout),
+    let reconnects = agent.stats().reconnects;
+    proxy.set_mode(Mode::Blackhole);
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.set_mode(Mode::Pass);
+
+    // Then keep-alive or the watchdog (2 × 5 s + 2 s) notices, the agent reconnects and loses nothing.
+    support::wait_until(PATIENCE, "the dead connection to be noticed", || {
+        agent.stats().reconnects > reconnects
+    })
+    .await;
+    let line = format!(
+        "half-open link noticed after {:?}: {}",
+        started.elapsed(),
+        agent.stats().last_error.unwrap_or_default()
+    );
+    println!("{line}");
+    eprintln!("{line}");
+    wait_connected(&agent).await;
+    let frozen_at = freeze_before_boundary(&plant, Duration::from_secs(1)).await;
+    settle_and_check("half-open", &plant, agent, &recorder, &before, frozen_at).await;
+    plant.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_slow_link_and_mqtt5_when_production_runs_then_everything_arrives_late_but_exact_and_the_watchdog_stays_quiet(
+) {
+    // Given Mosquitto and the agent speaking MQTT 5 through the fault proxy.
+    let Some(broker) = support::mosquitto(&MosquittoSettings::default()) else {
+        return;
+    };
+    let recorder = Recorder::subscribe(broker.port, ALL_TOPICS).await;
+    let proxy = FaultProxy::start(0, broker.port).await;
+    let plant = Plant::start(404).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tuning = Tuning {
+        live_interval: "1s",
+        mqtt: "protocol = \"v5\"\nconnect_timeout = \"2s\"",
+    };
+    let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
+    wait_connected(&agent).await;
+
+    // When the link is throttled to 3 kB/s with 50 ms latency for 8 s of production,
+    proxy.throttle(Some(3_000));
+    proxy.delay(Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let stalled = agent.backlog().await;
+    proxy.throttle(None);
+    proxy.delay(Duration::ZERO);
+    let line = format!(
+        "slow link: backlog {} rows / {} bytes when the throttle lifted",
+        stalled.rows, stalled.bytes
+    );
+    println!("{line}");
+    eprintln!("{line}");
+    assert!(
+        stalled.rows > 0,
+        "the link was not slow enough to build a backlog"
+    );
+
+    // Then everything arrives with exact totals, on the same connection: a slow link is not a dead one.
+    let frozen_at = freeze_before_boundary(&plant, Duration::from_secs(1)).await;
+    let (_, stats) = settle_and_check(
+        "slow link (MQTT 5)",
+        &plant,
+        agent,
+        &recorder,
+        &before,
+        frozen_at,
+    )
+    .await;
+    assert_eq!(stats.watchdog_trips, 0, "{stats:?}");
+    assert_eq!(stats.reconnects, 0, "{stats:?}");
+    plant.shutdown().await;
+}
