@@ -466,6 +466,8 @@ impl Processor {
                         "first_seq": range.first_seq,
                         "last_seq": range.last_seq,
                         "rows": range.rows,
+                        "produced": range.produced,
+                        "defective": range.defective,
                         "from": payload_time(range.first_enqueued_at, &self.config),
                         "to": payload_time(range.last_enqueued_at, &self.config),
                     });
@@ -492,6 +494,13 @@ impl Processor {
                 Ok(outcome.seqs.len())
             }
             Err(error) => {
+                if matches!(error, crate::store::StoreError::Full(_)) {
+                    // The quota cannot hold this cycle even after the store dropped what it may. Shed the
+                    // audit rows (the lowest-value data, as the store would) so that the baselines, windows
+                    // and rollups still fit once the publisher frees space.
+                    self.pending.dropped_deltas += self.pending.deltas.len() as u64;
+                    self.pending.deltas.clear();
+                }
                 if self.pending.deltas.len() > MAX_PENDING_DELTAS {
                     let excess = self.pending.deltas.len() - MAX_PENDING_DELTAS;
                     self.pending.deltas.drain(..excess);

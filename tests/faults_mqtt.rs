@@ -54,6 +54,8 @@ async fn given_the_broker_unreachable_for_a_long_stretch_while_production_contin
     let tuning = Tuning {
         live_interval: "1s",
         mqtt: "drain_rate = 50\nconnect_timeout = \"2s\"",
+        agent: "",
+        store: "",
     };
     let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
     wait_connected(&agent).await;
@@ -112,6 +114,8 @@ async fn given_a_full_in_flight_window_when_mosquitto_is_killed_and_restarted_on
     let tuning = Tuning {
         live_interval: "5s",
         mqtt: "max_inflight = 4\ndrain_rate = 50\nconnect_timeout = \"2s\"",
+        agent: "",
+        store: "",
     };
     let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
     wait_connected(&agent).await;
@@ -189,6 +193,8 @@ async fn given_a_half_open_connection_when_nothing_comes_back_then_the_agent_det
     let tuning = Tuning {
         live_interval: "1s",
         mqtt: "keep_alive = \"5s\"\nconnect_timeout = \"2s\"",
+        agent: "",
+        store: "",
     };
     let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
     wait_connected(&agent).await;
@@ -234,6 +240,8 @@ async fn given_a_slow_link_and_mqtt5_when_production_runs_then_everything_arrive
     let tuning = Tuning {
         live_interval: "1s",
         mqtt: "protocol = \"v5\"\nconnect_timeout = \"2s\"",
+        agent: "",
+        store: "",
     };
     let (agent, before) = start_producing(&plant, proxy.port, &tuning, dir.path()).await;
     wait_connected(&agent).await;

@@ -23,3 +23,4 @@ mod interop;
 mod modbus;
 mod outbox_model;
 mod publisher;
+mod quota;

@@ -66,14 +66,14 @@ impl Validator<'_> {
         let agent = self.agent(raw.agent);
         let mqtt = self.mqtt(raw.mqtt, &agent);
         let max_bytes = match parse_bytes(&raw.store.max_bytes) {
-            Ok(bytes) if bytes >= 1 << 20 => bytes,
+            Ok(bytes) if bytes >= 128 << 10 => bytes,
             Ok(_) => {
-                self.problem("store.max_bytes", "must be at least 1MiB");
-                1 << 20
+                self.problem("store.max_bytes", "must be at least 128KiB");
+                128 << 10
             }
             Err(message) => {
                 self.problem("store.max_bytes", message);
-                1 << 20
+                128 << 10
             }
         };
 

@@ -244,6 +244,10 @@ pub struct DroppedRange {
     pub first_enqueued_at: Millis,
     /// `enqueued_at` of the newest dropped row.
     pub last_enqueued_at: Millis,
+    /// Sum of `counts.produced` of the dropped rows (rollups; 0 for other rows), so the loss is a number.
+    pub produced: u64,
+    /// Sum of `counts.defective` of the dropped rows.
+    pub defective: u64,
 }
 
 /// Victims chosen for one attempt: everything up to a cut-off, per table and class.
@@ -293,6 +297,8 @@ impl DropPlan {
                 let topic: String = row.get(1)?;
                 let size: i64 = row.get(2)?;
                 let enqueued_at: Millis = row.get(3)?;
+                let produced = u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0);
+                let defective = u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0);
                 freed += u64::try_from(size).unwrap_or(0) + OUTBOX_ROW_OVERHEAD;
                 cutoff = Some(seq);
                 by_topic
@@ -301,6 +307,8 @@ impl DropPlan {
                         range.last_seq = seq;
                         range.rows += 1;
                         range.last_enqueued_at = enqueued_at;
+                        range.produced += produced;
+                        range.defective += defective;
                     })
                     .or_insert(DroppedRange {
                         topic,
@@ -310,6 +318,8 @@ impl DropPlan {
                         rows: 1,
                         first_enqueued_at: enqueued_at,
                         last_enqueued_at: enqueued_at,
+                        produced,
+                        defective,
                     });
             }
             if let Some(cutoff) = cutoff {

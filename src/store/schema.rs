@@ -136,7 +136,10 @@ pub(super) const SELECT_DELTA_SIZES: &str =
 pub(super) const DELETE_DELTAS_UP_TO: &str = "DELETE FROM deltas WHERE id <= ?1";
 /// Overflow victims: one value class of the outbox, oldest first (a range scan of `outbox_by_drop_class`).
 pub(super) const SELECT_OUTBOX_CLASS: &str = "
-SELECT seq, topic, LENGTH(topic) + LENGTH(payload), enqueued_at FROM outbox WHERE drop_class = ?1 ORDER BY seq";
+SELECT seq, topic, LENGTH(topic) + LENGTH(payload), enqueued_at,
+       COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.produced'), 0),
+       COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.defective'), 0)
+FROM outbox WHERE drop_class = ?1 ORDER BY seq";
 pub(super) const DELETE_OUTBOX_CLASS_UP_TO: &str =
     "DELETE FROM outbox WHERE drop_class = ?1 AND seq <= ?2";
 

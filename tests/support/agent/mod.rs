@@ -39,6 +39,10 @@ pub struct Tuning<'a> {
     pub live_interval: &'a str,
     /// More `[mqtt]` lines (protocol, max_inflight, drain_rate, ...).
     pub mqtt: &'a str,
+    /// More `[agent]` lines (e.g. restatement_horizon).
+    pub agent: &'a str,
+    /// `[store]` lines (e.g. max_bytes).
+    pub store: &'a str,
 }
 
 /// A running agent and what a scenario needs to watch it.
@@ -110,6 +114,15 @@ impl Agent {
             .await
             .expect("store thread alive")
             .expect("backlog query")
+    }
+
+    /// Rows the store's quota policy has dropped so far.
+    pub async fn dropped_rows(&self) -> u64 {
+        self.observers()
+            .store
+            .call(|store| store.drops().rows_dropped())
+            .await
+            .expect("store thread alive")
     }
 
     /// db_epoch, last seq and the seqs still in the outbox, read through the running agent's store.
@@ -219,24 +232,7 @@ pub async fn settle_and_check(
     before: &[Truth],
     frozen_at: i64,
 ) -> (CountingReport, PublisherSnapshot) {
-    let settle_at = frozen_at + 1_000;
-    super::wait_until(
-        PATIENCE,
-        "the windows of the last production to close",
-        || {
-            plant.machines().iter().all(|machine| {
-                PERIODS.iter().all(|period| {
-                    final_rollups(recorder, machine, period)
-                        .values()
-                        .any(|window| {
-                            window_millis(window, "start").is_some_and(|start| start <= settle_at)
-                                && window_millis(window, "end").is_some_and(|end| settle_at < end)
-                        })
-                })
-            })
-        },
-    )
-    .await;
+    wait_for_last_windows(plant, recorder, frozen_at).await;
     super::wait_until_async(PATIENCE, "every enqueued row at the subscriber", || async {
         let enqueued = agent.enqueued().await;
         CountingReport::count(&recorder.messages(), &enqueued)
@@ -276,6 +272,33 @@ pub async fn settle_and_check(
         eprintln!("{line}");
     }
     (report, stats)
+}
+
+/// Waits until, for every machine and period, the final window holding `frozen_at + 1 s` arrived.
+pub async fn wait_for_last_windows(plant: &Plant, recorder: &Recorder, frozen_at: i64) {
+    let settle_at = frozen_at + 1_000;
+    super::wait_until(
+        PATIENCE,
+        "the windows of the last production to close",
+        || {
+            plant.machines().iter().all(|machine| {
+                PERIODS.iter().all(|period| {
+                    final_rollups(recorder, machine, period)
+                        .values()
+                        .any(|window| {
+                            window_millis(window, "start").is_some_and(|start| start <= settle_at)
+                                && window_millis(window, "end").is_some_and(|end| settle_at < end)
+                        })
+                })
+            })
+        },
+    )
+    .await;
+}
+
+/// Sum of `counts.<field>` over de-duplicated final rollups.
+pub fn sum_of(windows: &BTreeMap<i64, Value>, field: &str) -> u64 {
+    sum(windows, field)
 }
 
 /// Starts the agent, takes the truth once every PLC has been polled, and starts production.

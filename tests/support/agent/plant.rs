@@ -77,6 +77,7 @@ impl Plant {
         data_dir: &std::path::Path,
     ) -> String {
         let (live_interval, mqtt_extra) = (tuning.live_interval, tuning.mqtt);
+        let (agent_extra, store_extra) = (tuning.agent, tuning.store);
         let [plc_a, plc_b] = [0, 1].map(|index| self.plcs[index].local_addr().to_string());
         let periods = PERIODS.map(|period| format!("\"{period}\"")).join(", ");
         format!(
@@ -89,12 +90,16 @@ data_dir = "{data_dir}"
 periods = [{periods}]
 live_interval = "{live_interval}"
 health_interval = "2s"
+{agent_extra}
 
 [mqtt]
 host = "127.0.0.1"
 port = {mqtt_port}
 client_id = "fault-{mqtt_port}"
 {mqtt_extra}
+
+[store]
+{store_extra}
 
 [[plc]]
 id = "plc-a"
