@@ -385,3 +385,46 @@ async fn a_second_instance_on_the_same_data_dir_refuses_to_start() {
     assert!(sigterm(&mut first).success());
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_is_moved_aside_and_announced_and_collection_goes_on() {
+    // Given an installation whose database file is garbage (a torn write, a failing eMMC).
+    let sim = plc().await;
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
+    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    std::fs::create_dir_all(install.database().parent().unwrap()).unwrap();
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(install.database(), garbage).unwrap();
+
+    // When the agent starts on it.
+    let mut agent = install.start();
+
+    // Then it moves the file aside, starts a fresh database, says so on the gateway event topic,
+    // and rollups flow as usual.
+    support::wait_until(
+        Duration::from_secs(30),
+        "a store_recovered event and a rollup",
+        || {
+            let recovered = recorder
+                .messages_matching("/_gateway/gw-crash/event")
+                .iter()
+                .any(|(_, b)| b["kind"] == "store_recovered");
+            recovered && !recorder.messages_matching("/rollup/").is_empty()
+        },
+    )
+    .await;
+    assert!(
+        sigterm(&mut agent).success(),
+        "log:\n{}",
+        install.log_tail()
+    );
+    let moved: Vec<String> = std::fs::read_dir(install.database().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name.contains(".corrupt-"))
+        .collect();
+    assert!(!moved.is_empty(), "the corrupt file is kept for inspection");
+    assert_eq!(integrity(&install.database()), "ok");
+    sim.shutdown().await;
+}
