@@ -5,6 +5,7 @@
 //! - `support`: per-test broker, recording subscriber + counting report, TCP fault proxy, the agent with
 //!   simulated PLCs, `wait_until`, schemas.
 //! - `publisher`: outbox → broker delivery, retire-after-PUBACK, outages, status and live retention.
+//! - `cli`: `validate` on good and bad files, and the demo as a newcomer runs it.
 //! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
 //! - `modbus`: the poller against misbehaving PLCs (silence, late answers, half frames, exceptions, reboots,
@@ -16,6 +17,7 @@
 
 mod support;
 
+mod cli;
 mod crash;
 mod e2e;
 mod faults_mqtt;

@@ -127,3 +127,19 @@ fn environment_overrides_apply_with_the_shopfloor_prefix() {
     std::env::remove_var("SHOPFLOOR__MQTT__CLIENT_ID");
     assert_eq!(config.unwrap().mqtt.client_id, "from-env");
 }
+
+#[test]
+fn a_value_wider_than_one_request_is_rejected() {
+    let text = MINIMAL.replace(
+        "address = \"127.0.0.1:502\"",
+        "address = \"127.0.0.1:502\"\nmax_registers_per_request = 1",
+    );
+    let found = problems(&text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.path == "machine[0].counters.produced"
+                && p.message.contains("max_registers_per_request")),
+        "{found:?}"
+    );
+}

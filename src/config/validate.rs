@@ -598,6 +598,17 @@ impl Validator<'_> {
             }
             for (name, tag) in tags {
                 let path = format!("machine[{mi}].{name}");
+                let limit = plcs[machine.plc].max_registers_per_request;
+                if matches!(tag.table, Table::Input | Table::Holding) && tag.count() > limit {
+                    self.problem(
+                        &path,
+                        format!(
+                            "needs {} registers in one request but plc {:?} allows {limit} (max_registers_per_request)",
+                            tag.count(),
+                            plcs[machine.plc].id
+                        ),
+                    );
+                }
                 for offset in 0..tag.count() {
                     let key = (machine.plc, tag.unit_id, tag.table, tag.address + offset);
                     if let Some(other) = seen.get(&key) {
