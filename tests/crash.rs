@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 use simulators::{MachineSpec, PlcSimulator, Truth};
 
+use crate::support::agent::{final_rollups, sum_of};
 use crate::support::{self, Recorder};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_shopfloor-agent");
@@ -135,31 +135,6 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     panic!("the agent did not stop within 15 s of SIGTERM");
 }
 
-/// De-duplicated final rollups of one machine and period: the highest revision per window.
-fn final_rollups(recorder: &Recorder, machine: &str, period: &str) -> BTreeMap<String, Value> {
-    let mut windows: BTreeMap<String, Value> = BTreeMap::new();
-    for (_, body) in recorder.messages_matching(&format!("/{machine}/rollup/{period}")) {
-        let start = body["window"]["start"].as_str().unwrap().to_string();
-        let revision = body["revision"].as_u64().unwrap();
-        if windows
-            .get(&start)
-            .is_none_or(|old| old["revision"].as_u64().unwrap() < revision)
-        {
-            windows.insert(start, body);
-        }
-    }
-    windows
-}
-
-fn totals(windows: &BTreeMap<String, Value>) -> (u64, u64) {
-    windows.values().fold((0, 0), |(p, d), w| {
-        (
-            p + w["counts"]["produced"].as_u64().unwrap(),
-            d + w["counts"]["defective"].as_u64().unwrap(),
-        )
-    })
-}
-
 /// Counting report over every durable message: unique msg_ids, duplicates, and seq holes per epoch.
 fn counting_report(recorder: &Recorder) -> (usize, usize, Vec<String>) {
     let mut ids = BTreeSet::new();
@@ -239,7 +214,7 @@ fn assert_rollups_match_truth(recorder: &Recorder, before: &[Truth], after: &[Tr
         for period in ["1s", "5s"] {
             let windows = final_rollups(recorder, machine, period);
             assert_eq!(
-                totals(&windows),
+                (sum_of(&windows, "produced"), sum_of(&windows, "defective")),
                 (produced, defective),
                 "{label}: {machine} {period} rollups vs truth"
             );

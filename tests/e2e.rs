@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use shopfloor_agent::config::Config;
 use shopfloor_agent::supervisor::{self, Observers};
 use simulators::{MachineSpec, PlcSimulator, Truth};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::agent::{final_rollups, sum_of};
 use crate::support::{self, Recorder};
 
 const WINDOW: &str = "2s";
@@ -87,32 +87,6 @@ fn spec(unit_id: u8, cycle_ms: u64, initial_produced: u32) -> MachineSpec {
         reasons: vec!["scratch".into(), "dent".into()],
         ..MachineSpec::new(unit_id)
     }
-}
-
-/// Final rollups of one period, de-duplicated by msg_id, the highest revision per window kept.
-fn final_rollups(recorder: &Recorder, machine: &str, period: &str) -> BTreeMap<String, Value> {
-    let mut windows: BTreeMap<String, Value> = BTreeMap::new();
-    for (_, body) in recorder.messages_matching(&format!("/{machine}/rollup/{period}")) {
-        let start = body["window"]["start"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let revision = body["revision"].as_u64().unwrap_or(0);
-        let keep = windows
-            .get(&start)
-            .is_none_or(|old| old["revision"].as_u64().unwrap_or(0) < revision);
-        if keep {
-            windows.insert(start, body);
-        }
-    }
-    windows
-}
-
-fn sum(windows: &BTreeMap<String, Value>, field: &str) -> u64 {
-    windows
-        .values()
-        .map(|w| w["counts"][field].as_u64().expect("counts are integers"))
-        .sum()
 }
 
 fn minus(after: &Truth, before: &Truth) -> (u64, u64) {
@@ -196,7 +170,7 @@ async fn final_rollups_sum_exactly_to_the_simulator_truth() {
         for period in [WINDOW, "10s"] {
             let windows = final_rollups(&recorder, machine, period);
             assert_eq!(
-                (sum(&windows, "produced"), sum(&windows, "defective")),
+                (sum_of(&windows, "produced"), sum_of(&windows, "defective")),
                 (produced, defective),
                 "{machine} {period}: rollups vs truth"
             );
