@@ -1,0 +1,170 @@
+//! Durable events the processor enqueues: device up/down, disabled tags, quota drops, a recovered store,
+//! and counter anomalies. Nothing is lost silently (DESIGN §2 invariant 5).
+
+use super::*;
+
+impl Processor {
+    /// Device up/down transitions and disabled tags become one durable event per machine affected.
+    pub(super) fn record_poll_events(&mut self, sample: &Sample) {
+        for event in &sample.events {
+            let (kind, unit, at, detail) = match event {
+                PollEvent::Transition(t) => {
+                    if t.up && t.previous.is_none() {
+                        continue; // the first good poll after start is not news
+                    }
+                    let kind = if t.up {
+                        payload::EVENT_DEVICE_UP
+                    } else {
+                        payload::EVENT_DEVICE_DOWN
+                    };
+                    let detail = serde_json::json!({
+                        "plc": t.plc_id,
+                        "unit_id": t.unit_id,
+                        "scope": if t.unit_id.is_some() { "unit" } else { "connection" },
+                        "error": t.error,
+                    });
+                    (kind, t.unit_id, t.at, detail)
+                }
+                PollEvent::TagDisabled(tag) => {
+                    let detail = serde_json::json!({
+                        "plc": self.config.plcs[sample.plc].id,
+                        "unit_id": tag.unit_id,
+                        "table": format!("{:?}", tag.table).to_lowercase(),
+                        "address": tag.address,
+                        "exception_code": tag.code,
+                        "note": "configuration error: the tag is not read again until the agent restarts",
+                    });
+                    (EVENT_TAG_DISABLED, Some(tag.unit_id), tag.at, detail)
+                }
+            };
+            for machine in self
+                .machines
+                .iter()
+                .filter(|m| m.config.plc == sample.plc)
+                .filter(|m| unit.is_none_or(|u| m.config.produced.tag.unit_id == u))
+            {
+                let body = payload::event_payload(
+                    &self.identity,
+                    &machine.config.line,
+                    &machine.config.id,
+                    kind,
+                    at,
+                    detail.clone(),
+                );
+                self.pending.outbox.push(OutboxDraft {
+                    topic: payload::event_topic(
+                        &self.identity,
+                        &machine.config.line,
+                        &machine.config.id,
+                    ),
+                    body,
+                });
+            }
+        }
+    }
+
+    /// An event about the messages of `topic`: on its machine's event topic when it is a machine's,
+    /// else on the gateway's event topic.
+    pub(super) fn event_for_topic(
+        &self,
+        topic: &str,
+        kind: &str,
+        at: Millis,
+        detail: serde_json::Value,
+    ) -> OutboxDraft {
+        let owner = self.machines.iter().find(|m| {
+            let base = payload::event_topic(&self.identity, &m.config.line, &m.config.id);
+            let base = base.trim_end_matches("/event");
+            topic.starts_with(&format!("{base}/"))
+        });
+        let (line, machine, topic) = match owner {
+            Some(m) => (
+                m.config.line.clone(),
+                m.config.id.clone(),
+                payload::event_topic(&self.identity, &m.config.line, &m.config.id),
+            ),
+            None => (
+                payload::GATEWAY_LINE.to_string(),
+                self.identity.gateway.clone(),
+                payload::gateway_event_topic(&self.identity),
+            ),
+        };
+        OutboxDraft {
+            topic,
+            body: payload::event_payload(&self.identity, &line, &machine, kind, at, detail),
+        }
+    }
+
+    /// Queues the alarm for a database that was found corrupt at start and moved aside.
+    pub fn alarm_store_recovered(&mut self, moved_to: &str, reason: &str, at: Millis) {
+        let detail = serde_json::json!({
+            "moved_to": moved_to,
+            "reason": reason,
+            "note": "a fresh database with a new db_epoch was started; unsent rows of the old one were not published",
+        });
+        let draft = OutboxDraft {
+            topic: payload::gateway_event_topic(&self.identity),
+            body: payload::event_payload(
+                &self.identity,
+                payload::GATEWAY_LINE,
+                &self.identity.gateway,
+                "store_recovered",
+                at,
+                detail,
+            ),
+        };
+        self.pending.outbox.push(draft);
+    }
+}
+
+pub(super) fn apply_step(
+    identity: &Identity,
+    pending: &mut Pending,
+    windows: &mut [MachineWindows],
+    machine: &MachineConfig,
+    channel: &CounterChannel,
+    step: &CounterStep,
+) {
+    let kind = step.kind.as_str();
+    if step.kind != StepKind::Baseline || pending.deltas.len() < MAX_PENDING_DELTAS {
+        pending.deltas.push(DeltaRow {
+            key: channel.key.clone(),
+            kind: kind.to_string(),
+            delta: step.delta,
+            raw: step.raw,
+            t_from: step.t_from,
+            t_to: step.t_to,
+        });
+    }
+    let flag = step.kind.flag();
+    let amount = counted(step);
+    if amount > 0 || flag.is_some() {
+        for acc in windows.iter_mut() {
+            if step.kind == StepKind::Rejected {
+                acc.flag(step.t_to, "rejected");
+            } else {
+                acc.add_count(&channel.channel, amount, step.t_from, step.t_to, flag);
+            }
+        }
+    }
+    if matches!(step.kind, StepKind::Reset | StepKind::Rejected) {
+        let body = payload::event_payload(
+            identity,
+            &machine.line,
+            &machine.id,
+            "counter_anomaly",
+            step.t_to,
+            serde_json::json!({
+                "counter": channel.key,
+                "kind": kind,
+                "delta": step.delta,
+                "raw": step.raw,
+                "counted": amount,
+            }),
+        );
+        pending.outbox.push(OutboxDraft {
+            topic: payload::event_topic(identity, &machine.line, &machine.id),
+            body,
+        });
+    }
+}

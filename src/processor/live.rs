@@ -1,0 +1,173 @@
+//! Live snapshots (retained, latest only), the health message and the terminal view's figures.
+
+use super::*;
+
+/// A machine's current figures, for the demo's terminal view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineView {
+    /// Machine id.
+    pub machine: String,
+    /// Line id.
+    pub line: String,
+    /// Current state, if known.
+    pub state: Option<MachineState>,
+    /// Period of the window the figures come from (the longest configured period).
+    pub period: String,
+    /// Produced in that window.
+    pub produced: u64,
+    /// Defective in that window.
+    pub defective: u64,
+    /// Defect rate in that window.
+    pub defect_rate: Option<f64>,
+    /// Good units per planned hour in that window.
+    pub productivity: Option<f64>,
+    /// Availability in that window.
+    pub availability: Option<f64>,
+    /// Goal attainment of productivity.
+    pub productivity_attainment: Option<f64>,
+    /// Goal attainment of defect rate.
+    pub defect_rate_attainment: Option<f64>,
+}
+
+impl Processor {
+    /// Live messages (retained) with every open window and its KPIs, plus the terminal view.
+    pub fn live(&self, now: Millis) -> (Vec<LiveMessage>, Vec<MachineView>) {
+        let tz = &self.config.agent.timezone;
+        let mut messages = Vec::new();
+        let mut views = Vec::new();
+        for machine in &self.machines {
+            let open: Vec<(WindowRecord, Kpis)> = machine
+                .windows
+                .iter()
+                .flat_map(|acc| acc.open_windows())
+                .map(|record| (record.clone(), kpis_of(&machine.config, record)))
+                .collect();
+            let pairs: Vec<(&WindowRecord, &Kpis)> = open.iter().map(|(r, k)| (r, k)).collect();
+            let body = payload::live_payload(
+                &self.identity,
+                &machine.config.line,
+                &machine.config.id,
+                machine.current_state,
+                &pairs,
+                now,
+                tz,
+            );
+            messages.push(LiveMessage {
+                topic: payload::live_topic(
+                    &self.identity,
+                    &machine.config.line,
+                    &machine.config.id,
+                ),
+                payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
+            });
+            let longest = open
+                .iter()
+                .filter(|(r, _)| r.start <= now)
+                .max_by_key(|(r, _)| r.end - r.start);
+            let figure = |kpis: &Kpis, name: &str| kpis.values.get(name).copied().flatten();
+            let attainment =
+                |kpis: &Kpis, name: &str| kpis.targets.get(name).and_then(|t| t.attainment);
+            views.push(match longest {
+                Some((record, kpis)) => MachineView {
+                    machine: machine.config.id.clone(),
+                    line: machine.config.line.clone(),
+                    state: machine.current_state,
+                    period: record.period.clone(),
+                    produced: record.sums.produced,
+                    defective: record.sums.defective,
+                    defect_rate: figure(kpis, "defect_rate"),
+                    productivity: figure(kpis, "productivity"),
+                    availability: figure(kpis, "availability"),
+                    productivity_attainment: attainment(kpis, "productivity"),
+                    defect_rate_attainment: attainment(kpis, "defect_rate"),
+                },
+                None => MachineView {
+                    machine: machine.config.id.clone(),
+                    line: machine.config.line.clone(),
+                    state: machine.current_state,
+                    period: String::new(),
+                    produced: 0,
+                    defective: 0,
+                    defect_rate: None,
+                    productivity: None,
+                    availability: None,
+                    productivity_attainment: None,
+                    defect_rate_attainment: None,
+                },
+            });
+        }
+        (messages, views)
+    }
+}
+
+/// Appends the health message (backlog, drops, PLC health) to `messages`.
+pub(super) async fn messages_with_health(
+    mut messages: Vec<LiveMessage>,
+    processor: &Processor,
+    store: &StoreHandle,
+    outputs: &Outputs,
+) -> Vec<LiveMessage> {
+    let now = now_millis();
+    let backlog = match store.call(|s| s.backlog()).await {
+        Ok(Ok(backlog)) => backlog,
+        _ => return messages,
+    };
+    let devices: Vec<DeviceHealth> = outputs
+        .plc_health
+        .lock()
+        .expect("health board lock is never poisoned")
+        .iter()
+        .map(|h| DeviceHealth {
+            plc: h.id.clone(),
+            up: h.up,
+            consecutive_failures: h.consecutive_failures,
+            last_error: h.last_error.clone(),
+            rtt_ms: h.rtt_ms,
+            rtt_p50_ms: h.rtt_p50_ms,
+            rtt_p99_ms: h.rtt_p99_ms,
+            requests_per_poll: h.requests_per_poll,
+            polls: h.polls,
+            failures: h.failures,
+            late_answers: h.late_answers,
+            units: h
+                .units
+                .iter()
+                .map(|u| payload::UnitHealthReport {
+                    unit_id: u.unit_id,
+                    up: u.up,
+                    consecutive_failures: u.consecutive_failures,
+                    last_error: u.last_error.clone(),
+                    rtt_p50_ms: u.rtt_p50_ms,
+                    rtt_p99_ms: u.rtt_p99_ms,
+                    requests_per_poll: u.requests_per_poll,
+                    backed_off: u.backed_off,
+                })
+                .collect(),
+            disabled_tags: h
+                .disabled_tags
+                .iter()
+                .map(|t| payload::DisabledTagReport {
+                    unit_id: t.unit_id,
+                    table: format!("{:?}", t.table).to_lowercase(),
+                    address: t.address,
+                    exception: t.code,
+                })
+                .collect(),
+        })
+        .collect();
+    let body = payload::health_payload(
+        &processor.identity,
+        now,
+        backlog.rows,
+        backlog.bytes,
+        backlog.oldest_enqueued_at.map(|t| now - t),
+        processor.pending.dropped_deltas,
+        devices,
+    );
+    messages.push(LiveMessage {
+        topic: payload::health_topic(&processor.identity),
+        payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
+    });
+    let _ = &outputs.publisher_stats;
+    messages
+}

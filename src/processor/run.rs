@@ -1,0 +1,91 @@
+//! The processor task: samples, window deadlines, live and health ticks; one commit per cycle.
+
+use super::live::messages_with_health;
+use super::*;
+
+/// Runs the processor until the sample channel closes (all pollers stopped), then commits and returns.
+pub async fn run(
+    mut processor: Processor,
+    mut sample_rx: mpsc::Receiver<Sample>,
+    store: StoreHandle,
+    outputs: Outputs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let live_every = processor.config.agent.live_interval;
+    let health_every = processor.config.agent.health_interval;
+    let mut live_tick = tokio::time::interval(live_every);
+    live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut health_tick = tokio::time::interval(health_every);
+    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Latest live snapshots and latest health message; the publisher gets both on every change.
+    let mut live: Vec<LiveMessage> = Vec::new();
+    let mut health: Vec<LiveMessage> = Vec::new();
+    let mut store_failing = false;
+
+    loop {
+        let now = now_millis();
+        let until_close = processor
+            .next_deadline()
+            .map(|d| Duration::from_millis((d - now).max(0) as u64))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            sample = sample_rx.recv() => match sample {
+                Some(sample) => {
+                    processor.on_sample(&sample);
+                    // Drain whatever else is queued so one transaction covers a burst.
+                    while let Ok(sample) = sample_rx.try_recv() {
+                        processor.on_sample(&sample);
+                    }
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep(until_close) => {}
+            _ = live_tick.tick() => {
+                let (messages, views) = processor.live(now_millis());
+                live = messages;
+                outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
+                outputs.view_tx.send_replace(views);
+                continue;
+            }
+            _ = health_tick.tick() => {
+                health = messages_with_health(Vec::new(), &processor, &store, &outputs).await;
+                outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
+                continue;
+            }
+        }
+        let now = now_millis();
+        processor.close_due(now);
+        match processor.commit(&store, now).await {
+            Ok(rows) => {
+                if store_failing {
+                    info!("Store accepts writes again.");
+                    store_failing = false;
+                }
+                if rows > 0 {
+                    debug!(rows, "Enqueued outbox rows.");
+                    outputs.outbox_notify.notify_one();
+                }
+            }
+            Err(error) => {
+                if !store_failing {
+                    warn!(
+                        error = format!("{error:#}"),
+                        "Store commit failed; keeping work pending."
+                    );
+                    store_failing = true;
+                }
+            }
+        }
+        if shutdown.is_cancelled() && sample_rx.is_closed() && sample_rx.is_empty() {
+            break;
+        }
+    }
+    // Final commit: whatever the last cycles derived is persisted before exit.
+    let now = now_millis();
+    processor.close_due(now);
+    if let Err(error) = processor.commit(&store, now).await {
+        warn!(error = format!("{error:#}"), "Final store commit failed.");
+    }
+    outputs.outbox_notify.notify_one();
+    Ok(())
+}
