@@ -174,6 +174,40 @@ async fn plc() -> PlcSimulator {
         .unwrap()
 }
 
+/// A PLC, a broker with a recording subscriber, and an agent that took its baselines while
+/// production was frozen; production runs from here on.
+struct Scene {
+    sim: PlcSimulator,
+    _broker: shopfloor_agent::broker::Broker,
+    recorder: Recorder,
+    install: Install,
+    agent: Child,
+    before: Vec<Truth>,
+}
+
+async fn producing_scene() -> Scene {
+    let sim = plc().await;
+    set_producing(&sim, false);
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
+    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let agent = install.start();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&install.database()) >= 4
+    })
+    .await;
+    let before = truths(&sim);
+    set_producing(&sim, true);
+    Scene {
+        sim,
+        _broker: broker,
+        recorder,
+        install,
+        agent,
+        before,
+    }
+}
+
 fn truths(sim: &PlcSimulator) -> Vec<Truth> {
     MACHINES.iter().map(|(unit, _)| sim.truth(*unit)).collect()
 }
@@ -227,18 +261,14 @@ fn assert_rollups_match_truth(recorder: &Recorder, before: &[Truth], after: &[Tr
 async fn sigkill_fifty_times_loses_and_double_counts_nothing() {
     // Given a producing PLC (both counters wrap past 2^32 during the test), a broker, a subscriber
     // and an agent that has taken its baselines while production was frozen.
-    let sim = plc().await;
-    set_producing(&sim, false);
-    let broker = support::broker();
-    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
-    let install = Install::new(&sim.local_addr().to_string(), broker.port);
-    let mut agent = install.start();
-    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
-        baselines(&install.database()) >= 4
-    })
-    .await;
-    let before = truths(&sim);
-    set_producing(&sim, true);
+    let Scene {
+        sim,
+        _broker,
+        recorder,
+        install,
+        mut agent,
+        before,
+    } = producing_scene().await;
 
     // When the agent is killed with SIGKILL fifty times at random moments and restarted at once.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
@@ -276,18 +306,14 @@ async fn sigkill_fifty_times_loses_and_double_counts_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downtime_is_carried_by_the_first_poll_after_restart() {
     // Given an agent that has polled a producing PLC.
-    let sim = plc().await;
-    set_producing(&sim, false);
-    let broker = support::broker();
-    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
-    let install = Install::new(&sim.local_addr().to_string(), broker.port);
-    let mut agent = install.start();
-    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
-        baselines(&install.database()) >= 4
-    })
-    .await;
-    let before = truths(&sim);
-    set_producing(&sim, true);
+    let Scene {
+        sim,
+        _broker,
+        recorder,
+        install,
+        mut agent,
+        before,
+    } = producing_scene().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // When it is stopped with SIGTERM for several seconds while the PLC keeps counting, then restarted.
