@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use simulators::{MachineSpec, PlcSimulator, Truth};
 
 use crate::support::agent::{final_rollups, sum_of};
-use crate::support::{self, Recorder};
+use crate::support::{self, FaultProxy, Mode, Recorder};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_shopfloor-agent");
 const MACHINES: [(u8, &str); 2] = [(1, "m1"), (2, "m2")];
@@ -36,6 +36,7 @@ data_dir = "{data}"
 periods = ["1s", "5s"]
 grace = {{ "1s" = "400ms", "5s" = "1s" }}
 live_interval = "1s"
+health_interval = "1s"
 
 [mqtt]
 port = {broker_port}
@@ -426,6 +427,87 @@ async fn a_corrupt_database_is_moved_aside_and_announced_and_collection_goes_on(
         .filter(|name| name.contains(".corrupt-"))
         .collect();
     assert!(!moved.is_empty(), "the corrupt file is kept for inspection");
+    assert_eq!(integrity(&install.database()), "ok");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_with_two_sigkills_then_recovery_delivers_every_window_once() {
+    // Given an agent publishing through a fault proxy while machines produce.
+    let sim = plc().await;
+    set_producing(&sim, false);
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
+    let proxy = FaultProxy::start(0, broker.port).await;
+    let install = Install::new(&sim.local_addr().to_string(), proxy.port);
+    let mut agent = install.start();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&install.database()) >= 4
+    })
+    .await;
+    let before = truths(&sim);
+    set_producing(&sim, true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // When the broker becomes unreachable, the agent is killed with SIGKILL twice during the outage,
+    // and the broker then comes back.
+    proxy.set_mode(Mode::Refuse);
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        agent = install.start();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set_mode(Mode::Pass);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    set_producing(&sim, false);
+    let frozen_at = shopfloor_agent::poller::now_millis();
+    let after = truths(&sim);
+
+    // Then every window arrives (exactly once after de-duplication) with the true totals, no seq is
+    // missing, and the health topic tells the story: a backlog, then drained.
+    wait_for_windows_after(&recorder, frozen_at, &install).await;
+    support::wait_until(
+        Duration::from_secs(30),
+        "a health message with the backlog drained",
+        || {
+            recorder
+                .messages_matching("/_gateway/gw-crash/health")
+                .last()
+                .is_some_and(|(_, b)| b["backlog"]["rows"] == 0)
+        },
+    )
+    .await;
+    assert!(
+        sigterm(&mut agent).success(),
+        "log:\n{}",
+        install.log_tail()
+    );
+    assert_rollups_match_truth(&recorder, &before, &after, "outage + 2 kills");
+    let (unique, duplicates, holes) = counting_report(&recorder);
+    println!(
+        "outage + 2 kills: {unique} unique durable messages, {duplicates} duplicates, {} missing",
+        holes.len()
+    );
+    assert!(holes.is_empty(), "missing seqs: {holes:?}");
+    let max_backlog = recorder
+        .messages_matching("/_gateway/gw-crash/health")
+        .iter()
+        .filter_map(|(_, b)| b["backlog"]["rows"].as_u64())
+        .max()
+        .unwrap_or(0);
+    println!("outage + 2 kills: largest backlog reported on the health topic: {max_backlog} rows");
+    assert!(
+        max_backlog > 0,
+        "the health topic showed the backlog after the outage"
+    );
+    let onlines = recorder
+        .messages_matching("/_gateway/gw-crash/status")
+        .iter()
+        .filter(|(_, b)| b["state"] == "online")
+        .count();
+    assert!(onlines >= 2, "status went online again after the outage");
     assert_eq!(integrity(&install.database()), "ok");
     sim.shutdown().await;
 }
