@@ -93,6 +93,9 @@ struct Session<'a, 'b> {
     lanes: Lanes,
     /// Latest live messages not yet submitted; they go before rows.
     live: VecDeque<LiveMessage>,
+    /// Payload last submitted per live topic on this connection: an unchanged snapshot (e.g. the
+    /// health message between two health ticks) is not sent again.
+    live_sent: std::collections::HashMap<String, Vec<u8>>,
     drain_rate: Option<DrainRate>,
     watchdog: Watchdog,
     /// Seqs whose accepted PUBACK arrived, retired in one store call per batch of events.
@@ -168,6 +171,7 @@ impl<'a, 'b> Session<'a, 'b> {
             inflight: Inflight::default(),
             lanes: Lanes::new(boundary, page_size),
             live: VecDeque::new(),
+            live_sent: std::collections::HashMap::new(),
             drain_rate: cfg
                 .drain_rate
                 .map(|per_second| DrainRate::new(per_second, now)),

@@ -147,6 +147,11 @@ impl Session<'_, '_> {
             tracing::debug!(topic = %message.topic, size, "Live message too large or invalid; skipped.");
             return Ok(());
         }
+        if self.live_sent.get(&message.topic) == Some(&message.payload) {
+            return Ok(());
+        }
+        self.live_sent
+            .insert(message.topic.clone(), message.payload.clone());
         self.submit(&message.topic, message.payload, Submitted::Live)
     }
 
