@@ -184,14 +184,21 @@ struct Scene {
     install: Install,
     agent: Child,
     before: Vec<Truth>,
+    proxy: Option<FaultProxy>,
 }
 
-async fn producing_scene() -> Scene {
+/// With `through_proxy`, the agent reaches the broker through a fault proxy (in `Scene::proxy`).
+async fn producing_scene(through_proxy: bool) -> Scene {
     let sim = plc().await;
     set_producing(&sim, false);
     let broker = support::broker();
     let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
-    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let proxy = match through_proxy {
+        true => Some(FaultProxy::start(0, broker.port).await),
+        false => None,
+    };
+    let mqtt_port = proxy.as_ref().map_or(broker.port, |p| p.port);
+    let install = Install::new(&sim.local_addr().to_string(), mqtt_port);
     let agent = install.start();
     support::wait_until(Duration::from_secs(30), "baselines persisted", || {
         baselines(&install.database()) >= 4
@@ -206,6 +213,7 @@ async fn producing_scene() -> Scene {
         install,
         agent,
         before,
+        proxy,
     }
 }
 
@@ -269,7 +277,8 @@ async fn sigkill_fifty_times_loses_and_double_counts_nothing() {
         install,
         mut agent,
         before,
-    } = producing_scene().await;
+        ..
+    } = producing_scene(false).await;
 
     // When the agent is killed with SIGKILL fifty times at random moments and restarted at once.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
@@ -314,7 +323,8 @@ async fn downtime_is_carried_by_the_first_poll_after_restart() {
         install,
         mut agent,
         before,
-    } = producing_scene().await;
+        ..
+    } = producing_scene(false).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // When it is stopped with SIGTERM for several seconds while the PLC keeps counting, then restarted.
@@ -434,19 +444,16 @@ async fn a_corrupt_database_is_moved_aside_and_announced_and_collection_goes_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_with_two_sigkills_then_recovery_delivers_every_window_once() {
     // Given an agent publishing through a fault proxy while machines produce.
-    let sim = plc().await;
-    set_producing(&sim, false);
-    let broker = support::broker();
-    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
-    let proxy = FaultProxy::start(0, broker.port).await;
-    let install = Install::new(&sim.local_addr().to_string(), proxy.port);
-    let mut agent = install.start();
-    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
-        baselines(&install.database()) >= 4
-    })
-    .await;
-    let before = truths(&sim);
-    set_producing(&sim, true);
+    let Scene {
+        sim,
+        _broker,
+        recorder,
+        install,
+        mut agent,
+        before,
+        proxy,
+    } = producing_scene(true).await;
+    let proxy = proxy.expect("the scene has a proxy");
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // When the broker becomes unreachable, the agent is killed with SIGKILL twice during the outage,
