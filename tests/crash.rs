@@ -262,7 +262,9 @@ fn assert_rollups_match_truth(recorder: &Recorder, before: &[Truth], after: &[Tr
                 "{label}: {machine} {period} rollups vs truth"
             );
         }
-        println!("{label}: {machine} truth produced {produced} defective {defective}: matched");
+        crate::support::report(&format!(
+            "{label}: {machine} truth produced {produced} defective {defective}: matched"
+        ));
     }
 }
 
@@ -304,10 +306,10 @@ async fn sigkill_fifty_times_loses_and_double_counts_nothing() {
     );
     assert_rollups_match_truth(&recorder, &before, &after, "sigkill x50");
     let (unique, duplicates, holes) = counting_report(&recorder);
-    println!(
+    crate::support::report(&format!(
         "sigkill x50: {unique} unique durable messages, {duplicates} duplicates, {} missing",
         holes.len()
-    );
+    ));
     assert!(holes.is_empty(), "missing seqs: {holes:?}");
     assert_eq!(integrity(&install.database()), "ok");
     sim.shutdown().await;
@@ -493,10 +495,10 @@ async fn broker_outage_with_two_sigkills_then_recovery_delivers_every_window_onc
     );
     assert_rollups_match_truth(&recorder, &before, &after, "outage + 2 kills");
     let (unique, duplicates, holes) = counting_report(&recorder);
-    println!(
+    crate::support::report(&format!(
         "outage + 2 kills: {unique} unique durable messages, {duplicates} duplicates, {} missing",
         holes.len()
-    );
+    ));
     assert!(holes.is_empty(), "missing seqs: {holes:?}");
     let max_backlog = recorder
         .messages_matching("/_gateway/gw-crash/health")
@@ -504,7 +506,9 @@ async fn broker_outage_with_two_sigkills_then_recovery_delivers_every_window_onc
         .filter_map(|(_, b)| b["backlog"]["rows"].as_u64())
         .max()
         .unwrap_or(0);
-    println!("outage + 2 kills: largest backlog reported on the health topic: {max_backlog} rows");
+    crate::support::report(&format!(
+        "outage + 2 kills: largest backlog reported on the health topic: {max_backlog} rows"
+    ));
     assert!(
         max_backlog > 0,
         "the health topic showed the backlog after the outage"

@@ -191,11 +191,11 @@ async fn final_rollups_sum_exactly_to_the_simulator_truth() {
                 - before[index].by_reason.values().sum::<u64>();
             assert_eq!(by_reason, truth, "{machine}: defects by reason");
         }
-        println!(
+        crate::support::report(&format!(
             "e2e {machine}: truth produced {produced} defective {defective}; final rollups match \
              ({} windows of {WINDOW})",
             final_rollups(&recorder, machine, WINDOW).len()
-        );
+        ));
     }
     // Windows are aligned to the local clock of Asia/Kolkata (+05:30).
     let any = final_rollups(&recorder, "m1", WINDOW);
@@ -217,7 +217,9 @@ async fn final_rollups_sum_exactly_to_the_simulator_truth() {
         support::assert_valid(&support::schema(&kind), &body);
         *kinds.entry(kind).or_insert(0) += 1;
     }
-    println!("e2e: messages validated against their schemas: {kinds:?}");
+    crate::support::report(&format!(
+        "e2e: messages validated against their schemas: {kinds:?}"
+    ));
     for kind in ["rollup", "live", "status", "health"] {
         assert!(
             kinds.contains_key(kind),

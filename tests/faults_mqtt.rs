@@ -81,8 +81,7 @@ async fn given_the_broker_unreachable_for_a_long_stretch_while_production_contin
         rss_start / 1024,
         rss_peak / 1024
     );
-    println!("{line}");
-    eprintln!("{line}");
+    crate::support::report(&line);
     // the backlog grows on disk while memory stays flat (a generous bound: other tests share the process),
     assert!(backlog_end.rows > backlog_start.rows + 10, "{line}");
     assert!(rss_peak < rss_start + 100 * 1024 * 1024, "{line}");
@@ -130,8 +129,7 @@ async fn given_a_full_in_flight_window_when_mosquitto_is_killed_and_restarted_on
     })
     .await;
     let line = format!("window full when Mosquitto was killed: {:?}", agent.stats());
-    println!("{line}");
-    eprintln!("{line}");
+    crate::support::report(&line);
     wait_until_subscriber_caught_up(&agent, &recorder).await;
     support::wait_until_async(
         PATIENCE,
@@ -218,8 +216,7 @@ async fn given_a_half_open_connection_when_nothing_comes_back_then_the_agent_det
         started.elapsed(),
         agent.stats().last_error.unwrap_or_default()
     );
-    println!("{line}");
-    eprintln!("{line}");
+    crate::support::report(&line);
     wait_connected(&agent).await;
     let frozen_at = freeze_before_boundary(&plant, Duration::from_secs(1)).await;
     settle_and_check("half-open", &plant, agent, &recorder, &before, frozen_at).await;
@@ -257,8 +254,7 @@ async fn given_a_slow_link_and_mqtt5_when_production_runs_then_everything_arrive
         "slow link: backlog {} rows / {} bytes when the throttle lifted",
         stalled.rows, stalled.bytes
     );
-    println!("{line}");
-    eprintln!("{line}");
+    crate::support::report(&line);
     assert!(
         stalled.rows > 0,
         "the link was not slow enough to build a backlog"

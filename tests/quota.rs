@@ -75,7 +75,9 @@ async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_ar
     agent.stop().await;
     let dropped = dropped_counts(&recorder);
     let announced_rows: u64 = dropped.values().map(|d| d.2).sum();
-    println!("quota: store dropped {dropped_rows} rows; gap events announce {announced_rows}");
+    crate::support::report(&format!(
+        "quota: store dropped {dropped_rows} rows; gap events announce {announced_rows}"
+    ));
     assert!(announced_rows > 0, "the scenario must exercise drops");
     let mut announced_rollup_rows = 0;
     for (index, machine) in plant.machines().into_iter().enumerate() {
@@ -90,10 +92,10 @@ async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_ar
                 .unwrap_or_default();
             announced_rollup_rows += topic.2;
             let received = (sum_of(&windows, "produced"), sum_of(&windows, "defective"));
-            println!(
+            crate::support::report(&format!(
                 "quota: {machine} {period}: truth {produced}/{defective}, received {}/{}, dropped {}/{} in {} rows",
                 received.0, received.1, topic.0, topic.1, topic.2
-            );
+            ));
             assert_eq!(
                 (received.0 + topic.0, received.1 + topic.1),
                 (produced, defective),

@@ -85,8 +85,7 @@ impl CountingReport {
              misordered {}",
             self.expected, self.received_unique, self.duplicates, self.missing, self.misordered
         );
-        println!("{line}");
-        eprintln!("{line}");
+        crate::support::report(&line);
     }
 }
 

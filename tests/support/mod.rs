@@ -61,6 +61,22 @@ pub fn mosquitto(settings: &MosquittoSettings) -> Option<Broker> {
     Some(broker)
 }
 
+/// Prints a scenario's figures (counting reports, totals) and, when `SHOPFLOOR_TEST_REPORT` names a file,
+/// appends them there too, so CI can show them although cargo test captures passing tests' output.
+pub fn report(line: &str) {
+    println!("{line}");
+    if let Ok(path) = std::env::var("SHOPFLOOR_TEST_REPORT") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
 /// A port on 127.0.0.1 with nothing listening on it (a moment ago).
 pub fn free_port() -> u16 {
     broker::free_local_port().expect("the OS hands out a free port")

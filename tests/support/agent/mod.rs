@@ -247,8 +247,7 @@ pub async fn settle_and_check(
     let (report, missing) = CountingReport::count(&recorder.messages(), &enqueued);
     report.print(scenario);
     let line = format!("publisher stats [{scenario}]: {stats:?}");
-    println!("{line}");
-    eprintln!("{line}");
+    crate::support::report(&line);
     assert!(
         missing.is_empty(),
         "[{scenario}] rows never delivered: {missing:?}"
@@ -268,8 +267,7 @@ pub async fn settle_and_check(
         let line = format!(
             "[{scenario}] {machine}: truth produced {produced} defective {defective} = final rollups"
         );
-        println!("{line}");
-        eprintln!("{line}");
+        crate::support::report(&line);
     }
     (report, stats)
 }
