@@ -174,7 +174,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
                     println!(
                         "  unit {:>3} {:<8} start {:>5} count {:>4}  (40001-style: {})",
                         request.unit_id,
-                        format!("{:?}", request.table).to_lowercase(),
+                        request.table.name(),
                         request.start,
                         request.count,
                         one_based(request.table, request.start)

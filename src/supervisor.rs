@@ -167,7 +167,6 @@ pub async fn run(
             outbox_notify: outbox_notify.clone(),
             live_tx,
             view_tx,
-            publisher_stats: publisher_stats.clone(),
             plc_health: plc_health.clone(),
         },
         process_token.clone(),

@@ -17,6 +17,18 @@ pub enum Table {
     Holding,
 }
 
+impl Table {
+    /// The name used in configuration files and payloads (`coil`, `discrete`, `input`, `holding`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Coil => "coil",
+            Table::Discrete => "discrete",
+            Table::Input => "input",
+            Table::Holding => "holding",
+        }
+    }
+}
+
 /// The data type a tag is decoded as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

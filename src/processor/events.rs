@@ -29,7 +29,7 @@ impl Processor {
                     let detail = serde_json::json!({
                         "plc": self.config.plcs[sample.plc].id,
                         "unit_id": tag.unit_id,
-                        "table": format!("{:?}", tag.table).to_lowercase(),
+                        "table": tag.table.name(),
                         "address": tag.address,
                         "exception_code": tag.code,
                         "note": "configuration error: the tag is not read again until the agent restarts",

@@ -100,17 +100,20 @@ impl Processor {
     }
 }
 
-/// Appends the health message (backlog, drops, PLC health) to `messages`.
-pub(super) async fn messages_with_health(
-    mut messages: Vec<LiveMessage>,
+/// The health message: backlog, rows dropped (the store's persisted counters plus audit rows shed
+/// in memory), PLC health. `None` when the store cannot be read right now.
+pub(super) async fn health_message(
     processor: &Processor,
     store: &StoreHandle,
     outputs: &Outputs,
-) -> Vec<LiveMessage> {
+) -> Option<LiveMessage> {
     let now = now_millis();
-    let backlog = match store.call(|s| s.backlog()).await {
-        Ok(Ok(backlog)) => backlog,
-        _ => return messages,
+    let (backlog, stored_drops) = match store
+        .call(|s| s.backlog().map(|b| (b, s.drops().rows_dropped())))
+        .await
+    {
+        Ok(Ok(figures)) => figures,
+        _ => return None,
     };
     let devices: Vec<DeviceHealth> = outputs
         .plc_health
@@ -148,7 +151,7 @@ pub(super) async fn messages_with_health(
                 .iter()
                 .map(|t| payload::DisabledTagReport {
                     unit_id: t.unit_id,
-                    table: format!("{:?}", t.table).to_lowercase(),
+                    table: t.table.name().to_string(),
                     address: t.address,
                     exception: t.code,
                 })
@@ -161,13 +164,11 @@ pub(super) async fn messages_with_health(
         backlog.rows,
         backlog.bytes,
         backlog.oldest_enqueued_at.map(|t| now - t),
-        processor.pending.dropped_deltas,
+        stored_drops + processor.pending.dropped_deltas,
         devices,
     );
-    messages.push(LiveMessage {
+    Some(LiveMessage {
         topic: payload::health_topic(&processor.identity),
         payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
-    });
-    let _ = &outputs.publisher_stats;
-    messages
+    })
 }

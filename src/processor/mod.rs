@@ -21,7 +21,7 @@ use crate::logic::payload::{self, DeviceHealth, Identity};
 use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
 use crate::logic::Millis;
 use crate::poller::{now_millis, HealthBoard, PollEvent, ReadPlan, Sample};
-use crate::publisher::{LiveMessage, PublisherStats};
+use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
 mod events;
@@ -47,8 +47,6 @@ pub struct Outputs {
     pub live_tx: watch::Sender<Vec<LiveMessage>>,
     /// Latest per-machine figures for the terminal view.
     pub view_tx: watch::Sender<Vec<MachineView>>,
-    /// Publisher counters, for the health payload.
-    pub publisher_stats: Arc<PublisherStats>,
     /// PLC health, for the health payload.
     pub plc_health: HealthBoard,
 }

@@ -1,6 +1,6 @@
 //! The processor task: samples, window deadlines, live and health ticks; one commit per cycle.
 
-use super::live::messages_with_health;
+use super::live::health_message;
 use super::*;
 
 /// Runs the processor until the sample channel closes (all pollers stopped), then commits and returns.
@@ -48,7 +48,9 @@ pub async fn run(
                 continue;
             }
             _ = health_tick.tick() => {
-                health = messages_with_health(Vec::new(), &processor, &store, &outputs).await;
+                if let Some(message) = health_message(&processor, &store, &outputs).await {
+                    health = vec![message];
+                }
                 outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
                 continue;
             }
