@@ -92,8 +92,13 @@ async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_ar
                 .unwrap_or_default();
             announced_rollup_rows += topic.2;
             let received = (sum_of(&windows, "produced"), sum_of(&windows, "defective"));
+            let restated = windows
+                .values()
+                .filter(|window| window["revision"].as_u64().unwrap_or(0) > 0)
+                .count();
             crate::support::report(&format!(
-                "quota: {machine} {period}: truth {produced}/{defective}, received {}/{}, dropped {}/{} in {} rows",
+                "quota: {machine} {period}: truth {produced}/{defective}, received {}/{} ({restated} restated), \
+                 dropped {}/{} in {} rows",
                 received.0, received.1, topic.0, topic.1, topic.2
             ));
             assert_eq!(

@@ -114,7 +114,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|error| classify(error.into(), false))?;
         let plan = if budget > 0 {
-            DropPlan::choose(&tx, budget).map_err(|error| classify(error, false))?
+            DropPlan::choose(&tx, budget, &self.claimed).map_err(|error| classify(error, false))?
         } else {
             DropPlan::default()
         };

@@ -13,7 +13,9 @@
 //!   On `SQLITE_FULL` the cycle rolls back and is retried in a new transaction that first deletes victims worth
 //!   about 5 % of the quota (10 %, 15 %, ... on further attempts): the delta audit log oldest first, then unsent
 //!   rows by [`DropClass`] (periods < 15m, < 1h, unknown periods, ≥ 1h, and shift/day/event rows only when nothing
-//!   else is left), oldest first within a class. The cycle's own rows are always kept. Only when everything
+//!   else is left), oldest first within a class. The cycle's own rows are always kept, and so are rows the
+//!   publisher has claimed ([`Store::claim`]) and not retired: they may already be on the broker, and a gap
+//!   record must not count a delivered row as lost. Only when everything
 //!   droppable would not make room is the answer [`StoreError::Full`], with nothing dropped. Freed pages are
 //!   reused (no `auto_vacuum`, so the file never shrinks), and commits resume by themselves once rows are retired.
 //!   The WAL (≤ `journal_size_limit` after checkpoints) and start-up migrations are outside the quota.
@@ -26,8 +28,9 @@
 //!   for the whole session. Failures that are not the file's (busy, permissions, disk full) are errors and move
 //!   nothing; there is one replacement per open, never a loop.
 //!
-//! Not guaranteed: bit flips inside a record's content are not detected (SQLite pages carry no checksums); rows
-//! dropped while in flight may still reach the broker; a gap record for a drop is the caller's to enqueue, so a
+//! Not guaranteed: bit flips inside a record's content are not detected (SQLite pages carry no checksums); claims
+//! live in memory, so a row in flight when the agent crashed can be dropped after the restart and still have
+//! reached the broker (its gap record then overstates the loss); a gap record for a drop is the caller's to enqueue, so a
 //! crash right after the drop's commit loses the record but not the counters; data in a file moved aside is not
 //! published (it is kept for manual recovery).
 
@@ -40,6 +43,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -174,6 +178,10 @@ pub struct Store {
     /// Mirror of the persisted counters; updated only after the transaction that changed them committed.
     drops: DropCounters,
     recovery: Option<Recovery>,
+    /// Outbox rows handed to the publisher ([`Store::claim`]) and not yet retired. A claimed row may already
+    /// have reached the broker, so the overflow policy never drops it (the gap record would count a delivered
+    /// row as lost). In memory only: after a restart nothing is claimed until the publisher reads again.
+    claimed: BTreeSet<i64>,
 }
 
 impl Store {
@@ -230,6 +238,30 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Like [`Store::unacked`], for the publisher: the rows returned are claimed, so the overflow policy leaves
+    /// them alone until they are retired.
+    pub fn claim(&mut self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = self.unacked(after_seq, limit)?;
+        self.claimed.extend(rows.iter().map(|row| row.seq));
+        Ok(rows)
+    }
+
+    /// Claims the rows with exactly these seqs that are still in the outbox, in the order given.
+    pub fn claim_exact(&mut self, seqs: &[i64]) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut rows = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let found = self.unacked(seq - 1, 1)?;
+            rows.extend(found.into_iter().filter(|row| row.seq == seq));
+        }
+        self.claimed.extend(rows.iter().map(|row| row.seq));
+        Ok(rows)
+    }
+
+    /// Number of rows currently claimed by the publisher.
+    pub fn claimed(&self) -> usize {
+        self.claimed.len()
+    }
+
     /// Deletes the given rows (their PUBACK arrived); returns how many existed. Unknown seqs are ignored, so a
     /// duplicate PUBACK is harmless.
     pub fn retire(&mut self, seqs: &[i64]) -> Result<usize, StoreError> {
@@ -244,6 +276,9 @@ impl Store {
             }
         }
         tx.commit()?;
+        for seq in seqs {
+            self.claimed.remove(seq);
+        }
         Ok(retired)
     }
 

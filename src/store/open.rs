@@ -3,6 +3,7 @@
 //! a new `db_epoch`, keeping the old one (and its `-wal`, `-shm`) beside it. It never retries in a loop: one
 //! replacement, and only a failure to create the fresh database is an error. Clean closing lives here too.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::config::DbConfig;
@@ -158,6 +159,7 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
         created_at,
         drops,
         recovery: None,
+        claimed: BTreeSet::new(),
     })
 }
 

@@ -2,7 +2,7 @@
 //! when `SQLITE_FULL` arrives (delta audit log first, then the least valuable unsent rows, oldest first), and the
 //! persisted counters of everything dropped or refused. It plans; [`super::Store::commit_cycle`] executes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -257,18 +257,23 @@ pub(super) struct DropPlan {
     pub delta_cutoff: Option<i64>,
     /// Number of audit-log entries at or below the cut-off.
     pub deltas: u64,
-    /// Delete outbox rows of the class with `seq <=` the cut-off.
-    pub class_cutoffs: Vec<(DropClass, i64)>,
+    /// The outbox rows to delete, by seq.
+    pub victims: Vec<i64>,
     /// The chosen outbox rows, one range per topic, in drop order.
     pub ranges: Vec<DroppedRange>,
-    /// True when every audit-log entry and every outbox row was chosen: nothing more can be freed.
+    /// True when every audit-log entry and every unclaimed outbox row was chosen: nothing more can be freed.
     pub exhausted: bool,
 }
 
 impl DropPlan {
     /// Chooses victims worth about `budget` bytes: audit-log entries oldest first, then outbox rows class by
-    /// class, oldest first within a class. Runs inside the commit's transaction, so the plan is exact.
-    pub(super) fn choose(conn: &Connection, budget: u64) -> Result<DropPlan, StoreError> {
+    /// class, oldest first within a class, never a row in `claimed` (handed to the publisher, so possibly
+    /// delivered already). Runs inside the commit's transaction, so the plan is exact.
+    pub(super) fn choose(
+        conn: &Connection,
+        budget: u64,
+        claimed: &BTreeSet<i64>,
+    ) -> Result<DropPlan, StoreError> {
         let mut plan = DropPlan::default();
         let mut freed = 0_u64;
         {
@@ -289,18 +294,23 @@ impl DropPlan {
                 break;
             }
             let mut by_topic: BTreeMap<String, DroppedRange> = BTreeMap::new();
-            let mut cutoff = None;
+            let mut ranges: Vec<DroppedRange> = Vec::new();
             let mut rows = select.query([class.rank()])?;
             while freed < budget {
                 let Some(row) = rows.next()? else { break };
                 let seq: i64 = row.get(0)?;
                 let topic: String = row.get(1)?;
+                if claimed.contains(&seq) {
+                    // A kept row ends its topic's range: ranges never straddle a row left in the outbox.
+                    ranges.extend(by_topic.remove(&topic));
+                    continue;
+                }
                 let size: i64 = row.get(2)?;
                 let enqueued_at: Millis = row.get(3)?;
                 let produced = u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0);
                 let defective = u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0);
                 freed += u64::try_from(size).unwrap_or(0) + OUTBOX_ROW_OVERHEAD;
-                cutoff = Some(seq);
+                plan.victims.push(seq);
                 by_topic
                     .entry(topic.clone())
                     .and_modify(|range| {
@@ -322,12 +332,9 @@ impl DropPlan {
                         defective,
                     });
             }
-            if let Some(cutoff) = cutoff {
-                plan.class_cutoffs.push((class, cutoff));
-                let mut ranges: Vec<DroppedRange> = by_topic.into_values().collect();
-                ranges.sort_by_key(|range| range.first_seq);
-                plan.ranges.extend(ranges);
-            }
+            ranges.extend(by_topic.into_values());
+            ranges.sort_by_key(|range| range.first_seq);
+            plan.ranges.extend(ranges);
         }
         plan.exhausted = freed < budget;
         Ok(plan)
@@ -346,9 +353,9 @@ impl DropPlan {
                 .execute([cutoff])?;
             debug_assert_eq!(u64::try_from(deleted).ok(), Some(self.deltas));
         }
-        let mut delete = conn.prepare_cached(schema::DELETE_OUTBOX_CLASS_UP_TO)?;
-        for (class, cutoff) in &self.class_cutoffs {
-            delete.execute((class.rank(), cutoff))?;
+        let mut delete = conn.prepare_cached(schema::DELETE_OUTBOX_ROW)?;
+        for seq in &self.victims {
+            delete.execute([seq])?;
         }
         Ok(())
     }

@@ -140,8 +140,6 @@ SELECT seq, topic, LENGTH(topic) + LENGTH(payload), enqueued_at,
        COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.produced'), 0),
        COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.defective'), 0)
 FROM outbox WHERE drop_class = ?1 ORDER BY seq";
-pub(super) const DELETE_OUTBOX_CLASS_UP_TO: &str =
-    "DELETE FROM outbox WHERE drop_class = ?1 AND seq <= ?2";
 
 /// Every statement the store runs after open; preparing them all at open proves the schema is what this
 /// build expects (a damaged or foreign schema is found at start, not in the middle of a cycle).
@@ -166,7 +164,6 @@ pub(super) const ALL_STATEMENTS: &[&str] = &[
     SELECT_DELTA_SIZES,
     DELETE_DELTAS_UP_TO,
     SELECT_OUTBOX_CLASS,
-    DELETE_OUTBOX_CLASS_UP_TO,
 ];
 
 /// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.

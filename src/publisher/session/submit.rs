@@ -89,7 +89,7 @@ impl Session<'_, '_> {
     ) -> Result<Vec<OutboxRow>, PublishError> {
         self.shared
             .store
-            .call(move |store| store.unacked(after_seq, limit))
+            .call(move |store| store.claim(after_seq, limit))
             .await
             .map_err(PublishError::Store)?
             .map_err(|error| PublishError::Store(error.into()))
@@ -99,14 +99,7 @@ impl Session<'_, '_> {
     pub(super) async fn fetch_exact(&self, seqs: Vec<i64>) -> Result<Vec<OutboxRow>, PublishError> {
         self.shared
             .store
-            .call(move |store| {
-                let mut rows = Vec::with_capacity(seqs.len());
-                for seq in seqs {
-                    let found = store.unacked(seq - 1, 1)?;
-                    rows.extend(found.into_iter().filter(|row| row.seq == seq));
-                }
-                Ok::<_, crate::store::StoreError>(rows)
-            })
+            .call(move |store| store.claim_exact(&seqs))
             .await
             .map_err(PublishError::Store)?
             .map_err(|error| PublishError::Store(error.into()))

@@ -215,6 +215,44 @@ fn given_a_small_quota_and_no_retiring_when_cycles_keep_coming_then_commits_succ
 }
 
 #[test]
+fn given_rows_claimed_by_the_publisher_when_the_quota_overflows_then_they_are_never_dropped_and_ranges_split_at_them(
+) {
+    let (_dir, path) = temp_db();
+    let mut store = open_with_quota(&path, 192 * 1024);
+    let mut claimed: BTreeSet<i64> = BTreeSet::new();
+    let mut topics: BTreeMap<i64, String> = BTreeMap::new();
+    let mut drops = 0;
+    for index in 0..400 {
+        let cycle = production_cycle(index);
+        let outcome = store.commit_cycle(&cycle).unwrap();
+        for (seq, draft) in outcome.seqs.iter().zip(&cycle.outbox) {
+            topics.insert(*seq, draft.topic.clone());
+        }
+        let present: BTreeSet<i64> = all_unacked(&store).iter().map(|row| row.seq).collect();
+        assert!(
+            claimed.is_subset(&present),
+            "cycle {index}: a claimed row was dropped"
+        );
+        for range in &outcome.dropped {
+            assert!(!present
+                .range(range.first_seq..=range.last_seq)
+                .any(|seq| topics[seq] == range.topic));
+        }
+        drops += outcome.dropped.len();
+        // The publisher reads a page now and then; it retires the oldest claimed row as if acked.
+        if index % 25 == 0 {
+            let after = claimed.last().copied().unwrap_or(0);
+            claimed.extend(store.claim(after, 6).unwrap().iter().map(|row| row.seq));
+            let oldest = claimed.pop_first().unwrap();
+            assert_eq!(store.retire(&[oldest]).unwrap(), 1);
+        }
+        assert_eq!(store.claimed(), claimed.len());
+    }
+    assert!(drops > 0, "the scenario must overflow");
+    assert!(store.integrity_check().unwrap().is_empty());
+}
+
+#[test]
 fn given_delta_audit_rows_when_the_quota_fills_then_they_are_pruned_oldest_first_before_any_outbox_row(
 ) {
     let (_dir, path) = temp_db();
