@@ -15,9 +15,9 @@
 //!   rows by [`DropClass`] (periods < 15m, < 1h, unknown periods, ≥ 1h, and shift/day/event rows only when nothing
 //!   else is left), oldest first within a class. The cycle's own rows are always kept, and so are rows the
 //!   publisher has claimed ([`Store::claim`]) and not retired: they may already be on the broker, and a gap
-//!   record must not count a delivered row as lost. Only when everything
-//!   droppable would not make room is the answer [`StoreError::Full`], with nothing dropped. Freed pages are
-//!   reused (no `auto_vacuum`, so the file never shrinks), and commits resume by themselves once rows are retired.
+//!   record must not count a delivered row as lost. Only when everything droppable would not make room is the
+//!   answer [`StoreError::Full`], with nothing dropped. Freed pages are reused (no `auto_vacuum`, so the file
+//!   never shrinks), and commits resume by themselves once rows are retired.
 //!   The WAL (≤ `journal_size_limit` after checkpoints) and start-up migrations are outside the quota.
 //! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
 //! - Start-up ([`Store::open`]): pragmas are set and read back, `PRAGMA quick_check` runs, every statement is
@@ -30,9 +30,9 @@
 //!
 //! Not guaranteed: bit flips inside a record's content are not detected (SQLite pages carry no checksums); claims
 //! live in memory, so a row in flight when the agent crashed can be dropped after the restart and still have
-//! reached the broker (its gap record then overstates the loss); a gap record for a drop is the caller's to enqueue, so a
-//! crash right after the drop's commit loses the record but not the counters; data in a file moved aside is not
-//! published (it is kept for manual recovery).
+//! reached the broker (its gap record then overstates the loss); a gap record for a drop is the caller's to
+//! enqueue, so a crash right after the drop's commit loses the record but not the counters; data in a file moved
+//! aside is not published (it is kept for manual recovery).
 
 mod commit;
 mod error;
