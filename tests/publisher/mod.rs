@@ -145,6 +145,17 @@ impl Harness {
         .await;
     }
 
+    /// Waits for the outbox to drain, then checks that exactly `rows` retirements were counted. The counter
+    /// is bumped after the store call returns, so it may trail the empty outbox by a moment.
+    async fn wait_for_retired(&self, rows: u64) {
+        self.wait_for_empty_outbox().await;
+        support::wait_until(PATIENCE, "the acked counter to catch up", || {
+            self.stats.acked.load(Ordering::Relaxed) >= rows
+        })
+        .await;
+        assert_eq!(self.stats.acked.load(Ordering::Relaxed), rows);
+    }
+
     fn connected(&self) -> bool {
         self.stats.connected.load(Ordering::Relaxed)
     }
