@@ -14,7 +14,7 @@
 //!   about 5 % of the quota (10 %, 15 %, ... on further attempts): the delta audit log oldest first, then unsent
 //!   rows by [`DropClass`] (periods < 15m, < 1h, unknown periods, ≥ 1h, and shift/day/event rows only when nothing
 //!   else is left), oldest first within a class. The cycle's own rows are always kept, and so are rows the
-//!   publisher has claimed ([`Store::claim`]) and not retired: they may already be on the broker, and a gap
+//!   publisher has claimed ([`Store::claim`]) and not retired or released: they may be on the broker, and a gap
 //!   record must not count a delivered row as lost. Only when everything droppable would not make room is the
 //!   answer [`StoreError::Full`], with nothing dropped. Freed pages are reused (no `auto_vacuum`, so the file
 //!   never shrinks), and commits resume by themselves once rows are retired.
@@ -257,6 +257,14 @@ impl Store {
         Ok(rows)
     }
 
+    /// Gives up the claim on rows the broker is known not to have (refused, or never sendable): the overflow
+    /// policy may drop them again. A later read claims them anew.
+    pub fn release(&mut self, seqs: &[i64]) {
+        for seq in seqs {
+            self.claimed.remove(seq);
+        }
+    }
+
     /// Number of rows currently claimed by the publisher.
     pub fn claimed(&self) -> usize {
         self.claimed.len()
@@ -276,9 +284,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        for seq in seqs {
-            self.claimed.remove(seq);
-        }
+        self.release(seqs);
         Ok(retired)
     }
 

@@ -70,6 +70,7 @@ impl Session<'_, '_> {
                     Settled::Retire(seq) => self.acked_rows.push(seq),
                     Settled::Refused(seq, refusal) => {
                         stats.refused.fetch_add(1, Ordering::Relaxed);
+                        self.released_rows.push(seq);
                         tracing::debug!(
                             seq,
                             code = refusal.code,
@@ -100,15 +101,20 @@ impl Session<'_, '_> {
         Ok(())
     }
 
+    /// Retires the acked rows and releases the claims of rows known not to be on the broker, in one store call.
     pub(super) async fn retire_acked(&mut self) -> Result<(), PublishError> {
-        if self.acked_rows.is_empty() {
+        if self.acked_rows.is_empty() && self.released_rows.is_empty() {
             return Ok(());
         }
         let seqs = std::mem::take(&mut self.acked_rows);
+        let released = std::mem::take(&mut self.released_rows);
         let count = seqs.len() as u64;
         self.shared
             .store
-            .call(move |store| store.retire(&seqs))
+            .call(move |store| {
+                store.release(&released);
+                store.retire(&seqs)
+            })
             .await
             .map_err(PublishError::Store)?
             .map_err(|error| PublishError::Store(error.into()))?;

@@ -100,6 +100,9 @@ struct Session<'a, 'b> {
     watchdog: Watchdog,
     /// Seqs whose accepted PUBACK arrived, retired in one store call per batch of events.
     acked_rows: Vec<i64>,
+    /// Seqs known not to be on the broker (refused by a PUBACK, or never sendable): their claim is released
+    /// with the next retirement, so the quota may drop them again.
+    released_rows: Vec<i64>,
     status_acked: bool,
     disconnect_sent: bool,
 }
@@ -181,6 +184,7 @@ impl<'a, 'b> Session<'a, 'b> {
                 now,
             ),
             acked_rows: Vec::new(),
+            released_rows: Vec::new(),
             status_acked: false,
             disconnect_sent: false,
         }))

@@ -125,6 +125,7 @@ impl Session<'_, '_> {
                      left in the outbox."
                 );
             }
+            self.released_rows.push(row.seq);
             return Ok(());
         }
         if replayed {

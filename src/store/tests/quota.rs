@@ -253,6 +253,29 @@ fn given_rows_claimed_by_the_publisher_when_the_quota_overflows_then_they_are_ne
 }
 
 #[test]
+fn given_claims_released_after_a_refusal_when_the_quota_overflows_then_those_rows_can_be_dropped_again(
+) {
+    let (_dir, path) = temp_db();
+    let mut store = open_with_quota(&path, 192 * 1024);
+    store.commit_cycle(&production_cycle(0)).unwrap();
+    let claimed: Vec<i64> = store
+        .claim(0, 2)
+        .unwrap()
+        .iter()
+        .map(|row| row.seq)
+        .collect();
+    store.release(&claimed[1..]);
+    assert_eq!(store.claimed(), 1);
+    let mut index = 1;
+    while all_unacked(&store).iter().any(|row| row.seq == claimed[1]) {
+        store.commit_cycle(&production_cycle(index)).unwrap();
+        index += 1;
+        assert!(index < 1_000, "the released row was never dropped");
+    }
+    assert!(all_unacked(&store).iter().any(|row| row.seq == claimed[0]));
+}
+
+#[test]
 fn given_delta_audit_rows_when_the_quota_fills_then_they_are_pruned_oldest_first_before_any_outbox_row(
 ) {
     let (_dir, path) = temp_db();
