@@ -183,6 +183,10 @@ pub struct PlcConfig {
     pub unit_failure_threshold: u32,
     /// How long a failing unit is skipped before it is retried.
     pub unit_backoff: Duration,
+    /// First delay before a tag disabled by a configuration exception (01/02/03) is probed again.
+    pub disabled_retry: Duration,
+    /// Cap of that delay, which doubles after every refused probe.
+    pub disabled_retry_max: Duration,
 }
 
 /// Where a value lives and how it is encoded.

@@ -143,3 +143,20 @@ fn a_value_wider_than_one_request_is_rejected() {
         "{found:?}"
     );
 }
+
+#[test]
+fn disabled_tag_retry_defaults_to_one_minute_doubling_to_fifteen_and_the_cap_cannot_undercut_it() {
+    let config = Config::from_toml(MINIMAL, "test.toml", false).unwrap();
+    assert_eq!(config.plcs[0].disabled_retry, Duration::from_secs(60));
+    assert_eq!(config.plcs[0].disabled_retry_max, Duration::from_secs(900));
+
+    let text = MINIMAL.replace(
+        "address = \"127.0.0.1:502\"",
+        "address = \"127.0.0.1:502\"\ndisabled_retry = \"10m\"\ndisabled_retry_max = \"5m\"",
+    );
+    let found = problems(&text);
+    assert!(
+        found.iter().any(|p| p.path == "plc[0].disabled_retry_max"),
+        "{found:?}"
+    );
+}

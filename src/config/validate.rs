@@ -289,6 +289,17 @@ impl Validator<'_> {
                 "must be between 1 and 125",
             );
         }
+        let disabled_retry = self.duration(&format!("{path}.disabled_retry"), &raw.disabled_retry);
+        let disabled_retry_max = self.duration(
+            &format!("{path}.disabled_retry_max"),
+            &raw.disabled_retry_max,
+        );
+        if disabled_retry_max < disabled_retry {
+            self.problem(
+                format!("{path}.disabled_retry_max"),
+                "must not be shorter than disabled_retry",
+            );
+        }
         PlcConfig {
             id: raw.id,
             address: raw.address,
@@ -307,6 +318,8 @@ impl Validator<'_> {
             ),
             unit_failure_threshold: raw.unit_failure_threshold.max(1),
             unit_backoff: self.duration(&format!("{path}.unit_backoff"), &raw.unit_backoff),
+            disabled_retry,
+            disabled_retry_max,
         }
     }
 

@@ -6,7 +6,14 @@
 //!
 //! Layout: `plan` (pure request planning), `frame` (pure Modbus/TCP framing), `connection` (the socket),
 //! `cycle` (one PLC's poll cycle and its state), `outcome` (what a cycle means for health: unit backoff,
-//! up/down transitions), `health` (the health board and its types).
+//! up/down transitions), `health` (the health board and its types), `retry` (pure schedule of the probes of
+//! disabled tags).
+//!
+//! A tag refused with a configuration exception (01/02/03, e.g. while a PLC program is downloaded) is
+//! disabled, reported once, and probed with one single read per retry: after `disabled_retry`, then doubling
+//! up to `disabled_retry_max`, with jitter. The first probe that reads a value enables it again (reported
+//! once). While disabled its readings are errors, never zeros; the cumulative counter carries its counts to
+//! the first good read.
 //!
 //! Trade-off, timeouts behind a gateway: a unit that does not answer (absent behind a TCP→RTU gateway that
 //! stays silent instead of sending 0x0B) costs one `timeout` per cycle — its other requests in that cycle are
@@ -25,6 +32,7 @@ pub mod frame;
 pub mod health;
 mod outcome;
 pub mod plan;
+pub mod retry;
 
 use std::time::{Duration, Instant};
 
@@ -38,9 +46,11 @@ use crate::logic::Millis;
 pub use connection::{ConnectError, Connection, ReadError};
 pub use frame::{classify, ExceptionClass};
 pub use health::{
-    health_board, DisabledTag, HealthBoard, PlcHealth, PollEvent, RttRing, Transition, UnitHealth,
+    health_board, DisabledTag, EnabledTag, HealthBoard, PlcHealth, PollEvent, RttRing, Transition,
+    UnitHealth,
 };
 pub use plan::{machine_tags, plan, plan_requests, PlanLimits, ReadPlan, ReadRequest};
+pub use retry::RetrySchedule;
 
 use cycle::Poller;
 
@@ -60,8 +70,9 @@ pub enum TagError {
         /// Its name.
         name: String,
     },
-    /// The PLC refused the tag with a configuration exception (01, 02, 03); it is not read again until restart.
-    #[error("disabled after exception {code:#04x} ({name}) until restart")]
+    /// The PLC refused the tag with a configuration exception (01, 02, 03); it is not read every cycle but
+    /// probed again with a growing delay (`disabled_retry` up to `disabled_retry_max`) until it answers.
+    #[error("disabled after exception {code:#04x} ({name}); probed again with a growing delay")]
     Disabled {
         /// Exception code.
         code: u8,

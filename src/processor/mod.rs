@@ -33,9 +33,6 @@ use events::apply_step;
 pub use live::MachineView;
 pub use run::run;
 
-/// Event kind for a tag disabled after a configuration-error exception.
-const EVENT_TAG_DISABLED: &str = "tag_disabled";
-
 /// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.
 const MAX_PENDING_DELTAS: usize = 100_000;
 
