@@ -160,6 +160,18 @@ state = {{ address = 20, type = "u16", running = [1], planned_stop = [2], unplan
     )
 }
 
+/// Waits until `condition` holds or `patience` ran out; returns whether it holds.
+async fn wait_for(patience: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
+    while !condition() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
 /// Events of one kind the subscriber received for machine `m1`.
 fn events_of(recorder: &Recorder, kind: &str) -> Vec<Value> {
     recorder
@@ -209,26 +221,27 @@ async fn given_a_produced_counter_refused_with_exception_02_for_a_while_when_it_
     let polls = health().polls;
     wait_until(PATIENCE, "production read", || health().polls >= polls + 3).await;
 
-    // When the PLC refuses the produced counter with exception 02 (a program download) through two refused
-    // probes, then answers normally again.
+    // When the PLC refuses the produced counter with exception 02 (a program download) for ten polls, then
+    // answers normally again.
     sim.arm(
         FaultRule::new(Fault::Exception(0x02))
             .unit(1)
             .addresses(0..=1),
     );
-    wait_until(PATIENCE, "the counter disabled and probed twice", || {
-        health()
-            .disabled_tags
-            .first()
-            .is_some_and(|t| t.failed_probes >= 2)
+    wait_until(PATIENCE, "the counter disabled", || {
+        !health().disabled_tags.is_empty()
     })
     .await;
+    let polls = health().polls;
+    wait_until(PATIENCE, "ten polls while disabled", || {
+        health().polls >= polls + 10
+    })
+    .await;
+    let probes_refused = health().disabled_tags.first().map(|t| t.failed_probes);
     let produced_while_disabled = sim.truth(1).produced;
     sim.clear_faults();
-    wait_until(PATIENCE, "the counter enabled again", || {
-        health().disabled_tags.is_empty()
-    })
-    .await;
+    // Not asserted here: a counter that never comes back shows up below as counts missing from the truth.
+    let enabled_again = wait_for(PATIENCE, || health().disabled_tags.is_empty()).await;
     let polls = health().polls;
     wait_until(PATIENCE, "production read again", || {
         health().polls >= polls + 3
@@ -260,7 +273,8 @@ async fn given_a_produced_counter_refused_with_exception_02_for_a_while_when_it_
     let counted = (sum_of(&windows, "produced"), sum_of(&windows, "defective"));
     support::report(&format!(
         "disabled counter: truth produced {produced} defective {defective} ({} before the counter came \
-         back); final rollups {counted:?} over {} windows",
+         back, {probes_refused:?} probes refused, enabled again: {enabled_again}); final rollups \
+         {counted:?} over {} windows",
         produced_while_disabled - before.produced,
         windows.len()
     ));
