@@ -2,8 +2,9 @@
 //! pause), healthy units first; each unit costs at most one timeout per cycle and is skipped for `unit_backoff`
 //! after `unit_failure_threshold` failed cycles while other units on the connection still deliver. Exceptions
 //! are classified (a merged read refused with 01/02/03 is split into single reads; a single read refused so
-//! disables its tag until restart). The connection is dropped only when the byte stream is in doubt or the
-//! device as a whole is silent. What the outcome means for health is decided in `outcome`.
+//! disables its tag, which is then probed with one single read per retry (`retry`) until it answers). The
+//! connection is dropped only when the byte stream is in doubt or the device as a whole is silent. What the
+//! outcome means for health is decided in `outcome`.
 
 use std::collections::{BTreeMap, VecDeque};
 
