@@ -388,7 +388,8 @@ impl Poller {
     }
 
     /// After the probes among a request's tags were sent: a tag that read a value is enabled again (reported
-    /// once); any other outcome keeps it disabled and schedules its next probe further out.
+    /// once); a broken connection leaves the probe due for the next connection (an idle PLC may have closed
+    /// it); any other outcome keeps the tag disabled and schedules its next probe further out.
     fn settle_probes(
         &mut self,
         probes: &[usize],
@@ -399,6 +400,10 @@ impl Poller {
             let Some(mut disabled) = self.disabled[tag].take() else {
                 continue;
             };
+            if matches!(readings[tag], Err(TagError::Transport(_))) {
+                self.disabled[tag] = Some(disabled);
+                continue;
+            }
             if readings[tag].is_ok() {
                 info!(
                     device = %self.config.id, unit = disabled.unit_id, table = ?disabled.table,
