@@ -90,7 +90,7 @@ pub struct DeviceHealth {
     pub late_answers: u64,
     /// The units (slave ids) behind this connection.
     pub units: Vec<UnitHealthReport>,
-    /// Tags refused with a configuration exception, not read until restart.
+    /// Tags refused with a configuration exception, each with its next probe.
     pub disabled_tags: Vec<DisabledTagReport>,
 }
 
