@@ -6,8 +6,8 @@
 //!
 //! Layout: `plan` (pure request planning), `frame` (pure Modbus/TCP framing), `connection` (the socket),
 //! `cycle` (one PLC's poll cycle and its state), `outcome` (what a cycle means for health: unit backoff,
-//! up/down transitions), `health` (the health board and its types), `retry` (pure schedule of the probes of
-//! disabled tags).
+//! up/down transitions), `health` (the health board and its types), `disabled` (disabling, probing and
+//! enabling tags refused with 01/02/03), `retry` (pure schedule of those probes).
 //!
 //! A tag refused with a configuration exception (01/02/03, e.g. while a PLC program is downloaded) is
 //! disabled, reported once, and probed with one single read per retry: after `disabled_retry`, then doubling
@@ -28,6 +28,7 @@
 
 pub mod connection;
 mod cycle;
+mod disabled;
 pub mod frame;
 pub mod health;
 mod outcome;

@@ -1,5 +1,5 @@
-//! Durable events the processor enqueues: device up/down, disabled and enabled tags, quota drops, a recovered store,
-//! and counter anomalies. Nothing is lost silently (ARCHITECTURE.md, invariant 5).
+//! Durable events the processor enqueues: device up/down, disabled and enabled tags, quota drops, a
+//! recovered store, and counter anomalies. Nothing is lost silently (ARCHITECTURE.md, invariant 5).
 
 use super::*;
 use crate::poller::DisabledTag;
