@@ -25,6 +25,8 @@ pub struct Problem {
     pub path: String,
     /// What is wrong, as a sentence fragment.
     pub message: String,
+    /// The environment variable that set the value, when an override did (e.g. `SHOPFLOOR__MQTT__PORT`).
+    pub from_env: Option<String>,
 }
 
 /// Why a configuration could not be loaded.
@@ -59,7 +61,7 @@ pub enum ConfigError {
 fn render_problems(file: &str, problems: &[Problem]) -> String {
     let mut out = format!("{} problem(s) in config file {file}:", problems.len());
     for problem in problems {
-        out.push_str(&format!("\n  - {}: {}", problem.path, problem.message));
+        out.push_str(&format!("\n  - {problem}"));
     }
     out
 }
@@ -309,6 +311,7 @@ impl Config {
             .map(|path| Problem {
                 path: path.clone(),
                 message: "unknown key".into(),
+                from_env: None,
             })
             .collect();
         let raw = match raw {
@@ -322,7 +325,9 @@ impl Config {
                         path
                     },
                     message: error.into_inner().to_string(),
+                    from_env: None,
                 });
+                blame_overrides(&mut problems, &overrides);
                 return Err(ConfigError::Invalid {
                     file: file.to_string(),
                     problems,
@@ -341,6 +346,7 @@ impl Config {
             problems: &mut problems,
         };
         let config = v.config(raw, file, config_hash);
+        blame_overrides(&mut problems, &overrides);
         if problems.is_empty() {
             Ok(config.expect("validation produced a config when it found no problems"))
         } else {
@@ -360,6 +366,8 @@ impl Config {
     }
 }
 
+pub mod clock;
+pub mod largest;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -387,6 +395,27 @@ fn parse_data_type(text: &str) -> Option<DataType> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like \"500ms\", \"1s\" or \"15m\" ({e})"))
+}
+
+/// Names the environment variable behind each problem whose value an override set: the variable
+/// `SHOPFLOOR__MQTT__KEEP_ALIVE` sets `mqtt.keep_alive` and everything below it.
+fn blame_overrides(problems: &mut [Problem], overrides: &[(String, String)]) {
+    let prefix = format!("{ENV_PREFIX}__");
+    for (var, _) in overrides {
+        let Some(key) = var.strip_prefix(&prefix) else {
+            continue;
+        };
+        let path = key.to_lowercase().replace("__", ".");
+        for problem in problems.iter_mut() {
+            let below = problem
+                .path
+                .strip_prefix(&path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
+            if below && problem.from_env.is_none() {
+                problem.from_env = Some(var.clone());
+            }
+        }
+    }
 }
 
 /// Rewrites `machine.0.counters` (serde_ignored's form) as `machine[0].counters`.
@@ -455,6 +484,9 @@ fn parse_modulus(text: &str) -> Option<u128> {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        match &self.from_env {
+            Some(var) => write!(f, "{} (from {var}): {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
     }
 }

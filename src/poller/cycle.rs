@@ -202,7 +202,12 @@ impl Poller {
             };
             // The pause holds between any two requests on the connection, across cycles too.
             if let Some(last) = self.last_exchange {
-                tokio::time::sleep_until(last + self.config.pause_between_requests).await;
+                tokio::time::sleep(
+                    self.config
+                        .pause_between_requests
+                        .saturating_sub(last.elapsed()),
+                )
+                .await;
             }
             sent += 1;
             unit_cycle.requests += 1;

@@ -7,7 +7,12 @@ use std::time::Duration;
 use super::raw::*;
 use super::*;
 
+mod cross;
+mod network;
+mod ranges;
 mod tags;
+
+use ranges::*;
 
 pub(super) struct Validator<'a> {
     pub(super) problems: &'a mut Vec<Problem>,
@@ -18,21 +23,8 @@ impl Validator<'_> {
         self.problems.push(Problem {
             path: path.into(),
             message: message.into(),
+            from_env: None,
         });
-    }
-
-    fn duration(&mut self, path: &str, text: &str) -> Duration {
-        match parse_duration(text) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                self.problem(path, "must be longer than zero");
-                Duration::from_secs(1)
-            }
-            Err(message) => {
-                self.problem(path, message);
-                Duration::from_secs(1)
-            }
-        }
     }
 
     fn id(&mut self, path: &str, value: &str) {
@@ -55,19 +47,12 @@ impl Validator<'_> {
         file: &str,
         config_hash: String,
     ) -> Option<Config> {
+        let period_names = raw.agent.periods.clone();
         let agent = self.agent(raw.agent);
         let mqtt = self.mqtt(raw.mqtt, &agent);
-        let max_bytes = match parse_bytes(&raw.store.max_bytes) {
-            Ok(bytes) if bytes >= 128 << 10 => bytes,
-            Ok(_) => {
-                self.problem("store.max_bytes", "must be at least 128KiB");
-                128 << 10
-            }
-            Err(message) => {
-                self.problem("store.max_bytes", message);
-                128 << 10
-            }
-        };
+        let max_bytes = self
+            .size_in("store.max_bytes", &raw.store.max_bytes, STORE_MAX_BYTES)
+            .unwrap_or(STORE_MAX_BYTES.min);
 
         if raw.plc.is_empty() {
             self.problem("plc", "at least one [[plc]] is required");
@@ -108,7 +93,7 @@ impl Validator<'_> {
         }
         self.overlaps(&machines, &plcs);
 
-        Some(Config {
+        let config = Config {
             source: file.to_string(),
             config_hash,
             agent: agent?,
@@ -116,7 +101,10 @@ impl Validator<'_> {
             store: StoreConfig { max_bytes },
             plcs,
             machines,
-        })
+        };
+        self.periods_cover_polls(&config, &period_names);
+        self.packet_limit(&config);
+        Some(config)
     }
 
     fn agent(&mut self, raw: RawAgent) -> Option<AgentConfig> {
@@ -148,7 +136,7 @@ impl Validator<'_> {
                         self.problem(&path, format!("period {name:?} is listed twice"));
                     }
                     let grace = match raw.grace.get(name) {
-                        Some(text) => self.duration(&format!("agent.grace.{name}"), text),
+                        Some(text) => self.grace(name, text, &period),
                         None => default_grace(period.length_ms),
                     };
                     periods.push(PeriodConfig { period, grace });
@@ -164,10 +152,23 @@ impl Validator<'_> {
                 );
             }
         }
-        let live_interval = self.duration("agent.live_interval", &raw.live_interval);
-        let health_interval = self.duration("agent.health_interval", &raw.health_interval);
-        let restatement_horizon =
-            self.duration("agent.restatement_horizon", &raw.restatement_horizon);
+        let live_interval = self
+            .duration_in("agent.live_interval", &raw.live_interval, PUBLISH_INTERVAL)
+            .unwrap_or(PUBLISH_INTERVAL.max);
+        let health_interval = self
+            .duration_in(
+                "agent.health_interval",
+                &raw.health_interval,
+                PUBLISH_INTERVAL,
+            )
+            .unwrap_or(PUBLISH_INTERVAL.max);
+        let restatement_horizon = self
+            .duration_in(
+                "agent.restatement_horizon",
+                &raw.restatement_horizon,
+                RESTATEMENT_HORIZON,
+            )
+            .unwrap_or(RESTATEMENT_HORIZON.min);
         Some(AgentConfig {
             site: raw.site,
             gateway: raw.gateway,
@@ -182,9 +183,7 @@ impl Validator<'_> {
     }
 
     fn mqtt(&mut self, raw: RawMqtt, agent: &Option<AgentConfig>) -> MqttConfig {
-        if raw.host.is_empty() {
-            self.problem("mqtt.host", "must not be empty");
-        }
+        self.broker_host("mqtt.host", &raw.host);
         if raw.port == 0 {
             self.problem("mqtt.port", "must be between 1 and 65535");
         }
@@ -194,15 +193,8 @@ impl Validator<'_> {
                 "TLS is not supported by this build yet; set tls = false on a trusted network",
             );
         }
-        if raw.topic_prefix.is_empty()
-            || raw.topic_prefix.contains(['+', '#'])
-            || raw.topic_prefix.starts_with('/')
-            || raw.topic_prefix.ends_with('/')
-        {
-            self.problem(
-                "mqtt.topic_prefix",
-                "must be non-empty, without '+', '#' or a leading/trailing '/'",
-            );
+        if let Some(message) = network::topic_prefix_problem(&raw.topic_prefix) {
+            self.problem("mqtt.topic_prefix", message);
         }
         let max_inflight = match u16::try_from(raw.max_inflight) {
             Ok(n) if n > 0 => n,
@@ -211,10 +203,16 @@ impl Validator<'_> {
                 1
             }
         };
-        let keep_alive = self.duration("mqtt.keep_alive", &raw.keep_alive);
-        if parse_duration(&raw.keep_alive).is_ok() && keep_alive < Duration::from_secs(5) {
-            self.problem("mqtt.keep_alive", "must be at least 5s");
-        }
+        let keep_alive = self
+            .duration_in("mqtt.keep_alive", &raw.keep_alive, KEEP_ALIVE)
+            .unwrap_or(KEEP_ALIVE.min);
+        let connect_timeout = self
+            .duration_in(
+                "mqtt.connect_timeout",
+                &raw.connect_timeout,
+                CONNECT_TIMEOUT,
+            )
+            .unwrap_or(CONNECT_TIMEOUT.min);
         let protocol = match raw.protocol.as_str() {
             "v4" | "3.1.1" => MqttProtocol::V4,
             "v5" | "5" => MqttProtocol::V5,
@@ -223,17 +221,14 @@ impl Validator<'_> {
                 MqttProtocol::V4
             }
         };
-        let max_packet_size = match parse_bytes(&raw.max_packet_size) {
-            Ok(bytes) if (1024..=268_435_455).contains(&bytes) => bytes,
-            Ok(_) => {
-                self.problem("mqtt.max_packet_size", "must be between 1KiB and 256MiB");
-                256 * 1024
-            }
-            Err(message) => {
-                self.problem("mqtt.max_packet_size", message);
-                256 * 1024
-            }
-        };
+        // Without a valid limit the largest-message check has nothing to compare; 0 skips it.
+        let max_packet_size = self
+            .size_in(
+                "mqtt.max_packet_size",
+                &raw.max_packet_size,
+                MAX_PACKET_SIZE,
+            )
+            .unwrap_or(0);
         let client_id = raw.client_id.unwrap_or_else(|| match agent {
             Some(agent) => format!("{}-{}", agent.site, agent.gateway),
             None => "shopfloor-agent".into(),
@@ -248,7 +243,7 @@ impl Validator<'_> {
             topic_prefix: raw.topic_prefix,
             keep_alive,
             max_inflight,
-            connect_timeout: self.duration("mqtt.connect_timeout", &raw.connect_timeout),
+            connect_timeout,
             protocol,
             drain_rate: (raw.drain_rate > 0).then_some(raw.drain_rate),
             max_packet_size,
@@ -257,24 +252,8 @@ impl Validator<'_> {
 
     fn plc(&mut self, path: &str, raw: RawPlc) -> PlcConfig {
         self.id(&format!("{path}.id"), &raw.id);
-        match raw.address.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => self.problem(
-                format!("{path}.address"),
-                format!(
-                    "{:?} must be host:port, e.g. \"192.168.10.11:502\"",
-                    raw.address
-                ),
-            ),
-        }
-        let poll_interval = self.duration(&format!("{path}.poll_interval"), &raw.poll_interval);
-        let timeout = self.duration(&format!("{path}.timeout"), &raw.timeout);
-        if timeout > poll_interval * 10 {
-            self.problem(
-                format!("{path}.timeout"),
-                "must not exceed ten poll intervals",
-            );
-        }
+        self.plc_address(&format!("{path}.address"), &raw.address);
+        let timing = self.plc_timing(path, &raw);
         if raw.max_registers_per_request == 0 || raw.max_registers_per_request > 125 {
             self.problem(
                 format!("{path}.max_registers_per_request"),
@@ -285,20 +264,15 @@ impl Validator<'_> {
             id: raw.id,
             address: raw.address,
             unit_id: raw.unit_id,
-            poll_interval,
-            timeout,
-            backoff_max: self.duration(&format!("{path}.backoff_max"), &raw.backoff_max),
+            poll_interval: timing.poll_interval,
+            timeout: timing.timeout,
+            backoff_max: timing.backoff_max,
             max_gap: raw.max_gap,
             max_registers_per_request: raw.max_registers_per_request.clamp(1, 125),
             one_request_per_tag: raw.one_request_per_tag,
-            pause_between_requests: parse_duration(&raw.pause_between_requests).unwrap_or_else(
-                |message| {
-                    self.problem(format!("{path}.pause_between_requests"), message);
-                    Duration::ZERO
-                },
-            ),
+            pause_between_requests: timing.pause_between_requests,
             unit_failure_threshold: raw.unit_failure_threshold.max(1),
-            unit_backoff: self.duration(&format!("{path}.unit_backoff"), &raw.unit_backoff),
+            unit_backoff: timing.unit_backoff,
         }
     }
 
@@ -321,10 +295,10 @@ impl Validator<'_> {
             .unit_id
             .or_else(|| plc.map(|i| plcs[i].unit_id))
             .unwrap_or(1);
-        let ideal_cycle_time = raw
-            .ideal_cycle_time
-            .as_deref()
-            .map(|t| self.duration(&format!("{path}.ideal_cycle_time"), t));
+        let ideal_cycle_time = raw.ideal_cycle_time.as_deref().map(|t| {
+            self.duration_in(&format!("{path}.ideal_cycle_time"), t, IDEAL_CYCLE_TIME)
+                .unwrap_or(IDEAL_CYCLE_TIME.min)
+        });
         let produced = self.counter(
             &format!("{path}.counters.produced"),
             &raw.counters.produced,
