@@ -11,6 +11,8 @@ mod cross;
 mod network;
 mod ranges;
 mod tags;
+#[cfg(test)]
+mod tests;
 
 use ranges::*;
 

@@ -104,7 +104,7 @@ pub(super) fn show(duration: Duration) -> String {
         return humantime::format_duration(duration).to_string();
     }
     for (unit, name) in [(DAY, "d"), (HOUR, "h"), (60, "m")] {
-        if secs % unit == 0 {
+        if secs.is_multiple_of(unit) {
             return format!("{}{name}", secs / unit);
         }
     }
@@ -114,7 +114,7 @@ pub(super) fn show(duration: Duration) -> String {
 /// Renders a size in the largest binary unit that divides it ("1KiB", "256MiB", "1500B").
 pub(super) fn show_bytes(bytes: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

@@ -70,7 +70,7 @@ impl Validator<'_> {
             );
         }
         let count = u32::from(data_type.register_count());
-        if address + count > 65536 {
+        if u64::from(address) + u64::from(count) > 65536 {
             self.problem(
                 format!("{path}.address"),
                 format!("{address} plus {count} register(s) runs past 65535 (addresses are 0-based: holding register 40001 is address 0)"),

@@ -104,7 +104,7 @@ pub fn largest_messages(config: &Config) -> Vec<MessageBound> {
     ));
     bounds.push(largest_health(config, &identity));
     // Largest first, then one per kind.
-    bounds.sort_by(|a, b| b.needs.cmp(&a.needs));
+    bounds.sort_by_key(|b| std::cmp::Reverse(b.needs));
     let mut seen = Vec::new();
     bounds.retain(|b| {
         let first = !seen.contains(&b.kind);
@@ -372,8 +372,8 @@ fn largest_health(config: &Config, identity: &Identity) -> MessageBound {
                 units: plan
                     .units()
                     .into_iter()
-                    .map(|unit_id| UnitHealthReport {
-                        unit_id: unit_id.max(u8::MAX),
+                    .map(|_| UnitHealthReport {
+                        unit_id: u8::MAX,
                         up: false,
                         consecutive_failures: u64::MAX,
                         last_error: error(),
@@ -408,3 +408,6 @@ fn largest_health(config: &Config, identity: &Identity) -> MessageBound {
     let topic = payload::health_topic(identity);
     bound(config, MessageKind::Health, topic, &body)
 }
+
+#[cfg(test)]
+mod tests;
