@@ -444,7 +444,7 @@ fn default_grace(length_ms: i64) -> Duration {
     }
 }
 
-/// Parses `"1GiB"`, `"512MiB"`, `"100MB"` or a plain number of bytes.
+/// Parses `"1GiB"`, `"512MiB"`, `"100MB"`, `"2TiB"` or a plain number of bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -459,12 +459,14 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
         other => {
             return Err(format!(
-                "unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
             ))
         }
     };
