@@ -368,11 +368,13 @@ impl Config {
 
 pub mod clock;
 pub mod largest;
+mod overrides;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+use overrides::blame_overrides;
 use raw::RawConfig;
 use validate::Validator;
 
@@ -395,27 +397,6 @@ fn parse_data_type(text: &str) -> Option<DataType> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like \"500ms\", \"1s\" or \"15m\" ({e})"))
-}
-
-/// Names the environment variable behind each problem whose value an override set: the variable
-/// `SHOPFLOOR__MQTT__KEEP_ALIVE` sets `mqtt.keep_alive` and everything below it.
-fn blame_overrides(problems: &mut [Problem], overrides: &[(String, String)]) {
-    let prefix = format!("{ENV_PREFIX}__");
-    for (var, _) in overrides {
-        let Some(key) = var.strip_prefix(&prefix) else {
-            continue;
-        };
-        let path = key.to_lowercase().replace("__", ".");
-        for problem in problems.iter_mut() {
-            let below = problem
-                .path
-                .strip_prefix(&path)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
-            if below && problem.from_env.is_none() {
-                problem.from_env = Some(var.clone());
-            }
-        }
-    }
 }
 
 /// Rewrites `machine.0.counters` (serde_ignored's form) as `machine[0].counters`.

@@ -21,7 +21,10 @@ impl Validator<'_> {
         for p in &config.agent.periods {
             let length = Duration::from_millis(u64::try_from(p.period.length_ms).unwrap_or(0));
             if length < slowest {
-                let index = names.iter().position(|n| *n == p.period.name).unwrap_or(0);
+                let index = names
+                    .iter()
+                    .position(|n| n.trim() == p.period.name)
+                    .unwrap_or(0);
                 self.problem(
                     format!("agent.periods[{index}]"),
                     format!(
