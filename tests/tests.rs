@@ -13,6 +13,8 @@
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link), each with
 //!   a counting report.
+//! - `packet_limit`: every message the running agent publishes fits the largest-message bound `validate` checks
+//!   `mqtt.max_packet_size` against.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 
 mod support;
@@ -24,5 +26,6 @@ mod faults_mqtt;
 mod interop;
 mod modbus;
 mod outbox_model;
+mod packet_limit;
 mod publisher;
 mod quota;

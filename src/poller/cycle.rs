@@ -229,7 +229,12 @@ impl Poller {
             .expect("`not_asked` keeps requests back while there is no connection");
         // The pause holds between any two requests on the connection, across cycles too.
         if let Some(last) = self.last_exchange {
-            tokio::time::sleep_until(last + self.config.pause_between_requests).await;
+            tokio::time::sleep(
+                self.config
+                    .pause_between_requests
+                    .saturating_sub(last.elapsed()),
+            )
+            .await;
         }
         run.sent += 1;
         run.units.entry(request.unit_id).or_default().requests += 1;

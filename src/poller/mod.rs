@@ -173,7 +173,7 @@ pub async fn run(
                     break;
                 }
                 sleep_or_cancel(jitter(backoff), &shutdown).await;
-                backoff = (backoff * 2).min(poller.config().backoff_max);
+                backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
                 continue;
             }
         }
@@ -215,7 +215,7 @@ pub async fn run(
         if report.lost.is_some() {
             sleep_or_cancel(jitter(backoff), &shutdown).await;
             if !report.read_any {
-                backoff = (backoff * 2).min(poller.config().backoff_max);
+                backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
             }
         }
     }
@@ -237,7 +237,7 @@ async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
 
 /// Time to sleep until the next multiple of `interval` on the wall clock, and that instant.
 fn next_tick(interval: Duration) -> (Duration, Millis) {
-    let interval_ms = interval.as_millis().max(1) as i64;
+    let interval_ms = crate::config::clock::millis(interval).max(1);
     let now = now_millis();
     let next = (now / interval_ms + 1) * interval_ms;
     (Duration::from_millis((next - now) as u64), next)

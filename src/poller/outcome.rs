@@ -43,7 +43,10 @@ impl Poller {
                         self.config.unit_backoff
                     );
                 }
-                unit.skipped_until = Some(Instant::now() + self.config.unit_backoff);
+                unit.skipped_until = Some(crate::config::clock::deadline_after(
+                    Instant::now(),
+                    self.config.unit_backoff,
+                ));
             }
             if let Some((up, previous)) = change {
                 let error = (!up).then(|| unit.last_error.clone()).flatten();
