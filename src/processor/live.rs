@@ -107,7 +107,7 @@ pub(super) async fn health_message(
     store: &StoreHandle,
     outputs: &Outputs,
 ) -> Option<LiveMessage> {
-    let now = now_millis();
+    let now = processor.clock.utc();
     let (backlog, stored_drops) = match store
         .call(|s| s.backlog().map(|b| (b, s.drops().rows_dropped())))
         .await

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::clock::SharedClock;
 use crate::config::{Config, CounterTag, MachineConfig};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
@@ -20,7 +21,7 @@ use crate::logic::kpi::{self, Kpis};
 use crate::logic::payload::{self, DeviceHealth, Identity};
 use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
 use crate::logic::Millis;
-use crate::poller::{now_millis, HealthBoard, PollEvent, ReadPlan, Sample};
+use crate::poller::{HealthBoard, PollEvent, ReadPlan, Sample};
 use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
@@ -107,15 +108,19 @@ pub struct Processor {
     /// Window keys persisted in the store, with the time after which they can be forgotten.
     persisted_windows: BTreeMap<String, Millis>,
     pending: Pending,
+    /// The clock the task loop and the health message read.
+    clock: SharedClock,
 }
 
 impl Processor {
-    /// Builds the processor and restores counter baselines and windows from the store.
+    /// Builds the processor and restores counter baselines and windows from the store; `clock` is
+    /// the one the pollers stamp their samples with.
     pub async fn new(
         config: Arc<Config>,
         identity: Identity,
         plans: &[ReadPlan],
         store: &StoreHandle,
+        clock: SharedClock,
     ) -> anyhow::Result<Processor> {
         let (counters, windows) = store
             .call(|s| Ok::<_, crate::store::StoreError>((s.load_counters()?, s.load_windows()?)))
@@ -215,6 +220,7 @@ impl Processor {
             machines,
             persisted_windows,
             pending: Pending::default(),
+            clock,
         })
     }
 
