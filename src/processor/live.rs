@@ -158,14 +158,18 @@ pub(super) async fn health_message(
                 .collect(),
         })
         .collect();
+    let backlog = payload::BacklogReport {
+        rows: backlog.rows,
+        bytes: backlog.bytes,
+        oldest_unsent_age_ms: backlog.oldest_enqueued_at.map(|t| now - t),
+    };
     let body = payload::health_payload(
         &processor.identity,
         now,
-        backlog.rows,
-        backlog.bytes,
-        backlog.oldest_enqueued_at.map(|t| now - t),
+        backlog,
         stored_drops + processor.pending.dropped_deltas,
         devices,
+        processor.last_clock_step(),
     );
     Some(LiveMessage {
         topic: payload::health_topic(&processor.identity),

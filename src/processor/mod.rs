@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, CounterTag, MachineConfig};
+use crate::logic::clock::{StepDetector, StepLog};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
 use crate::logic::kpi::{self, Kpis};
@@ -25,6 +26,7 @@ use crate::poller::{HealthBoard, PollEvent, ReadPlan, Sample};
 use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
+mod clock;
 mod events;
 mod live;
 mod run;
@@ -77,6 +79,9 @@ struct MachineRuntime {
     windows: Vec<MachineWindows>,
     /// Start of the current gap (failed polls), if any.
     gap_since: Option<Millis>,
+    /// Latest time in the state restored at start (counter baselines, tracker), until the first
+    /// sample has been checked against it.
+    stored_until: Option<Millis>,
 }
 
 /// Everything waiting to be committed; upserts are merged, appends accumulate until a commit succeeds.
@@ -110,6 +115,14 @@ pub struct Processor {
     pending: Pending,
     /// The clock the task loop and the health message read.
     clock: SharedClock,
+    /// Origin of the monotonic milliseconds handed to `logic::clock`.
+    mono_origin: Instant,
+    /// One wall-clock step detector per PLC (each PLC's samples arrive in order).
+    step_detectors: Vec<StepDetector>,
+    /// Steps already reported (logged once; the last one goes on the health topic).
+    step_log: StepLog,
+    /// Whether "the stored state is in the future" was logged in this run.
+    stored_ahead_logged: bool,
 }
 
 impl Processor {
@@ -189,14 +202,16 @@ impl Processor {
                     acc
                 })
                 .collect();
+            let tracker = restore_tracker(counters.get(&tracker_key(&machine.id)));
             machines.push(MachineRuntime {
                 config: machine.clone(),
-                counters: counter_channels,
                 state_tag_index: machine.state.as_ref().map(|s| {
                     plan.index_of(&s.tag)
                         .expect("every machine tag is in its PLC's plan")
                 }),
-                tracker: restore_tracker(counters.get(&tracker_key(&machine.id))),
+                stored_until: stored_until(&counter_channels, &tracker),
+                counters: counter_channels,
+                tracker,
                 tracker_key: tracker_key(&machine.id),
                 tracker_dirty: false,
                 current_state: None,
@@ -214,19 +229,33 @@ impl Processor {
             windows = records.len(),
             "Restored counter baselines and windows."
         );
+        let step_detectors = vec![StepDetector::new(); config.plcs.len()];
         Ok(Processor {
             config,
             identity,
             machines,
             persisted_windows,
             pending: Pending::default(),
+            mono_origin: clock.now().mono,
             clock,
+            step_detectors,
+            step_log: StepLog::new(),
+            stored_ahead_logged: false,
         })
     }
 
     /// Feeds one poll cycle into the pure core. Results wait in `pending` until [`Processor::commit`].
     pub fn on_sample(&mut self, sample: &Sample) {
         self.record_poll_events(sample);
+        let step = self.observe_clock(sample);
+        for index in 0..self.machines.len() {
+            if self.machines[index].config.plc == sample.plc {
+                self.check_stored_time(index, sample.utc);
+                if let Some(step) = &step {
+                    self.machines[index].clock_stepped(step);
+                }
+            }
+        }
         let identity = &self.identity;
         for machine in self
             .machines
@@ -516,6 +545,16 @@ fn counted(step: &CounterStep) -> u64 {
     } else {
         0
     }
+}
+
+/// Latest time in a machine's restored state: its counter baselines and its state tracker.
+fn stored_until(counters: &[CounterChannel], tracker: &StateTracker) -> Option<Millis> {
+    let baselines = counters
+        .iter()
+        .filter(|c| c.state.last_raw().is_some())
+        .map(|c| c.state.last_at());
+    let held = tracker.current().map(|(_, since)| since);
+    baselines.chain(held).max()
 }
 
 /// Store key of a machine's persisted state tracker (beside its counter baselines).
