@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shopfloor_agent::broker::Broker;
 use shopfloor_agent::clock::{Clock as _, SteppableClock};
 use shopfloor_agent::config::Config;
 use shopfloor_agent::supervisor::{self, Observers};
@@ -95,6 +96,42 @@ fn set_producing(plc: &PlcSimulator, on: bool) {
 
 fn truth(plc: &PlcSimulator) -> Vec<Truth> {
     MACHINES.iter().map(|(unit, _)| plc.truth(*unit)).collect()
+}
+
+/// One scenario's real parts: a simulated PLC over TCP, a broker with a recording subscriber, a data
+/// directory for the SQLite store, and the agent's configuration text.
+struct Bench {
+    plc: PlcSimulator,
+    // The recorder goes before the broker it listens to.
+    recorder: Recorder,
+    _broker: Broker,
+    _data_dir: tempfile::TempDir,
+    text: String,
+}
+
+impl Bench {
+    async fn start(seed: u64) -> Bench {
+        let plc = start_plc(seed).await;
+        let broker = support::broker();
+        let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let text = config_text(&plc.local_addr().to_string(), broker.port, data_dir.path());
+        Bench {
+            plc,
+            recorder,
+            _broker: broker,
+            _data_dir: data_dir,
+            text,
+        }
+    }
+
+    fn config(&self) -> Config {
+        Config::from_toml(&self.text, "clock.toml", false).expect("scenario config is valid")
+    }
+
+    async fn shutdown(self) {
+        self.plc.shutdown().await;
+    }
 }
 
 /// The agent running in-process on `clock`.
@@ -205,6 +242,15 @@ fn flagged(windows: &BTreeMap<i64, Value>, flag: &str) -> Vec<i64> {
         .collect()
 }
 
+/// "rollups N / truth M" for m1's 2 s windows, for the scenario reports.
+fn m1_count(recorder: &Recorder, before: &[Truth], after: &[Truth]) -> String {
+    let rollups = sum_of(&final_rollups(recorder, "m1", "2s"), "produced");
+    format!(
+        "m1 produced: rollups {rollups} / truth {}",
+        after[0].produced - before[0].produced
+    )
+}
+
 /// Asserts per machine and period that the final rollups sum to the truth between `before` and `after`.
 fn assert_totals(scenario: &str, recorder: &Recorder, before: &[Truth], after: &[Truth]) {
     for (index, (_, machine)) in MACHINES.iter().enumerate() {
@@ -231,17 +277,13 @@ fn assert_totals(scenario: &str, recorder: &Recorder, before: &[Truth], after: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_stepped_forward_and_back_an_hour_keeps_rollups_exact_flagged_and_flowing() {
     // Given a PLC with two machines, a broker, and the agent on a clock the test can step.
-    let plc = start_plc(31).await;
-    let broker = support::broker();
-    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
-    let data_dir = tempfile::tempdir().unwrap();
-    let text = config_text(&plc.local_addr().to_string(), broker.port, data_dir.path());
-    let config = Config::from_toml(&text, "clock.toml", false).unwrap();
+    let bench = Bench::start(31).await;
+    let (plc, recorder) = (&bench.plc, &bench.recorder);
     let clock = Arc::new(SteppableClock::new(0));
     let observed_since = Instant::now();
-    let agent = Running::start(config, clock.clone()).await;
-    let before = truth(&plc);
-    set_producing(&plc, true);
+    let agent = Running::start(bench.config(), clock.clone()).await;
+    let before = truth(plc);
+    set_producing(plc, true);
 
     // When NTP steps the wall clock forward an hour while the machines produce, then back an hour.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -251,20 +293,21 @@ async fn clock_stepped_forward_and_back_an_hour_keeps_rollups_exact_flagged_and_
     let back_at = clock.utc();
     let stepped_back = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    set_producing(&plc, false);
+    set_producing(plc, false);
     let frozen_at = clock.utc();
-    let after = truth(&plc);
+    let after = truth(plc);
 
     // Then the windows of the production after the step back close and are published.
-    let flowing = wait_for(|| closed_through(&recorder, frozen_at + 1_000, stepped_back)).await;
+    let flowing = wait_for(|| closed_through(recorder, frozen_at + 1_000, stepped_back)).await;
     let observed_ms = observed_since.elapsed().as_millis() as i64;
-    let m1 = final_rollups(&recorder, "m1", "10s");
-    let after_back = rollups_since(&recorder, "m1", stepped_back);
+    let m1 = final_rollups(recorder, "m1", "10s");
+    let after_back = rollups_since(recorder, "m1", stepped_back);
     let (running, planned) = (times_ms(&m1, "running"), times_ms(&m1, "planned"));
     support::report(&format!(
-        "[clock steps] m1 10s windows: running {running} ms, planned {planned} ms, observed for \
+        "[clock steps] {}; m1 10s windows: running {running} ms, planned {planned} ms, observed for \
          {observed_ms} ms; m1 rollups published after the step back: {after_back}; clock_step \
          flagged windows: {:?}",
+        m1_count(recorder, &before, &after),
         flagged(&m1, "clock_step")
     ));
     assert!(
@@ -276,7 +319,7 @@ async fn clock_stepped_forward_and_back_an_hour_keeps_rollups_exact_flagged_and_
         planned <= observed_ms,
         "phantom time: windows hold {planned} ms, the agent observed {observed_ms} ms"
     );
-    assert_totals("clock steps", &recorder, &before, &after);
+    assert_totals("clock steps", recorder, &before, &after);
     // Both steps are flagged: the 10 s windows around the forward and around the back step.
     let steps = flagged(&m1, "clock_step");
     assert!(
@@ -296,25 +339,18 @@ async fn clock_stepped_forward_and_back_an_hour_keeps_rollups_exact_flagged_and_
         support::assert_valid(&support::schema("rollup"), &body);
     }
     agent.stop().await;
-    plc.shutdown().await;
+    bench.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_with_the_clock_an_hour_behind_the_stored_state_publishes_at_once() {
     // Given an agent that ran and stored its state with the clock an hour ahead (a gateway that booted
     // with a wrong time), while the machines produce.
-    let plc = start_plc(41).await;
-    let broker = support::broker();
-    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
-    let data_dir = tempfile::tempdir().unwrap();
-    let text = config_text(&plc.local_addr().to_string(), broker.port, data_dir.path());
-    let first = Running::start(
-        Config::from_toml(&text, "clock.toml", false).unwrap(),
-        Arc::new(SteppableClock::new(HOUR_MS)),
-    )
-    .await;
-    let before = truth(&plc);
-    set_producing(&plc, true);
+    let bench = Bench::start(41).await;
+    let (plc, recorder) = (&bench.plc, &bench.recorder);
+    let first = Running::start(bench.config(), Arc::new(SteppableClock::new(HOUR_MS))).await;
+    let before = truth(plc);
+    set_producing(plc, true);
     tokio::time::sleep(Duration::from_secs(3)).await;
     first.stop().await;
 
@@ -322,19 +358,15 @@ async fn restart_with_the_clock_an_hour_behind_the_stored_state_publishes_at_onc
     let clock = Arc::new(SteppableClock::new(0));
     let restarted_at = clock.utc();
     let restarted = Instant::now();
-    let second = Running::start(
-        Config::from_toml(&text, "clock.toml", false).unwrap(),
-        clock.clone(),
-    )
-    .await;
+    let second = Running::start(bench.config(), clock.clone()).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    set_producing(&plc, false);
+    set_producing(plc, false);
     let frozen_at = clock.utc();
-    let after = truth(&plc);
+    let after = truth(plc);
 
     // Then the windows of the new time are published at once, and the totals are exact.
-    let flowing = wait_for(|| closed_through(&recorder, frozen_at + 1_000, restarted)).await;
-    let m1 = final_rollups(&recorder, "m1", "2s");
+    let flowing = wait_for(|| closed_through(recorder, frozen_at + 1_000, restarted)).await;
+    let m1 = final_rollups(recorder, "m1", "2s");
     let new_time = m1
         .range(restarted_at - 2_000..restarted_at + HOUR_MS / 2)
         .count();
@@ -347,8 +379,58 @@ async fn restart_with_the_clock_an_hour_behind_the_stored_state_publishes_at_onc
         flowing,
         "nothing published after the restart ({new_time} windows)"
     );
-    assert_totals("clock restart", &recorder, &before, &after);
+    assert_totals("clock restart", recorder, &before, &after);
     assert!(!flagged(&m1, "clock_step").is_empty());
     second.stop().await;
-    plc.shutdown().await;
+    bench.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_stepped_back_an_hour_keeps_rollups_flowing_in_the_windows_of_the_new_time() {
+    // Given the agent running while the machines produce.
+    let bench = Bench::start(51).await;
+    let (plc, recorder) = (&bench.plc, &bench.recorder);
+    let clock = Arc::new(SteppableClock::new(0));
+    let agent = Running::start(bench.config(), clock.clone()).await;
+    let before = truth(plc);
+    set_producing(plc, true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // When NTP steps the wall clock back an hour and the machines go on producing.
+    clock.step(-HOUR_MS);
+    let back_at = clock.utc();
+    let stepped_back = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    set_producing(plc, false);
+    let frozen_at = clock.utc();
+    let after = truth(plc);
+
+    // Then the windows of the new time close and are published as the clock passes them, each with
+    // its own production, and the totals are exact.
+    let flowing = wait_for(|| closed_through(recorder, frozen_at + 1_000, stepped_back)).await;
+    let after_back = rollups_since(recorder, "m1", stepped_back);
+    let new_time: Vec<u64> = final_rollups(recorder, "m1", "2s")
+        .range(back_at - 2_000..=frozen_at)
+        .map(|(_, w)| {
+            w["counts"]["produced"]
+                .as_u64()
+                .expect("counts are integers")
+        })
+        .collect();
+    support::report(&format!(
+        "[clock back] {}; m1 rollups published after the step back: {after_back}; m1 2s windows of \
+         the new time, produced: {new_time:?}",
+        m1_count(recorder, &before, &after)
+    ));
+    assert!(
+        flowing,
+        "rollups stopped after the step back ({after_back} m1 rollups since it)"
+    );
+    assert_totals("clock back", recorder, &before, &after);
+    assert!(
+        new_time.iter().filter(|produced| **produced > 0).count() >= 2,
+        "production after the step back lumped together: {new_time:?}"
+    );
+    agent.stop().await;
+    bench.shutdown().await;
 }
