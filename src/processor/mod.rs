@@ -2,8 +2,9 @@
 //! and commits each poll cycle's results to the store in ONE transaction (invariant 3).
 //! It never touches the network: it only talks to the store and to in-memory watch channels.
 //!
-//! Layout: this file (machine state, one cycle's work, the commit), `events` (durable events about
-//! devices, drops and recovery), `live` (live snapshots, health and the terminal view), `run` (the task).
+//! Layout: this file (machine state, one cycle's work, the commit), `clock` (wall-clock steps at the
+//! intake), `events` (durable events about devices, drops and recovery), `live` (live snapshots, health
+//! and the terminal view), `run` (the task).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
