@@ -3,6 +3,7 @@
 //!
 //! Crate map, in data-flow order:
 //! - [`config`]: TOML + environment → validated [`config::Config`]; every problem reported with its path.
+//! - [`clock`]: the injectable (monotonic, wall-clock) source the adapters read; tests step it.
 //! - [`poller`]: one task per PLC connection; reads registers under timeouts and emits `Sample`s.
 //! - [`probe`]: the read-only commissioning aid: every interpretation of a register range, counter candidates.
 //! - [`logic`]: pure code (no I/O, no clock): decoding, counter deltas, windows, rollups, KPIs, payloads.
@@ -14,6 +15,7 @@
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
 
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod logic;

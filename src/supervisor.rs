@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
+use crate::clock::{self, SharedClock};
 use crate::config::Config;
 use crate::logic::payload::{self, Identity};
 use crate::poller::{self, HealthBoard, ReadPlan};
@@ -84,10 +85,20 @@ pub fn identity(config: &Config) -> Identity {
     }
 }
 
-/// Runs the agent until `shutdown` is cancelled or a task fails. `on_start` receives observers once
-/// everything is wired (the demo uses it for its terminal view).
+/// Runs the agent with the machine's clock until `shutdown` is cancelled or a task fails. `on_start`
+/// receives observers once everything is wired (the demo uses it for its terminal view).
 pub async fn run(
     config: Config,
+    shutdown: CancellationToken,
+    on_start: impl FnOnce(Observers),
+) -> anyhow::Result<()> {
+    run_with_clock(config, clock::system(), shutdown, on_start).await
+}
+
+/// Like [`run`], with every task reading `clock` (tests step its wall clock).
+pub async fn run_with_clock(
+    config: Config,
+    clock: SharedClock,
     shutdown: CancellationToken,
     on_start: impl FnOnce(Observers),
 ) -> anyhow::Result<()> {
@@ -118,13 +129,20 @@ pub async fn run(
         .collect();
     let plc_health = poller::health_board(&config);
     let publisher_stats = Arc::new(PublisherStats::default());
-    let mut processor = Processor::new(config.clone(), identity.clone(), &plans, &store).await?;
+    let mut processor = Processor::new(
+        config.clone(),
+        identity.clone(),
+        &plans,
+        &store,
+        clock.clone(),
+    )
+    .await?;
     if let Some(recovery) = store.call(|s| s.recovery().cloned()).await? {
         error!(moved_to = %recovery.moved_to.display(), reason = %recovery.reason, "The database was unusable and was moved aside; started a fresh one.");
         processor.alarm_store_recovered(
             &recovery.moved_to.display().to_string(),
             &recovery.reason,
-            poller::now_millis(),
+            clock.utc(),
         );
     }
 
@@ -149,12 +167,13 @@ pub async fn run(
     for (index, plc_config) in config.plcs.iter().enumerate() {
         let span = tracing::info_span!("plc", device = %plc_config.id);
         pollers.spawn(
-            poller::run(
+            poller::run_with_clock(
                 index,
                 plc_config.clone(),
                 plans[index].clone(),
                 sample_tx.clone(),
                 plc_health.clone(),
+                clock.clone(),
                 poll_token.clone(),
             )
             .instrument(span),

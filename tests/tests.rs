@@ -7,6 +7,7 @@
 //! - `publisher`: outbox → broker delivery, retire-after-PUBACK, outages, status and live retention.
 //! - `cli`: `validate` on good and bad files, and the demo as a newcomer runs it.
 //! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice.
+//! - `clock`: wall-clock steps forward and back, and a restart with the clock behind the stored state.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
 //! - `modbus`: the poller against misbehaving PLCs (silence, late answers, half frames, exceptions, reboots,
 //!   fuzzed bytes), many units on one gateway, and the commissioning probe.
@@ -20,6 +21,7 @@
 mod support;
 
 mod cli;
+mod clock;
 mod crash;
 mod e2e;
 mod faults_mqtt;

@@ -201,6 +201,20 @@ impl CounterState {
         }
     }
 
+    /// Moves the baseline's time to `at` after a step of the wall clock, keeping its value (and a
+    /// held zero's time by the same amount), so that the next delta covers `[at, next sample)` in the
+    /// new time instead of the jump.
+    pub fn rebase(&mut self, at: Millis) {
+        if self.last.is_none() {
+            return;
+        }
+        let shift = at.saturating_sub(self.at);
+        if let Some(held) = &mut self.held {
+            held.before_at = held.before_at.saturating_add(shift);
+        }
+        self.at = at;
+    }
+
     /// Turns one raw sample into a step (DESIGN §5) and moves the baseline to `raw`.
     ///
     /// A sample older than the previous one is treated as taken at the previous sample's time.
@@ -374,6 +388,32 @@ mod tests {
             ]
         );
         assert_eq!(counted(&steps), 13);
+    }
+
+    #[test]
+    fn given_wall_clock_step_when_rebased_then_next_delta_covers_the_new_time_only() {
+        let cfg = config(1 << 16);
+        let mut state = CounterState::default();
+        state.step(&cfg, 100, 10_000);
+        // The clock stepped an hour back between two polls one second apart.
+        state.rebase(10_000 - 3_600_000);
+        let step = state.step(&cfg, 105, 10_000 - 3_599_000);
+        assert_eq!(
+            (step.kind, step.delta, step.t_from, step.t_to),
+            (StepKind::Normal, 5, 10_000 - 3_600_000, 10_000 - 3_599_000)
+        );
+        // A held zero moves with the baseline, so a glitch spans the new time too.
+        state.step(&cfg, 0, 10_000 - 3_598_000);
+        state.rebase(20_000);
+        let glitch = state.step(&cfg, 110, 21_000);
+        assert_eq!(
+            (glitch.kind, glitch.delta, glitch.t_from, glitch.t_to),
+            (StepKind::GlitchZero, 5, 19_000, 21_000)
+        );
+        // Rebasing a channel never sampled leaves it unsampled.
+        let mut fresh = CounterState::default();
+        fresh.rebase(5_000);
+        assert_eq!(fresh, CounterState::default());
     }
 
     #[test]

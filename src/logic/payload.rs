@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::clock::ClockStep;
 use super::kpi::Kpis;
 use super::rollup::{MachineState, WindowRecord, WindowStatus};
 use super::Millis;
@@ -421,15 +422,26 @@ pub fn status_payload(id: &Identity, state: &str, at: Option<Millis>) -> Value {
     Value::Object(body)
 }
 
-/// The gateway's health: outbox backlog, drops and one entry per PLC connection.
+/// The outbox backlog as the health topic reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BacklogReport {
+    /// Rows waiting in the outbox.
+    pub rows: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Age of the oldest unsent row, if any.
+    pub oldest_unsent_age_ms: Option<i64>,
+}
+
+/// The gateway's health: outbox backlog, drops, one entry per PLC connection, and the last step of
+/// the wall clock (`clock.last_step`, null when none was seen since start).
 pub fn health_payload(
     id: &Identity,
     at: Millis,
-    backlog_rows: u64,
-    backlog_bytes: u64,
-    oldest_unsent_age_ms: Option<i64>,
+    backlog: BacklogReport,
     drops: u64,
     devices: Vec<DeviceHealth>,
+    last_clock_step: Option<&ClockStep>,
 ) -> Value {
     let mut content = ContentId::new(HEALTH_SCHEMA);
     content.field(id.site.as_bytes());
@@ -464,14 +476,22 @@ pub fn health_payload(
     body.insert(
         "backlog".into(),
         json!({
-            "rows": backlog_rows,
-            "bytes": backlog_bytes,
+            "rows": backlog.rows,
+            "bytes": backlog.bytes,
             // A stepped-back wall clock can make the age negative; report it as 0.
-            "oldest_unsent_age_ms": oldest_unsent_age_ms.map(|age| age.max(0)),
+            "oldest_unsent_age_ms": backlog.oldest_unsent_age_ms.map(|age| age.max(0)),
         }),
     );
     body.insert("drops".into(), json!(drops));
     body.insert("devices".into(), Value::Array(devices));
+    let last_step = last_clock_step.map(|step| {
+        json!({
+            "at": rfc3339_utc(step.at),
+            "size_ms": step.size_ms,
+            "direction": step.direction.as_str(),
+        })
+    });
+    body.insert("clock".into(), json!({ "last_step": last_step }));
     insert_versions(&mut body, id);
     Value::Object(body)
 }
@@ -517,6 +537,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+    use crate::logic::clock::StepDirection;
     use crate::logic::kpi::{compute, Target, Targets};
     use crate::logic::rollup::WindowSums;
 
@@ -871,15 +892,19 @@ mod tests {
             },
         ];
 
-        let body = health_payload(
-            &identity(),
-            NINE_AM_SEOUL,
-            1_204,
-            3_100_000,
-            Some(95_000),
-            3,
-            devices,
-        );
+        let backlog = BacklogReport {
+            rows: 1_204,
+            bytes: 3_100_000,
+            oldest_unsent_age_ms: Some(95_000),
+        };
+        let step = ClockStep {
+            at: NINE_AM_SEOUL,
+            before: NINE_AM_SEOUL + 3_600_000,
+            elapsed_ms: 1_000,
+            size_ms: 3_599_000,
+            direction: StepDirection::Back,
+        };
+        let body = health_payload(&identity(), NINE_AM_SEOUL, backlog, 3, devices, Some(&step));
 
         assert_eq!(validate(HEALTH, &body), Vec::<String>::new());
         assert_eq!(body["backlog"]["rows"], 1_204);
@@ -900,11 +925,23 @@ mod tests {
             .remove("next_retry_at");
         assert!(!validate(HEALTH, &no_retry).is_empty());
         assert_eq!(body["devices"][0]["rtt_p99_ms"], 2.9);
+        assert_eq!(
+            body["clock"]["last_step"],
+            json!({"at": "2026-11-28T00:00:00+00:00", "size_ms": 3_599_000, "direction": "back"})
+        );
         let mut bad_unit = body.clone();
         bad_unit["devices"][0]["units"][0]["unit_id"] = json!(256);
         assert!(!validate(HEALTH, &bad_unit).is_empty());
-        let empty = health_payload(&identity(), NINE_AM_SEOUL, 0, 0, None, 0, Vec::new());
+        let empty = health_payload(
+            &identity(),
+            NINE_AM_SEOUL,
+            BacklogReport::default(),
+            0,
+            Vec::new(),
+            None,
+        );
         assert_eq!(validate(HEALTH, &empty), Vec::<String>::new());
+        assert_eq!(empty["clock"], json!({"last_step": null}));
         let mut missing = empty;
         missing.as_object_mut().unwrap().remove("drops");
         assert!(!validate(HEALTH, &missing).is_empty());

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use super::clock::{ClockStep, StepDirection};
+use super::counter::CounterState;
 use super::window::{
     largest_remainder, overlap_ms, split_proportional, window_end, window_start,
     windows_overlapping, Period,
@@ -47,7 +49,8 @@ pub struct WindowSums {
     pub unplanned_stop_ms: i64,
     /// Time not covered by a good sample.
     pub unknown_ms: i64,
-    /// Provenance flags: "estimated", "gap", "wrap", "reset", "glitch_zero", "rejected", "state_inferred".
+    /// Provenance flags: "estimated", "gap", "wrap", "reset", "glitch_zero", "rejected",
+    /// "state_inferred", "late", "clock_step".
     pub flags: BTreeSet<String>,
 }
 
@@ -144,6 +147,9 @@ pub struct LateTally {
 pub const LATE_FLAG: &str = "late";
 /// Flag put on windows that received part of a delta split across a window boundary.
 pub const ESTIMATED_FLAG: &str = "estimated";
+/// Flag put on the windows around a step of the wall clock (the last one before it, the first one
+/// after it) and on windows that received facts measured across it.
+pub const CLOCK_STEP_FLAG: &str = "clock_step";
 
 /// One machine's windows for every configured period: open ones and recently closed ones.
 ///
@@ -344,6 +350,11 @@ impl MachineWindows {
     /// windows changed since they were emitted (status Restated, revision + 1). Returns the
     /// emitted records in order of end, then period; forgets closed windows with
     /// `end + horizon <= now`.
+    ///
+    /// A window that starts more than a grace period after `now` is in the future: it can only hold
+    /// facts from before a step back of the wall clock (or from a run whose clock was ahead). It is
+    /// closed at once instead of waiting for the clock to catch up, so that it neither holds back its
+    /// facts for the length of the step nor looks open; facts that reach it later restate it.
     pub fn close_due(&mut self, now: Millis) -> Vec<WindowRecord> {
         self.advance(now);
         let mut emitted = Vec::new();
@@ -353,7 +364,9 @@ impl MachineWindows {
                 self.due.remove(&key);
                 continue;
             };
-            if record.end.saturating_add(self.grace_ms) > now {
+            let ended = record.end.saturating_add(self.grace_ms) <= now;
+            let in_future = record.start > now.saturating_add(self.grace_ms);
+            if !ended && !in_future {
                 continue;
             }
             match record.status {
@@ -424,6 +437,14 @@ impl MachineWindows {
     /// The periods, in configuration order.
     pub fn periods(&self) -> &[Period] {
         &self.periods
+    }
+
+    /// The wall clock stepped back to `at`: the restatement horizon is measured from the new time
+    /// from now on (the latest time seen so far lies in the future of the new clock).
+    pub fn rewind(&mut self, at: Millis) {
+        if self.watermark.is_some_and(|seen| seen > at) {
+            self.watermark = Some(at);
+        }
     }
 
     fn advance(&mut self, at: Millis) {
@@ -509,6 +530,15 @@ impl StateTracker {
         }
     }
 
+    /// The wall clock stepped: the held state no longer lasts from its sample's time (old time) and
+    /// the interval across the step is not observed state time, so `Unknown` is held from `at` (new
+    /// time) until the next sample.
+    pub fn clock_stepped(&mut self, at: Millis) {
+        if self.current.is_some() {
+            self.current = Some((MachineState::Unknown, at));
+        }
+    }
+
     /// Closes the current state's interval at `at` without a new sample (e.g. at shutdown); the
     /// state goes on from `at`.
     pub fn flush(&mut self, at: Millis) -> Option<(MachineState, Millis, Millis)> {
@@ -527,10 +557,40 @@ impl StateTracker {
     }
 }
 
+/// Re-bases one machine after a step of the wall clock, so that nothing is counted across the jump.
+///
+/// The post-step sample covers `[step.rebased_from(), step.at)` in the new time (the time that
+/// really elapsed, placed just before it): counter baselines move there, so the next delta lands in
+/// the windows of the new time (never split across a phantom hour, never lumped at the old time),
+/// and the held state becomes `Unknown` from there (the interval across a step is not running or
+/// stopped time). After a step back the restatement horizon is measured from the new time. The last
+/// window before the step and the windows of the re-based interval are flagged `clock_step`.
+pub fn rebase_after_step<'a>(
+    step: &ClockStep,
+    counters: impl IntoIterator<Item = &'a mut CounterState>,
+    tracker: &mut StateTracker,
+    windows: &mut [MachineWindows],
+) {
+    let from = step.rebased_from();
+    for counter in counters {
+        counter.rebase(from);
+    }
+    tracker.clock_stepped(from);
+    for acc in windows {
+        acc.flag(step.before.saturating_sub(1), CLOCK_STEP_FLAG);
+        if step.direction == StepDirection::Back {
+            acc.rewind(from);
+        }
+        acc.flag(from, CLOCK_STEP_FLAG);
+        acc.flag(step.at, CLOCK_STEP_FLAG);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logic::counter::{CounterConfig, CounterState, OnDecrease};
+    use crate::logic::clock::{ClockReading, StepDetector};
+    use crate::logic::counter::{CounterConfig, OnDecrease};
     use proptest::prelude::*;
 
     const MINUTE: Millis = 60_000;
@@ -861,6 +921,151 @@ mod tests {
             Some((MachineState::PlannedStop, 4_000, 4_500))
         );
         assert_eq!(tracker.current(), Some((MachineState::PlannedStop, 4_500)));
+    }
+
+    /// One machine fed like the processor feeds it: 1 s polls of a running machine making 5 units
+    /// each, the wall clock stepped by `step_ms` after `before_s` polls, then `after_s` more polls.
+    /// Returns every record emitted by closing, by (period, start), and the units made.
+    fn run_through_step(
+        windows: &mut MachineWindows,
+        step_ms: i64,
+        before_s: i64,
+        after_s: i64,
+    ) -> (BTreeMap<(String, Millis), WindowRecord>, u64) {
+        let cfg = CounterConfig {
+            modulus: 1 << 32,
+            wrap: true,
+            on_decrease: OnDecrease::Reset,
+            design_rate: None,
+        };
+        let (mut counter, mut tracker) = (CounterState::default(), StateTracker::new());
+        let mut detector = StepDetector::new();
+        let mut latest = BTreeMap::new();
+        let mut raw = 1_000;
+        for poll in 0..=before_s + after_s {
+            let offset = if poll > before_s { step_ms } else { 0 };
+            let at = T0 + poll * 1_000 + offset;
+            if let Some(step) = detector.observe(ClockReading {
+                mono_ms: poll * 1_000,
+                utc: at,
+            }) {
+                rebase_after_step(
+                    &step,
+                    [&mut counter],
+                    &mut tracker,
+                    std::slice::from_mut(windows),
+                );
+            }
+            let step = counter.step(&cfg, raw, at);
+            windows.add_count(&Channel::Produced, step.delta, step.t_from, step.t_to, None);
+            if let Some((state, from, to)) = tracker.observe(Some(MachineState::Running), at) {
+                windows.add_state(state, from, to);
+            }
+            absorb(&mut latest, windows.close_due(at));
+            raw += 5;
+        }
+        let made = 5 * (before_s + after_s) as u64;
+        absorb(
+            &mut latest,
+            windows.close_due(T0 + step_ms.max(0) + 2 * HOUR),
+        );
+        (latest, made)
+    }
+
+    #[test]
+    fn given_wall_clock_stepped_an_hour_forward_when_fed_then_no_phantom_time_and_edges_flagged() {
+        let mut windows = machine(&["1m", "1h"]);
+        let (latest, made) = run_through_step(&mut windows, HOUR, 30, 30);
+        let minutes: Vec<&WindowRecord> = latest.values().filter(|r| r.period == "1m").collect();
+        // Two minutes hold the time (the one before the step and the one after), not sixty-one.
+        assert_eq!(
+            minutes.iter().map(|r| r.start).collect::<Vec<_>>(),
+            vec![T0, T0 + HOUR]
+        );
+        for period in ["1m", "1h"] {
+            let records = latest.values().filter(|r| r.period == period);
+            let (running, unknown, produced) = records.fold((0, 0, 0), |acc, r| {
+                (
+                    acc.0 + r.sums.running_ms,
+                    acc.1 + r.sums.unknown_ms,
+                    acc.2 + r.sums.produced,
+                )
+            });
+            // 60 polls 1 s apart: 59 s running, the second across the step unknown, all units counted.
+            assert_eq!(
+                (running, unknown, produced),
+                (59_000, 1_000, made),
+                "{period}"
+            );
+        }
+        assert!(minutes
+            .iter()
+            .all(|r| r.sums.flags.contains(CLOCK_STEP_FLAG)));
+        assert!(minutes
+            .iter()
+            .all(|r| r.sums.planned_ms() <= r.end - r.start));
+    }
+
+    #[test]
+    fn given_wall_clock_stepped_an_hour_back_when_fed_then_windows_keep_closing_in_the_new_time() {
+        let mut windows = machine(&["1m"]);
+        // 30 s before the step at T0 + 30 s, then 150 polls in the new time (an hour earlier).
+        let (latest, made) = run_through_step(&mut windows, -HOUR, 30, 150);
+        let produced: u64 = latest.values().map(|r| r.sums.produced).sum();
+        assert_eq!(produced, made);
+        // The production after the step lands in the minutes of the new time, one minute each, and
+        // those minutes closed while the clock was still behind the old time.
+        let new_time: Vec<(Millis, u64)> = latest
+            .values()
+            .filter(|r| r.start < T0)
+            .map(|r| (r.start, r.sums.produced))
+            .collect();
+        assert_eq!(
+            new_time,
+            vec![
+                (T0 - HOUR, 150),
+                (T0 - HOUR + MINUTE, 300),
+                (T0 - HOUR + 2 * MINUTE, 300)
+            ]
+        );
+        assert!(latest
+            .values()
+            .filter(|r| r.start < T0 - HOUR + 2 * MINUTE)
+            .all(|r| r.status == WindowStatus::Final));
+        // The minute the step interrupted lies in the future of the new clock: closed at once, flagged.
+        let old = &latest[&("1m".to_string(), T0)];
+        assert_eq!((old.status, old.sums.produced), (WindowStatus::Final, 150));
+        assert!(old.sums.flags.contains(CLOCK_STEP_FLAG));
+        assert!(latest[&("1m".to_string(), T0 - HOUR)]
+            .sums
+            .flags
+            .contains(CLOCK_STEP_FLAG));
+        assert_eq!(windows.late(), &LateTally::default());
+    }
+
+    #[test]
+    fn given_open_window_ahead_of_the_clock_when_closing_then_closed_at_once_and_restated_later() {
+        let mut windows = machine(&["1m"]);
+        windows.add_count(&Channel::Produced, 3, T0, T0 + 1_000, None);
+        // Within a grace period ahead it waits (a poll stamped a little ahead of the closing clock).
+        assert!(windows.close_due(T0 - 10_000).is_empty());
+        let closed = windows.close_due(T0 - HOUR);
+        assert_eq!(
+            closed
+                .iter()
+                .map(|r| (r.start, r.status))
+                .collect::<Vec<_>>(),
+            vec![(T0, WindowStatus::Final)]
+        );
+        windows.add_count(&Channel::Produced, 2, T0 + 2_000, T0 + 3_000, None);
+        let again = windows.close_due(T0 + MINUTE + 10_000);
+        assert_eq!(
+            again
+                .iter()
+                .map(|r| (r.status, r.revision, r.sums.produced))
+                .collect::<Vec<_>>(),
+            vec![(WindowStatus::Restated, 1, 5)]
+        );
     }
 
     fn zone() -> impl Strategy<Value = TimeZone> {

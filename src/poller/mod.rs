@@ -35,12 +35,13 @@ mod outcome;
 pub mod plan;
 pub mod retry;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{self, Clock as _, SharedClock};
 use crate::config::PlcConfig;
 use crate::logic::Millis;
 
@@ -112,8 +113,9 @@ pub struct Sample {
     pub plc: usize,
     /// Poll sequence number of this PLC, from 1; failed cycles count too.
     pub seq: u64,
-    /// Monotonic instant the cycle started.
-    pub mono: Instant,
+    /// Monotonic instant the cycle started, read together with `utc` (steps of the wall clock are
+    /// found by comparing the two).
+    pub mono: std::time::Instant,
     /// UTC time the cycle started.
     pub utc: Millis,
     /// Per tag of [`ReadPlan::tags`], in the same order.
@@ -131,13 +133,28 @@ impl Sample {
     }
 }
 
-/// Polls one PLC until `shutdown`; sends one [`Sample`] per cycle (or failed connect) to `sample_tx`.
+/// Polls one PLC until `shutdown` with the machine's clock; see [`run_with_clock`].
 pub async fn run(
     plc: usize,
     plc_config: PlcConfig,
     plan: ReadPlan,
     sample_tx: mpsc::Sender<Sample>,
     health: HealthBoard,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let clock = clock::system();
+    run_with_clock(plc, plc_config, plan, sample_tx, health, clock, shutdown).await
+}
+
+/// Polls one PLC until `shutdown`; sends one [`Sample`] per cycle (or failed connect) to `sample_tx`,
+/// stamped by `clock`.
+pub async fn run_with_clock(
+    plc: usize,
+    plc_config: PlcConfig,
+    plan: ReadPlan,
+    sample_tx: mpsc::Sender<Sample>,
+    health: HealthBoard,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut poller = Poller::new(plc, plc_config, plan);
@@ -153,7 +170,8 @@ pub async fn run(
 
     while !shutdown.is_cancelled() {
         if poller.connection.is_none() {
-            let at = now_millis();
+            let started = clock.now();
+            let at = started.utc;
             let connected = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 connected = poller.connect(at) => connected,
@@ -163,7 +181,7 @@ pub async fn run(
                 let sample = Sample {
                     plc,
                     seq,
-                    mono: Instant::now(),
+                    mono: started.mono,
                     utc: at,
                     readings: vec![Err(TagError::Transport(error)); poller.plan.tags.len()],
                     events: poller.take_events(),
@@ -178,16 +196,15 @@ pub async fn run(
             }
         }
         // Cycles are aligned to the clock, so that with a 1 s poll every window boundary gets a poll.
-        let (wait, tick_at) = next_tick(poller.config().poll_interval);
+        let (wait, tick_at) = next_tick(poller.config().poll_interval, clock.utc());
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
         seq += 1;
-        let mono = Instant::now();
         // Stamp the cycle with its scheduled instant when the timer fired on time, so a poll
         // scheduled on a window boundary does not straddle it by a few milliseconds of timer lag.
-        let now = now_millis();
+        let clock::Now { mono, utc: now } = clock.now();
         let utc = if (now - tick_at).abs() <= TICK_SNAP_MS {
             tick_at
         } else {
@@ -235,15 +252,15 @@ async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
     }
 }
 
-/// Time to sleep until the next multiple of `interval` on the wall clock, and that instant.
-fn next_tick(interval: Duration) -> (Duration, Millis) {
+/// Time to sleep from `now` until the next multiple of `interval` on the wall clock, and that instant.
+fn next_tick(interval: Duration, now: Millis) -> (Duration, Millis) {
     let interval_ms = crate::config::clock::millis(interval).max(1);
-    let now = now_millis();
     let next = (now / interval_ms + 1) * interval_ms;
     (Duration::from_millis((next - now) as u64), next)
 }
 
-/// The wall clock in UTC milliseconds; only adapters read it, never `logic`.
+/// The machine's wall clock in UTC milliseconds; only adapters read it, never `logic`. Tasks wired by
+/// the supervisor read their injected [`crate::clock::Clock`] instead.
 pub fn now_millis() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
+    clock::SystemClock.utc()
 }

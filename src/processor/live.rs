@@ -107,7 +107,7 @@ pub(super) async fn health_message(
     store: &StoreHandle,
     outputs: &Outputs,
 ) -> Option<LiveMessage> {
-    let now = now_millis();
+    let now = processor.clock.utc();
     let (backlog, stored_drops) = match store
         .call(|s| s.backlog().map(|b| (b, s.drops().rows_dropped())))
         .await
@@ -161,14 +161,18 @@ pub(super) async fn health_message(
                 .collect(),
         })
         .collect();
+    let backlog = payload::BacklogReport {
+        rows: backlog.rows,
+        bytes: backlog.bytes,
+        oldest_unsent_age_ms: backlog.oldest_enqueued_at.map(|t| now - t),
+    };
     let body = payload::health_payload(
         &processor.identity,
         now,
-        backlog.rows,
-        backlog.bytes,
-        backlog.oldest_enqueued_at.map(|t| now - t),
+        backlog,
         stored_drops + processor.pending.dropped_deltas,
         devices,
+        processor.last_clock_step(),
     );
     Some(LiveMessage {
         topic: payload::health_topic(&processor.identity),

@@ -2,28 +2,32 @@
 //! and commits each poll cycle's results to the store in ONE transaction (invariant 3).
 //! It never touches the network: it only talks to the store and to in-memory watch channels.
 //!
-//! Layout: this file (machine state, one cycle's work, the commit), `events` (durable events about
-//! devices, drops and recovery), `live` (live snapshots, health and the terminal view), `run` (the task).
+//! Layout: this file (machine state, one cycle's work, the commit), `clock` (wall-clock steps at the
+//! intake), `events` (durable events about devices, drops and recovery), `live` (live snapshots, health
+//! and the terminal view), `run` (the task).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{clock, Config, CounterTag, MachineConfig};
+use crate::clock::SharedClock;
+use crate::config::{self, Config, CounterTag, MachineConfig};
+use crate::logic::clock::{StepDetector, StepLog};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
 use crate::logic::kpi::{self, Kpis};
 use crate::logic::payload::{self, DeviceHealth, Identity};
 use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
 use crate::logic::Millis;
-use crate::poller::{now_millis, HealthBoard, PollEvent, ReadPlan, Sample};
+use crate::poller::{HealthBoard, PollEvent, ReadPlan, Sample};
 use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
+mod clock;
 mod events;
 mod live;
 mod run;
@@ -73,6 +77,9 @@ struct MachineRuntime {
     windows: Vec<MachineWindows>,
     /// Start of the current gap (failed polls), if any.
     gap_since: Option<Millis>,
+    /// Latest time in the state restored at start (counter baselines, tracker), until the first
+    /// sample has been checked against it.
+    stored_until: Option<Millis>,
 }
 
 /// Everything waiting to be committed; upserts are merged, appends accumulate until a commit succeeds.
@@ -104,15 +111,27 @@ pub struct Processor {
     /// Window keys persisted in the store, with the time after which they can be forgotten.
     persisted_windows: BTreeMap<String, Millis>,
     pending: Pending,
+    /// The clock the task loop and the health message read.
+    clock: SharedClock,
+    /// Origin of the monotonic milliseconds handed to `logic::clock`.
+    mono_origin: Instant,
+    /// One wall-clock step detector per PLC (each PLC's samples arrive in order).
+    step_detectors: Vec<StepDetector>,
+    /// Steps already reported (logged once; the last one goes on the health topic).
+    step_log: StepLog,
+    /// Whether "the stored state is in the future" was logged in this run.
+    stored_ahead_logged: bool,
 }
 
 impl Processor {
-    /// Builds the processor and restores counter baselines and windows from the store.
+    /// Builds the processor and restores counter baselines and windows from the store; `clock` is
+    /// the one the pollers stamp their samples with.
     pub async fn new(
         config: Arc<Config>,
         identity: Identity,
         plans: &[ReadPlan],
         store: &StoreHandle,
+        clock: SharedClock,
     ) -> anyhow::Result<Processor> {
         let (counters, windows) = store
             .call(|s| Ok::<_, crate::store::StoreError>((s.load_counters()?, s.load_windows()?)))
@@ -126,7 +145,7 @@ impl Processor {
             }
         }
 
-        let horizon_ms = clock::millis(config.agent.restatement_horizon);
+        let horizon_ms = config::clock::millis(config.agent.restatement_horizon);
         let mut machines = Vec::new();
         for machine in &config.machines {
             let plan = &plans[machine.plc];
@@ -167,7 +186,7 @@ impl Processor {
                     let mut acc = MachineWindows::new(
                         machine.id.clone(),
                         vec![p.period.clone()],
-                        clock::millis(p.grace),
+                        config::clock::millis(p.grace),
                         horizon_ms,
                         config.agent.timezone.clone(),
                     );
@@ -181,14 +200,16 @@ impl Processor {
                     acc
                 })
                 .collect();
+            let tracker = restore_tracker(counters.get(&tracker_key(&machine.id)));
             machines.push(MachineRuntime {
                 config: machine.clone(),
-                counters: counter_channels,
                 state_tag_index: machine.state.as_ref().map(|s| {
                     plan.index_of(&s.tag)
                         .expect("every machine tag is in its PLC's plan")
                 }),
-                tracker: restore_tracker(counters.get(&tracker_key(&machine.id))),
+                stored_until: stored_until(&counter_channels, &tracker),
+                counters: counter_channels,
+                tracker,
                 tracker_key: tracker_key(&machine.id),
                 tracker_dirty: false,
                 current_state: None,
@@ -206,18 +227,33 @@ impl Processor {
             windows = records.len(),
             "Restored counter baselines and windows."
         );
+        let step_detectors = vec![StepDetector::new(); config.plcs.len()];
         Ok(Processor {
             config,
             identity,
             machines,
             persisted_windows,
             pending: Pending::default(),
+            mono_origin: clock.now().mono,
+            clock,
+            step_detectors,
+            step_log: StepLog::new(),
+            stored_ahead_logged: false,
         })
     }
 
     /// Feeds one poll cycle into the pure core. Results wait in `pending` until [`Processor::commit`].
     pub fn on_sample(&mut self, sample: &Sample) {
         self.record_poll_events(sample);
+        let step = self.observe_clock(sample);
+        for index in 0..self.machines.len() {
+            if self.machines[index].config.plc == sample.plc {
+                self.check_stored_time(index, sample.utc);
+                if let Some(step) = &step {
+                    self.machines[index].clock_stepped(step);
+                }
+            }
+        }
         let identity = &self.identity;
         for machine in self
             .machines
@@ -359,7 +395,7 @@ impl Processor {
 
     /// Moves changed baselines and windows into `pending`, and forgets windows past the horizon.
     fn collect_changes(&mut self, now: Millis) {
-        let horizon_ms = clock::millis(self.config.agent.restatement_horizon);
+        let horizon_ms = config::clock::millis(self.config.agent.restatement_horizon);
         for machine in &mut self.machines {
             if machine.tracker_dirty {
                 let json = serde_json::to_string(&machine.tracker)
@@ -509,6 +545,16 @@ fn counted(step: &CounterStep) -> u64 {
     }
 }
 
+/// Latest time in a machine's restored state: its counter baselines and its state tracker.
+fn stored_until(counters: &[CounterChannel], tracker: &StateTracker) -> Option<Millis> {
+    let baselines = counters
+        .iter()
+        .filter(|c| c.state.last_raw().is_some())
+        .map(|c| c.state.last_at());
+    let held = tracker.current().map(|(_, since)| since);
+    baselines.chain(held).max()
+}
+
 /// Store key of a machine's persisted state tracker (beside its counter baselines).
 fn tracker_key(machine: &str) -> String {
     format!("{machine}/$state")
@@ -528,14 +574,17 @@ fn restore_tracker(json: Option<&String>) -> StateTracker {
 fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
     kpi::compute(
         &record.sums,
-        machine.ideal_cycle_time.map(clock::millis),
+        machine.ideal_cycle_time.map(config::clock::millis),
         &machine.targets,
     )
 }
 
 fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {
-    let poll = clock::millis(config.plcs[machine.plc].poll_interval);
-    let cycle = machine.ideal_cycle_time.map(clock::millis).unwrap_or(0);
+    let poll = config::clock::millis(config.plcs[machine.plc].poll_interval);
+    let cycle = machine
+        .ideal_cycle_time
+        .map(config::clock::millis)
+        .unwrap_or(0);
     cycle.saturating_mul(3).max(poll.saturating_mul(2))
 }
 

@@ -23,7 +23,7 @@ pub async fn run(
     let mut store_failing = false;
 
     loop {
-        let now = now_millis();
+        let now = processor.clock.utc();
         let until_close = processor
             .next_deadline()
             .map(|d| Duration::from_millis(d.saturating_sub(now).max(0) as u64))
@@ -41,7 +41,7 @@ pub async fn run(
             },
             _ = tokio::time::sleep(until_close) => {}
             _ = live_tick.tick() => {
-                let (messages, views) = processor.live(now_millis());
+                let (messages, views) = processor.live(processor.clock.utc());
                 live = messages;
                 outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
                 outputs.view_tx.send_replace(views);
@@ -55,7 +55,7 @@ pub async fn run(
                 continue;
             }
         }
-        let now = now_millis();
+        let now = processor.clock.utc();
         processor.close_due(now);
         match processor.commit(&store, now).await {
             Ok(rows) => {
@@ -83,7 +83,7 @@ pub async fn run(
         }
     }
     // Final commit: whatever the last cycles derived is persisted before exit.
-    let now = now_millis();
+    let now = processor.clock.utc();
     processor.close_due(now);
     if let Err(error) = processor.commit(&store, now).await {
         warn!(error = format!("{error:#}"), "Final store commit failed.");

@@ -15,6 +15,7 @@ use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
 use super::{Config, MachineConfig};
+use crate::logic::clock::{ClockStep, StepDirection};
 use crate::logic::counter::StepKind;
 use crate::logic::decode::Table;
 use crate::logic::kpi::{self, Kpis, Target, Targets};
@@ -404,11 +405,20 @@ fn largest_health(config: &Config, identity: &Identity) -> MessageBound {
     let body = payload::health_payload(
         identity,
         SOME_INSTANT,
-        u64::MAX,
-        u64::MAX,
-        Some(i64::MAX),
+        payload::BacklogReport {
+            rows: u64::MAX,
+            bytes: u64::MAX,
+            oldest_unsent_age_ms: Some(i64::MAX),
+        },
         u64::MAX,
         devices,
+        Some(&ClockStep {
+            at: SOME_INSTANT,
+            before: SOME_INSTANT,
+            elapsed_ms: i64::MAX,
+            size_ms: i64::MAX,
+            direction: StepDirection::Forward,
+        }),
     );
     let topic = payload::health_topic(identity);
     bound(config, MessageKind::Health, topic, &body)

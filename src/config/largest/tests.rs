@@ -205,11 +205,14 @@ fn the_bound_covers_real_health_and_event_messages() {
     let health = payload::health_payload(
         &identity,
         T0,
-        1 << 40,
-        1 << 50,
-        Some(HOUR),
+        payload::BacklogReport {
+            rows: 1 << 40,
+            bytes: 1 << 50,
+            oldest_unsent_age_ms: Some(HOUR),
+        },
         1 << 30,
         vec![device],
+        None,
     );
     let health_needs = bound(
         &config,
