@@ -55,7 +55,7 @@ mod tests {
             first_seq: 10,
             last_seq: 14,
             last: Refusal {
-                code: 0x87,
+                code: Some(0x87),
                 reason: "not_authorized",
             },
         };

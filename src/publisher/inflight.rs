@@ -90,6 +90,14 @@ impl Inflight {
         self.awaiting_pkid.len() + self.awaiting_ack.len()
     }
 
+    /// Seqs of outbox rows written to the network (packet id known) whose PUBACK has not arrived.
+    pub fn rows_on_the_wire(&self) -> impl Iterator<Item = i64> + '_ {
+        self.awaiting_ack.values().filter_map(|what| match what {
+            Submitted::Row(seq) => Some(*seq),
+            _ => None,
+        })
+    }
+
     /// Outbox rows submitted and not yet acknowledged.
     pub fn outstanding_rows(&self) -> usize {
         self.awaiting_pkid
@@ -147,7 +155,7 @@ mod tests {
         inflight.submitted(Submitted::Row(9));
         assert_eq!(inflight.on_outgoing_publish(1), Ok(Submitted::Row(9)));
         let refusal = Refusal {
-            code: 0x87,
+            code: Some(0x87),
             reason: "not_authorized",
         };
         assert_eq!(

@@ -53,7 +53,10 @@ mod alarm;
 mod inflight;
 mod lanes;
 mod link;
+mod oversize;
 mod pace;
+mod protocol;
+mod readback;
 mod refusal;
 mod session;
 mod stats;
@@ -71,8 +74,12 @@ use crate::logic::payload::Identity;
 use crate::store::StoreHandle;
 
 pub use inflight::{Desync, Inflight, Settled, Submitted};
-pub use link::{classify_v5_puback, publish_packet_size, AckOutcome, LinkError, Refusal};
+pub use link::{
+    classify_v5_puback, publish_packet_size, AckOutcome, LinkError, Refusal, NOT_READ_BACK,
+};
+use oversize::{OversizeSuspects, Verdict};
 use pace::Backoff;
+use protocol::{ProtocolChoice, ProtocolStep};
 use refusal::{Refusals, Unsendable};
 use session::{RunState, SessionReport, Shared};
 pub use stats::{PublisherSnapshot, PublisherStats};
@@ -112,7 +119,8 @@ pub struct PublisherConfig {
     pub backoff_initial: Duration,
     /// Cap of the reconnect delay.
     pub backoff_max: Duration,
-    /// MQTT protocol version (`[mqtt] protocol`); with MQTT 5, PUBACK reason codes are honoured.
+    /// MQTT protocol version (`[mqtt] protocol`). `V5`: PUBACK reason codes are honoured, and a broker that
+    /// refuses MQTT 5 at CONNECT gets MQTT 3.1.1 instead. `V4`: 3.1.1 only; rows retire only once read back.
     pub protocol: MqttProtocol,
     /// Largest PUBLISH packet the broker accepts, in bytes (`[mqtt] max_packet_size`); larger rows are never
     /// sent. An MQTT 5 broker's smaller CONNACK limit wins.
@@ -124,7 +132,7 @@ pub struct PublisherConfig {
 
 impl PublisherConfig {
     /// Settings with the given identity and the documented defaults: keep-alive 30 s, 256 in flight,
-    /// connect timeout 10 s, no drain limit, 2 s shutdown grace, backoff 200 ms doubling to 30 s, MQTT 3.1.1,
+    /// connect timeout 10 s, no drain limit, 2 s shutdown grace, backoff 200 ms doubling to 30 s, MQTT 5,
     /// 256 KiB maximum packet, no alarm events.
     pub fn new(
         host: impl Into<String>,
@@ -148,7 +156,7 @@ impl PublisherConfig {
             shutdown_grace: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
-            protocol: MqttProtocol::V4,
+            protocol: MqttProtocol::V5,
             max_packet_size: 256 * 1024,
             event_identity: None,
         }
@@ -239,7 +247,9 @@ pub async fn run(
     let mut state = RunState {
         refusals: Refusals::new(cfg.backoff_initial, cfg.backoff_max, ALARM_INTERVAL),
         unsendable: Unsendable::default(),
+        oversize: OversizeSuspects::default(),
     };
+    let mut protocol = ProtocolChoice::new(cfg.protocol);
     let mut live_open = true;
     let mut outage_logged = false;
     while !shutdown.is_cancelled() {
@@ -249,11 +259,15 @@ pub async fn run(
             &mut state,
             &mut live_rx,
             &mut live_open,
+            protocol.next(),
             &mut report,
         )
         .await;
         stats.connected.store(false, Ordering::Relaxed);
         stats.in_flight.store(0, Ordering::Relaxed);
+        if report.connected_at.is_some() {
+            on_protocol_accepted(&mut protocol, &stats, &address);
+        }
         let error = match result {
             Ok(()) => break,
             Err(PublishError::Store(error)) => {
@@ -264,9 +278,18 @@ pub async fn run(
         let chain = error_chain(&error);
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
         stats.set_last_error(chain.clone());
+        if report.connected_at.is_none() {
+            let v5_refused =
+                matches!(&error, PublishError::Connection { source, .. } if source.is_v5_refusal());
+            if protocol.on_connect_failed(v5_refused) == ProtocolStep::ProbeV4 {
+                tracing::debug!(%address, error = %chain, "MQTT 5 CONNECT refused; trying MQTT 3.1.1.");
+                continue;
+            }
+        }
         // One warning per outage: the loss of a connection, or the first failed attempt; retries are debug.
         if let Some(connected_at) = report.connected_at {
-            tracing::warn!(%address, error = %chain, "Broker connection lost; reconnecting.");
+            let cause = oversize_cause(&mut state.oversize, &error, report.largest_unacked);
+            tracing::warn!(%address, error = %chain, cause, "Broker connection lost; reconnecting.");
             if connected_at.elapsed() >= STABLE_CONNECTION {
                 backoff.reset();
             }
@@ -285,6 +308,52 @@ pub async fn run(
     }
     tracing::info!(%address, "Publisher stopped.");
     Ok(())
+}
+
+/// A connection got its CONNACK: when that was the MQTT 3.1.1 attempt after MQTT 5 was refused, the run stays
+/// on 3.1.1; said once in the log and kept in the stats for the health topic.
+fn on_protocol_accepted(protocol: &mut ProtocolChoice, stats: &PublisherStats, address: &str) {
+    let step = protocol.on_connected();
+    stats
+        .fallback
+        .store(protocol.fell_back(), Ordering::Relaxed);
+    if step == ProtocolStep::FellBack {
+        tracing::warn!(
+            %address,
+            "The broker refused MQTT 5 at CONNECT; speaking MQTT 3.1.1 for the rest of this run. MQTT 3.1.1 \
+             cannot report a refused publish: rows are retired only once the broker delivers them back to the \
+             agent's own subscription on their topic."
+        );
+    }
+}
+
+/// What a lost connection says about packet sizes (see `oversize`): `None` when nothing, else the cause as
+/// words for the log. A row found too large becomes unsendable for the rest of the run.
+fn oversize_cause(
+    suspects: &mut OversizeSuspects,
+    error: &PublishError,
+    largest_unacked: Option<oversize::SentRow>,
+) -> Option<String> {
+    let closed =
+        matches!(error, PublishError::Connection { source, .. } if source.is_closed_by_broker());
+    if !closed {
+        suspects.on_other_end();
+        return None;
+    }
+    match suspects.on_closed_by_broker(largest_unacked) {
+        Verdict::NoSuspect => None,
+        Verdict::Suspected(row) => Some(format!(
+            "the broker closed the connection after a publish of {} bytes on topic {} (seq {}); if it \
+             happens again with the same row, packets of that size are treated as over the broker's limit",
+            row.size, row.topic, row.seq
+        )),
+        Verdict::TooLarge(row) => Some(format!(
+            "the broker closed the connection twice after a publish of {} bytes on topic {} (seq {}); \
+             treating packets of {} bytes or more as over its packet limit: such rows are no longer sent \
+             and are released to the store's refusal policy",
+            row.size, row.topic, row.seq, row.size
+        )),
+    }
 }
 
 /// `error: cause: cause` on one line, for logs and [`PublisherStats::last_error`].
