@@ -142,9 +142,7 @@ impl LinkError {
             LinkError::V5(v5::ConnectionError::MqttState(
                 v5::StateError::ConnectionAborted | v5::StateError::Deserialization(_),
             )) => true,
-            LinkError::V5(v5::ConnectionError::MqttState(v5::StateError::Io(error)))
-            | LinkError::V5(v5::ConnectionError::Io(error)) => closed_by_peer(error),
-            LinkError::V5(_) => false,
+            LinkError::V5(_) => closed_by_peer(self),
         }
     }
 
@@ -158,24 +156,29 @@ impl LinkError {
             | LinkError::V5(v5::ConnectionError::MqttState(
                 v5::StateError::ConnectionAborted | v5::StateError::ServerDisconnect { .. },
             )) => true,
-            LinkError::V4(rumqttc::ConnectionError::MqttState(rumqttc::StateError::Io(error)))
-            | LinkError::V4(rumqttc::ConnectionError::Io(error))
-            | LinkError::V5(v5::ConnectionError::MqttState(v5::StateError::Io(error)))
-            | LinkError::V5(v5::ConnectionError::Io(error)) => closed_by_peer(error),
-            _ => false,
+            _ => closed_by_peer(self),
         }
     }
 }
 
-fn closed_by_peer(error: &std::io::Error) -> bool {
+/// Whether an I/O error somewhere in the cause chain says the peer closed or reset the connection (rumqttc
+/// wraps it at different depths depending on whether it happened reading, writing or decoding).
+fn closed_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
     use std::io::ErrorKind;
-    matches!(
-        error.kind(),
-        ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::UnexpectedEof
-            | ErrorKind::BrokenPipe
-    )
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::BrokenPipe
+            );
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// A digest of a payload, to recognise our own row when the broker delivers it back (MQTT 3.1.1). Every row

@@ -259,15 +259,12 @@ pub async fn run(
             &mut state,
             &mut live_rx,
             &mut live_open,
-            protocol.next(),
+            &mut protocol,
             &mut report,
         )
         .await;
         stats.connected.store(false, Ordering::Relaxed);
         stats.in_flight.store(0, Ordering::Relaxed);
-        if report.connected_at.is_some() {
-            on_protocol_accepted(&mut protocol, &stats, &address);
-        }
         let error = match result {
             Ok(()) => break,
             Err(PublishError::Store(error)) => {
@@ -312,7 +309,12 @@ pub async fn run(
 
 /// A connection got its CONNACK: when that was the MQTT 3.1.1 attempt after MQTT 5 was refused, the run stays
 /// on 3.1.1; said once in the log and kept in the stats for the health topic.
-fn on_protocol_accepted(protocol: &mut ProtocolChoice, stats: &PublisherStats, address: &str) {
+pub(in crate::publisher) fn on_protocol_accepted(
+    protocol: &mut ProtocolChoice,
+    stats: &PublisherStats,
+    address: &str,
+) {
+    stats.set_protocol(protocol.next());
     let step = protocol.on_connected();
     stats
         .fallback

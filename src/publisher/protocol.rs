@@ -7,7 +7,7 @@ use crate::config::MqttProtocol;
 
 /// The protocol decision of one publisher run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ProtocolChoice {
+pub(in crate::publisher) struct ProtocolChoice {
     configured: MqttProtocol,
     /// The protocol of the next attempt.
     next: MqttProtocol,

@@ -18,6 +18,7 @@ use super::lanes::Lanes;
 use super::link::{self, Link, LinkClient, LinkError, LinkEvent};
 use super::oversize::{OversizeSuspects, SentRow};
 use super::pace::DrainRate;
+use super::protocol::ProtocolChoice;
 use super::readback::ReadBack;
 use super::refusal::{Refusals, Unsendable};
 use super::watchdog::Watchdog;
@@ -64,15 +65,16 @@ pub(super) async fn run_once(
     state: &mut RunState,
     live_rx: &mut watch::Receiver<Vec<LiveMessage>>,
     live_open: &mut bool,
-    protocol: MqttProtocol,
+    choice: &mut ProtocolChoice,
     report: &mut SessionReport,
 ) -> Result<(), PublishError> {
+    let protocol = choice.next();
     let Some(mut session) = Session::connect(shared, state, protocol).await? else {
         return Ok(());
     };
     report.connected_at = Some(Instant::now());
     shared.stats.connected.store(true, Ordering::Relaxed);
-    shared.stats.set_protocol(protocol);
+    super::on_protocol_accepted(choice, shared.stats, &shared.cfg.address());
     tracing::info!(
         address = %shared.cfg.address(),
         ?protocol,
@@ -80,7 +82,26 @@ pub(super) async fn run_once(
         max_packet_size = session.max_packet_size,
         "Connected to broker."
     );
-    let result = session.serve(live_rx, live_open).await;
+    let mut result = session.serve(live_rx, live_open).await;
+    if matches!(result, Err(PublishError::EventLoopGone)) {
+        // The event loop ended before we read its error (a request found the channel closed first).
+        // Events before the error still count (a PUBACK that arrived in time is no longer a suspect); the
+        // rows they settle are retired on the next connection's PUBACK instead.
+        while let Ok(event) = session.events_rx.try_recv() {
+            match event {
+                Ok(event) => {
+                    let _ = session.on_event(event);
+                }
+                Err(source) => {
+                    result = Err(PublishError::Connection {
+                        address: shared.cfg.address(),
+                        source: Box::new(source),
+                    });
+                    break;
+                }
+            }
+        }
+    }
     report.largest_unacked = session.largest_unacked();
     result
 }
