@@ -158,7 +158,7 @@ pub(super) async fn health_message(
                 .collect(),
         })
         .collect();
-    let body = payload::health_payload(
+    let mut body = payload::health_payload(
         &processor.identity,
         now,
         backlog.rows,
@@ -167,6 +167,12 @@ pub(super) async fn health_message(
         stored_drops + processor.pending.dropped_deltas,
         devices,
     );
+    let link = &outputs.publisher_stats;
+    let mqtt = payload::MqttHealth {
+        protocol: link.protocol(),
+        fallback: link.fallback.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    payload::insert_mqtt_health(&mut body, mqtt);
     Some(LiveMessage {
         topic: payload::health_topic(&processor.identity),
         payload: serde_json::to_vec(&body).expect("JSON values always serialise"),

@@ -1,5 +1,6 @@
-//! rumqttc adapter: moves outbox rows from the store to the broker and retires a row ONLY after an accepted
-//! PUBACK (DESIGN §2 invariants 4–7, §8–9). It never blocks the collecting half; every queue it owns is bounded.
+//! rumqttc adapter: moves outbox rows from the store to the broker and retires a row ONLY once the broker is
+//! known to have it (see ARCHITECTURE.md, "Delivery semantics"). It never blocks the collecting half; every
+//! queue it owns is bounded.
 //! It builds no topics or payloads itself (`logic::payload` does), and its only store write is the
 //! `publish_failure` alarm row.
 //!
@@ -12,9 +13,26 @@
 //! - **Refusals are not deliveries.** An MQTT 5 PUBACK with a failure reason keeps the row; it is retried with
 //!   capped, jittered backoff (never in a tight loop) and raises a `publish_failure` event on the gateway event
 //!   topic (at most one per 10 s, summarising the refusals; a refused alarm raises no further alarm).
+//! - **MQTT 5 first.** `protocol = "v5"` (the default) falls back to MQTT 3.1.1 for the rest of the run only
+//!   when the broker refuses MQTT 5 at CONNECT (CONNACK 0x84, or the connection closed before any CONNACK) AND
+//!   an immediate 3.1.1 attempt is accepted; said once in the log and in the stats (`protocol`, `fallback`).
+//!   `protocol = "v4"` is 3.1.1 only.
+//! - **3.1.1 rows retire only when read back** (`readback`). A 3.1.1 broker acknowledges a publish its ACL
+//!   denies and drops it, so a PUBACK proves nothing. The publisher subscribes to exactly each topic it sends
+//!   rows to (before the first row on it; the broker handles one client's packets in order) and retires a row
+//!   when its PUBACK AND the same bytes delivered back on that subscription have arrived. A row acknowledged
+//!   but not read back within max(connect timeout, 5 s) is treated like an MQTT 5 refusal (kept, retried with
+//!   backoff, `publish_failure` with `reason: "not_read_back"`). This proves, per row, that the broker routed
+//!   it on its own topic at that moment; it cannot tell "write denied" from "read denied" (an account that may
+//!   write but not read its topics keeps every row and alarms: grant read, or use MQTT 5), and it doubles the
+//!   traffic from the broker to the agent.
 //! - **No reconnect loops from payloads.** A row whose PUBLISH would exceed the broker's maximum packet size
 //!   (`max_packet_size`, or the smaller limit an MQTT 5 broker announces in its CONNACK) or whose topic is
-//!   invalid is never sent: it is counted once in `unsendable` and left for the store's refusal policy.
+//!   invalid is never sent: it is counted once in `unsendable` and left for the store's refusal policy. A
+//!   limit the broker enforces silently (MQTT 3.1.1 cannot announce one) shows as the broker closing the
+//!   connection: the log names the largest unacknowledged row (bytes, topic), and when the same row is the
+//!   suspect of two closes in a row, packets of its size count as over the limit for the rest of the run
+//!   (`oversize`). Lines about unsendable rows are summarised, at most one a minute.
 //! - **Live first, then a paced backlog.** After each CONNACK: "online" status, the latest live messages, rows
 //!   enqueued after the CONNACK, all at once; rows enqueued before it and not yet acknowledged (the backlog)
 //!   drain oldest first at no more than `drain_rate` per second, carry `"replayed": true`, and use at most three
@@ -27,7 +45,8 @@
 //!   bounded retry/unsendable memory; a long outage grows the outbox on disk, not this task.
 //!
 //! How it works:
-//! - One `session` per connection over a FRESH client and event loop (`link`: MQTT 3.1.1 or 5) with a clean
+//! - One `session` per connection over a FRESH client and event loop (`link`: MQTT 3.1.1 or 5, chosen by
+//!   `protocol`) with a clean
 //!   session and "offline" as retained last will. rumqttc drops unacked publishes on reconnect, so the outbox
 //!   is the only source of truth. Any connection error ends the session; [`run`] waits a capped, jittered
 //!   exponential backoff (reset after a connection that lasted) and starts a new one.

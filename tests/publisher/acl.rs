@@ -95,7 +95,7 @@ async fn given_the_default_protocol_and_an_acl_denying_the_agents_topics_when_ro
 
 /// A broker front that does not speak MQTT 5: a CONNECT with protocol level 5 gets CONNACK 0x84 "unsupported
 /// protocol version" and the connection is closed; any other connection is relayed to Mosquitto untouched.
-async fn v4_only_front(upstream: u16) -> (u16, tokio::task::JoinHandle<()>) {
+pub(crate) async fn v4_only_front(upstream: u16) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
     let task = tokio::spawn(async move {

@@ -10,7 +10,7 @@
 //!   fallback to MQTT 3.1.1 when a broker refuses MQTT 5 at CONNECT.
 //! - `limits`: packet limits below the rows: a short log, no reconnect loop with MQTT 3.1.1.
 
-mod acl;
+pub(crate) mod acl;
 mod delivery;
 mod faults;
 mod limits;
