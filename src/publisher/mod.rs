@@ -31,8 +31,9 @@
 //!   invalid is never sent: it is counted once in `unsendable` and left for the store's refusal policy. A
 //!   limit the broker enforces silently (MQTT 3.1.1 cannot announce one) shows as the broker closing the
 //!   connection: the log names the largest unacknowledged row (bytes, topic), and when the same row is the
-//!   suspect of two closes in a row, packets of its size count as over the limit for the rest of the run
-//!   (`oversize`). Lines about unsendable rows are summarised, at most one a minute.
+//!   suspect of two closes in a row, that row is not sent again in this run (`oversize`; only that row, since
+//!   some brokers also disconnect on an ACL denial). Lines about unsendable rows are summarised, at most one
+//!   a minute.
 //! - **Live first, then a paced backlog.** After each CONNACK: "online" status, the latest live messages, rows
 //!   enqueued after the CONNACK, all at once; rows enqueued before it and not yet acknowledged (the backlog)
 //!   drain oldest first at no more than `drain_rate` per second, carry `"replayed": true`, and use at most three
@@ -348,8 +349,8 @@ pub(in crate::publisher) fn on_protocol_accepted(
     }
 }
 
-/// What a lost connection says about packet sizes (see `oversize`): `None` when nothing, else the cause as
-/// words for the log. A row found too large becomes unsendable for the rest of the run.
+/// What a lost connection says about the rows in flight (see `oversize`): `None` when nothing, else the cause
+/// as words for the log. A row suspected twice in a row becomes unsendable for the rest of the run.
 fn oversize_cause(
     suspects: &mut OversizeSuspects,
     error: &PublishError,
@@ -365,14 +366,14 @@ fn oversize_cause(
         Verdict::NoSuspect => None,
         Verdict::Suspected(row) => Some(format!(
             "the broker closed the connection after a publish of {} bytes on topic {} (seq {}); if it \
-             happens again with the same row, packets of that size are treated as over the broker's limit",
+             happens again with the same row, that row is no longer sent in this run",
             row.size, row.topic, row.seq
         )),
-        Verdict::TooLarge(row) => Some(format!(
-            "the broker closed the connection twice after a publish of {} bytes on topic {} (seq {}); \
-             treating packets of {} bytes or more as over its packet limit: such rows are no longer sent \
-             and are released to the store's refusal policy",
-            row.size, row.topic, row.seq, row.size
+        Verdict::GivenUp(row) => Some(format!(
+            "the broker closed the connection twice after a publish of {} bytes on topic {} (seq {}), likely \
+             over its packet limit (or an ACL that disconnects); that row is no longer sent in this run and \
+             stays in the outbox for the store's refusal policy",
+            row.size, row.topic, row.seq
         )),
     }
 }

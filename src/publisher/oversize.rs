@@ -1,9 +1,15 @@
-//! Packet limits the broker enforces without saying so. An MQTT 3.1.1 broker (and an MQTT 5 broker that
-//! announces no limit) closes the connection when a PUBLISH exceeds its maximum packet size; resending the
-//! same row after each reconnect would loop forever. When the broker closes the connection twice in a row
-//! while the same row is the largest one written and unacknowledged, that row's size is taken as over the
-//! limit for the rest of the run: the row (and every larger one) becomes unsendable, released to the store's
-//! refusal policy, and costs no further reconnect. Pure: no I/O, no clock.
+//! Rows the broker answers by closing the connection. An MQTT 3.1.1 broker (and an MQTT 5 broker that
+//! announces no limit) closes the connection when a PUBLISH exceeds its maximum packet size (some brokers do
+//! the same for a publish their ACL denies); resending the same row after each reconnect would loop forever.
+//! When the broker closes the connection twice in a row while the same row is the largest one written and
+//! unacknowledged, that row is given up for the rest of the run: it stays in the outbox as unsendable,
+//! released to the store's refusal policy, and costs no further reconnect. Only that row: a global size limit
+//! learned this way would wrongly block every row of that size if the cause was an ACL. Pure: no I/O, no clock.
+
+use std::collections::HashSet;
+
+/// Most given-up seqs remembered (beyond that, a row may cost two more reconnects before it is given up).
+const GIVEN_UP_REMEMBERED: usize = 4096;
 
 /// A row written to the network whose PUBACK has not arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,22 +29,21 @@ pub(super) enum Verdict {
     NoSuspect,
     /// First close with this row the largest in flight: a suspicion, not yet a conclusion.
     Suspected(SentRow),
-    /// Second close in a row with the same largest row: packets of its size are over the broker's limit.
-    TooLarge(SentRow),
+    /// Second close in a row with the same largest row: it is given up for the rest of the run.
+    GivenUp(SentRow),
 }
 
-/// The suspicion carried from one connection to the next, and the limit learned so far.
+/// The suspicion carried from one connection to the next, and the rows given up.
 #[derive(Debug, Default)]
 pub(super) struct OversizeSuspects {
     suspect: Option<SentRow>,
-    learned_max: Option<u64>,
+    given_up: HashSet<i64>,
 }
 
 impl OversizeSuspects {
-    /// The packet limit to apply: `configured`, lowered by what was learned.
-    pub(super) fn limit(&self, configured: u64) -> u64 {
-        self.learned_max
-            .map_or(configured, |learned| learned.min(configured))
+    /// Whether row `seq` was given up: it must not be sent again in this run.
+    pub(super) fn is_given_up(&self, seq: i64) -> bool {
+        self.given_up.contains(&seq)
     }
 
     /// The broker closed a connection that had passed CONNACK; `largest` is the largest row written to the
@@ -50,9 +55,10 @@ impl OversizeSuspects {
         };
         if self.suspect.as_ref().is_some_and(|s| s.seq == row.seq) {
             self.suspect = None;
-            let limit = row.size.saturating_sub(1);
-            self.learned_max = Some(self.learned_max.map_or(limit, |max| max.min(limit)));
-            return Verdict::TooLarge(row);
+            if self.given_up.len() < GIVEN_UP_REMEMBERED {
+                self.given_up.insert(row.seq);
+            }
+            return Verdict::GivenUp(row);
         }
         self.suspect = Some(row.clone());
         Verdict::Suspected(row)
@@ -77,20 +83,19 @@ mod tests {
     }
 
     #[test]
-    fn given_two_closes_with_the_same_largest_row_then_its_size_is_over_the_limit() {
+    fn given_two_closes_with_the_same_largest_row_then_that_row_alone_is_given_up() {
         let mut suspects = OversizeSuspects::default();
-        assert_eq!(suspects.limit(1000), 1000);
         assert_eq!(
             suspects.on_closed_by_broker(Some(row(4, 900))),
             Verdict::Suspected(row(4, 900))
         );
-        assert_eq!(suspects.limit(1000), 1000, "one close proves nothing");
+        assert!(!suspects.is_given_up(4), "one close proves nothing");
         assert_eq!(
             suspects.on_closed_by_broker(Some(row(4, 900))),
-            Verdict::TooLarge(row(4, 900))
+            Verdict::GivenUp(row(4, 900))
         );
-        assert_eq!(suspects.limit(1000), 899);
-        assert_eq!(suspects.limit(500), 500);
+        assert!(suspects.is_given_up(4));
+        assert!(!suspects.is_given_up(5));
     }
 
     #[test]
@@ -107,6 +112,6 @@ mod tests {
             Verdict::Suspected(row(5, 900))
         );
         assert_eq!(suspects.on_closed_by_broker(None), Verdict::NoSuspect);
-        assert_eq!(suspects.limit(1000), 1000);
+        assert!(!suspects.is_given_up(4) && !suspects.is_given_up(5));
     }
 }

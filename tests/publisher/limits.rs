@@ -141,7 +141,8 @@ async fn given_mqtt311_and_a_broker_packet_limit_below_a_row_when_it_is_sent_the
     let lines = log.lines();
     let named = lines
         .iter()
-        .filter(|line| line.contains("closed the connection") && line.contains(topic))
+        .filter(|line| line.contains("connection lost") && line.contains("closed the connection"))
+        .filter(|line| line.contains(topic))
         .count();
     support::report(&format!(
         "MQTT 3.1.1, broker limit 4 KiB, one 8 KiB row: {} reconnects, {} log lines naming the cause, {} \

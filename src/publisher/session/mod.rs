@@ -197,7 +197,6 @@ impl<'a, 'b> Session<'a, 'b> {
         let max_inflight = usize::from(cfg.max_inflight.max(1));
         let page_size = max_inflight.clamp(16, 512);
         let now = std::time::Instant::now();
-        let configured_max = state.oversize.limit(cfg.max_packet_size);
         Ok(Some(Session {
             shared,
             state,
@@ -207,8 +206,8 @@ impl<'a, 'b> Session<'a, 'b> {
             _event_loop: task,
             max_inflight,
             backlog_window: (max_inflight - max_inflight / 4).max(1),
-            max_packet_size: broker_max.map_or(configured_max, |broker| {
-                configured_max.min(u64::from(broker))
+            max_packet_size: broker_max.map_or(cfg.max_packet_size, |broker| {
+                cfg.max_packet_size.min(u64::from(broker))
             }),
             boundary,
             page_size,

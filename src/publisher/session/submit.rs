@@ -134,7 +134,8 @@ impl Session<'_, '_> {
             row.payload
         };
         let size = link::publish_packet_size(self.protocol, row.topic.len(), payload.len());
-        if !sendable_topic(&row.topic) || size > self.max_packet_size {
+        let given_up = self.state.oversize.is_given_up(row.seq);
+        if given_up || !sendable_topic(&row.topic) || size > self.max_packet_size {
             self.note_unsendable(row.seq, &row.topic, size);
             self.released_rows.push(row.seq);
             return Ok(());
@@ -173,8 +174,9 @@ impl Session<'_, '_> {
             tracing::error!(
                 seq, topic, size, max = self.max_packet_size,
                 unlogged_before = unlogged,
-                "Outbox row can never be published (invalid topic or larger than the broker accepts); \
-                 released to the store's refusal policy. Further such rows are summarised at most once a minute."
+                "Outbox row can never be published (invalid topic, larger than the broker accepts, or the broker \
+                 closed the connection twice after it); released to the store's refusal policy. Further such \
+                 rows are summarised at most once a minute."
             );
         }
     }
