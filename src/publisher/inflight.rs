@@ -3,8 +3,9 @@
 //! rumqttc's `AsyncClient::publish` does not return the packet id; the event loop reports it later as
 //! `Event::Outgoing(Outgoing::Publish(pkid))`, in the order the requests were submitted (see the proof in
 //! the `publisher` module header). It also decides what a PUBACK means for an outbox row: only an accepted
-//! PUBACK for the packet id that carried the row retires it (DESIGN §2 invariant 4). Pure bookkeeping: no I/O,
-//! no clock. Public so the outbox model test (`tests/outbox_model.rs`) can drive it without a network.
+//! PUBACK for the packet id that carried the row may retire it (ARCHITECTURE.md, invariant 4; with MQTT 3.1.1
+//! the session also waits for the row's read-back). Pure bookkeeping: no I/O, no clock. Public so the outbox
+//! model test (`tests/outbox_model.rs`) can drive it without a network.
 
 use std::collections::{HashMap, VecDeque};
 
