@@ -190,6 +190,7 @@ pub async fn run_with_clock(
             live_tx,
             view_tx,
             plc_health: plc_health.clone(),
+            publisher_stats: publisher_stats.clone(),
         },
         process_token.clone(),
     ));

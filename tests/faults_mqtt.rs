@@ -1,5 +1,6 @@
 //! Fault scenarios on the MQTT path against the real agent: simulated PLCs keep producing while the broker
-//! is unreachable, killed and restarted, half-open, or behind a slow link. The oracle of every scenario (see
+//! is unreachable, killed and restarted, half-open, behind a slow link, or refusing MQTT 5 at CONNECT (the
+//! agent falls back to MQTT 3.1.1 and says so on the health topic). The oracle of every scenario (see
 //! `support::agent::settle_and_check`): the de-duplicated final rollups sum exactly to the simulator's truth,
 //! every enqueued seq reaches the subscriber (duplicates allowed and counted), and the store passes
 //! `integrity_check` after the agent stopped. Each scenario prints its counting report.
@@ -273,5 +274,56 @@ async fn given_a_slow_link_and_mqtt5_when_production_runs_then_everything_arrive
     .await;
     assert_eq!(stats.watchdog_trips, 0, "{stats:?}");
     assert_eq!(stats.reconnects, 0, "{stats:?}");
+    plant.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_broker_that_refuses_mqtt5_when_the_agent_runs_with_defaults_then_it_speaks_311_says_so_on_health_and_loses_nothing(
+) {
+    // Given Mosquitto behind a front that answers an MQTT 5 CONNECT with CONNACK 0x84 and relays MQTT 3.1.1.
+    let Some(broker) = support::mosquitto(&MosquittoSettings::default()) else {
+        return;
+    };
+    let recorder = Recorder::subscribe(broker.port, ALL_TOPICS).await;
+    let (front, _front_task) = crate::publisher::acl::v4_only_front(broker.port).await;
+    let plant = Plant::start(505).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tuning = Tuning {
+        live_interval: "1s",
+        mqtt: "connect_timeout = \"2s\"",
+        agent: "",
+        store: "",
+    };
+
+    // When the agent runs with the default protocol while machines produce,
+    let (agent, before) = start_producing(&plant, front, &tuning, dir.path()).await;
+    wait_connected(&agent).await;
+
+    // Then the health topic says it fell back to MQTT 3.1.1,
+    support::wait_until(PATIENCE, "a health message reporting the fallback", || {
+        recorder
+            .messages_matching("/health")
+            .iter()
+            .any(|(_, body)| {
+                body["mqtt"] == serde_json::json!({"protocol": "v4", "fallback": true})
+            })
+    })
+    .await;
+    let (_, health) = recorder.messages_matching("/health").pop().expect("health");
+    support::assert_valid(&support::schema("health"), &health);
+    // and every window arrives with exact totals (3.1.1 rows retired only once read back).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frozen_at = freeze_before_boundary(&plant, Duration::from_secs(1)).await;
+    let (_, stats) = settle_and_check(
+        "MQTT 5 refused, 3.1.1 fallback",
+        &plant,
+        agent,
+        &recorder,
+        &before,
+        frozen_at,
+    )
+    .await;
+    assert!(stats.fallback, "{stats:?}");
+    assert_eq!(stats.refused, 0, "{stats:?}");
     plant.shutdown().await;
 }

@@ -21,7 +21,7 @@ use shopfloor_agent::store::{CycleWrite, OutboxDraft, Store, StoreOptions};
 /// rumqttc's `max_inflight` and our window: small, so packet ids wrap and collide often.
 const WINDOW: u16 = 4;
 const REFUSED: Refusal = Refusal {
-    code: 0x87,
+    code: Some(0x87),
     reason: "not_authorized",
 };
 

@@ -47,13 +47,18 @@ impl Broker {
 
     /// Starts Mosquitto again on the same port with the same settings (killing it first if it still runs).
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill()?;
         let settings = self
             .mosquitto
             .as_ref()
             .map(|process| process.settings.clone())
             .unwrap_or_default();
-        let fresh = spawn_mosquitto_with(self.port, &settings)?;
+        self.restart_with(&settings)
+    }
+
+    /// Starts Mosquitto again on the same port with new settings (e.g. a corrected ACL), killing it first.
+    pub fn restart_with(&mut self, settings: &MosquittoSettings) -> anyhow::Result<()> {
+        self.kill()?;
+        let fresh = spawn_mosquitto_with(self.port, settings)?;
         // Swap processes; the old (dead) one's work directory is removed by dropping it.
         *self = fresh;
         Ok(())

@@ -121,7 +121,7 @@ pub(super) fn default_connect_timeout() -> String {
     "10s".into()
 }
 pub(super) fn default_protocol() -> String {
-    "v4".into()
+    "v5".into()
 }
 pub(super) fn default_drain_rate() -> u32 {
     500

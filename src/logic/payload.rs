@@ -496,6 +496,30 @@ pub fn health_payload(
     Value::Object(body)
 }
 
+/// The MQTT link as reported on the health topic (`mqtt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MqttHealth {
+    /// Protocol of the latest accepted connection; `None` before the first one.
+    pub protocol: Option<crate::config::MqttProtocol>,
+    /// True when the broker refused MQTT 5 at CONNECT and the agent speaks MQTT 3.1.1 instead.
+    pub fallback: bool,
+}
+
+/// Adds `mqtt: {protocol, fallback}` to a body built by [`health_payload`] (not part of its `msg_id`).
+pub fn insert_mqtt_health(body: &mut Value, mqtt: MqttHealth) {
+    use crate::config::MqttProtocol;
+    let protocol = mqtt.protocol.map(|protocol| match protocol {
+        MqttProtocol::V4 => "v4",
+        MqttProtocol::V5 => "v5",
+    });
+    if let Some(body) = body.as_object_mut() {
+        body.insert(
+            "mqtt".into(),
+            json!({"protocol": protocol, "fallback": mqtt.fallback}),
+        );
+    }
+}
+
 /// A machine event (see the `EVENT_*` kinds), without `seq` and `db_epoch`.
 /// Its `msg_id` derives from site, gateway, machine, kind, time and detail, so a re-derived event keeps its id.
 pub fn event_payload(
@@ -942,6 +966,19 @@ mod tests {
         );
         assert_eq!(validate(HEALTH, &empty), Vec::<String>::new());
         assert_eq!(empty["clock"], json!({"last_step": null}));
+        let mut fell_back = empty.clone();
+        insert_mqtt_health(
+            &mut fell_back,
+            MqttHealth {
+                protocol: Some(crate::config::MqttProtocol::V4),
+                fallback: true,
+            },
+        );
+        assert_eq!(validate(HEALTH, &fell_back), Vec::<String>::new());
+        assert_eq!(
+            fell_back["mqtt"],
+            json!({"protocol": "v4", "fallback": true})
+        );
         let mut missing = empty;
         missing.as_object_mut().unwrap().remove("drops");
         assert!(!validate(HEALTH, &missing).is_empty());

@@ -166,7 +166,7 @@ pub(super) async fn health_message(
         bytes: backlog.bytes,
         oldest_unsent_age_ms: backlog.oldest_enqueued_at.map(|t| now - t),
     };
-    let body = payload::health_payload(
+    let mut body = payload::health_payload(
         &processor.identity,
         now,
         backlog,
@@ -174,6 +174,12 @@ pub(super) async fn health_message(
         devices,
         processor.last_clock_step(),
     );
+    let link = &outputs.publisher_stats;
+    let mqtt = payload::MqttHealth {
+        protocol: link.protocol(),
+        fallback: link.fallback.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    payload::insert_mqtt_health(&mut body, mqtt);
     Some(LiveMessage {
         topic: payload::health_topic(&processor.identity),
         payload: serde_json::to_vec(&body).expect("JSON values always serialise"),

@@ -50,6 +50,8 @@ pub struct Outputs {
     pub view_tx: watch::Sender<Vec<MachineView>>,
     /// PLC health, for the health payload.
     pub plc_health: HealthBoard,
+    /// The publisher's figures, for the health payload's `mqtt` part.
+    pub publisher_stats: Arc<crate::publisher::PublisherStats>,
 }
 
 struct CounterChannel {

@@ -1,5 +1,6 @@
-//! The `publish_failure` alarm: turns a summary of broker refusals into a durable event row on the gateway
-//! event topic (DESIGN §2 invariant 5: nothing lost silently). Topic and payload come from `logic::payload`.
+//! The `publish_failure` alarm: turns a summary of broker refusals (MQTT 5 reason codes, or MQTT 3.1.1 rows
+//! never read back, `reason_code` null) into a durable event row on the gateway event topic (ARCHITECTURE.md,
+//! invariant 5: nothing lost silently). Topic and payload come from `logic::payload`.
 
 use serde_json::json;
 
@@ -55,7 +56,7 @@ mod tests {
             first_seq: 10,
             last_seq: 14,
             last: Refusal {
-                code: 0x87,
+                code: Some(0x87),
                 reason: "not_authorized",
             },
         };

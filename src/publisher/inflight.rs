@@ -3,8 +3,9 @@
 //! rumqttc's `AsyncClient::publish` does not return the packet id; the event loop reports it later as
 //! `Event::Outgoing(Outgoing::Publish(pkid))`, in the order the requests were submitted (see the proof in
 //! the `publisher` module header). It also decides what a PUBACK means for an outbox row: only an accepted
-//! PUBACK for the packet id that carried the row retires it (DESIGN §2 invariant 4). Pure bookkeeping: no I/O,
-//! no clock. Public so the outbox model test (`tests/outbox_model.rs`) can drive it without a network.
+//! PUBACK for the packet id that carried the row may retire it (ARCHITECTURE.md, invariant 4; with MQTT 3.1.1
+//! the session also waits for the row's read-back). Pure bookkeeping: no I/O, no clock. Public so the outbox
+//! model test (`tests/outbox_model.rs`) can drive it without a network.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -90,6 +91,14 @@ impl Inflight {
         self.awaiting_pkid.len() + self.awaiting_ack.len()
     }
 
+    /// Seqs of outbox rows written to the network (packet id known) whose PUBACK has not arrived.
+    pub fn rows_on_the_wire(&self) -> impl Iterator<Item = i64> + '_ {
+        self.awaiting_ack.values().filter_map(|what| match what {
+            Submitted::Row(seq) => Some(*seq),
+            _ => None,
+        })
+    }
+
     /// Outbox rows submitted and not yet acknowledged.
     pub fn outstanding_rows(&self) -> usize {
         self.awaiting_pkid
@@ -147,7 +156,7 @@ mod tests {
         inflight.submitted(Submitted::Row(9));
         assert_eq!(inflight.on_outgoing_publish(1), Ok(Submitted::Row(9)));
         let refusal = Refusal {
-            code: 0x87,
+            code: Some(0x87),
             reason: "not_authorized",
         };
         assert_eq!(

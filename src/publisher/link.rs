@@ -1,7 +1,10 @@
 //! The MQTT wire, protocol-neutral: builds a FRESH rumqttc client and event loop (MQTT 3.1.1 or 5) for one
 //! connection, drives the event loop in a task of its own and turns rumqttc's events into [`LinkEvent`]s, so the
-//! session never sees which protocol is spoken. It also owns two protocol facts: the exact size of a PUBLISH
-//! packet and how MQTT 5 PUBACK reason codes are classified. It keeps no delivery state.
+//! session never sees which protocol is spoken. It also owns the protocol facts: the exact size of a PUBLISH
+//! packet, how MQTT 5 PUBACK reason codes are classified, and which connection errors mean "the broker refused
+//! MQTT 5 at CONNECT" or "the broker closed the connection". It keeps no delivery state. With MQTT 3.1.1 it also
+//! subscribes to the topics rows go to and reports what comes back ([`LinkEvent::Echo`]): 3.1.1 has no way to
+//! report a refused publish, so reading our own rows back is the only evidence the broker took them.
 
 use std::time::Duration;
 
@@ -22,6 +25,10 @@ const MAX_INCOMING_BYTES: usize = 1024 * 1024;
 /// rumqttc's MQTT 5 client refuses keep-alives below five seconds.
 const V5_MIN_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
+/// How long a row may wait, after its PUBACK, for its MQTT 3.1.1 read-back before it counts as not delivered.
+/// Generous: a loaded broker on a loaded machine may take seconds.
+pub(super) const MIN_ECHO_WAIT: Duration = Duration::from_secs(5);
+
 /// Whether the broker took responsibility for a QoS 1 publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -31,19 +38,31 @@ pub enum AckOutcome {
     Refused(Refusal),
 }
 
-/// An MQTT 5 PUBACK failure reason.
+/// Why the broker did not take a row: an MQTT 5 PUBACK failure reason, or (MQTT 3.1.1) no read-back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
-    /// The reason code byte (0x80 and above).
-    pub code: u8,
-    /// The reason's name in the MQTT 5 specification, snake case.
+    /// The MQTT 5 reason code byte (0x80 and above); `None` when no PUBACK said it (MQTT 3.1.1).
+    pub code: Option<u8>,
+    /// The reason's name in the MQTT 5 specification, snake case, or [`NOT_READ_BACK`]'s.
     pub reason: &'static str,
 }
+
+/// MQTT 3.1.1: the broker acknowledged a row but did not deliver it back to our own subscription on its topic
+/// within the wait (the broker's ACL denies us writing, or reading, that topic).
+pub const NOT_READ_BACK: Refusal = Refusal {
+    code: None,
+    reason: "not_read_back",
+};
 
 /// Classifies an MQTT 5 PUBACK reason: success and "no matching subscribers" (0x10, the broker still has the
 /// message) are accepted; every code ≥ 0x80 is a refusal that must not retire the row.
 pub fn classify_v5_puback(reason: PubAckReason) -> AckOutcome {
-    let refused = |code, reason| AckOutcome::Refused(Refusal { code, reason });
+    let refused = |code, reason| {
+        AckOutcome::Refused(Refusal {
+            code: Some(code),
+            reason,
+        })
+    };
     match reason {
         PubAckReason::Success | PubAckReason::NoMatchingSubscribers => AckOutcome::Accepted,
         PubAckReason::UnspecifiedError => refused(0x80, "unspecified_error"),
@@ -84,6 +103,11 @@ pub(super) enum LinkEvent {
     PubAck { pkid: u16, outcome: AckOutcome },
     /// Our DISCONNECT was written.
     DisconnectSent,
+    /// MQTT 3.1.1: the broker delivered a publish on `topic` to our own subscription; `digest` identifies the
+    /// payload (see [`payload_digest`]).
+    Echo { topic: String, digest: u64 },
+    /// A SUBACK arrived; `granted` is false when the broker refused the subscription.
+    SubAck { granted: bool },
     /// Anything else (pings, ...): counts only as activity.
     Other,
 }
@@ -97,6 +121,73 @@ pub enum LinkError {
     /// MQTT 5.
     #[error(transparent)]
     V5(#[from] v5::ConnectionError),
+}
+
+impl LinkError {
+    /// True when an MQTT 5 CONNECT ended in a way a broker that does not speak MQTT 5 produces: CONNACK
+    /// "unsupported protocol version" (0x84), or the connection closed or garbled before any CONNACK (an MQTT
+    /// 3.1.1 broker answers with a 3.1.1 CONNACK or just closes). A refused TCP connect or a timeout is not.
+    pub fn is_v5_refusal(&self) -> bool {
+        use v5::mqttbytes::v5::ConnectReturnCode;
+        match self {
+            LinkError::V4(_) => false,
+            LinkError::V5(v5::ConnectionError::ConnectionRefused(code)) => {
+                matches!(
+                    code,
+                    ConnectReturnCode::UnsupportedProtocolVersion
+                        | ConnectReturnCode::RefusedProtocolVersion
+                )
+            }
+            LinkError::V5(v5::ConnectionError::NotConnAck(_)) => true,
+            LinkError::V5(v5::ConnectionError::MqttState(
+                v5::StateError::ConnectionAborted | v5::StateError::Deserialization(_),
+            )) => true,
+            LinkError::V5(_) => closed_by_peer(self),
+        }
+    }
+
+    /// True when the broker ended the connection (EOF, reset, or an MQTT 5 DISCONNECT) rather than a timeout,
+    /// our own bookkeeping or a refused TCP connect.
+    pub fn is_closed_by_broker(&self) -> bool {
+        match self {
+            LinkError::V4(rumqttc::ConnectionError::MqttState(
+                rumqttc::StateError::ConnectionAborted,
+            ))
+            | LinkError::V5(v5::ConnectionError::MqttState(
+                v5::StateError::ConnectionAborted | v5::StateError::ServerDisconnect { .. },
+            )) => true,
+            _ => closed_by_peer(self),
+        }
+    }
+}
+
+/// Whether an I/O error somewhere in the cause chain says the peer closed or reset the connection (rumqttc
+/// wraps it at different depths depending on whether it happened reading, writing or decoding).
+fn closed_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::BrokenPipe
+            );
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// A digest of a payload, to recognise our own row when the broker delivers it back (MQTT 3.1.1). Every row
+/// payload carries its `seq` and `db_epoch`, so two rows never share topic and bytes.
+pub(super) fn payload_digest(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The request side of one connection.
@@ -127,6 +218,18 @@ impl LinkClient {
         }
     }
 
+    /// Queues a QoS 1 subscription to exactly `topic` without waiting (MQTT 3.1.1 read-back only).
+    pub(super) fn try_subscribe(&self, topic: &str) -> Result<(), RequestRejected> {
+        match self {
+            LinkClient::V4(client) => client
+                .try_subscribe(topic, QoS::AtLeastOnce)
+                .map_err(|_| RequestRejected),
+            LinkClient::V5(client) => client
+                .try_subscribe(topic, v5::mqttbytes::QoS::AtLeastOnce)
+                .map_err(|_| RequestRejected),
+        }
+    }
+
     /// Queues a DISCONNECT without waiting.
     pub(super) fn try_disconnect(&self) -> Result<(), RequestRejected> {
         match self {
@@ -144,25 +247,28 @@ pub(super) struct Link {
     pub(super) task: AbortOnDropHandle<()>,
 }
 
-/// Builds a fresh client and event loop with a clean session and the offline status as retained last will, and
-/// starts connecting.
-pub(super) fn open(cfg: &PublisherConfig) -> Link {
+/// Builds a fresh client and event loop speaking `protocol`, with a clean session and the offline status as
+/// retained last will, and starts connecting.
+pub(super) fn open(cfg: &PublisherConfig, protocol: MqttProtocol) -> Link {
     let max_inflight = cfg.max_inflight.max(1);
-    let capacity = usize::from(max_inflight) + REQUEST_HEADROOM;
+    // MQTT 3.1.1 may queue one SUBSCRIBE per publish (a row on a topic not yet read back), so room for both.
+    let capacity = 2 * usize::from(max_inflight) + REQUEST_HEADROOM;
     let connect_secs = cfg.connect_timeout.as_secs_f64().ceil().max(1.0) as u64;
     let mut network = NetworkOptions::new();
     network.set_tcp_nodelay(true);
     network.set_connection_timeout(connect_secs);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    match cfg.protocol {
+    match protocol {
         MqttProtocol::V4 => {
             let outgoing = usize::try_from(cfg.max_packet_size).unwrap_or(usize::MAX);
+            // Our rows come back to us (read-back), so accept packets as large as those we send.
+            let incoming = MAX_INCOMING_BYTES.max(outgoing.saturating_add(1024));
             let mut options = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
             options
                 .set_clean_session(true)
-                .set_keep_alive(effective_keep_alive(cfg.protocol, cfg.keep_alive))
+                .set_keep_alive(effective_keep_alive(protocol, cfg.keep_alive))
                 .set_inflight(max_inflight)
-                .set_max_packet_size(MAX_INCOMING_BYTES, outgoing)
+                .set_max_packet_size(incoming, outgoing)
                 .set_last_will(rumqttc::LastWill::new(
                     &cfg.status_topic,
                     cfg.offline_payload.clone(),
@@ -182,7 +288,7 @@ pub(super) fn open(cfg: &PublisherConfig) -> Link {
             let mut options = v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
             options
                 .set_clean_start(true)
-                .set_keep_alive(effective_keep_alive(cfg.protocol, cfg.keep_alive))
+                .set_keep_alive(effective_keep_alive(protocol, cfg.keep_alive))
                 .set_outgoing_inflight_upper_limit(max_inflight)
                 .set_connection_timeout(connect_secs)
                 .set_network_options(network)
@@ -229,6 +335,16 @@ async fn drive_v4(
             Event::Incoming(Incoming::PubAck(ack)) => LinkEvent::PubAck {
                 pkid: ack.pkid,
                 outcome: AckOutcome::Accepted,
+            },
+            Event::Incoming(Incoming::Publish(publish)) => LinkEvent::Echo {
+                digest: payload_digest(&publish.payload),
+                topic: publish.topic,
+            },
+            Event::Incoming(Incoming::SubAck(ack)) => LinkEvent::SubAck {
+                granted: ack
+                    .return_codes
+                    .iter()
+                    .all(|code| matches!(code, rumqttc::SubscribeReasonCode::Success(_))),
             },
             Event::Outgoing(outgoing) => outgoing_event(outgoing),
             Event::Incoming(_) => LinkEvent::Other,
@@ -299,7 +415,9 @@ mod tests {
         ];
         for (reason, code) in failures {
             match classify_v5_puback(reason) {
-                AckOutcome::Refused(refusal) => assert_eq!(refusal.code, code, "{reason:?}"),
+                AckOutcome::Refused(refusal) => {
+                    assert_eq!(refusal.code, Some(code), "{reason:?}")
+                }
                 AckOutcome::Accepted => panic!("{reason:?} must not retire a row"),
             }
         }

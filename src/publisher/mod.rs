@@ -1,5 +1,6 @@
-//! rumqttc adapter: moves outbox rows from the store to the broker and retires a row ONLY after an accepted
-//! PUBACK (DESIGN §2 invariants 4–7, §8–9). It never blocks the collecting half; every queue it owns is bounded.
+//! rumqttc adapter: moves outbox rows from the store to the broker and retires a row ONLY once the broker is
+//! known to have it (see ARCHITECTURE.md, "Delivery semantics"). It never blocks the collecting half; every
+//! queue it owns is bounded.
 //! It builds no topics or payloads itself (`logic::payload` does), and its only store write is the
 //! `publish_failure` alarm row.
 //!
@@ -12,9 +13,27 @@
 //! - **Refusals are not deliveries.** An MQTT 5 PUBACK with a failure reason keeps the row; it is retried with
 //!   capped, jittered backoff (never in a tight loop) and raises a `publish_failure` event on the gateway event
 //!   topic (at most one per 10 s, summarising the refusals; a refused alarm raises no further alarm).
+//! - **MQTT 5 first.** `protocol = "v5"` (the default) falls back to MQTT 3.1.1 for the rest of the run only
+//!   when the broker refuses MQTT 5 at CONNECT (CONNACK 0x84, or the connection closed before any CONNACK) AND
+//!   an immediate 3.1.1 attempt is accepted; said once in the log and in the stats (`protocol`, `fallback`).
+//!   `protocol = "v4"` is 3.1.1 only.
+//! - **3.1.1 rows retire only when read back** (`readback`). A 3.1.1 broker acknowledges a publish its ACL
+//!   denies and drops it, so a PUBACK proves nothing. The publisher subscribes to exactly each topic it sends
+//!   rows to (before the first row on it; the broker handles one client's packets in order) and retires a row
+//!   when its PUBACK AND the same bytes delivered back on that subscription have arrived. A row acknowledged
+//!   but not read back within max(connect timeout, 5 s) is treated like an MQTT 5 refusal (kept, retried with
+//!   backoff, `publish_failure` with `reason: "not_read_back"`). This proves, per row, that the broker routed
+//!   it on its own topic at that moment; it cannot tell "write denied" from "read denied" (an account that may
+//!   write but not read its topics keeps every row and alarms: grant read, or use MQTT 5), and it doubles the
+//!   traffic from the broker to the agent.
 //! - **No reconnect loops from payloads.** A row whose PUBLISH would exceed the broker's maximum packet size
 //!   (`max_packet_size`, or the smaller limit an MQTT 5 broker announces in its CONNACK) or whose topic is
-//!   invalid is never sent: it is counted once in `unsendable` and left for the store's refusal policy.
+//!   invalid is never sent: it is counted once in `unsendable` and left for the store's refusal policy. A
+//!   limit the broker enforces silently (MQTT 3.1.1 cannot announce one) shows as the broker closing the
+//!   connection: the log names the largest unacknowledged row (bytes, topic), and when the same row is the
+//!   suspect of two closes in a row, that row is not sent again in this run (`oversize`; only that row, since
+//!   some brokers also disconnect on an ACL denial). Lines about unsendable rows are summarised, at most one
+//!   a minute.
 //! - **Live first, then a paced backlog.** After each CONNACK: "online" status, the latest live messages, rows
 //!   enqueued after the CONNACK, all at once; rows enqueued before it and not yet acknowledged (the backlog)
 //!   drain oldest first at no more than `drain_rate` per second, carry `"replayed": true`, and use at most three
@@ -27,7 +46,8 @@
 //!   bounded retry/unsendable memory; a long outage grows the outbox on disk, not this task.
 //!
 //! How it works:
-//! - One `session` per connection over a FRESH client and event loop (`link`: MQTT 3.1.1 or 5) with a clean
+//! - One `session` per connection over a FRESH client and event loop (`link`: MQTT 3.1.1 or 5, chosen by
+//!   `protocol`) with a clean
 //!   session and "offline" as retained last will. rumqttc drops unacked publishes on reconnect, so the outbox
 //!   is the only source of truth. Any connection error ends the session; [`run`] waits a capped, jittered
 //!   exponential backoff (reset after a connection that lasted) and starts a new one.
@@ -53,7 +73,10 @@ mod alarm;
 mod inflight;
 mod lanes;
 mod link;
+mod oversize;
 mod pace;
+mod protocol;
+mod readback;
 mod refusal;
 mod session;
 mod stats;
@@ -71,8 +94,12 @@ use crate::logic::payload::Identity;
 use crate::store::StoreHandle;
 
 pub use inflight::{Desync, Inflight, Settled, Submitted};
-pub use link::{classify_v5_puback, publish_packet_size, AckOutcome, LinkError, Refusal};
+pub use link::{
+    classify_v5_puback, publish_packet_size, AckOutcome, LinkError, Refusal, NOT_READ_BACK,
+};
+use oversize::{OversizeSuspects, Verdict};
 use pace::Backoff;
+use protocol::{ProtocolChoice, ProtocolStep};
 use refusal::{Refusals, Unsendable};
 use session::{RunState, SessionReport, Shared};
 pub use stats::{PublisherSnapshot, PublisherStats};
@@ -112,7 +139,8 @@ pub struct PublisherConfig {
     pub backoff_initial: Duration,
     /// Cap of the reconnect delay.
     pub backoff_max: Duration,
-    /// MQTT protocol version (`[mqtt] protocol`); with MQTT 5, PUBACK reason codes are honoured.
+    /// MQTT protocol version (`[mqtt] protocol`). `V5`: PUBACK reason codes are honoured, and a broker that
+    /// refuses MQTT 5 at CONNECT gets MQTT 3.1.1 instead. `V4`: 3.1.1 only; rows retire only once read back.
     pub protocol: MqttProtocol,
     /// Largest PUBLISH packet the broker accepts, in bytes (`[mqtt] max_packet_size`); larger rows are never
     /// sent. An MQTT 5 broker's smaller CONNACK limit wins.
@@ -124,7 +152,7 @@ pub struct PublisherConfig {
 
 impl PublisherConfig {
     /// Settings with the given identity and the documented defaults: keep-alive 30 s, 256 in flight,
-    /// connect timeout 10 s, no drain limit, 2 s shutdown grace, backoff 200 ms doubling to 30 s, MQTT 3.1.1,
+    /// connect timeout 10 s, no drain limit, 2 s shutdown grace, backoff 200 ms doubling to 30 s, MQTT 5,
     /// 256 KiB maximum packet, no alarm events.
     pub fn new(
         host: impl Into<String>,
@@ -148,7 +176,7 @@ impl PublisherConfig {
             shutdown_grace: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
-            protocol: MqttProtocol::V4,
+            protocol: MqttProtocol::V5,
             max_packet_size: 256 * 1024,
             event_identity: None,
         }
@@ -239,7 +267,9 @@ pub async fn run(
     let mut state = RunState {
         refusals: Refusals::new(cfg.backoff_initial, cfg.backoff_max, ALARM_INTERVAL),
         unsendable: Unsendable::default(),
+        oversize: OversizeSuspects::default(),
     };
+    let mut protocol = ProtocolChoice::new(cfg.protocol);
     let mut live_open = true;
     let mut outage_logged = false;
     while !shutdown.is_cancelled() {
@@ -249,6 +279,7 @@ pub async fn run(
             &mut state,
             &mut live_rx,
             &mut live_open,
+            &mut protocol,
             &mut report,
         )
         .await;
@@ -264,9 +295,18 @@ pub async fn run(
         let chain = error_chain(&error);
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
         stats.set_last_error(chain.clone());
+        if report.connected_at.is_none() {
+            let v5_refused =
+                matches!(&error, PublishError::Connection { source, .. } if source.is_v5_refusal());
+            if protocol.on_connect_failed(v5_refused) == ProtocolStep::ProbeV4 {
+                tracing::debug!(%address, error = %chain, "MQTT 5 CONNECT refused; trying MQTT 3.1.1.");
+                continue;
+            }
+        }
         // One warning per outage: the loss of a connection, or the first failed attempt; retries are debug.
         if let Some(connected_at) = report.connected_at {
-            tracing::warn!(%address, error = %chain, "Broker connection lost; reconnecting.");
+            let cause = oversize_cause(&mut state.oversize, &error, report.largest_unacked);
+            tracing::warn!(%address, error = %chain, cause, "Broker connection lost; reconnecting.");
             if connected_at.elapsed() >= STABLE_CONNECTION {
                 backoff.reset();
             }
@@ -285,6 +325,57 @@ pub async fn run(
     }
     tracing::info!(%address, "Publisher stopped.");
     Ok(())
+}
+
+/// A connection got its CONNACK: when that was the MQTT 3.1.1 attempt after MQTT 5 was refused, the run stays
+/// on 3.1.1; said once in the log and kept in the stats for the health topic.
+pub(in crate::publisher) fn on_protocol_accepted(
+    protocol: &mut ProtocolChoice,
+    stats: &PublisherStats,
+    address: &str,
+) {
+    stats.set_protocol(protocol.next());
+    let step = protocol.on_connected();
+    stats
+        .fallback
+        .store(protocol.fell_back(), Ordering::Relaxed);
+    if step == ProtocolStep::FellBack {
+        tracing::warn!(
+            %address,
+            "The broker refused MQTT 5 at CONNECT; speaking MQTT 3.1.1 for the rest of this run. MQTT 3.1.1 \
+             cannot report a refused publish: rows are retired only once the broker delivers them back to the \
+             agent's own subscription on their topic."
+        );
+    }
+}
+
+/// What a lost connection says about the rows in flight (see `oversize`): `None` when nothing, else the cause
+/// as words for the log. A row suspected twice in a row becomes unsendable for the rest of the run.
+fn oversize_cause(
+    suspects: &mut OversizeSuspects,
+    error: &PublishError,
+    largest_unacked: Option<oversize::SentRow>,
+) -> Option<String> {
+    let closed =
+        matches!(error, PublishError::Connection { source, .. } if source.is_closed_by_broker());
+    if !closed {
+        suspects.on_other_end();
+        return None;
+    }
+    match suspects.on_closed_by_broker(largest_unacked) {
+        Verdict::NoSuspect => None,
+        Verdict::Suspected(row) => Some(format!(
+            "the broker closed the connection after a publish of {} bytes on topic {} (seq {}); if it \
+             happens again with the same row, that row is no longer sent in this run",
+            row.size, row.topic, row.seq
+        )),
+        Verdict::GivenUp(row) => Some(format!(
+            "the broker closed the connection twice after a publish of {} bytes on topic {} (seq {}), likely \
+             over its packet limit (or an ACL that disconnects); that row is no longer sent in this run and \
+             stays in the outbox for the store's refusal policy",
+            row.size, row.topic, row.seq
+        )),
+    }
 }
 
 /// `error: cause: cause` on one line, for logs and [`PublisherStats::last_error`].

@@ -15,6 +15,8 @@ const RETRY_CAPACITY: usize = 4096;
 const ALARM_ROWS_REMEMBERED: usize = 64;
 /// Most unsendable seqs remembered, so each is counted and logged once.
 const UNSENDABLE_REMEMBERED: usize = 4096;
+/// At most one log line about unsendable rows per this interval; the rows in between are counted in the next.
+const UNSENDABLE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Refusals since the last alarm, summarised for one `publish_failure` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,10 +146,13 @@ impl Refusals {
     }
 }
 
-/// Seqs of rows that can never be published (too large for the broker or an invalid topic).
+/// Seqs of rows that can never be published (too large for the broker or an invalid topic), and the rate
+/// limit of the log lines about them.
 #[derive(Debug, Default)]
 pub(super) struct Unsendable {
     seqs: HashSet<i64>,
+    last_line_at: Option<Instant>,
+    unlogged: u64,
 }
 
 impl Unsendable {
@@ -158,6 +163,20 @@ impl Unsendable {
         }
         self.seqs.insert(seq)
     }
+
+    /// For a newly counted unsendable row: `Some(rows not logged since the last line)` when a line may be
+    /// written now, `None` when this row is only counted for the next line.
+    pub(super) fn line_due(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last_line_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= UNSENDABLE_LOG_INTERVAL);
+        if !due {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last_line_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 #[cfg(test)]
@@ -166,7 +185,7 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
     const DENIED: Refusal = Refusal {
-        code: 0x87,
+        code: Some(0x87),
         reason: "not_authorized",
     };
 
@@ -237,5 +256,20 @@ mod tests {
         assert!(unsendable.first_time(5));
         assert!(!unsendable.first_time(5));
         assert!(unsendable.first_time(6));
+    }
+
+    #[test]
+    fn given_a_stream_of_unsendable_rows_when_logged_then_one_line_per_interval_counts_the_rest() {
+        let start = Instant::now();
+        let mut unsendable = Unsendable::default();
+        assert_eq!(unsendable.line_due(start), Some(0));
+        for n in 1..=500 {
+            assert_eq!(unsendable.line_due(start + n * MS), None);
+        }
+        assert_eq!(
+            unsendable.line_due(start + UNSENDABLE_LOG_INTERVAL),
+            Some(500)
+        );
+        assert_eq!(unsendable.line_due(start + UNSENDABLE_LOG_INTERVAL), None);
     }
 }

@@ -1,14 +1,20 @@
 //! Counters the publisher updates as it works, for health reporting, the demo view and tests. Each figure is
 //! an independent atomic; nothing here decides anything.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
+
+use crate::config::MqttProtocol;
 
 /// Counters the publisher updates as it works; read by health reporting and the demo view.
 #[derive(Debug, Default)]
 pub struct PublisherStats {
     /// True between a CONNACK and the end of that connection.
     pub connected: AtomicBool,
+    /// Protocol of the latest accepted connection (0 = none yet); read it with [`PublisherStats::protocol`].
+    protocol: AtomicU8,
+    /// True once the broker refused MQTT 5 at CONNECT and the run fell back to MQTT 3.1.1.
+    pub fallback: AtomicBool,
     /// Outbox-row publishes written to the network (re-sends after a reconnect count again).
     pub published: AtomicU64,
     /// Outbox rows retired after an accepted PUBACK.
@@ -20,7 +26,8 @@ pub struct PublisherStats {
     /// Rows that can never be published (invalid topic or larger than the broker's maximum packet size),
     /// each counted once per run; they stay in the outbox for the store's refusal policy.
     pub unsendable: AtomicU64,
-    /// MQTT 5 PUBACKs with a failure reason code for outbox rows (each refusal counts; the row is retried).
+    /// Outbox rows the broker did not take (each time counts; the row is kept and retried): an MQTT 5 PUBACK
+    /// with a failure reason code, or with MQTT 3.1.1 a row acknowledged but never read back.
     pub refused: AtomicU64,
     /// `publish_failure` alarm events enqueued.
     pub alarms: AtomicU64,
@@ -39,6 +46,11 @@ pub struct PublisherStats {
 pub struct PublisherSnapshot {
     /// See [`PublisherStats::connected`].
     pub connected: bool,
+    /// See [`PublisherStats::protocol`].
+    #[serde(serialize_with = "serialize_protocol")]
+    pub protocol: Option<MqttProtocol>,
+    /// See [`PublisherStats::fallback`].
+    pub fallback: bool,
     /// See [`PublisherStats::published`].
     pub published: u64,
     /// See [`PublisherStats::acked`].
@@ -69,6 +81,8 @@ impl PublisherStats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         PublisherSnapshot {
             connected: self.connected.load(Ordering::Relaxed),
+            protocol: self.protocol(),
+            fallback: self.fallback.load(Ordering::Relaxed),
             published: read(&self.published),
             acked: read(&self.acked),
             live_published: read(&self.live_published),
@@ -81,6 +95,23 @@ impl PublisherStats {
             in_flight: read(&self.in_flight),
             last_error: self.last_error(),
         }
+    }
+
+    /// Protocol of the latest accepted connection; `None` before the first CONNACK.
+    pub fn protocol(&self) -> Option<MqttProtocol> {
+        match self.protocol.load(Ordering::Relaxed) {
+            4 => Some(MqttProtocol::V4),
+            5 => Some(MqttProtocol::V5),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set_protocol(&self, protocol: MqttProtocol) {
+        let code = match protocol {
+            MqttProtocol::V4 => 4,
+            MqttProtocol::V5 => 5,
+        };
+        self.protocol.store(code, Ordering::Relaxed);
     }
 
     /// The most recent connection error, if any.
@@ -96,5 +127,17 @@ impl PublisherStats {
             Ok(mut guard) => *guard = Some(error),
             Err(poisoned) => *poisoned.into_inner() = Some(error),
         }
+    }
+}
+
+/// `"v4"` / `"v5"` / null, the spelling of `[mqtt] protocol`.
+fn serialize_protocol<S: serde::Serializer>(
+    protocol: &Option<MqttProtocol>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match protocol {
+        Some(MqttProtocol::V4) => serializer.serialize_some("v4"),
+        Some(MqttProtocol::V5) => serializer.serialize_some("v5"),
+        None => serializer.serialize_none(),
     }
 }

@@ -6,9 +6,14 @@
 //! - `delivery`: the happy path, outages, lost PUBACKs, status and live retention.
 //! - `faults`: the watchdog on a stalled link, oversized rows, live-first with a paced backlog.
 //! - `v5`: MQTT 5 delivery and PUBACK failure reason codes (Mosquitto ACL).
+//! - `acl`: a broker ACL that denies the agent's topics keeps every row with MQTT 3.1.1 and MQTT 5; the
+//!   fallback to MQTT 3.1.1 when a broker refuses MQTT 5 at CONNECT.
+//! - `limits`: packet limits below the rows: a short log, no reconnect loop with MQTT 3.1.1.
 
+pub(crate) mod acl;
 mod delivery;
 mod faults;
+mod limits;
 mod v5;
 
 use std::collections::BTreeMap;

@@ -402,7 +402,7 @@ fn largest_health(config: &Config, identity: &Identity) -> MessageBound {
             }
         })
         .collect();
-    let body = payload::health_payload(
+    let mut body = payload::health_payload(
         identity,
         SOME_INSTANT,
         payload::BacklogReport {
@@ -419,6 +419,13 @@ fn largest_health(config: &Config, identity: &Identity) -> MessageBound {
             size_ms: i64::MAX,
             direction: StepDirection::Forward,
         }),
+    );
+    payload::insert_mqtt_health(
+        &mut body,
+        payload::MqttHealth {
+            protocol: Some(super::MqttProtocol::V4),
+            fallback: true,
+        },
     );
     let topic = payload::health_topic(identity);
     bound(config, MessageKind::Health, topic, &body)

@@ -67,13 +67,20 @@ impl Session<'_, '_> {
             }
             LinkEvent::PubAck { pkid, outcome } => {
                 match self.inflight.on_puback(pkid, outcome) {
-                    Settled::Retire(seq) => self.acked_rows.push(seq),
+                    Settled::Retire(seq) => {
+                        self.sent_rows.remove(&seq);
+                        let read_back = self.read_back.as_mut().is_none_or(|rb| rb.acked(seq, now));
+                        if read_back {
+                            self.acked_rows.push(seq);
+                        }
+                    }
                     Settled::Refused(seq, refusal) => {
+                        self.sent_rows.remove(&seq);
                         stats.refused.fetch_add(1, Ordering::Relaxed);
                         self.released_rows.push(seq);
                         tracing::debug!(
                             seq,
-                            code = refusal.code,
+                            code = ?refusal.code,
                             reason = refusal.reason,
                             "Row refused."
                         );
@@ -84,7 +91,7 @@ impl Session<'_, '_> {
                     Settled::Transient(Submitted::Status, outcome) => {
                         if let AckOutcome::Refused(refusal) = outcome {
                             tracing::warn!(
-                                code = refusal.code,
+                                code = ?refusal.code,
                                 reason = refusal.reason,
                                 "Status refused."
                             );
@@ -94,6 +101,21 @@ impl Session<'_, '_> {
                     Settled::Transient(_, _) | Settled::Unknown => {}
                 }
                 self.watchdog.on_ack(now, self.inflight.outstanding() > 0);
+            }
+            LinkEvent::Echo { topic, digest } => {
+                if let Some(seq) = self
+                    .read_back
+                    .as_mut()
+                    .and_then(|rb| rb.read_back(topic, digest))
+                {
+                    self.acked_rows.push(seq);
+                }
+            }
+            LinkEvent::SubAck { granted } => {
+                self.subscribes_pending = self.subscribes_pending.saturating_sub(1);
+                if !granted {
+                    tracing::debug!("The broker refused a read-back subscription.");
+                }
             }
             LinkEvent::DisconnectSent => self.disconnect_sent = true,
             LinkEvent::ConnAck { .. } | LinkEvent::Other => {}
@@ -148,8 +170,14 @@ impl Session<'_, '_> {
     }
 
     pub(super) async fn goodbye(&mut self, deadline: Instant) -> Result<(), PublishError> {
-        self.wait_until(deadline, |session| session.inflight.outstanding() == 0)
-            .await?;
+        self.wait_until(deadline, |session| {
+            session.inflight.outstanding() == 0
+                && session
+                    .read_back
+                    .as_ref()
+                    .is_none_or(|rb| rb.waiting() == 0)
+        })
+        .await?;
         if self.inflight.outstanding() < self.max_inflight {
             let cfg = self.shared.cfg;
             self.status_acked = false;

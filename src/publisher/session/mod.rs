@@ -16,10 +16,14 @@ use tokio_util::task::AbortOnDropHandle;
 use super::inflight::{Inflight, Submitted};
 use super::lanes::Lanes;
 use super::link::{self, Link, LinkClient, LinkError, LinkEvent};
+use super::oversize::{OversizeSuspects, SentRow};
 use super::pace::DrainRate;
+use super::protocol::ProtocolChoice;
+use super::readback::ReadBack;
 use super::refusal::{Refusals, Unsendable};
 use super::watchdog::Watchdog;
 use super::{LiveMessage, PublishError, PublisherConfig, PublisherStats};
+use crate::config::MqttProtocol;
 use crate::store::StoreHandle;
 
 mod acks;
@@ -39,10 +43,11 @@ pub(super) struct Shared<'a> {
     pub(super) shutdown: &'a CancellationToken,
 }
 
-/// Memory of one publisher run that outlives its connections (bounded; see `refusal`).
+/// Memory of one publisher run that outlives its connections (bounded; see `refusal` and `oversize`).
 pub(super) struct RunState {
     pub(super) refusals: Refusals,
     pub(super) unsendable: Unsendable,
+    pub(super) oversize: OversizeSuspects,
 }
 
 /// What [`run_once`] tells its caller besides the result.
@@ -50,6 +55,8 @@ pub(super) struct RunState {
 pub(super) struct SessionReport {
     /// When the CONNACK arrived; `None` if the connection never got that far.
     pub(super) connected_at: Option<Instant>,
+    /// The largest row written to the network and not acknowledged when the connection ended.
+    pub(super) largest_unacked: Option<SentRow>,
 }
 
 /// Connects once and serves the connection until shutdown (`Ok`) or a fault (`Err`).
@@ -58,26 +65,51 @@ pub(super) async fn run_once(
     state: &mut RunState,
     live_rx: &mut watch::Receiver<Vec<LiveMessage>>,
     live_open: &mut bool,
+    choice: &mut ProtocolChoice,
     report: &mut SessionReport,
 ) -> Result<(), PublishError> {
-    let Some(mut session) = Session::connect(shared, state).await? else {
+    let protocol = choice.next();
+    let Some(mut session) = Session::connect(shared, state, protocol).await? else {
         return Ok(());
     };
     report.connected_at = Some(Instant::now());
     shared.stats.connected.store(true, Ordering::Relaxed);
+    super::on_protocol_accepted(choice, shared.stats, &shared.cfg.address());
     tracing::info!(
         address = %shared.cfg.address(),
-        protocol = ?shared.cfg.protocol,
+        ?protocol,
         backlog_up_to_seq = session.boundary,
         max_packet_size = session.max_packet_size,
         "Connected to broker."
     );
-    session.serve(live_rx, live_open).await
+    let mut result = session.serve(live_rx, live_open).await;
+    if matches!(result, Err(PublishError::EventLoopGone)) {
+        // The event loop ended before we read its error (a request found the channel closed first).
+        // Events before the error still count (a PUBACK that arrived in time is no longer a suspect); the
+        // rows they settle are retired on the next connection's PUBACK instead.
+        while let Ok(event) = session.events_rx.try_recv() {
+            match event {
+                Ok(event) => {
+                    let _ = session.on_event(event);
+                }
+                Err(source) => {
+                    result = Err(PublishError::Connection {
+                        address: shared.cfg.address(),
+                        source: Box::new(source),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    report.largest_unacked = session.largest_unacked();
+    result
 }
 
 struct Session<'a, 'b> {
     shared: &'a Shared<'a>,
     state: &'b mut RunState,
+    protocol: MqttProtocol,
     client: LinkClient,
     events_rx: mpsc::Receiver<Result<LinkEvent, LinkError>>,
     /// Aborting it drops the event loop and with it the TCP connection.
@@ -105,6 +137,12 @@ struct Session<'a, 'b> {
     released_rows: Vec<i64>,
     status_acked: bool,
     disconnect_sent: bool,
+    /// MQTT 3.1.1 only: rows wait for their read-back before they retire.
+    read_back: Option<ReadBack>,
+    /// SUBSCRIBEs (3.1.1 read-back) queued and not yet answered; they share the in-flight window.
+    subscribes_pending: usize,
+    /// Size and topic of each row handed to rumqttc and not yet acknowledged (at most `max_inflight`).
+    sent_rows: std::collections::HashMap<i64, SentRow>,
 }
 
 impl<'a, 'b> Session<'a, 'b> {
@@ -113,6 +151,7 @@ impl<'a, 'b> Session<'a, 'b> {
     async fn connect(
         shared: &'a Shared<'a>,
         state: &'b mut RunState,
+        protocol: MqttProtocol,
     ) -> Result<Option<Session<'a, 'b>>, PublishError> {
         let cfg = shared.cfg;
         let address = cfg.address();
@@ -120,7 +159,7 @@ impl<'a, 'b> Session<'a, 'b> {
             client,
             mut events_rx,
             task,
-        } = link::open(cfg);
+        } = link::open(cfg, protocol);
         let first = tokio::select! {
             () = shared.shutdown.cancelled() => return Ok(None),
             first = tokio::time::timeout(cfg.connect_timeout, events_rx.recv()) => first,
@@ -161,6 +200,7 @@ impl<'a, 'b> Session<'a, 'b> {
         Ok(Some(Session {
             shared,
             state,
+            protocol,
             client,
             events_rx,
             _event_loop: task,
@@ -179,7 +219,7 @@ impl<'a, 'b> Session<'a, 'b> {
                 .drain_rate
                 .map(|per_second| DrainRate::new(per_second, now)),
             watchdog: Watchdog::new(
-                link::effective_keep_alive(cfg.protocol, cfg.keep_alive),
+                link::effective_keep_alive(protocol, cfg.keep_alive),
                 cfg.connect_timeout,
                 now,
             ),
@@ -187,6 +227,10 @@ impl<'a, 'b> Session<'a, 'b> {
             released_rows: Vec::new(),
             status_acked: false,
             disconnect_sent: false,
+            read_back: (protocol == MqttProtocol::V4)
+                .then(|| ReadBack::new(cfg.connect_timeout.max(link::MIN_ECHO_WAIT))),
+            subscribes_pending: 0,
+            sent_rows: std::collections::HashMap::new(),
         }))
     }
 
@@ -217,6 +261,20 @@ impl<'a, 'b> Session<'a, 'b> {
                 () = sleep_until_or_forever(watchdog_at) => self.check_watchdog()?,
             }
         }
+    }
+
+    /// The largest row written to the network whose PUBACK has not arrived.
+    fn largest_unacked(&self) -> Option<SentRow> {
+        self.inflight
+            .rows_on_the_wire()
+            .filter_map(|seq| self.sent_rows.get(&seq))
+            .max_by_key(|row| (row.size, row.seq))
+            .cloned()
+    }
+
+    /// Publishes and SUBSCRIBEs awaiting an answer: together they fill the in-flight window.
+    pub(super) fn window_used(&self) -> usize {
+        self.inflight.outstanding() + self.subscribes_pending
     }
 
     fn check_watchdog(&self) -> Result<(), PublishError> {

@@ -9,6 +9,7 @@ use super::Session;
 use crate::publisher::inflight::Submitted;
 use crate::publisher::lanes::mark_replayed;
 use crate::publisher::link;
+use crate::publisher::oversize::SentRow;
 use crate::publisher::{LiveMessage, PublishError};
 use crate::store::OutboxRow;
 
@@ -17,14 +18,15 @@ impl Session<'_, '_> {
     /// window and the drain rate) due retries and backlog rows, reading pages from the store as needed.
     /// Returns when something paced becomes due, if that is what stops it.
     pub(super) async fn pump(&mut self) -> Result<Option<Instant>, PublishError> {
+        self.settle_overdue_read_backs(std::time::Instant::now());
         loop {
-            while self.inflight.outstanding() < self.max_inflight {
+            while self.window_used() < self.max_inflight {
                 let Some(message) = self.live.pop_front() else {
                     break;
                 };
                 self.submit_live(message)?;
             }
-            if self.inflight.outstanding() >= self.max_inflight {
+            if self.window_used() >= self.max_inflight {
                 return Ok(self.next_timer(None));
             }
             if let Some(row) = self.lanes.pop_fresh() {
@@ -41,7 +43,7 @@ impl Session<'_, '_> {
                 self.raise_alarm(now).await?;
                 continue;
             }
-            if self.inflight.outstanding() >= self.backlog_window {
+            if self.window_used() >= self.backlog_window {
                 return Ok(self.next_timer(None));
             }
             if !self.lanes.has_paced() {
@@ -75,11 +77,28 @@ impl Session<'_, '_> {
     pub(super) fn next_timer(&self, paced: Option<std::time::Instant>) -> Option<Instant> {
         let now = std::time::Instant::now();
         let refusals = self.state.refusals.next_wake().filter(|at| *at > now);
-        let earliest = match (paced, refusals) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let read_back = self.read_back.as_ref().and_then(|rb| rb.next_deadline());
+        [paced, refusals, read_back]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(Instant::from_std)
+    }
+
+    /// MQTT 3.1.1: rows acknowledged but not read back within the wait are refused (kept, retried with
+    /// backoff, summarised in a `publish_failure` alarm), exactly like an MQTT 5 PUBACK failure.
+    pub(super) fn settle_overdue_read_backs(&mut self, now: std::time::Instant) {
+        let Some(read_back) = &mut self.read_back else {
+            return;
         };
-        earliest.map(Instant::from_std)
+        for seq in read_back.overdue(now) {
+            self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.released_rows.push(seq);
+            tracing::debug!(seq, "Row acknowledged but not read back; kept.");
+            self.state
+                .refusals
+                .record(seq, link::NOT_READ_BACK, now, rand::random::<f64>());
+        }
     }
 
     pub(super) async fn fetch(
@@ -114,29 +133,57 @@ impl Session<'_, '_> {
         } else {
             row.payload
         };
-        let size =
-            link::publish_packet_size(self.shared.cfg.protocol, row.topic.len(), payload.len());
-        if !sendable_topic(&row.topic) || size > self.max_packet_size {
-            if self.state.unsendable.first_time(row.seq) {
-                self.shared.stats.unsendable.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    seq = row.seq, topic = %row.topic, size, max = self.max_packet_size,
-                    "Outbox row can never be published (invalid topic or larger than the broker accepts); \
-                     left in the outbox."
-                );
-            }
+        let size = link::publish_packet_size(self.protocol, row.topic.len(), payload.len());
+        let given_up = self.state.oversize.is_given_up(row.seq);
+        if given_up || !sendable_topic(&row.topic) || size > self.max_packet_size {
+            self.note_unsendable(row.seq, &row.topic, size);
             self.released_rows.push(row.seq);
             return Ok(());
         }
         if replayed {
             self.shared.stats.replayed.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(read_back) = &mut self.read_back {
+            if read_back.needs_subscription(&row.topic) {
+                self.client
+                    .try_subscribe(&row.topic)
+                    .map_err(|_| PublishError::EventLoopGone)?;
+                self.subscribes_pending += 1;
+            }
+            read_back.sent(row.seq, &row.topic, link::payload_digest(&payload));
+        }
+        self.sent_rows.insert(
+            row.seq,
+            SentRow {
+                seq: row.seq,
+                size,
+                topic: row.topic.clone(),
+            },
+        );
         self.submit(&row.topic, payload, Submitted::Row(row.seq))
     }
 
+    /// Counts an unsendable row once; log lines about them are summarised (at most one per interval), so a
+    /// packet limit below every payload cannot flood the log.
+    fn note_unsendable(&mut self, seq: i64, topic: &str, size: u64) {
+        if !self.state.unsendable.first_time(seq) {
+            return;
+        }
+        self.shared.stats.unsendable.fetch_add(1, Ordering::Relaxed);
+        if let Some(unlogged) = self.state.unsendable.line_due(std::time::Instant::now()) {
+            tracing::error!(
+                seq, topic, size, max = self.max_packet_size,
+                unlogged_before = unlogged,
+                "Outbox row can never be published (invalid topic, larger than the broker accepts, or the broker \
+                 closed the connection twice after it); released to the store's refusal policy. Further such \
+                 rows are summarised at most once a minute."
+            );
+        }
+    }
+
     pub(super) fn submit_live(&mut self, message: LiveMessage) -> Result<(), PublishError> {
-        let protocol = self.shared.cfg.protocol;
-        let size = link::publish_packet_size(protocol, message.topic.len(), message.payload.len());
+        let size =
+            link::publish_packet_size(self.protocol, message.topic.len(), message.payload.len());
         if !sendable_topic(&message.topic) || size > self.max_packet_size {
             tracing::debug!(topic = %message.topic, size, "Live message too large or invalid; skipped.");
             return Ok(());
@@ -182,14 +229,26 @@ impl Session<'_, '_> {
         let Some(summary) = self.state.refusals.take_alarm(now) else {
             return Ok(());
         };
-        tracing::warn!(
-            refused = summary.refused,
-            reason_code = summary.last.code,
-            reason = summary.last.reason,
-            first_seq = summary.first_seq,
-            last_seq = summary.last_seq,
-            "Broker refused publishes; the rows stay in the outbox and are retried with backoff."
-        );
+        if summary.last.code.is_some() {
+            tracing::warn!(
+                refused = summary.refused,
+                reason_code = ?summary.last.code,
+                reason = summary.last.reason,
+                first_seq = summary.first_seq,
+                last_seq = summary.last_seq,
+                "Broker refused publishes; the rows stay in the outbox and are retried with backoff."
+            );
+        } else {
+            tracing::warn!(
+                refused = summary.refused,
+                reason = summary.last.reason,
+                first_seq = summary.first_seq,
+                last_seq = summary.last_seq,
+                "Broker acknowledged rows but never delivered them back to the agent's own subscription on \
+                 their topic (MQTT 3.1.1 cannot report a refusal; the broker's ACL likely denies writing or \
+                 reading them); the rows stay in the outbox and are retried with backoff."
+            );
+        }
         let Some(identity) = self.shared.cfg.event_identity.clone() else {
             return Ok(());
         };
