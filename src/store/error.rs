@@ -39,14 +39,6 @@ pub enum StoreError {
         /// Number of migrations this build knows.
         supported: i64,
     },
-    /// A meta value is unreadable.
-    #[error("store meta value {key} is malformed: {value:?}")]
-    BadMeta {
-        /// Meta key.
-        key: &'static str,
-        /// Stored value.
-        value: String,
-    },
     /// An outbox draft's body is not a JSON object, so `seq` and `db_epoch` cannot be added.
     #[error("outbox draft for topic {topic} is not a JSON object")]
     PayloadNotObject {

@@ -27,6 +27,9 @@
 //!   `in_use` meta marker: set (and checkpointed) at open, cleared at a clean close, while the `-wal` file exists
 //!   for the whole session. Failures that are not the file's (busy, permissions, disk full) are errors and move
 //!   nothing; there is one replacement per open, never a loop.
+//! - A damaged meta value (`db_epoch`, `created_at`, the `in_use` marker, a drop counter) does not condemn the
+//!   file: it is reset with a warning and the unsent rows stay. A reset `db_epoch` is a new random one, since
+//!   nobody can tell whether the file's seqs continue the old epoch's; consumers see seq restart as for a new file.
 //!
 //! Not guaranteed: bit flips inside a record's content are not detected (SQLite pages carry no checksums); claims
 //! live in memory, so a row in flight when the agent crashed can be dropped after the restart and still have
@@ -37,6 +40,7 @@
 mod commit;
 mod error;
 mod handle;
+mod meta;
 mod open;
 mod quota;
 mod schema;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode};
 
+use super::meta::{self, Identity, Session};
 use super::quota::DropCounters;
 use super::{schema, wall_clock_millis, Store, StoreError, StoreOptions};
 
@@ -128,7 +129,7 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
                 .join("; ")
         )));
     }
-    if schema::read_in_use(&conn)?.as_deref() == Some("1") && !wal_existed {
+    if meta::read_session(&conn)? == Session::Open && !wal_existed {
         // Every session keeps its -wal file from its first write until its clean close, so a session that
         // did not close cleanly left one behind. Without it the file may miss committed transactions: its seq
         // and baselines could go back under the same epoch.
@@ -140,7 +141,10 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
     schema::migrate(&mut conn)?;
     conn.set_prepared_statement_cache_capacity(schema::ALL_STATEMENTS.len() + 8);
     schema::verify_statements(&conn)?;
-    let (db_epoch, created_at) = schema::ensure_meta(&mut conn, wall_clock_millis())?;
+    let Identity {
+        db_epoch,
+        created_at,
+    } = meta::ensure_identity(&mut conn, wall_clock_millis())?;
     let drops = DropCounters::load(&conn)?;
     // Mark the session open and push the mark into the main file, so a later loss of the -wal is detectable.
     conn.execute(schema::UPSERT_META, (schema::META_IN_USE, "1"))?;
@@ -182,7 +186,7 @@ fn blames_file(error: &StoreError) -> bool {
                     | ErrorCode::OperationInterrupted
             )
         ),
-        StoreError::SchemaTooNew { .. } | StoreError::BadMeta { .. } => true,
+        StoreError::SchemaTooNew { .. } => true,
         StoreError::Io { .. }
         | StoreError::PragmaMismatch { .. }
         | StoreError::PayloadNotObject { .. }

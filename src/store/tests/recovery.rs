@@ -250,3 +250,63 @@ fn given_a_database_locked_by_another_process_when_opened_then_it_is_an_error_an
     let store = open(&path);
     assert!(!assert_intact_or_recovered(store, &snapshot));
 }
+
+#[test]
+fn given_one_unreadable_meta_value_when_opened_then_it_is_reset_and_the_unsent_rows_stay() {
+    let blob = rusqlite::types::Value::Blob(vec![0xde, 0xad]);
+    let text = |value: &str| rusqlite::types::Value::Text(value.to_owned());
+    let cases = [
+        ("db_epoch", text("not an epoch")),
+        ("db_epoch", blob.clone()),
+        ("created_at", text("yesterday")),
+        ("created_at", blob.clone()),
+        ("in_use", text("maybe")),
+        ("in_use", blob.clone()),
+        ("drops.rollup_1m", text("-3")),
+        ("drops.refused_bytes", blob),
+    ];
+    for (key, bad) in cases {
+        let (_dir, path) = temp_db();
+        let snapshot = populated(&path);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let changed = raw
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, &bad),
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        drop(raw);
+
+        let store = open(&path);
+        assert!(
+            store.recovery().is_none(),
+            "{key} = {bad:?}: {:?}",
+            store.recovery()
+        );
+        assert_eq!(all_unacked(&store), snapshot.rows, "{key} = {bad:?}");
+        assert_eq!(store.load_counters().unwrap(), snapshot.counters);
+        if key == "db_epoch" {
+            // Seq continuity under the old epoch is unknown, so the file continues under a new one.
+            assert_ne!(store.db_epoch(), snapshot.epoch);
+            assert_eq!(store.db_epoch().len(), 16);
+            assert!(store.db_epoch().bytes().all(|b| b.is_ascii_hexdigit()));
+        } else {
+            assert_eq!(store.db_epoch(), snapshot.epoch);
+        }
+        assert_eq!(store.drops(), DropCounters::default());
+        let (epoch, created_at) = (store.db_epoch().to_owned(), store.created_at());
+        drop(store);
+
+        // The repair is persisted: the next open finds the same values and nothing to repair.
+        let reopened = open(&path);
+        assert!(reopened.recovery().is_none());
+        assert_eq!(
+            (reopened.db_epoch(), reopened.created_at()),
+            (epoch.as_str(), created_at)
+        );
+        assert_eq!(all_unacked(&reopened), snapshot.rows);
+        assert!(reopened.integrity_check().unwrap().is_empty());
+    }
+}
