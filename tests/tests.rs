@@ -13,6 +13,8 @@
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link), each with
 //!   a counting report.
+//! - `store_fs`: the store against its filesystem (a full 2 MiB tmpfs, a deleted data_dir, file modes, one
+//!   agent per MQTT client id).
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 
 mod support;
@@ -26,3 +28,4 @@ mod modbus;
 mod outbox_model;
 mod publisher;
 mod quota;
+mod store_fs;

@@ -1,5 +1,6 @@
 //! [`StoreError`]: the one error type of the SQLite boundary. `SQLITE_FULL` is classified apart from every other
-//! SQLite failure so callers can apply the overflow policy instead of treating a full quota as a crash.
+//! SQLite failure so callers can apply the overflow policy instead of treating a full quota as a crash, and a
+//! full quota apart from a full disk (which no drop can fix).
 
 use std::path::PathBuf;
 
@@ -15,9 +16,19 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// SQLite reported `SQLITE_FULL`: the byte quota (`max_page_count`) or the disk is exhausted.
-    #[error("store is full (quota or disk exhausted)")]
+    /// The byte quota (`store.max_bytes`, enforced as `max_page_count`) is reached and nothing droppable is
+    /// left. Also the first classification of any `SQLITE_FULL`, until [`StoreError::DiskFull`] is told apart.
+    #[error("store quota (store.max_bytes) is reached and nothing droppable is left")]
     Full(#[source] rusqlite::Error),
+    /// `SQLITE_FULL` while the database is well below its quota: the filesystem holding it has no room.
+    #[error("the filesystem holding the store {path} is full (the store quota is not reached)")]
+    DiskFull {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// Any other SQLite failure.
     #[error("SQLite call failed")]
     Sqlite(#[source] rusqlite::Error),

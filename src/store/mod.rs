@@ -19,6 +19,11 @@
 //!   answer [`StoreError::Full`], with nothing dropped. Freed pages are reused (no `auto_vacuum`, so the file
 //!   never shrinks), and commits resume by themselves once rows are retired.
 //!   The WAL (≤ `journal_size_limit` after checkpoints) and start-up migrations are outside the quota.
+//! - A full filesystem is not a full quota: an `SQLITE_FULL` while the file is well below its quota is
+//!   [`StoreError::DiskFull`]. Nothing is dropped for it; the WAL is checkpointed and truncated to zero bytes,
+//!   the automatic checkpoint threshold is lowered to half the WAL size that met the full disk (SQLite's default
+//!   needs a WAL of ~4 MiB, which a small filesystem may never hold), and the write is retried once. The cycle
+//!   then stays with the caller, and commits resume by themselves once there is room.
 //! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
 //! - Start-up ([`Store::open`]): pragmas are set and read back, `PRAGMA quick_check` runs, every statement is
 //!   prepared. A file that fails any of this (corrupt, not a database, truncated, empty, a newer schema, or a
@@ -44,6 +49,7 @@ mod meta;
 mod open;
 mod quota;
 mod schema;
+mod space;
 #[cfg(test)]
 mod tests;
 
@@ -186,6 +192,8 @@ pub struct Store {
     /// have reached the broker, so the overflow policy never drops it (the gap record would count a delivered
     /// row as lost). In memory only: after a restart nothing is claimed until the publisher reads again.
     claimed: BTreeSet<i64>,
+    /// Whether the last write found room; its changes are logged once each.
+    space: space::Space,
 }
 
 impl Store {
@@ -275,8 +283,23 @@ impl Store {
     }
 
     /// Deletes the given rows (their PUBACK arrived); returns how many existed. Unknown seqs are ignored, so a
-    /// duplicate PUBACK is harmless.
+    /// duplicate PUBACK is harmless. On a full disk the WAL is checkpointed and truncated and the delete retried
+    /// once; [`StoreError::DiskFull`] if it still finds no room.
     pub fn retire(&mut self, seqs: &[i64]) -> Result<usize, StoreError> {
+        match self.try_retire(seqs) {
+            Err(StoreError::Full(_)) if self.shortage(0)? == space::Shortage::Disk => {
+                self.cap_wal()?;
+                self.release_wal();
+                match self.try_retire(seqs) {
+                    Err(StoreError::Full(source)) => Err(self.disk_full(source)),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn try_retire(&mut self, seqs: &[i64]) -> Result<usize, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

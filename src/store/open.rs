@@ -11,6 +11,7 @@ use rusqlite::{Connection, ErrorCode};
 
 use super::meta::{self, Identity, Session};
 use super::quota::DropCounters;
+use super::space::Space;
 use super::{schema, wall_clock_millis, Store, StoreError, StoreOptions};
 
 /// Problems listed in a recovery reason, at most (a corrupt file can produce thousands of lines).
@@ -164,6 +165,7 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
         drops,
         recovery: None,
         claimed: BTreeSet::new(),
+        space: Space::Available,
     })
 }
 
@@ -187,7 +189,8 @@ fn blames_file(error: &StoreError) -> bool {
             )
         ),
         StoreError::SchemaTooNew { .. } => true,
-        StoreError::Io { .. }
+        StoreError::DiskFull { .. }
+        | StoreError::Io { .. }
         | StoreError::PragmaMismatch { .. }
         | StoreError::PayloadNotObject { .. }
         | StoreError::Json(_)
@@ -197,7 +200,7 @@ fn blames_file(error: &StoreError) -> bool {
 }
 
 /// `path` with `suffix` appended to its file name (`agent.db` + `-wal` → `agent.db-wal`).
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+pub(super) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
