@@ -6,15 +6,15 @@
 //!   simulated PLCs, `wait_until`, schemas.
 //! - `publisher`: outbox → broker delivery, retire-after-PUBACK, outages, status and live retention.
 //! - `cli`: `validate` on good and bad files, and the demo as a newcomer runs it.
-//! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice.
+//! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice (same
+//!   data_dir, same client id), its data_dir deleted under it, its files' modes under umask 000.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
 //! - `modbus`: the poller against misbehaving PLCs (silence, late answers, half frames, exceptions, reboots,
 //!   fuzzed bytes), many units on one gateway, and the commissioning probe.
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link), each with
 //!   a counting report.
-//! - `store_fs`: the store against its filesystem (a full 2 MiB tmpfs, a deleted data_dir, file modes, one
-//!   agent per MQTT client id).
+//! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 
 mod support;

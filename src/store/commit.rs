@@ -38,8 +38,10 @@ impl Store {
     /// header of `store`), so counters and windows are never lost to a full quota. [`StoreError::Full`] means
     /// that even dropping everything droppable would not make room. [`StoreError::DiskFull`] means the filesystem
     /// is full while the quota has room: nothing is dropped; the WAL is checkpointed and truncated and the
-    /// attempt retried once. On any error nothing is stored.
+    /// attempt retried once. [`StoreError::Displaced`] means the database file is no longer at its path. On any
+    /// error nothing is stored.
     pub fn commit_cycle(&mut self, cycle: &CycleWrite) -> Result<CommitOutcome, StoreError> {
+        self.check_in_place()?;
         let (accepted, refused) = self.screen_drafts(cycle)?;
         let step = (self.options.max_bytes / DROP_STEP_DIVISOR)
             .max(MIN_DROP_STEP_BYTES)

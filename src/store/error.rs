@@ -29,6 +29,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database file was deleted or replaced while the store had it open.
+    #[error("the store database {path} was deleted or replaced while the agent ran ({detail})")]
+    Displaced {
+        /// The database path.
+        path: PathBuf,
+        /// What is at the path now.
+        detail: &'static str,
+    },
     /// Any other SQLite failure.
     #[error("SQLite call failed")]
     Sqlite(#[source] rusqlite::Error),

@@ -43,6 +43,7 @@
 //! aside is not published (it is kept for manual recovery).
 
 mod commit;
+mod data_dir;
 mod error;
 mod handle;
 mod meta;
@@ -60,6 +61,10 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::logic::Millis;
 
+pub use data_dir::{
+    database_path, lock_client_id, lock_data_dir, ClientIdLock, DataDirLock, LockError,
+    DATABASE_FILE,
+};
 pub use error::StoreError;
 pub use handle::StoreHandle;
 pub use open::Recovery;
@@ -194,6 +199,10 @@ pub struct Store {
     claimed: BTreeSet<i64>,
     /// Whether the last write found room; its changes are logged once each.
     space: space::Space,
+    /// Device and inode of the database file at open; [`Store::check_in_place`] compares them with the path.
+    file_id: data_dir::FileId,
+    /// Whether the note about this database having vanished was written already.
+    vanished_noted: bool,
 }
 
 impl Store {

@@ -61,11 +61,12 @@ fn populated(path: &Path) -> Snapshot {
 /// has a new epoch, and reopens without another recovery.
 fn assert_recovered(store: Store, old_epoch: &str) -> Recovery {
     let recovery = store.recovery().cloned().expect("a recovery is reported");
-    assert!(recovery.moved_to.exists(), "{recovery:?}");
-    assert!(recovery
+    let moved_to = recovery
         .moved_to
-        .to_string_lossy()
-        .contains("agent.db.corrupt-"));
+        .as_ref()
+        .expect("the old file was moved aside");
+    assert!(moved_to.exists(), "{recovery:?}");
+    assert!(moved_to.to_string_lossy().contains("agent.db.corrupt-"));
     assert_ne!(store.db_epoch(), old_epoch);
     assert_eq!(store.backlog().unwrap(), Backlog::default());
     assert_eq!(store.last_seq().unwrap(), 0);
@@ -121,7 +122,9 @@ fn given_a_truncated_file_when_opened_then_it_is_moved_aside_and_a_fresh_store_s
         let recovery = assert_recovered(open(&path), &snapshot.epoch);
         // The moved file is the damaged original, kept for inspection.
         assert_eq!(
-            std::fs::metadata(&recovery.moved_to).unwrap().len(),
+            std::fs::metadata(recovery.moved_to.as_ref().unwrap())
+                .unwrap()
+                .len(),
             keep.unwrap_or(len / 2)
         );
     }
@@ -166,7 +169,7 @@ fn given_a_garbage_file_with_garbage_wal_and_shm_when_opened_then_all_three_are_
     let recovery = assert_recovered(open(&path), "none");
     for suffix in ["", "-wal", "-shm"] {
         assert!(
-            with_suffix(&recovery.moved_to, suffix).exists(),
+            with_suffix(recovery.moved_to.as_ref().unwrap(), suffix).exists(),
             "{suffix} moved"
         );
     }
@@ -224,7 +227,7 @@ fn given_a_file_from_a_newer_schema_when_opened_then_it_is_moved_aside_intact() 
     let recovery = assert_recovered(open(&path), &snapshot.epoch);
     assert!(recovery.reason.contains("newer"), "{}", recovery.reason);
     // The moved file is untouched: a newer agent can still use it.
-    let moved = rusqlite::Connection::open(&recovery.moved_to).unwrap();
+    let moved = rusqlite::Connection::open(recovery.moved_to.as_ref().unwrap()).unwrap();
     let rows: i64 = moved
         .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
         .unwrap();
