@@ -32,6 +32,13 @@
 //!   `in_use` meta marker: set (and checkpointed) at open, cleared at a clean close, while the `-wal` file exists
 //!   for the whole session. Failures that are not the file's (busy, permissions, disk full) are errors and move
 //!   nothing; there is one replacement per open, never a loop.
+//! - The database file stays the one at its path: its device and inode are recorded at open and checked by
+//!   [`Store::check_in_place`] (every commit; the supervisor every few seconds). A file deleted or replaced
+//!   under the store is [`StoreError::Displaced`] (the agent must stop), and the note left at the path makes
+//!   the next open report it as a [`Recovery`] without `moved_to`.
+//! - Files are private whatever the umask: the directory 0700, the database (hence its `-wal`, `-shm`) 0600;
+//!   wider modes found at open are tightened. One agent per data directory (lock file) and per MQTT client id
+//!   (an abstract Unix socket, outside the data directory): [`lock_data_dir`], [`lock_client_id`].
 //! - A damaged meta value (`db_epoch`, `created_at`, the `in_use` marker, a drop counter) does not condemn the
 //!   file: it is reset with a warning and the unsent rows stay. A reset `db_epoch` is a new random one, since
 //!   nobody can tell whether the file's seqs continue the old epoch's; consumers see seq restart as for a new file.
@@ -40,7 +47,8 @@
 //! live in memory, so a row in flight when the agent crashed can be dropped after the restart and still have
 //! reached the broker (its gap record then overstates the loss); a gap record for a drop is the caller's to
 //! enqueue, so a crash right after the drop's commit loses the record but not the counters; data in a file moved
-//! aside is not published (it is kept for manual recovery).
+//! aside is not published (it is kept for manual recovery), nor are the unsent rows of a database file deleted
+//! while the store had it open.
 
 mod commit;
 mod data_dir;
