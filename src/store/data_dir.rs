@@ -84,7 +84,8 @@ pub(super) fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Sets `mode` on `path` when its permission bits differ (logged once, with the mode found); a missing path
-/// is fine. The umask can only take bits away, so a file created with `mode` needs this only if it existed.
+/// is fine, and so is a path the agent may not change (warned). The umask can only take bits away, so a file
+/// created with `mode` needs this only if it existed.
 pub(super) fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
     let found = match std::fs::metadata(path) {
         Ok(meta) => meta.permissions().mode() & 0o7777,
@@ -92,7 +93,20 @@ pub(super) fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
         Err(error) => return Err(error),
     };
     if found != mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => {}
+            // Not the agent's own file (e.g. a shared directory chosen as data_dir): say so, do not refuse.
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!(
+                    path = %path.display(),
+                    found = %format!("{found:o}"),
+                    wanted = %format!("{mode:o}"),
+                    "Cannot tighten the mode of a store path the agent does not own."
+                );
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
         tracing::info!(
             path = %path.display(),
             found = %format!("{found:o}"),
