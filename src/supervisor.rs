@@ -102,7 +102,10 @@ pub async fn run(
     let store_options = StoreOptions {
         max_bytes: config.store.max_bytes,
         // Leave room for the topic and the MQTT header inside the broker's packet limit.
-        max_payload_bytes: config.mqtt.max_packet_size.saturating_sub(1024),
+        max_payload_bytes: config
+            .mqtt
+            .max_packet_size
+            .saturating_sub(crate::config::largest::PACKET_HEADROOM),
     };
     let store = {
         let path = db_path.clone();

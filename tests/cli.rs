@@ -105,3 +105,176 @@ fn demo_runs_with_no_files_shows_live_figures_and_stops_cleanly() {
     }
     assert!(stdout.contains("PLCs up 2/2"), "{stdout}");
 }
+
+/// A valid file with `agent`, `mqtt` and `plc` lines added to their sections.
+fn config_file(dir: &std::path::Path, agent: &str, mqtt: &str, plc: &str) -> std::path::PathBuf {
+    let path = dir.join("agent.toml");
+    let data_dir = dir.join("data");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+data_dir = "{}"
+{agent}
+
+[mqtt]
+host = "127.0.0.1"
+port = 1
+{mqtt}
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:1"
+{plc}
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+counters.produced = {{ address = 100, type = "u32" }}
+"#,
+            data_dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The values that used to pass `validate` and abort `run` (or abort `validate` itself, exit 134).
+const ABORTING: [(&str, &str, &str, &str); 4] = [
+    (
+        "",
+        "",
+        "poll_interval = \"2000000000000000000s\"",
+        "plc[0].poll_interval",
+    ),
+    (
+        "",
+        "",
+        "pause_between_requests = \"500000000000y\"",
+        "plc[0].pause_between_requests",
+    ),
+    ("", "keep_alive = \"500000000000y\"", "", "mqtt.keep_alive"),
+    (
+        "",
+        "connect_timeout = \"500000000000y\"",
+        "",
+        "mqtt.connect_timeout",
+    ),
+];
+
+#[test]
+fn validate_refuses_out_of_range_durations_with_their_path_instead_of_aborting() {
+    for (agent, mqtt, plc, path) in ABORTING {
+        // Given a file with one duration far out of range.
+        let dir = tempfile::tempdir().unwrap();
+        let file = config_file(dir.path(), agent, mqtt, plc);
+
+        // When it is validated.
+        let output = Command::new(BINARY)
+            .args(["validate", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+
+        // Then it exits with the configuration error code (not an abort) and names the key and the range.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
+        assert!(stderr.contains(path), "missing {path} in:\n{stderr}");
+        assert!(stderr.contains("must be between"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn run_refuses_previously_aborting_values_before_starting() {
+    for (agent, mqtt, plc, path) in ABORTING {
+        // Given a file with one duration that used to abort the running agent.
+        let dir = tempfile::tempdir().unwrap();
+        let file = config_file(dir.path(), agent, mqtt, plc);
+
+        // When the agent is started with it.
+        let mut child = Command::new(BINARY)
+            .args(["run", "--config"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("run with {path} out of range did not exit: it started");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+
+        // Then it exits with the configuration error code, and never opened a store.
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{path}: {stderr}");
+        assert!(stderr.contains(path), "missing {path} in:\n{stderr}");
+        assert!(!dir.path().join("data").exists(), "the store was opened");
+    }
+}
+
+#[test]
+fn validate_names_the_environment_variable_behind_a_bad_value() {
+    // Given a good file and an override with a hostile keep-alive.
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(dir.path(), "", "", "");
+
+    // When it is validated with the override.
+    let output = Command::new(BINARY)
+        .args(["validate", "--config"])
+        .arg(&file)
+        .env("SHOPFLOOR__MQTT__KEEP_ALIVE", "500000000000y")
+        .output()
+        .unwrap();
+
+    // Then the problem names the key and the variable that set it.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("mqtt.keep_alive (from SHOPFLOOR__MQTT__KEEP_ALIVE): "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_refuses_a_packet_limit_below_the_largest_message_and_accepts_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Given a 1KiB packet limit, when validated, then it is refused with the size it needs.
+    let file = config_file(dir.path(), "", "max_packet_size = \"1KiB\"", "");
+    let output = Command::new(BINARY)
+        .args(["validate", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("mqtt.max_packet_size: 1KiB is below the largest message this configuration can publish (about "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("use at least "), "{stderr}");
+
+    // Given the default limit, when validated, then it passes.
+    let file = config_file(dir.path(), "", "", "");
+    let output = Command::new(BINARY)
+        .args(["validate", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+}

@@ -14,6 +14,8 @@
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link), each with
 //!   a counting report.
+//! - `packet_limit`: every message the running agent publishes fits the largest-message bound `validate` checks
+//!   `mqtt.max_packet_size` against.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 
@@ -26,6 +28,7 @@ mod faults_mqtt;
 mod interop;
 mod modbus;
 mod outbox_model;
+mod packet_limit;
 mod publisher;
 mod quota;
 mod store_fs;

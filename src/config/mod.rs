@@ -25,6 +25,8 @@ pub struct Problem {
     pub path: String,
     /// What is wrong, as a sentence fragment.
     pub message: String,
+    /// The environment variable that set the value, when an override did (e.g. `SHOPFLOOR__MQTT__PORT`).
+    pub from_env: Option<String>,
 }
 
 /// Why a configuration could not be loaded.
@@ -59,7 +61,7 @@ pub enum ConfigError {
 fn render_problems(file: &str, problems: &[Problem]) -> String {
     let mut out = format!("{} problem(s) in config file {file}:", problems.len());
     for problem in problems {
-        out.push_str(&format!("\n  - {}: {}", problem.path, problem.message));
+        out.push_str(&format!("\n  - {problem}"));
     }
     out
 }
@@ -183,6 +185,10 @@ pub struct PlcConfig {
     pub unit_failure_threshold: u32,
     /// How long a failing unit is skipped before it is retried.
     pub unit_backoff: Duration,
+    /// First delay before a tag disabled by a configuration exception (01/02/03) is probed again.
+    pub disabled_retry: Duration,
+    /// Cap of that delay, which doubles after every refused probe.
+    pub disabled_retry_max: Duration,
 }
 
 /// Where a value lives and how it is encoded.
@@ -309,6 +315,7 @@ impl Config {
             .map(|path| Problem {
                 path: path.clone(),
                 message: "unknown key".into(),
+                from_env: None,
             })
             .collect();
         let raw = match raw {
@@ -322,7 +329,9 @@ impl Config {
                         path
                     },
                     message: error.into_inner().to_string(),
+                    from_env: None,
                 });
+                blame_overrides(&mut problems, &overrides);
                 return Err(ConfigError::Invalid {
                     file: file.to_string(),
                     problems,
@@ -341,6 +350,7 @@ impl Config {
             problems: &mut problems,
         };
         let config = v.config(raw, file, config_hash);
+        blame_overrides(&mut problems, &overrides);
         if problems.is_empty() {
             Ok(config.expect("validation produced a config when it found no problems"))
         } else {
@@ -360,11 +370,15 @@ impl Config {
     }
 }
 
+pub mod clock;
+pub mod largest;
+mod overrides;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+use overrides::blame_overrides;
 use raw::RawConfig;
 use validate::Validator;
 
@@ -415,7 +429,7 @@ fn default_grace(length_ms: i64) -> Duration {
     }
 }
 
-/// Parses `"1GiB"`, `"512MiB"`, `"100MB"` or a plain number of bytes.
+/// Parses `"1GiB"`, `"512MiB"`, `"100MB"`, `"2TiB"` or a plain number of bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -430,12 +444,14 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
         other => {
             return Err(format!(
-                "unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
             ))
         }
     };
@@ -455,6 +471,9 @@ fn parse_modulus(text: &str) -> Option<u128> {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        match &self.from_env {
+            Some(var) => write!(f, "{} (from {var}): {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
     }
 }

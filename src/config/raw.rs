@@ -172,6 +172,10 @@ pub(super) struct RawPlc {
     pub(super) unit_failure_threshold: u32,
     #[serde(default = "default_unit_backoff")]
     pub(super) unit_backoff: String,
+    #[serde(default = "default_disabled_retry")]
+    pub(super) disabled_retry: String,
+    #[serde(default = "default_disabled_retry_max")]
+    pub(super) disabled_retry_max: String,
 }
 
 pub(super) fn default_unit() -> u8 {
@@ -200,6 +204,12 @@ pub(super) fn default_unit_failures() -> u32 {
 }
 pub(super) fn default_unit_backoff() -> String {
     "30s".into()
+}
+pub(super) fn default_disabled_retry() -> String {
+    "1m".into()
+}
+pub(super) fn default_disabled_retry_max() -> String {
+    "15m".into()
 }
 
 #[derive(Debug, Deserialize)]

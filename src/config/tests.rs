@@ -93,6 +93,7 @@ fn modulus_accepts_powers_and_plain_numbers() {
 #[test]
 fn sizes_and_periods_parse() {
     assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+    assert_eq!(parse_bytes("16TiB").unwrap(), 16 << 40);
     assert!(parse_bytes("12 parsecs").is_err());
     assert_eq!(Period::parse("15m").unwrap().length_ms, 900_000);
     assert!(Period::parse("7m").is_err());
@@ -140,6 +141,23 @@ fn a_value_wider_than_one_request_is_rejected() {
             .iter()
             .any(|p| p.path == "machine[0].counters.produced"
                 && p.message.contains("max_registers_per_request")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn disabled_tag_retry_defaults_to_one_minute_doubling_to_fifteen_and_the_cap_cannot_undercut_it() {
+    let config = Config::from_toml(MINIMAL, "test.toml", false).unwrap();
+    assert_eq!(config.plcs[0].disabled_retry, Duration::from_secs(60));
+    assert_eq!(config.plcs[0].disabled_retry_max, Duration::from_secs(900));
+
+    let text = MINIMAL.replace(
+        "address = \"127.0.0.1:502\"",
+        "address = \"127.0.0.1:502\"\ndisabled_retry = \"10m\"\ndisabled_retry_max = \"5m\"",
+    );
+    let found = problems(&text);
+    assert!(
+        found.iter().any(|p| p.path == "plc[0].disabled_retry_max"),
         "{found:?}"
     );
 }

@@ -35,6 +35,11 @@ pub const EVENT_DEVICE_DOWN: &str = "device_down";
 pub const EVENT_DEFECTS: &str = "defects";
 /// Event kind: the machine changed state (stop, restart).
 pub const EVENT_STATE: &str = "state";
+/// Event kind: a tag was refused with a configuration exception (01/02/03) and is disabled; it is probed
+/// again with a growing delay.
+pub const EVENT_TAG_DISABLED: &str = "tag_disabled";
+/// Event kind: a disabled tag answered its probe and is read every cycle again.
+pub const EVENT_TAG_ENABLED: &str = "tag_enabled";
 /// Event kind (gateway event topic): the broker refused publishes with an MQTT 5 failure reason code.
 pub const EVENT_PUBLISH_FAILURE: &str = "publish_failure";
 /// The `line` of events about the gateway itself (their `machine` is the gateway id).
@@ -85,7 +90,7 @@ pub struct DeviceHealth {
     pub late_answers: u64,
     /// The units (slave ids) behind this connection.
     pub units: Vec<UnitHealthReport>,
-    /// Tags refused with a configuration exception, not read until restart.
+    /// Tags refused with a configuration exception, each with its next probe.
     pub disabled_tags: Vec<DisabledTagReport>,
 }
 
@@ -110,7 +115,8 @@ pub struct UnitHealthReport {
     pub backed_off: bool,
 }
 
-/// A tag refused with a configuration exception (01 illegal function, 02 illegal address, 03 illegal value).
+/// A tag refused with a configuration exception (01 illegal function, 02 illegal address, 03 illegal value),
+/// with its next probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisabledTagReport {
     /// Unit id.
@@ -119,8 +125,14 @@ pub struct DisabledTagReport {
     pub table: String,
     /// First 0-based address of the tag.
     pub address: u16,
-    /// The exception code.
+    /// The exception code of the latest refusal.
     pub exception: u8,
+    /// RFC 3339 time the tag was disabled.
+    pub disabled_at: String,
+    /// Probes refused since it was disabled.
+    pub failed_probes: u32,
+    /// RFC 3339 time of its next probe.
+    pub next_retry_at: String,
 }
 
 /// True when `segment` can be used as one MQTT topic level (non-empty, no `/`, `+`, `#`, NUL, no leading `$`).
@@ -837,6 +849,9 @@ mod tests {
                     table: "holding".into(),
                     address: 120,
                     exception: 2,
+                    disabled_at: "2026-11-28T08:58:00+09:00".into(),
+                    failed_probes: 1,
+                    next_retry_at: "2026-11-28T09:01:00+09:00".into(),
                 }],
             },
             DeviceHealth {
@@ -874,6 +889,16 @@ mod tests {
         );
         assert_eq!(body["devices"][0]["units"][1]["backed_off"], true);
         assert_eq!(body["devices"][0]["disabled_tags"][0]["exception"], 2);
+        assert_eq!(
+            body["devices"][0]["disabled_tags"][0]["next_retry_at"],
+            "2026-11-28T09:01:00+09:00"
+        );
+        let mut no_retry = body.clone();
+        no_retry["devices"][0]["disabled_tags"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("next_retry_at");
+        assert!(!validate(HEALTH, &no_retry).is_empty());
         assert_eq!(body["devices"][0]["rtt_p99_ms"], 2.9);
         let mut bad_unit = body.clone();
         bad_unit["devices"][0]["units"][0]["unit_id"] = json!(256);
@@ -911,6 +936,50 @@ mod tests {
         assert_eq!(validate(EVENT, &stored), Vec::<String>::new());
         assert_eq!(stored["kind"], "gap");
         assert_eq!(stored["detail"]["cause"], "poll_failed");
+    }
+
+    #[test]
+    fn given_tag_events_when_stored_then_the_schema_requires_their_retry_and_carry_fields() {
+        let tag = json!({"plc": "plc-a", "unit_id": 1, "table": "holding", "address": 0, "exception_code": 2});
+        let mut disabled = tag.clone();
+        disabled["retry_at"] = json!("2026-11-28T09:01:00+09:00");
+        let mut enabled = tag.clone();
+        enabled["disabled_at"] = json!("2026-11-28T08:58:00+09:00");
+        enabled["disabled_ms"] = json!(120_000);
+        enabled["failed_probes"] = json!(1);
+        let event = |kind: &str, detail: &Value| {
+            let body = event_payload(
+                &identity(),
+                "line-a",
+                "press-3",
+                kind,
+                NINE_AM_SEOUL,
+                detail.clone(),
+            );
+            as_stored(body, 3)
+        };
+
+        assert_eq!(
+            validate(EVENT, &event(EVENT_TAG_DISABLED, &disabled)),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            validate(EVENT, &event(EVENT_TAG_ENABLED, &enabled)),
+            Vec::<String>::new()
+        );
+        assert!(
+            !validate(EVENT, &event(EVENT_TAG_DISABLED, &tag)).is_empty(),
+            "retry_at is required"
+        );
+        assert!(
+            !validate(EVENT, &event(EVENT_TAG_ENABLED, &disabled)).is_empty(),
+            "carry fields are required"
+        );
+        assert_eq!(
+            validate(EVENT, &event(EVENT_GAP, &tag)),
+            Vec::<String>::new(),
+            "other kinds unaffected"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! pause), healthy units first; each unit costs at most one timeout per cycle and is skipped for `unit_backoff`
 //! after `unit_failure_threshold` failed cycles while other units on the connection still deliver. Exceptions
 //! are classified (a merged read refused with 01/02/03 is split into single reads; a single read refused so
-//! disables its tag until restart). The connection is dropped only when the byte stream is in doubt or the
-//! device as a whole is silent. What the outcome means for health is decided in `outcome`.
+//! disables its tag, which is then probed with one single read per retry (`disabled`) until it answers). The
+//! connection is dropped only when the byte stream is in doubt or the device as a whole is silent. What the
+//! outcome means for health is decided in `outcome`.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -11,9 +12,11 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::connection::{Connection, ReadError};
+use super::disabled::disabled_error;
 use super::frame::{classify, exception_name, ExceptionClass, ResponseError};
 use super::health::{DisabledTag, PollEvent, RttRing, UpDown};
-use super::plan::ReadPlan;
+use super::plan::{ReadPlan, ReadRequest};
+use super::retry::RetrySchedule;
 use super::TagError;
 use crate::config::PlcConfig;
 use crate::logic::Millis;
@@ -59,8 +62,10 @@ pub(crate) struct Poller {
     pub(super) config: PlcConfig,
     pub(crate) plan: ReadPlan,
     pub(crate) connection: Option<Connection>,
-    /// Per tag: the exception code that disabled it.
-    pub(super) disabled: Vec<Option<u8>>,
+    /// Per tag of the plan: its state while it is disabled after a configuration exception.
+    pub(super) disabled: Vec<Option<DisabledTag>>,
+    /// When disabled tags are probed again.
+    pub(super) retry: RetrySchedule,
     pub(super) units: BTreeMap<u8, UnitState>,
     pub(super) plc_state: UpDown,
     pub(super) plc_rtt: RttRing,
@@ -73,7 +78,6 @@ pub(crate) struct Poller {
     pub(super) late_answers_closed: u64,
     /// When the last request on the connection ended (answer, error or timeout).
     pub(super) last_exchange: Option<Instant>,
-    pub(super) disabled_tags: Vec<DisabledTag>,
     pub(super) events: Vec<PollEvent>,
 }
 
@@ -87,6 +91,7 @@ impl Poller {
         Self {
             plc,
             disabled: vec![None; plan.tags.len()],
+            retry: RetrySchedule::of(&config),
             config,
             plan,
             connection: None,
@@ -101,7 +106,6 @@ impl Poller {
             connects: 0,
             late_answers_closed: 0,
             last_exchange: None,
-            disabled_tags: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -144,175 +148,174 @@ impl Poller {
         std::mem::take(&mut self.events)
     }
 
-    /// Runs every request of the plan once; `at` stamps events.
+    /// Runs every request of the plan once; `at` stamps events and decides which disabled tags are probed.
     pub(crate) async fn cycle(&mut self, at: Millis) -> CycleReport {
         let started = Instant::now();
-        let timeout = self.config.timeout;
-        let mut readings: Vec<Result<Vec<u16>, TagError>> =
-            vec![Err(TagError::Transport("not read".into())); self.plan.tags.len()];
-        let mut queue: VecDeque<usize> = self.request_order(started);
-        let mut cycle_units: BTreeMap<u8, UnitCycle> = BTreeMap::new();
-        let (mut sent, mut read_any, mut answered_any) = (0u32, false, false);
-        let mut timeouts_in_a_row = 0u32;
-        let mut lost: Option<String> = None;
-
-        while let Some(index) = queue.pop_front() {
+        let mut run = CycleRun::new(self.plan.tags.len(), self.request_order(started));
+        while let Some(index) = run.queue.pop_front() {
             let request = self.plan.requests[index].clone();
-            let mut live: Vec<usize> = Vec::with_capacity(request.tags.len());
-            for &tag in &request.tags {
-                match self.disabled[tag] {
-                    Some(code) => readings[tag] = Err(disabled_error(code)),
-                    None => live.push(tag),
-                }
-            }
+            let (live, probes) = self.live_tags(&request, at, &mut run.readings);
             if live.is_empty() {
                 continue;
             }
-            let unit_id = request.unit_id;
-            let fill = |readings: &mut Vec<Result<Vec<u16>, TagError>>, error: TagError| {
+            if let Some(error) = self.not_asked(&request, started, &run) {
                 for &tag in &live {
-                    readings[tag] = Err(error.clone());
+                    run.readings[tag] = Err(error.clone());
                 }
-            };
-            if let Some(reason) = &lost {
-                fill(&mut readings, TagError::Transport(reason.clone()));
                 continue;
             }
-            if self
-                .units
-                .get(&unit_id)
-                .expect("every unit of the plan has a state")
-                .skipped_until
-                .is_some_and(|until| started < until)
-            {
-                fill(&mut readings, TagError::UnitSkipped { unit_id });
-                continue;
-            }
-            let unit_cycle = cycle_units.entry(unit_id).or_default();
-            if unit_cycle.timed_out {
-                fill(
-                    &mut readings,
-                    TagError::Timeout("not asked: the unit timed out earlier in this cycle".into()),
-                );
-                continue;
-            }
-            let Some(connection) = self.connection.as_mut() else {
-                fill(&mut readings, TagError::Transport("not connected".into()));
-                continue;
-            };
-            // The pause holds between any two requests on the connection, across cycles too.
-            if let Some(last) = self.last_exchange {
-                tokio::time::sleep_until(last + self.config.pause_between_requests).await;
-            }
-            sent += 1;
-            unit_cycle.requests += 1;
-            let sent_at = Instant::now();
-            let result = connection
-                .read(
-                    unit_id,
-                    request.table,
-                    request.start,
-                    request.count,
-                    timeout,
-                )
-                .await;
-            self.last_exchange = Some(Instant::now());
-            let rtt_ms = sent_at.elapsed().as_secs_f64() * 1000.0;
-            if !matches!(result, Err(ReadError::Timeout(_) | ReadError::Broken(_))) {
-                answered_any = true;
-                timeouts_in_a_row = 0;
-                self.plc_rtt.push(rtt_ms);
-                if let Some(unit) = self.units.get_mut(&unit_id) {
-                    unit.rtt.push(rtt_ms);
-                }
-            }
-            match result {
-                Ok(words) => {
-                    read_any = true;
-                    unit_cycle.read = true;
-                    for &tag in &live {
-                        readings[tag] = request
-                            .words_of(&self.plan.tags[tag], &words)
-                            .map(<[u16]>::to_vec)
-                            .ok_or(TagError::WrongLength {
-                                expected: usize::from(request.count),
-                                got: words.len(),
-                            });
-                    }
-                }
-                Err(ReadError::Response(ResponseError::Exception { code }))
-                    if classify(code) == ExceptionClass::Configuration =>
-                {
-                    if request.tags.len() > 1 {
-                        warn!(
-                            device = %self.config.id, unit = unit_id, table = ?request.table,
-                            start = request.start, count = request.count, code,
-                            "Merged read refused ({}); reading its tags one by one from now on.",
-                            exception_name(code)
-                        );
-                        for split in self.plan.split(index).into_iter().rev() {
-                            queue.push_front(split);
-                        }
-                    } else {
-                        for &tag in &live {
-                            self.disable(tag, code, at);
-                            readings[tag] = Err(disabled_error(code));
-                        }
-                    }
-                }
-                Err(error) => {
-                    let tag_error = match &error {
-                        ReadError::Response(ResponseError::Exception { code }) => {
-                            TagError::Exception {
-                                code: *code,
-                                name: exception_name(*code).into(),
-                            }
-                        }
-                        ReadError::Response(ResponseError::WrongLength { expected, got }) => {
-                            TagError::WrongLength {
-                                expected: *expected,
-                                got: *got,
-                            }
-                        }
-                        ReadError::Response(ResponseError::Malformed(text)) => {
-                            TagError::Protocol(text.clone())
-                        }
-                        ReadError::Timeout(_) => TagError::Timeout(error.to_string()),
-                        ReadError::Broken(reason) => TagError::Transport(reason.clone()),
-                    };
-                    fill(&mut readings, tag_error);
-                    unit_cycle.failed = true;
-                    unit_cycle.error = Some(format!("unit {unit_id}: {error}"));
-                    match error {
-                        ReadError::Timeout(_) => {
-                            unit_cycle.timed_out = true;
-                            timeouts_in_a_row += 1;
-                            if !answered_any && timeouts_in_a_row >= SILENT_AFTER_TIMEOUTS {
-                                lost = Some(format!(
-                                    "no answer to {timeouts_in_a_row} requests in a row: the device is silent"
-                                ));
-                            }
-                        }
-                        ReadError::Broken(reason) => lost = Some(reason),
-                        ReadError::Response(_) => {}
-                    }
-                }
+            let result = self.send(&request, &mut run).await;
+            let split = self.apply(index, &request, &live, result, at, &mut run);
+            if !split {
+                self.settle_probes(&probes, at, &run.readings);
             }
         }
-        if lost.is_none() && sent > 0 && !answered_any {
-            lost = Some(format!(
+        let timeout = self.config.timeout;
+        if run.lost.is_none() && run.sent > 0 && !run.answered_any {
+            run.lost = Some(format!(
                 "no answer within {timeout:?}: the device is silent"
             ));
         }
-        if lost.is_some() {
+        if run.lost.is_some() {
             self.disconnect().await;
         }
-        self.after_cycle(cycle_units, sent, read_any, lost.as_deref(), started, at);
+        self.after_cycle(&run, started, at);
         CycleReport {
-            readings,
-            read_any,
-            lost,
+            readings: run.readings,
+            read_any: run.read_any,
+            lost: run.lost,
         }
+    }
+
+    /// Why `request` is not sent in this cycle, if it is not: the connection was lost, its unit is backed off
+    /// or already timed out in this cycle, or there is no connection.
+    fn not_asked(
+        &self,
+        request: &ReadRequest,
+        started: Instant,
+        run: &CycleRun,
+    ) -> Option<TagError> {
+        let unit_id = request.unit_id;
+        if let Some(reason) = &run.lost {
+            return Some(TagError::Transport(reason.clone()));
+        }
+        let unit = self
+            .units
+            .get(&unit_id)
+            .expect("every unit of the plan has a state");
+        if unit.skipped_until.is_some_and(|until| started < until) {
+            return Some(TagError::UnitSkipped { unit_id });
+        }
+        if run.units.get(&unit_id).is_some_and(|u| u.timed_out) {
+            return Some(TagError::Timeout(
+                "not asked: the unit timed out earlier in this cycle".into(),
+            ));
+        }
+        if self.connection.is_none() {
+            return Some(TagError::Transport("not connected".into()));
+        }
+        None
+    }
+
+    /// Sends `request` (after the pause between requests) and records its round trip.
+    async fn send(
+        &mut self,
+        request: &ReadRequest,
+        run: &mut CycleRun,
+    ) -> Result<Vec<u16>, ReadError> {
+        let connection = self
+            .connection
+            .as_mut()
+            .expect("`not_asked` keeps requests back while there is no connection");
+        // The pause holds between any two requests on the connection, across cycles too.
+        if let Some(last) = self.last_exchange {
+            tokio::time::sleep(
+                self.config
+                    .pause_between_requests
+                    .saturating_sub(last.elapsed()),
+            )
+            .await;
+        }
+        run.sent += 1;
+        run.units.entry(request.unit_id).or_default().requests += 1;
+        let sent_at = Instant::now();
+        let result = connection
+            .read(
+                request.unit_id,
+                request.table,
+                request.start,
+                request.count,
+                self.config.timeout,
+            )
+            .await;
+        self.last_exchange = Some(Instant::now());
+        let rtt_ms = sent_at.elapsed().as_secs_f64() * 1000.0;
+        if !matches!(result, Err(ReadError::Timeout(_) | ReadError::Broken(_))) {
+            run.answered_any = true;
+            run.timeouts_in_a_row = 0;
+            self.plc_rtt.push(rtt_ms);
+            if let Some(unit) = self.units.get_mut(&request.unit_id) {
+                unit.rtt.push(rtt_ms);
+            }
+        }
+        result
+    }
+
+    /// Turns the answer to request `index` into readings of its `live` tags. Returns true when a merged read
+    /// was refused and split into single reads queued in this cycle.
+    fn apply(
+        &mut self,
+        index: usize,
+        request: &ReadRequest,
+        live: &[usize],
+        result: Result<Vec<u16>, ReadError>,
+        at: Millis,
+        run: &mut CycleRun,
+    ) -> bool {
+        let unit_id = request.unit_id;
+        match result {
+            Ok(words) => {
+                run.read_any = true;
+                run.units.entry(unit_id).or_default().read = true;
+                for &tag in live {
+                    run.readings[tag] = request
+                        .words_of(&self.plan.tags[tag], &words)
+                        .map(<[u16]>::to_vec)
+                        .ok_or(TagError::WrongLength {
+                            expected: usize::from(request.count),
+                            got: words.len(),
+                        });
+                }
+            }
+            Err(ReadError::Response(ResponseError::Exception { code }))
+                if classify(code) == ExceptionClass::Configuration =>
+            {
+                run.refused += 1;
+                if request.tags.len() > 1 {
+                    warn!(
+                        device = %self.config.id, unit = unit_id, table = ?request.table,
+                        start = request.start, count = request.count, code,
+                        "Merged read refused ({}); reading its tags one by one from now on.",
+                        exception_name(code)
+                    );
+                    for split in self.plan.split(index).into_iter().rev() {
+                        run.queue.push_front(split);
+                    }
+                    return true;
+                }
+                for &tag in live {
+                    self.refuse(tag, code, at);
+                    run.readings[tag] = Err(disabled_error(code));
+                }
+            }
+            Err(error) => {
+                for &tag in live {
+                    run.readings[tag] = Err(tag_error(&error));
+                }
+                run.failed(unit_id, error);
+            }
+        }
+        false
     }
 
     /// Units whose last cycle went well first, so a failing unit's timeout delays nobody's reading.
@@ -329,39 +332,84 @@ impl Poller {
         });
         order.into()
     }
+}
 
-    fn disable(&mut self, tag: usize, code: u8, at: Millis) {
-        let address = &self.plan.tags[tag];
-        warn!(
-            device = %self.config.id, unit = address.unit_id, table = ?address.table,
-            address = address.address, code,
-            "Tag refused with {} (a configuration error); it is disabled until the agent restarts.",
-            exception_name(code)
-        );
-        self.disabled[tag] = Some(code);
-        let disabled = DisabledTag {
-            tag,
-            unit_id: address.unit_id,
-            table: address.table,
-            address: address.address,
-            code,
-            at,
-        };
-        self.last_error = Some(format!(
-            "unit {} {:?} address {}: {} (tag disabled)",
-            address.unit_id,
-            address.table,
-            address.address,
-            exception_name(code)
-        ));
-        self.disabled_tags.push(disabled.clone());
-        self.events.push(PollEvent::TagDisabled(disabled));
+/// The tag error of a failed read that is not a configuration refusal.
+fn tag_error(error: &ReadError) -> TagError {
+    match error {
+        ReadError::Response(ResponseError::Exception { code }) => TagError::Exception {
+            code: *code,
+            name: exception_name(*code).into(),
+        },
+        ReadError::Response(ResponseError::WrongLength { expected, got }) => {
+            TagError::WrongLength {
+                expected: *expected,
+                got: *got,
+            }
+        }
+        ReadError::Response(ResponseError::Malformed(text)) => TagError::Protocol(text.clone()),
+        ReadError::Timeout(_) => TagError::Timeout(error.to_string()),
+        ReadError::Broken(reason) => TagError::Transport(reason.clone()),
     }
 }
 
-fn disabled_error(code: u8) -> TagError {
-    TagError::Disabled {
-        code,
-        name: exception_name(code).into(),
+/// The working state of one cycle.
+#[derive(Debug)]
+pub(super) struct CycleRun {
+    /// One entry per tag of the plan.
+    pub(super) readings: Vec<Result<Vec<u16>, TagError>>,
+    /// Requests still to run, as indices into the plan (splits are queued in front).
+    pub(super) queue: VecDeque<usize>,
+    /// What happened to each unit that was asked.
+    pub(super) units: BTreeMap<u8, UnitCycle>,
+    /// Requests sent.
+    pub(super) sent: u32,
+    /// Requests refused with a configuration exception: answered, but saying nothing about the device's data.
+    pub(super) refused: u32,
+    /// At least one request returned data.
+    pub(super) read_any: bool,
+    /// At least one request got an answer (data or exception).
+    pub(super) answered_any: bool,
+    /// Timeouts in a row with nothing answered in between.
+    pub(super) timeouts_in_a_row: u32,
+    /// Why the connection was given up, if it was.
+    pub(super) lost: Option<String>,
+}
+
+impl CycleRun {
+    fn new(tags: usize, queue: VecDeque<usize>) -> Self {
+        Self {
+            readings: vec![Err(TagError::Transport("not read".into())); tags],
+            queue,
+            units: BTreeMap::new(),
+            sent: 0,
+            refused: 0,
+            read_any: false,
+            answered_any: false,
+            timeouts_in_a_row: 0,
+            lost: None,
+        }
+    }
+
+    /// Records a failed read of `unit_id`; a timeout may reveal a silent device, a broken stream loses the
+    /// connection.
+    fn failed(&mut self, unit_id: u8, error: ReadError) {
+        let unit_cycle = self.units.entry(unit_id).or_default();
+        unit_cycle.failed = true;
+        unit_cycle.error = Some(format!("unit {unit_id}: {error}"));
+        match error {
+            ReadError::Timeout(_) => {
+                unit_cycle.timed_out = true;
+                self.timeouts_in_a_row += 1;
+                if !self.answered_any && self.timeouts_in_a_row >= SILENT_AFTER_TIMEOUTS {
+                    self.lost = Some(format!(
+                        "no answer to {} requests in a row: the device is silent",
+                        self.timeouts_in_a_row
+                    ));
+                }
+            }
+            ReadError::Broken(reason) => self.lost = Some(reason),
+            ReadError::Response(_) => {}
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Modbus/TCP framing, pure: encodes read requests and checks responses byte by byte. Only function codes 1–4
-//! can be encoded — there is no way to build a write (DESIGN §2, invariant 1). Exception codes are classified
+//! can be encoded — there is no way to build a write (ARCHITECTURE.md, invariant 1). Exception codes are classified
 //! here. No I/O; fed arbitrary bytes by property tests.
 
 use crate::logic::decode::Table;
@@ -116,11 +116,12 @@ pub enum ResponseError {
     Malformed(String),
 }
 
-/// How an exception code is handled (DESIGN §4).
+/// How an exception code is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExceptionClass {
     /// 01 illegal function, 02 illegal data address, 03 illegal data value: the configuration asks for something
-    /// the device does not have. Retrying cannot help; the tag is disabled until restart.
+    /// the device does not have, or it cannot serve it right now (a program download). Retrying every cycle
+    /// would not help; the tag is disabled and probed again with a growing delay.
     Configuration,
     /// 04 device failure, 05 acknowledge, 06 busy, 0A/0B gateway path/target, and unknown codes: retried.
     Transient,

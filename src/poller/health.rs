@@ -1,6 +1,7 @@
 //! Device health, per PLC connection and per unit behind it: up/down, consecutive failed cycles, last error,
-//! request round-trip times (p50/p99 over a small fixed ring), requests per poll, disabled tags. The poller
-//! writes it to the shared [`HealthBoard`]; up/down transitions travel as [`PollEvent`]s on the `Sample`.
+//! request round-trip times (p50/p99 over a small fixed ring), requests per poll, disabled tags and their next
+//! probe. The poller writes it to the shared [`HealthBoard`]; up/down transitions and disabled/enabled tags
+//! travel as [`PollEvent`]s on the `Sample`.
 //! Pure bookkeeping: no I/O, time comes in as arguments.
 
 use std::sync::{Arc, Mutex};
@@ -52,7 +53,8 @@ impl RttRing {
     }
 }
 
-/// A tag the poller stopped reading after a configuration exception (01/02/03), until the agent restarts.
+/// A tag the poller stopped reading after a configuration exception (01/02/03); it is probed again on the
+/// PLC's retry schedule and enabled again by the first good answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisabledTag {
     /// Index of the tag in the PLC's `ReadPlan::tags`.
@@ -63,9 +65,22 @@ pub struct DisabledTag {
     pub table: Table,
     /// First address of the tag.
     pub address: u16,
-    /// The exception code that disabled it.
+    /// The exception code of the latest refusal.
     pub code: u8,
-    /// When it was disabled.
+    /// When it was disabled (start of the cycle whose read was refused).
+    pub at: Millis,
+    /// Probes refused since it was disabled.
+    pub failed_probes: u32,
+    /// When it is probed next (UTC milliseconds).
+    pub next_retry_at: Millis,
+}
+
+/// A disabled tag answered a probe with data and is read every cycle again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnabledTag {
+    /// The tag as it was while disabled.
+    pub disabled: DisabledTag,
+    /// Start of the cycle whose probe succeeded.
     pub at: Millis,
 }
 
@@ -93,8 +108,10 @@ pub struct Transition {
 pub enum PollEvent {
     /// Up/down transition of a PLC connection or of a unit.
     Transition(Transition),
-    /// A tag was disabled until restart.
+    /// A tag was disabled after a configuration exception.
     TagDisabled(DisabledTag),
+    /// A disabled tag answered its probe and is enabled again.
+    TagEnabled(EnabledTag),
 }
 
 /// Live health of one unit behind a PLC connection.
@@ -149,7 +166,7 @@ pub struct PlcHealth {
     pub connects: u64,
     /// Units behind this connection, ascending by unit id.
     pub units: Vec<UnitHealth>,
-    /// Tags disabled until restart.
+    /// Tags disabled after a configuration exception, with their next probe.
     pub disabled_tags: Vec<DisabledTag>,
 }
 

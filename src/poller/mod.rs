@@ -6,7 +6,14 @@
 //!
 //! Layout: `plan` (pure request planning), `frame` (pure Modbus/TCP framing), `connection` (the socket),
 //! `cycle` (one PLC's poll cycle and its state), `outcome` (what a cycle means for health: unit backoff,
-//! up/down transitions), `health` (the health board and its types).
+//! up/down transitions), `health` (the health board and its types), `disabled` (disabling, probing and
+//! enabling tags refused with 01/02/03), `retry` (pure schedule of those probes).
+//!
+//! A tag refused with a configuration exception (01/02/03, e.g. while a PLC program is downloaded) is
+//! disabled, reported once, and probed with one single read per retry: after `disabled_retry`, then doubling
+//! up to `disabled_retry_max`, with jitter. The first probe that reads a value enables it again (reported
+//! once). While disabled its readings are errors, never zeros; the cumulative counter carries its counts to
+//! the first good read.
 //!
 //! Trade-off, timeouts behind a gateway: a unit that does not answer (absent behind a TCP→RTU gateway that
 //! stays silent instead of sending 0x0B) costs one `timeout` per cycle — its other requests in that cycle are
@@ -21,10 +28,12 @@
 
 pub mod connection;
 mod cycle;
+mod disabled;
 pub mod frame;
 pub mod health;
 mod outcome;
 pub mod plan;
+pub mod retry;
 
 use std::time::{Duration, Instant};
 
@@ -38,9 +47,11 @@ use crate::logic::Millis;
 pub use connection::{ConnectError, Connection, ReadError};
 pub use frame::{classify, ExceptionClass};
 pub use health::{
-    health_board, DisabledTag, HealthBoard, PlcHealth, PollEvent, RttRing, Transition, UnitHealth,
+    health_board, DisabledTag, EnabledTag, HealthBoard, PlcHealth, PollEvent, RttRing, Transition,
+    UnitHealth,
 };
 pub use plan::{machine_tags, plan, plan_requests, PlanLimits, ReadPlan, ReadRequest};
+pub use retry::RetrySchedule;
 
 use cycle::Poller;
 
@@ -60,8 +71,9 @@ pub enum TagError {
         /// Its name.
         name: String,
     },
-    /// The PLC refused the tag with a configuration exception (01, 02, 03); it is not read again until restart.
-    #[error("disabled after exception {code:#04x} ({name}) until restart")]
+    /// The PLC refused the tag with a configuration exception (01, 02, 03); it is not read every cycle but
+    /// probed again with a growing delay (`disabled_retry` up to `disabled_retry_max`) until it answers.
+    #[error("disabled after exception {code:#04x} ({name}); probed again with a growing delay")]
     Disabled {
         /// Exception code.
         code: u8,
@@ -161,7 +173,7 @@ pub async fn run(
                     break;
                 }
                 sleep_or_cancel(jitter(backoff), &shutdown).await;
-                backoff = (backoff * 2).min(poller.config().backoff_max);
+                backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
                 continue;
             }
         }
@@ -203,7 +215,7 @@ pub async fn run(
         if report.lost.is_some() {
             sleep_or_cancel(jitter(backoff), &shutdown).await;
             if !report.read_any {
-                backoff = (backoff * 2).min(poller.config().backoff_max);
+                backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
             }
         }
     }
@@ -225,7 +237,7 @@ async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
 
 /// Time to sleep until the next multiple of `interval` on the wall clock, and that instant.
 fn next_tick(interval: Duration) -> (Duration, Millis) {
-    let interval_ms = interval.as_millis().max(1) as i64;
+    let interval_ms = crate::config::clock::millis(interval).max(1);
     let now = now_millis();
     let next = (now / interval_ms + 1) * interval_ms;
     (Duration::from_millis((next - now) as u64), next)

@@ -2,29 +2,20 @@
 //! transitions with their events and log lines (each logged once), and the copy onto the shared health board.
 //! The poll cycle itself is in `cycle`; this module decides what its outcome means.
 
-use std::collections::BTreeMap;
-
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::connection::Connection;
-use super::cycle::{Poller, UnitCycle};
+use super::cycle::{CycleRun, Poller};
 use super::health::{unit_entries, HealthBoard, PlcHealth, PollEvent, Transition, UnitHealth};
 use crate::logic::Millis;
 
 impl Poller {
-    pub(super) fn after_cycle(
-        &mut self,
-        cycle_units: BTreeMap<u8, UnitCycle>,
-        sent: u32,
-        read_any: bool,
-        lost: Option<&str>,
-        started: Instant,
-        at: Millis,
-    ) {
+    pub(super) fn after_cycle(&mut self, run: &CycleRun, started: Instant, at: Millis) {
+        let (read_any, lost) = (run.read_any, run.lost.as_deref());
         let threshold = self.config.unit_failure_threshold;
-        self.requests_per_poll = sent;
-        for (unit_id, unit_cycle) in &cycle_units {
+        self.requests_per_poll = run.sent;
+        for (unit_id, unit_cycle) in &run.units {
             let Some(unit) = self.units.get_mut(unit_id) else {
                 continue;
             };
@@ -52,7 +43,10 @@ impl Poller {
                         self.config.unit_backoff
                     );
                 }
-                unit.skipped_until = Some(Instant::now() + self.config.unit_backoff);
+                unit.skipped_until = Some(crate::config::clock::deadline_after(
+                    Instant::now(),
+                    self.config.unit_backoff,
+                ));
             }
             if let Some((up, previous)) = change {
                 let error = (!up).then(|| unit.last_error.clone()).flatten();
@@ -73,8 +67,9 @@ impl Poller {
                 }));
             }
         }
-        if sent == 0 && lost.is_none() {
-            // Every unit skipped or every tag disabled: nothing new about the connection.
+        if run.sent == run.refused && lost.is_none() {
+            // Every unit skipped, every tag disabled, or only configuration refusals (a disabled tag's probe
+            // included): the device answered, but nothing new about the connection.
             return;
         }
         if read_any {
@@ -84,7 +79,7 @@ impl Poller {
             self.failures += 1;
             self.last_error = lost
                 .map(str::to_string)
-                .or_else(|| cycle_units.values().find_map(|u| u.error.clone()))
+                .or_else(|| run.units.values().find_map(|u| u.error.clone()))
                 .or(self.last_error.take());
         }
         let change = self.plc_state.record(read_any, threshold);
@@ -153,7 +148,7 @@ impl Poller {
             late_answers,
             connects: self.connects,
             units,
-            disabled_tags: self.disabled_tags.clone(),
+            disabled_tags: self.disabled_tags(),
         };
     }
 

@@ -1,13 +1,35 @@
-//! Durable events the processor enqueues: device up/down, disabled tags, quota drops, a recovered store,
-//! and counter anomalies. Nothing is lost silently (DESIGN §2 invariant 5).
+//! Durable events the processor enqueues: device up/down, disabled and enabled tags, quota drops, a
+//! recovered store, and counter anomalies. Nothing is lost silently (ARCHITECTURE.md, invariant 5).
 
 use super::*;
+use crate::poller::DisabledTag;
+
+/// Which machines of a PLC an event from its poller concerns.
+enum Audience {
+    /// Every machine on the unit, or on the whole connection for `None`.
+    Unit(Option<u8>),
+    /// The machines that read this tag (an index into the PLC's read plan).
+    Tag(usize),
+}
+
+impl Audience {
+    fn includes(&self, machine: &MachineRuntime) -> bool {
+        match *self {
+            Audience::Unit(unit) => unit.is_none_or(|u| machine.config.produced.tag.unit_id == u),
+            Audience::Tag(tag) => {
+                machine.state_tag_index == Some(tag)
+                    || machine.counters.iter().any(|c| c.tag_index == tag)
+            }
+        }
+    }
+}
 
 impl Processor {
-    /// Device up/down transitions and disabled tags become one durable event per machine affected.
+    /// Device up/down transitions become one durable event per machine on the PLC (or the unit); disabled and
+    /// enabled tags one per machine that reads the tag.
     pub(super) fn record_poll_events(&mut self, sample: &Sample) {
         for event in &sample.events {
-            let (kind, unit, at, detail) = match event {
+            let (kind, audience, at, detail) = match event {
                 PollEvent::Transition(t) => {
                     if t.up && t.previous.is_none() {
                         continue; // the first good poll after start is not news
@@ -23,25 +45,32 @@ impl Processor {
                         "scope": if t.unit_id.is_some() { "unit" } else { "connection" },
                         "error": t.error,
                     });
-                    (kind, t.unit_id, t.at, detail)
+                    (kind, Audience::Unit(t.unit_id), t.at, detail)
                 }
                 PollEvent::TagDisabled(tag) => {
-                    let detail = serde_json::json!({
-                        "plc": self.config.plcs[sample.plc].id,
-                        "unit_id": tag.unit_id,
-                        "table": tag.table.name(),
-                        "address": tag.address,
-                        "exception_code": tag.code,
-                        "note": "configuration error: the tag is not read again until the agent restarts",
-                    });
-                    (EVENT_TAG_DISABLED, Some(tag.unit_id), tag.at, detail)
+                    let mut detail = self.tag_detail(sample.plc, tag);
+                    detail["retry_at"] = payload_time(tag.next_retry_at, &self.config).into();
+                    detail["note"] = "configuration error: the tag is probed again with a growing delay; \
+                                      its counts are carried by the cumulative counter to the first good read"
+                        .into();
+                    let kind = payload::EVENT_TAG_DISABLED;
+                    (kind, Audience::Tag(tag.tag), tag.at, detail)
+                }
+                PollEvent::TagEnabled(enabled) => {
+                    let tag = &enabled.disabled;
+                    let mut detail = self.tag_detail(sample.plc, tag);
+                    detail["disabled_at"] = payload_time(tag.at, &self.config).into();
+                    detail["disabled_ms"] = (enabled.at - tag.at).into();
+                    detail["failed_probes"] = tag.failed_probes.into();
+                    let kind = payload::EVENT_TAG_ENABLED;
+                    (kind, Audience::Tag(tag.tag), enabled.at, detail)
                 }
             };
             for machine in self
                 .machines
                 .iter()
                 .filter(|m| m.config.plc == sample.plc)
-                .filter(|m| unit.is_none_or(|u| m.config.produced.tag.unit_id == u))
+                .filter(|m| audience.includes(m))
             {
                 let body = payload::event_payload(
                     &self.identity,
@@ -61,6 +90,17 @@ impl Processor {
                 });
             }
         }
+    }
+
+    /// What every tag event says about the tag: where it is and the exception that refused it.
+    fn tag_detail(&self, plc: usize, tag: &DisabledTag) -> serde_json::Value {
+        serde_json::json!({
+            "plc": self.config.plcs[plc].id,
+            "unit_id": tag.unit_id,
+            "table": tag.table.name(),
+            "address": tag.address,
+            "exception_code": tag.code,
+        })
     }
 
     /// An event about the messages of `topic`: on its machine's event topic when it is a machine's,

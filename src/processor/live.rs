@@ -154,6 +154,9 @@ pub(super) async fn health_message(
                     table: t.table.name().to_string(),
                     address: t.address,
                     exception: t.code,
+                    disabled_at: super::payload_time(t.at, &processor.config),
+                    failed_probes: t.failed_probes,
+                    next_retry_at: super::payload_time(t.next_retry_at, &processor.config),
                 })
                 .collect(),
         })

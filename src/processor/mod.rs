@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, CounterTag, MachineConfig};
+use crate::config::{clock, Config, CounterTag, MachineConfig};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
 use crate::logic::kpi::{self, Kpis};
@@ -32,9 +32,6 @@ use events::apply_step;
 
 pub use live::MachineView;
 pub use run::run;
-
-/// Event kind for a tag disabled after a configuration-error exception.
-const EVENT_TAG_DISABLED: &str = "tag_disabled";
 
 /// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.
 const MAX_PENDING_DELTAS: usize = 100_000;
@@ -129,7 +126,7 @@ impl Processor {
             }
         }
 
-        let horizon_ms = config.agent.restatement_horizon.as_millis() as i64;
+        let horizon_ms = clock::millis(config.agent.restatement_horizon);
         let mut machines = Vec::new();
         for machine in &config.machines {
             let plan = &plans[machine.plc];
@@ -170,7 +167,7 @@ impl Processor {
                     let mut acc = MachineWindows::new(
                         machine.id.clone(),
                         vec![p.period.clone()],
-                        p.grace.as_millis() as i64,
+                        clock::millis(p.grace),
                         horizon_ms,
                         config.agent.timezone.clone(),
                     );
@@ -362,7 +359,7 @@ impl Processor {
 
     /// Moves changed baselines and windows into `pending`, and forgets windows past the horizon.
     fn collect_changes(&mut self, now: Millis) {
-        let horizon_ms = self.config.agent.restatement_horizon.as_millis() as i64;
+        let horizon_ms = clock::millis(self.config.agent.restatement_horizon);
         for machine in &mut self.machines {
             if machine.tracker_dirty {
                 let json = serde_json::to_string(&machine.tracker)
@@ -531,18 +528,15 @@ fn restore_tracker(json: Option<&String>) -> StateTracker {
 fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
     kpi::compute(
         &record.sums,
-        machine.ideal_cycle_time.map(|d| d.as_millis() as i64),
+        machine.ideal_cycle_time.map(clock::millis),
         &machine.targets,
     )
 }
 
 fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {
-    let poll = config.plcs[machine.plc].poll_interval.as_millis() as i64;
-    let cycle = machine
-        .ideal_cycle_time
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    (3 * cycle).max(2 * poll)
+    let poll = clock::millis(config.plcs[machine.plc].poll_interval);
+    let cycle = machine.ideal_cycle_time.map(clock::millis).unwrap_or(0);
+    cycle.saturating_mul(3).max(poll.saturating_mul(2))
 }
 
 fn value_as_i64(value: &Value) -> i64 {

@@ -26,7 +26,7 @@ pub async fn run(
         let now = now_millis();
         let until_close = processor
             .next_deadline()
-            .map(|d| Duration::from_millis((d - now).max(0) as u64))
+            .map(|d| Duration::from_millis(d.saturating_sub(now).max(0) as u64))
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             sample = sample_rx.recv() => match sample {

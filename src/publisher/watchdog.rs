@@ -44,7 +44,7 @@ impl Watchdog {
     /// keep-alive is on (otherwise an idle connection legitimately sends nothing).
     pub(crate) fn new(keep_alive: Duration, connect_timeout: Duration, now: Instant) -> Self {
         Self {
-            limit: keep_alive.saturating_mul(2) + connect_timeout,
+            limit: keep_alive.saturating_mul(2).saturating_add(connect_timeout),
             watch_silence: !keep_alive.is_zero(),
             last_activity: now,
             waiting_since: None,
@@ -69,8 +69,13 @@ impl Watchdog {
     /// When the watchdog fires if nothing happens before; `None` while no clock runs (keep-alive off and
     /// nothing in flight).
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let silence = self.watch_silence.then(|| self.last_activity + self.limit);
-        let no_ack = self.waiting_since.map(|since| since + self.limit);
+        let silence = self
+            .watch_silence
+            .then(|| self.last_activity.checked_add(self.limit))
+            .flatten();
+        let no_ack = self
+            .waiting_since
+            .and_then(|since| since.checked_add(self.limit));
         match (silence, no_ack) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (Some(a), None) | (None, Some(a)) => Some(a),

@@ -247,7 +247,8 @@ async fn given_each_exception_code_when_polled_then_config_errors_disable_the_ta
             .filter(|e| matches!(e, PollEvent::TagDisabled(_)))
             .collect();
         if code <= 0x03 {
-            // Configuration error: disabled until restart, reported once, never asked again.
+            // Configuration error: disabled, reported once, and not asked again before its first probe
+            // (`disabled_retry`, 1 minute by default, far beyond this test).
             assert!(
                 poll.readings(1)
                     .iter()

@@ -5,9 +5,11 @@
 //!
 //! - `gateway`: many units on one connection: values, pacing, one timeout per cycle, unit backoff, no writes.
 //! - `faults`: silence, late answers, half frames, wrong counts, exception classes, reboot, long outage.
+//! - `disabled`: a tag refused with 01/02/03 is probed with backoff and enabled again; no count is lost.
 //! - `fuzz`: arbitrary bytes as responses through a raw TCP server into the connection and the poller.
 //! - `probe`: the commissioning probe finds the produced counter and its word order on the simulator.
 
+mod disabled;
 mod faults;
 mod fuzz;
 mod gateway;
