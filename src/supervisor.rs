@@ -2,7 +2,6 @@
 //! processor and the publisher, and shuts them down in order with a deadline.
 //! Shutdown order: pollers stop → processor commits what they sent → publisher awaits in-flight acks.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +18,12 @@ use crate::logic::payload::{self, Identity};
 use crate::poller::{self, HealthBoard, ReadPlan};
 use crate::processor::{self, MachineView, Outputs, Processor};
 use crate::publisher::{self, PublisherConfig, PublisherStats};
-use crate::store::{Store, StoreHandle, StoreOptions};
+use crate::store::{self, ClientIdLock, DataDirLock, Store, StoreHandle, StoreOptions};
 
 /// Capacity of the poller → processor channel (bounded: invariant 7).
 const SAMPLE_CHANNEL_CAPACITY: usize = 1024;
+/// How often the database file is checked to still be the one at its path (one `stat`; commits check too).
+const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// How long the whole shutdown may take before stragglers are abandoned.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -41,35 +42,39 @@ pub struct Observers {
 
 /// The database file inside `data_dir`.
 pub fn database_path(config: &Config) -> PathBuf {
-    config.agent.data_dir.join("shopfloor-agent.db")
+    store::database_path(&config.agent.data_dir)
 }
 
-/// Holds the exclusive lock on `data_dir`; a second instance refuses to start.
-pub struct DataDirLock {
-    _file: File,
-}
-
-/// Takes the lock file in `data_dir`, creating the directory when needed.
+/// Takes the lock file in `data_dir` (created with mode 0700 when needed); a second instance refuses to start.
 pub fn lock_data_dir(config: &Config) -> anyhow::Result<DataDirLock> {
-    let dir = &config.agent.data_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
-    let path = dir.join("shopfloor-agent.lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(DataDirLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another shopfloor-agent is already using data_dir {} (lock file {} is held)",
-            dir.display(),
-            path.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+    Ok(store::lock_data_dir(&config.agent.data_dir)?)
+}
+
+/// Takes the host-wide lock on the MQTT client id, which does not live in `data_dir`: a second agent with the
+/// same client id refuses to start, naming this one, even if `data_dir` is deleted under this one.
+pub fn lock_client_id(config: &Config) -> anyhow::Result<ClientIdLock> {
+    let holder = format!(
+        "pid {}, data_dir {}",
+        std::process::id(),
+        config.agent.data_dir.display()
+    );
+    Ok(store::lock_client_id(&config.mqtt.client_id, holder)?)
+}
+
+/// Checks every [`STORE_CHECK_INTERVAL`] that the database file is still at its path; returns why not.
+async fn watch_store_file(store: StoreHandle) -> anyhow::Error {
+    let mut tick = tokio::time::interval(STORE_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        match store.call(|store| store.check_in_place()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                return anyhow::Error::new(error).context(
+                    "the store is gone; stopping so that a restart opens a fresh one (a store_recovered \
+                     event will say so)",
+                )
+            }
+            Err(error) => return error,
         }
     }
 }
@@ -103,6 +108,7 @@ pub async fn run_with_clock(
     on_start: impl FnOnce(Observers),
 ) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config)?;
+    let _client_id_lock = lock_client_id(&config)?;
     let db_path = database_path(&config);
     let store_options = StoreOptions {
         max_bytes: config.store.max_bytes,
@@ -138,12 +144,12 @@ pub async fn run_with_clock(
     )
     .await?;
     if let Some(recovery) = store.call(|s| s.recovery().cloned()).await? {
-        error!(moved_to = %recovery.moved_to.display(), reason = %recovery.reason, "The database was unusable and was moved aside; started a fresh one.");
-        processor.alarm_store_recovered(
-            &recovery.moved_to.display().to_string(),
-            &recovery.reason,
-            clock.utc(),
-        );
+        let moved_to = recovery
+            .moved_to
+            .as_ref()
+            .map(|path| path.display().to_string());
+        error!(moved_to = moved_to.as_deref().unwrap_or("-"), reason = %recovery.reason, "The previous database was lost or unusable; started a fresh one.");
+        processor.alarm_store_recovered(moved_to.as_deref(), &recovery.reason, clock.utc());
     }
 
     let (sample_tx, sample_rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
@@ -241,6 +247,7 @@ pub async fn run_with_clock(
         Some(result) = pollers.join_next() => failure = Some(task_failure("poller", result)),
         result = &mut processor_task => failure = Some(task_failure("processor", result)),
         result = &mut publisher_task => failure = Some(task_failure("publisher", result)),
+        error = watch_store_file(store.clone()) => failure = Some(error),
     }
     if let Some(error) = &failure {
         error!(

@@ -1,6 +1,7 @@
 //! The agent binary under abuse: killed with SIGKILL at random moments, stopped with SIGTERM and
-//! restarted after downtime, started twice on one data directory. Production runs throughout; the
-//! oracle is the simulator's truth against the de-duplicated final rollups a subscriber received.
+//! restarted after downtime, started twice on one data directory or with one MQTT client id, its data
+//! directory deleted while it runs, started under umask 000. Production runs throughout; the oracle is
+//! the simulator's truth against the de-duplicated final rollups a subscriber received.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,13 +78,28 @@ counters.defective = {{ address = 2, type = "u32" }}
         self.dir.path().join("data").join("shopfloor-agent.db")
     }
 
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     fn start(&self) -> Child {
+        self.spawn(Command::new(BINARY))
+    }
+
+    /// Starts the agent under `umask 000`, so only the agent's own choice of modes protects its files.
+    fn start_with_open_umask(&self) -> Child {
+        let mut command = Command::new("sh");
+        command.args(["-c", "umask 000 && exec \"$0\" \"$@\"", BINARY]);
+        self.spawn(command)
+    }
+
+    fn spawn(&self, mut command: Command) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .unwrap();
-        Command::new(BINARY)
+        command
             .args(["run", "--config"])
             .arg(&self.config)
             .env("SHOPFLOOR_LOG", "info")
@@ -93,8 +109,12 @@ counters.defective = {{ address = 2, type = "u32" }}
             .expect("the agent binary starts")
     }
 
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+        let text = self.log();
         let start = text.len().saturating_sub(3000);
         text[start..].to_string()
     }
@@ -134,6 +154,28 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     }
     child.kill().unwrap();
     panic!("the agent did not stop within 15 s of SIGTERM");
+}
+
+/// Waits (polling, up to `patience`) for `child` to exit on its own; `None` if it is still running.
+async fn exit_within(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = tokio::time::Instant::now() + patience;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
 }
 
 /// Counting report over every durable message: unique msg_ids, duplicates, and seq holes per epoch.
@@ -520,5 +562,183 @@ async fn broker_outage_with_two_sigkills_then_recovery_delivers_every_window_onc
         .count();
     assert!(onlines >= 2, "status went online again after the outage");
     assert_eq!(integrity(&install.database()), "ok");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_data_dir_stops_the_agent_and_the_restart_announces_the_lost_store() {
+    // Given a running agent that has persisted its baselines.
+    let sim = plc().await;
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
+    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let mut agent = install.start();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&install.database()) >= 4
+    })
+    .await;
+
+    // When its data directory is deleted under it.
+    let deleted_at = std::time::Instant::now();
+    std::fs::remove_dir_all(install.data_dir()).unwrap();
+
+    // Then it stops on its own with a non-zero exit and says why.
+    let Some(status) = exit_within(&mut agent, Duration::from_secs(60)).await else {
+        agent.kill().unwrap();
+        agent.wait().unwrap();
+        panic!(
+            "the agent kept running for 60 s after its data_dir was deleted; log:\n{}",
+            install.log_tail()
+        );
+    };
+    crate::support::report(&format!(
+        "deleted data_dir: the agent exited with {status} {:.1} s after the deletion",
+        deleted_at.elapsed().as_secs_f64()
+    ));
+    assert!(!status.success(), "log:\n{}", install.log_tail());
+    assert!(
+        install
+            .log()
+            .contains("was deleted or replaced while the agent ran"),
+        "log:\n{}",
+        install.log_tail()
+    );
+
+    // And when it is restarted (as systemd would), it starts a fresh store and announces the lost one.
+    let mut agent = install.start();
+    support::wait_until(Duration::from_secs(30), "a store_recovered event", || {
+        recorder
+            .messages_matching("/_gateway/gw-crash/event")
+            .iter()
+            .any(|(_, b)| {
+                b["kind"] == "store_recovered"
+                    && b["detail"]["moved_to"].is_null()
+                    && b["detail"]["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("deleted or replaced"))
+            })
+    })
+    .await;
+    assert!(
+        sigterm(&mut agent).success(),
+        "log:\n{}",
+        install.log_tail()
+    );
+    assert_eq!(integrity(&install.database()), "ok");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_with_the_same_client_id_refuses_to_start_and_names_the_first() {
+    // Given a running agent.
+    let sim = plc().await;
+    let broker = support::broker();
+    let first_install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let mut first = first_install.start();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&first_install.database()) >= 4
+    })
+    .await;
+
+    // When a second one starts with its own data_dir but the same MQTT client id.
+    let second_install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let mut second = second_install.start();
+    let Some(status) = exit_within(&mut second, Duration::from_secs(30)).await else {
+        second.kill().unwrap();
+        second.wait().unwrap();
+        let _ = sigterm(&mut first);
+        panic!(
+            "a second agent with the same client id kept running; its log:\n{}",
+            second_install.log_tail()
+        );
+    };
+
+    // Then it exits non-zero naming the holder, and the first one keeps running.
+    let log = second_install.log();
+    crate::support::report(&format!(
+        "same client id: the second agent exited with {status}: {}",
+        log.lines().last().unwrap_or_default()
+    ));
+    assert!(!status.success());
+    assert!(log.contains("client id"), "{log}");
+    assert!(log.contains(&format!("pid {}", first.id())), "{log}");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first agent must keep running"
+    );
+    assert!(sigterm(&mut first).success());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_store_files_are_private_whatever_the_umask() {
+    // Given an agent started under umask 000.
+    let sim = plc().await;
+    let broker = support::broker();
+    let install = Install::new(&sim.local_addr().to_string(), broker.port);
+    let database = install.database();
+    let files = |suffix: &str| PathBuf::from(format!("{}{suffix}", database.display()));
+    let lock = install.data_dir().join("shopfloor-agent.lock");
+    let modes = || {
+        let mut found = vec![("data_dir".to_owned(), mode(&install.data_dir()))];
+        for suffix in ["", "-wal", "-shm"] {
+            found.push((format!("db{suffix}"), mode(&files(suffix))));
+        }
+        found.push(("lock".to_owned(), mode(&lock)));
+        found
+    };
+    let private = vec![
+        ("data_dir".to_owned(), 0o700),
+        ("db".to_owned(), 0o600),
+        ("db-wal".to_owned(), 0o600),
+        ("db-shm".to_owned(), 0o600),
+        ("lock".to_owned(), 0o600),
+    ];
+    let mut agent = install.start_with_open_umask();
+    support::wait_until(Duration::from_secs(30), "baselines persisted", || {
+        baselines(&database) >= 4
+    })
+    .await;
+
+    // Then the directory is 0700 and the database, its WAL, its shared memory and the lock are 0600.
+    let fresh = modes();
+    crate::support::report(&format!(
+        "umask 000, fresh install: {:?}",
+        fresh
+            .iter()
+            .map(|(name, mode)| format!("{name} {mode:o}"))
+            .collect::<Vec<_>>()
+    ));
+    assert_eq!(fresh, private);
+    assert!(
+        sigterm(&mut agent).success(),
+        "log:\n{}",
+        install.log_tail()
+    );
+
+    // And when an existing installation has lax modes, a restart tightens them.
+    use std::os::unix::fs::PermissionsExt as _;
+    let set = |path: &Path, mode: u32| {
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    set(&install.data_dir(), 0o777);
+    for path in [files(""), files("-wal"), files("-shm"), lock.clone()] {
+        set(&path, 0o666);
+    }
+    let mut agent = install.start_with_open_umask();
+    support::wait_until(
+        Duration::from_secs(30),
+        "the restarted agent running",
+        || install.log().matches("Agent running.").count() >= 2 && files("-shm").exists(),
+    )
+    .await;
+    assert_eq!(modes(), private);
+    assert!(
+        sigterm(&mut agent).success(),
+        "log:\n{}",
+        install.log_tail()
+    );
     sim.shutdown().await;
 }

@@ -6,7 +6,8 @@
 //!   simulated PLCs, `wait_until`, schemas.
 //! - `publisher`: outbox → broker delivery, retire-after-PUBACK, outages, status and live retention.
 //! - `cli`: `validate` on good and bad files, and the demo as a newcomer runs it.
-//! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice.
+//! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice (same
+//!   data_dir, same client id), its data_dir deleted under it, its files' modes under umask 000.
 //! - `clock`: wall-clock steps forward and back, and a restart with the clock behind the stored state.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
 //! - `modbus`: the poller against misbehaving PLCs (silence, late answers, half frames, exceptions, reboots,
@@ -16,6 +17,7 @@
 //!   a counting report.
 //! - `packet_limit`: every message the running agent publishes fits the largest-message bound `validate` checks
 //!   `mqtt.max_packet_size` against.
+//! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 
 mod support;
@@ -31,3 +33,4 @@ mod outbox_model;
 mod packet_limit;
 mod publisher;
 mod quota;
+mod store_fs;

@@ -135,8 +135,9 @@ impl Processor {
         }
     }
 
-    /// Queues the alarm for a database that was found corrupt at start and moved aside.
-    pub fn alarm_store_recovered(&mut self, moved_to: &str, reason: &str, at: Millis) {
+    /// Queues the alarm for a database that was found corrupt at start and moved aside (`moved_to`), or that
+    /// vanished while the previous run had it open (`moved_to` is `None`).
+    pub fn alarm_store_recovered(&mut self, moved_to: Option<&str>, reason: &str, at: Millis) {
         let detail = serde_json::json!({
             "moved_to": moved_to,
             "reason": reason,

@@ -5,6 +5,7 @@
 use rusqlite::TransactionBehavior;
 
 use super::quota::{DropClass, DropPlan};
+use super::space::{Shortage, Space};
 use super::{schema, u64_to_sql, CommitOutcome, CycleWrite, RefusedDraft, Store, StoreError};
 
 /// Each overflow attempt frees this fraction of the quota more than the previous one (1/20 = 5 %).
@@ -35,28 +36,44 @@ impl Store {
     /// drafts refused for their size, and the rows dropped to make room. On `SQLITE_FULL` the attempt rolls
     /// back and is retried with a growing batch of victims deleted in the same transaction (see the module
     /// header of `store`), so counters and windows are never lost to a full quota. [`StoreError::Full`] means
-    /// that even dropping everything droppable would not make room; then, as on any error, nothing is stored.
+    /// that even dropping everything droppable would not make room. [`StoreError::DiskFull`] means the filesystem
+    /// is full while the quota has room: nothing is dropped; the WAL is checkpointed and truncated and the
+    /// attempt retried once. [`StoreError::Displaced`] means the database file is no longer at its path. On any
+    /// error nothing is stored.
     pub fn commit_cycle(&mut self, cycle: &CycleWrite) -> Result<CommitOutcome, StoreError> {
+        self.check_in_place()?;
         let (accepted, refused) = self.screen_drafts(cycle)?;
         let step = (self.options.max_bytes / DROP_STEP_DIVISOR)
             .max(MIN_DROP_STEP_BYTES)
             .max(self.page_size * 2);
         let mut budget = 0_u64;
+        let mut wal_released = false;
         loop {
-            match self.try_commit(cycle, &accepted, &refused, budget) {
-                Ok(outcome) => return Ok(outcome),
-                Err(AttemptError::Full {
-                    source,
-                    exhausted: true,
-                }) => {
-                    tracing::warn!(
-                        path = %self.path.display(),
-                        "Store quota reached and nothing droppable is left; the cycle stays pending."
-                    );
+            let (source, exhausted) = match self.try_commit(cycle, &accepted, &refused, budget) {
+                Ok(outcome) => {
+                    self.note_space(Space::Available);
+                    return Ok(outcome);
+                }
+                Err(AttemptError::Other(error)) => return Err(error),
+                Err(AttemptError::Full { source, exhausted }) => (source, exhausted),
+            };
+            match self.shortage(cycle_bytes(cycle))? {
+                Shortage::Quota if exhausted => {
+                    self.note_space(Space::QuotaFull);
                     return Err(StoreError::Full(source));
                 }
-                Err(AttemptError::Full { .. }) => budget = budget.saturating_add(step),
-                Err(AttemptError::Other(error)) => return Err(error),
+                Shortage::Quota => budget = budget.saturating_add(step),
+                // A full disk: dropping rows cannot help (deleting needs room in the WAL too), but truncating
+                // the WAL can. Once per commit, then the cycle stays with the caller until there is room.
+                Shortage::Disk if !wal_released => {
+                    self.cap_wal()?;
+                    self.release_wal();
+                    wal_released = true;
+                }
+                Shortage::Disk => {
+                    self.note_space(Space::DiskFull);
+                    return Err(self.disk_full(source));
+                }
             }
         }
     }
@@ -170,6 +187,28 @@ impl Store {
             deltas_pruned: plan.deltas,
         })
     }
+}
+
+/// Rough size of what a cycle writes, to tell a full quota from a full disk.
+fn cycle_bytes(cycle: &CycleWrite) -> u64 {
+    let text = |pairs: &[(String, String)]| -> usize {
+        pairs
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum()
+    };
+    let drafts: usize = cycle
+        .outbox
+        .iter()
+        .map(|draft| draft.topic.len() + draft.body.to_string().len())
+        .sum();
+    let deltas: usize = cycle
+        .deltas
+        .iter()
+        .map(|delta| delta.key.len() + delta.kind.len() + 32)
+        .sum();
+    let total = text(&cycle.counters) + text(&cycle.windows) + drafts + deltas;
+    u64::try_from(total).unwrap_or(u64::MAX)
 }
 
 /// Writes counters, deltas, windows and outbox rows of one cycle into the open transaction; returns the seqs.

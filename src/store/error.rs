@@ -1,5 +1,6 @@
 //! [`StoreError`]: the one error type of the SQLite boundary. `SQLITE_FULL` is classified apart from every other
-//! SQLite failure so callers can apply the overflow policy instead of treating a full quota as a crash.
+//! SQLite failure so callers can apply the overflow policy instead of treating a full quota as a crash, and a
+//! full quota apart from a full disk (which no drop can fix).
 
 use std::path::PathBuf;
 
@@ -15,9 +16,27 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// SQLite reported `SQLITE_FULL`: the byte quota (`max_page_count`) or the disk is exhausted.
-    #[error("store is full (quota or disk exhausted)")]
+    /// The byte quota (`store.max_bytes`, enforced as `max_page_count`) is reached and nothing droppable is
+    /// left. Also the first classification of any `SQLITE_FULL`, until [`StoreError::DiskFull`] is told apart.
+    #[error("store quota (store.max_bytes) is reached and nothing droppable is left")]
     Full(#[source] rusqlite::Error),
+    /// `SQLITE_FULL` while the database is well below its quota: the filesystem holding it has no room.
+    #[error("the filesystem holding the store {path} is full (the store quota is not reached)")]
+    DiskFull {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database file was deleted or replaced while the store had it open.
+    #[error("the store database {path} was deleted or replaced while the agent ran ({detail})")]
+    Displaced {
+        /// The database path.
+        path: PathBuf,
+        /// What is at the path now.
+        detail: &'static str,
+    },
     /// Any other SQLite failure.
     #[error("SQLite call failed")]
     Sqlite(#[source] rusqlite::Error),
@@ -38,14 +57,6 @@ pub enum StoreError {
         found: i64,
         /// Number of migrations this build knows.
         supported: i64,
-    },
-    /// A meta value is unreadable.
-    #[error("store meta value {key} is malformed: {value:?}")]
-    BadMeta {
-        /// Meta key.
-        key: &'static str,
-        /// Stored value.
-        value: String,
     },
     /// An outbox draft's body is not a JSON object, so `seq` and `db_epoch` cannot be added.
     #[error("outbox draft for topic {topic} is not a JSON object")]

@@ -19,6 +19,11 @@
 //!   answer [`StoreError::Full`], with nothing dropped. Freed pages are reused (no `auto_vacuum`, so the file
 //!   never shrinks), and commits resume by themselves once rows are retired.
 //!   The WAL (≤ `journal_size_limit` after checkpoints) and start-up migrations are outside the quota.
+//! - A full filesystem is not a full quota: an `SQLITE_FULL` while the file is well below its quota is
+//!   [`StoreError::DiskFull`]. Nothing is dropped for it; the WAL is checkpointed and truncated to zero bytes,
+//!   the automatic checkpoint threshold is lowered to half the WAL size that met the full disk (SQLite's default
+//!   needs a WAL of ~4 MiB, which a small filesystem may never hold), and the write is retried once. The cycle
+//!   then stays with the caller, and commits resume by themselves once there is room.
 //! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
 //! - Start-up ([`Store::open`]): pragmas are set and read back, `PRAGMA quick_check` runs, every statement is
 //!   prepared. A file that fails any of this (corrupt, not a database, truncated, empty, a newer schema, or a
@@ -27,19 +32,33 @@
 //!   `in_use` meta marker: set (and checkpointed) at open, cleared at a clean close, while the `-wal` file exists
 //!   for the whole session. Failures that are not the file's (busy, permissions, disk full) are errors and move
 //!   nothing; there is one replacement per open, never a loop.
+//! - The database file stays the one at its path: its device and inode are recorded at open and checked by
+//!   [`Store::check_in_place`] (every commit; the supervisor every few seconds). A file deleted or replaced
+//!   under the store is [`StoreError::Displaced`] (the agent must stop), and the note left at the path makes
+//!   the next open report it as a [`Recovery`] without `moved_to`.
+//! - Files are private whatever the umask: the directory 0700, the database (hence its `-wal`, `-shm`) 0600;
+//!   wider modes found at open are tightened. One agent per data directory (lock file) and per MQTT client id
+//!   (an abstract Unix socket, outside the data directory): [`lock_data_dir`], [`lock_client_id`].
+//! - A damaged meta value (`db_epoch`, `created_at`, the `in_use` marker, a drop counter) does not condemn the
+//!   file: it is reset with a warning and the unsent rows stay. A reset `db_epoch` is a new random one, since
+//!   nobody can tell whether the file's seqs continue the old epoch's; consumers see seq restart as for a new file.
 //!
 //! Not guaranteed: bit flips inside a record's content are not detected (SQLite pages carry no checksums); claims
 //! live in memory, so a row in flight when the agent crashed can be dropped after the restart and still have
 //! reached the broker (its gap record then overstates the loss); a gap record for a drop is the caller's to
 //! enqueue, so a crash right after the drop's commit loses the record but not the counters; data in a file moved
-//! aside is not published (it is kept for manual recovery).
+//! aside is not published (it is kept for manual recovery), nor are the unsent rows of a database file deleted
+//! while the store had it open.
 
 mod commit;
+mod data_dir;
 mod error;
 mod handle;
+mod meta;
 mod open;
 mod quota;
 mod schema;
+mod space;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +69,10 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::logic::Millis;
 
+pub use data_dir::{
+    database_path, lock_client_id, lock_data_dir, ClientIdLock, DataDirLock, LockError,
+    DATABASE_FILE,
+};
 pub use error::StoreError;
 pub use handle::StoreHandle;
 pub use open::Recovery;
@@ -182,6 +205,12 @@ pub struct Store {
     /// have reached the broker, so the overflow policy never drops it (the gap record would count a delivered
     /// row as lost). In memory only: after a restart nothing is claimed until the publisher reads again.
     claimed: BTreeSet<i64>,
+    /// Whether the last write found room; its changes are logged once each.
+    space: space::Space,
+    /// Device and inode of the database file at open; [`Store::check_in_place`] compares them with the path.
+    file_id: data_dir::FileId,
+    /// Whether the note about this database having vanished was written already.
+    vanished_noted: bool,
 }
 
 impl Store {
@@ -271,8 +300,23 @@ impl Store {
     }
 
     /// Deletes the given rows (their PUBACK arrived); returns how many existed. Unknown seqs are ignored, so a
-    /// duplicate PUBACK is harmless.
+    /// duplicate PUBACK is harmless. On a full disk the WAL is checkpointed and truncated and the delete retried
+    /// once; [`StoreError::DiskFull`] if it still finds no room.
     pub fn retire(&mut self, seqs: &[i64]) -> Result<usize, StoreError> {
+        match self.try_retire(seqs) {
+            Err(StoreError::Full(_)) if self.shortage(0)? == space::Shortage::Disk => {
+                self.cap_wal()?;
+                self.release_wal();
+                match self.try_retire(seqs) {
+                    Err(StoreError::Full(source)) => Err(self.disk_full(source)),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn try_retire(&mut self, seqs: &[i64]) -> Result<usize, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

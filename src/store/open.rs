@@ -9,17 +9,23 @@ use std::path::{Path, PathBuf};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode};
 
+use super::data_dir::{self, FileId};
+use super::meta::{self, Identity, Session};
 use super::quota::DropCounters;
+use super::space::Space;
 use super::{schema, wall_clock_millis, Store, StoreError, StoreOptions};
 
+/// The path SQLite reads as "a private in-memory database".
+const IN_MEMORY: &str = ":memory:";
 /// Problems listed in a recovery reason, at most (a corrupt file can produce thousands of lines).
 const MAX_PROBLEMS_IN_REASON: usize = 3;
 
 /// An unusable database file that [`Store::open`] moved aside before creating a fresh one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
-    /// Where the old file now is; its `-wal` and `-shm` (if any) sit beside it with the same suffixes.
-    pub moved_to: PathBuf,
+    /// Where the old file now is; its `-wal` and `-shm` (if any) sit beside it with the same suffixes. `None`
+    /// when the old file was not found at start but vanished while the previous run had it open.
+    pub moved_to: Option<PathBuf>,
     /// Why the old file could not be used, for the alarm and the log.
     pub reason: String,
 }
@@ -50,54 +56,81 @@ impl Store {
     /// migrates the schema, creates `db_epoch` on first open and sets the byte quota. A file that turns out to
     /// be unusable is moved aside (see [`Recovery`]) and a fresh database is created in its place; errors that
     /// are not the file's fault (busy, permissions, disk full, WAL unsupported) are returned and move nothing.
+    /// The directory gets mode 0700 and the database with its `-wal` and `-shm` mode 0600, whatever the umask
+    /// and whatever modes existing files had. A note left by a store whose file vanished while it ran is
+    /// reported as a recovery too.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+        restrict_files(path)?;
+        let vanished = data_dir::read_vanished_note(path);
+        let mut store = open_or_replace(path, options)?;
+        if let Some(note) = vanished {
+            store.adopt_vanished_note(note)?;
         }
-        let leftovers = ["", "-wal", "-shm"]
-            .iter()
-            .any(|suffix| sidecar(path, suffix).exists());
-        let reason = match open_checked(path, options) {
-            Ok(store) => return Ok(store),
-            Err(OpenFailure::Unusable(reason)) if leftovers => reason,
-            Err(OpenFailure::Error(error)) if leftovers && blames_file(&error) => {
-                format!("{:#}", anyhow::Error::new(error))
-            }
-            Err(OpenFailure::Unusable(reason)) => {
-                return Err(StoreError::Unusable {
-                    path: path.to_path_buf(),
-                    reason,
-                })
-            }
-            Err(OpenFailure::Error(error)) => return Err(error),
-        };
-        let moved_to = move_aside(path)?;
-        tracing::error!(
-            path = %path.display(),
-            moved_to = %moved_to.display(),
-            %reason,
-            "Store database unusable; moved aside, starting a fresh database with a new epoch."
-        );
-        let mut store = open_checked(path, options).map_err(|failure| {
-            let source = match failure {
-                OpenFailure::Unusable(reason) => StoreError::Unusable {
-                    path: path.to_path_buf(),
-                    reason,
-                },
-                OpenFailure::Error(error) => error,
-            };
-            StoreError::RecoveryFailed {
-                moved_to: moved_to.clone(),
-                reason: reason.clone(),
-                source: Box::new(source),
-            }
-        })?;
-        store.recovery = Some(Recovery { moved_to, reason });
         Ok(store)
     }
+}
+
+/// Creates the database's directory with mode 0700 and gives existing database files mode 0600.
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        data_dir::ensure_private_dir(parent).map_err(io(parent))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = sidecar(path, suffix);
+        data_dir::restrict(&file, data_dir::FILE_MODE).map_err(io(&file))?;
+    }
+    Ok(())
+}
+
+/// The body of [`Store::open`]: one checked open, and one replacement if the file is unusable.
+fn open_or_replace(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+    let leftovers = ["", "-wal", "-shm"]
+        .iter()
+        .any(|suffix| sidecar(path, suffix).exists());
+    let reason = match open_checked(path, options) {
+        Ok(store) => return Ok(store),
+        Err(OpenFailure::Unusable(reason)) if leftovers => reason,
+        Err(OpenFailure::Error(error)) if leftovers && blames_file(&error) => {
+            format!("{:#}", anyhow::Error::new(error))
+        }
+        Err(OpenFailure::Unusable(reason)) => {
+            return Err(StoreError::Unusable {
+                path: path.to_path_buf(),
+                reason,
+            })
+        }
+        Err(OpenFailure::Error(error)) => return Err(error),
+    };
+    let moved_to = move_aside(path)?;
+    tracing::error!(
+        path = %path.display(),
+        moved_to = %moved_to.display(),
+        %reason,
+        "Store database unusable; moved aside, starting a fresh database with a new epoch."
+    );
+    let mut store = open_checked(path, options).map_err(|failure| {
+        let source = match failure {
+            OpenFailure::Unusable(reason) => StoreError::Unusable {
+                path: path.to_path_buf(),
+                reason,
+            },
+            OpenFailure::Error(error) => error,
+        };
+        StoreError::RecoveryFailed {
+            moved_to: moved_to.clone(),
+            reason: reason.clone(),
+            source: Box::new(source),
+        }
+    })?;
+    store.recovery = Some(Recovery {
+        moved_to: Some(moved_to),
+        reason,
+    });
+    Ok(store)
 }
 
 /// One open attempt with every start-up check; the connection is closed again on failure.
@@ -110,11 +143,23 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
             "the database file is empty".to_owned(),
         ));
     }
+    // SQLite would create the file with mode 0644 minus the umask, and give its -wal and -shm the same mode.
+    // (":memory:" is no file; it fails the journal_mode check below.)
+    if path != Path::new(IN_MEMORY) {
+        data_dir::create_private_file(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
     let mut conn = Connection::open(path)?;
     // Until the file has passed every check, closing must not checkpoint: that would merge the WAL into a
     // damaged file and delete it, destroying the evidence that is about to be moved aside.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     schema::apply_pragmas(&conn)?;
+    let file_id = FileId::of(path).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let problems = schema::quick_check(&conn)?;
     if !problems.is_empty() {
         return Err(OpenFailure::Unusable(format!(
@@ -128,7 +173,7 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
                 .join("; ")
         )));
     }
-    if schema::read_in_use(&conn)?.as_deref() == Some("1") && !wal_existed {
+    if meta::read_session(&conn)? == Session::Open && !wal_existed {
         // Every session keeps its -wal file from its first write until its clean close, so a session that
         // did not close cleanly left one behind. Without it the file may miss committed transactions: its seq
         // and baselines could go back under the same epoch.
@@ -140,7 +185,10 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
     schema::migrate(&mut conn)?;
     conn.set_prepared_statement_cache_capacity(schema::ALL_STATEMENTS.len() + 8);
     schema::verify_statements(&conn)?;
-    let (db_epoch, created_at) = schema::ensure_meta(&mut conn, wall_clock_millis())?;
+    let Identity {
+        db_epoch,
+        created_at,
+    } = meta::ensure_identity(&mut conn, wall_clock_millis())?;
     let drops = DropCounters::load(&conn)?;
     // Mark the session open and push the mark into the main file, so a later loss of the -wal is detectable.
     conn.execute(schema::UPSERT_META, (schema::META_IN_USE, "1"))?;
@@ -160,6 +208,9 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
         drops,
         recovery: None,
         claimed: BTreeSet::new(),
+        space: Space::Available,
+        file_id,
+        vanished_noted: false,
     })
 }
 
@@ -182,8 +233,10 @@ fn blames_file(error: &StoreError) -> bool {
                     | ErrorCode::OperationInterrupted
             )
         ),
-        StoreError::SchemaTooNew { .. } | StoreError::BadMeta { .. } => true,
-        StoreError::Io { .. }
+        StoreError::SchemaTooNew { .. } => true,
+        StoreError::DiskFull { .. }
+        | StoreError::Displaced { .. }
+        | StoreError::Io { .. }
         | StoreError::PragmaMismatch { .. }
         | StoreError::PayloadNotObject { .. }
         | StoreError::Json(_)
@@ -193,7 +246,7 @@ fn blames_file(error: &StoreError) -> bool {
 }
 
 /// `path` with `suffix` appended to its file name (`agent.db` + `-wal` → `agent.db-wal`).
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+pub(super) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

@@ -186,15 +186,11 @@ impl DropCounters {
         }
     }
 
-    /// Loads the counters from the meta table; absent keys count as 0.
+    /// Loads the counters from the meta table; absent keys count as 0, unreadable ones are reset to 0.
     pub(super) fn load(conn: &Connection) -> Result<DropCounters, StoreError> {
         let mut values = [0_u64; 8];
         for (key, value) in Self::KEYS.into_iter().zip(values.iter_mut()) {
-            if let Some(text) = schema::read_meta_opt(conn, key)? {
-                *value = text
-                    .parse()
-                    .map_err(|_| StoreError::BadMeta { key, value: text })?;
-            }
+            *value = super::meta::read_counter(conn, key)?;
         }
         Ok(Self::from_values(values))
     }

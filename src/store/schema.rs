@@ -99,6 +99,9 @@ pub(super) const INSERT_META_IF_ABSENT: &str =
 pub(super) const UPSERT_META: &str =
     "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 pub(super) const SELECT_META: &str = "SELECT value FROM meta WHERE key = ?1";
+/// Whether the meta table exists yet (it does not in a file that was never migrated).
+pub(super) const SELECT_HAS_META_TABLE: &str =
+    "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'meta')";
 
 pub(super) const UPSERT_COUNTER: &str = "
 INSERT INTO counter_state (key, state, updated_at) VALUES (?1, ?2, ?3)
@@ -292,50 +295,4 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version, "Store schema migrated.");
     }
     Ok(())
-}
-
-/// Creates `db_epoch` and `created_at` on first open and returns the values stored in the file.
-pub(super) fn ensure_meta(
-    conn: &mut Connection,
-    now: crate::logic::Millis,
-) -> Result<(String, crate::logic::Millis), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let fresh_epoch = format!("{:016x}", rand::random::<u64>());
-    tx.execute(INSERT_META_IF_ABSENT, (META_DB_EPOCH, &fresh_epoch))?;
-    tx.execute(INSERT_META_IF_ABSENT, (META_CREATED_AT, now.to_string()))?;
-    let epoch = read_meta(&tx, META_DB_EPOCH)?;
-    let created_at = read_meta(&tx, META_CREATED_AT)?;
-    tx.commit()?;
-    let created_at = created_at.parse().map_err(|_| StoreError::BadMeta {
-        key: META_CREATED_AT,
-        value: created_at.clone(),
-    })?;
-    Ok((epoch, created_at))
-}
-
-fn read_meta(conn: &Connection, key: &'static str) -> Result<String, StoreError> {
-    Ok(conn.query_row(SELECT_META, [key], |row| row.get(0))?)
-}
-
-/// The session marker ([`META_IN_USE`]), read before migrations so a file about to be moved aside is not
-/// written to; `None` when the file has no meta table yet.
-pub(super) fn read_in_use(conn: &Connection) -> Result<Option<String>, StoreError> {
-    let has_meta: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'meta')",
-        [],
-        |row| row.get(0),
-    )?;
-    if has_meta {
-        read_meta_opt(conn, META_IN_USE)
-    } else {
-        Ok(None)
-    }
-}
-
-/// Reads an optional meta value.
-pub(super) fn read_meta_opt(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    use rusqlite::OptionalExtension as _;
-    Ok(conn
-        .query_row(SELECT_META, [key], |row| row.get(0))
-        .optional()?)
 }

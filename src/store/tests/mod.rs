@@ -1,8 +1,10 @@
 //! Store tests against real SQLite files in temporary directories: `basics` (open, commit, retire, handle),
+//! `data_dir` (the client-id lock, a database deleted under the store),
 //! `quota` (overflow policy, refused payloads, migration of the drop class), `recovery` (corrupt, truncated,
 //! stale and busy files at open) and `model` (a proptest of commit/retire/reopen against a `VecDeque`).
 
 mod basics;
+mod data_dir;
 mod model;
 mod quota;
 mod recovery;

@@ -61,11 +61,12 @@ fn populated(path: &Path) -> Snapshot {
 /// has a new epoch, and reopens without another recovery.
 fn assert_recovered(store: Store, old_epoch: &str) -> Recovery {
     let recovery = store.recovery().cloned().expect("a recovery is reported");
-    assert!(recovery.moved_to.exists(), "{recovery:?}");
-    assert!(recovery
+    let moved_to = recovery
         .moved_to
-        .to_string_lossy()
-        .contains("agent.db.corrupt-"));
+        .as_ref()
+        .expect("the old file was moved aside");
+    assert!(moved_to.exists(), "{recovery:?}");
+    assert!(moved_to.to_string_lossy().contains("agent.db.corrupt-"));
     assert_ne!(store.db_epoch(), old_epoch);
     assert_eq!(store.backlog().unwrap(), Backlog::default());
     assert_eq!(store.last_seq().unwrap(), 0);
@@ -121,7 +122,9 @@ fn given_a_truncated_file_when_opened_then_it_is_moved_aside_and_a_fresh_store_s
         let recovery = assert_recovered(open(&path), &snapshot.epoch);
         // The moved file is the damaged original, kept for inspection.
         assert_eq!(
-            std::fs::metadata(&recovery.moved_to).unwrap().len(),
+            std::fs::metadata(recovery.moved_to.as_ref().unwrap())
+                .unwrap()
+                .len(),
             keep.unwrap_or(len / 2)
         );
     }
@@ -166,7 +169,7 @@ fn given_a_garbage_file_with_garbage_wal_and_shm_when_opened_then_all_three_are_
     let recovery = assert_recovered(open(&path), "none");
     for suffix in ["", "-wal", "-shm"] {
         assert!(
-            with_suffix(&recovery.moved_to, suffix).exists(),
+            with_suffix(recovery.moved_to.as_ref().unwrap(), suffix).exists(),
             "{suffix} moved"
         );
     }
@@ -224,7 +227,7 @@ fn given_a_file_from_a_newer_schema_when_opened_then_it_is_moved_aside_intact() 
     let recovery = assert_recovered(open(&path), &snapshot.epoch);
     assert!(recovery.reason.contains("newer"), "{}", recovery.reason);
     // The moved file is untouched: a newer agent can still use it.
-    let moved = rusqlite::Connection::open(&recovery.moved_to).unwrap();
+    let moved = rusqlite::Connection::open(recovery.moved_to.as_ref().unwrap()).unwrap();
     let rows: i64 = moved
         .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))
         .unwrap();
@@ -249,4 +252,64 @@ fn given_a_database_locked_by_another_process_when_opened_then_it_is_an_error_an
     drop(holder);
     let store = open(&path);
     assert!(!assert_intact_or_recovered(store, &snapshot));
+}
+
+#[test]
+fn given_one_unreadable_meta_value_when_opened_then_it_is_reset_and_the_unsent_rows_stay() {
+    let blob = rusqlite::types::Value::Blob(vec![0xde, 0xad]);
+    let text = |value: &str| rusqlite::types::Value::Text(value.to_owned());
+    let cases = [
+        ("db_epoch", text("not an epoch")),
+        ("db_epoch", blob.clone()),
+        ("created_at", text("yesterday")),
+        ("created_at", blob.clone()),
+        ("in_use", text("maybe")),
+        ("in_use", blob.clone()),
+        ("drops.rollup_1m", text("-3")),
+        ("drops.refused_bytes", blob),
+    ];
+    for (key, bad) in cases {
+        let (_dir, path) = temp_db();
+        let snapshot = populated(&path);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let changed = raw
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, &bad),
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        drop(raw);
+
+        let store = open(&path);
+        assert!(
+            store.recovery().is_none(),
+            "{key} = {bad:?}: {:?}",
+            store.recovery()
+        );
+        assert_eq!(all_unacked(&store), snapshot.rows, "{key} = {bad:?}");
+        assert_eq!(store.load_counters().unwrap(), snapshot.counters);
+        if key == "db_epoch" {
+            // Seq continuity under the old epoch is unknown, so the file continues under a new one.
+            assert_ne!(store.db_epoch(), snapshot.epoch);
+            assert_eq!(store.db_epoch().len(), 16);
+            assert!(store.db_epoch().bytes().all(|b| b.is_ascii_hexdigit()));
+        } else {
+            assert_eq!(store.db_epoch(), snapshot.epoch);
+        }
+        assert_eq!(store.drops(), DropCounters::default());
+        let (epoch, created_at) = (store.db_epoch().to_owned(), store.created_at());
+        drop(store);
+
+        // The repair is persisted: the next open finds the same values and nothing to repair.
+        let reopened = open(&path);
+        assert!(reopened.recovery().is_none());
+        assert_eq!(
+            (reopened.db_epoch(), reopened.created_at()),
+            (epoch.as_str(), created_at)
+        );
+        assert_eq!(all_unacked(&reopened), snapshot.rows);
+        assert!(reopened.integrity_check().unwrap().is_empty());
+    }
 }
