@@ -77,6 +77,11 @@ impl Validator<'_> {
             }
         };
 
+        let audit_retention = raw
+            .store
+            .audit_retention
+            .map(|text| self.duration("store.audit_retention", &text));
+
         if raw.plc.is_empty() {
             self.problem("plc", "at least one [[plc]] is required");
         }
@@ -121,7 +126,10 @@ impl Validator<'_> {
             config_hash,
             agent: agent?,
             mqtt,
-            store: StoreConfig { max_bytes },
+            store: StoreConfig {
+                max_bytes,
+                audit_retention,
+            },
             plcs,
             machines,
         })

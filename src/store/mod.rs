@@ -39,6 +39,7 @@ mod error;
 mod handle;
 mod open;
 mod quota;
+mod retention;
 mod schema;
 #[cfg(test)]
 mod tests;
