@@ -14,6 +14,7 @@
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link), each with
 //!   a counting report.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
+//! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 
 mod support;
 
@@ -26,3 +27,4 @@ mod modbus;
 mod outbox_model;
 mod publisher;
 mod quota;
+mod soak;
