@@ -1067,6 +1067,45 @@ mod tests {
     }
 
     #[test]
+    fn given_six_hours_of_one_second_polls_when_evicting_after_each_commit_then_a_dozen_records_stay_in_memory(
+    ) {
+        // Given the default periods and graces with a 72 h horizon, one accumulator per period as the
+        // processor has, and a twin of each that never evicts (the memory use before eviction existed).
+        let config = [("1m", 10_000), ("15m", 30_000), ("1h", 60_000)];
+        let new = |name: &str, grace: i64| {
+            MachineWindows::new(
+                "m".into(),
+                periods(&[name]),
+                grace,
+                72 * HOUR,
+                TimeZone::UTC,
+            )
+        };
+        let mut evicting: Vec<MachineWindows> = config.iter().map(|(n, g)| new(n, *g)).collect();
+        let mut twins: Vec<MachineWindows> = config.iter().map(|(n, g)| new(n, *g)).collect();
+        // When a machine is polled every second for six hours and every cycle is committed.
+        let mut most_kept = 0;
+        for second in 1..=6 * 3_600 {
+            let at = T0 + second * 1_000;
+            for side in evicting.iter_mut().chain(twins.iter_mut()) {
+                side.add_count(&Channel::Produced, 1, at - 1_000, at, None);
+                side.add_state(MachineState::Running, at - 1_000, at);
+                side.close_due(at);
+                side.touched();
+            }
+            for side in &mut evicting {
+                side.evict(at);
+            }
+            most_kept = most_kept.max(evicting.iter().map(MachineWindows::kept).sum::<usize>());
+        }
+        // Then memory holds at most a few windows per period, where the twin holds the whole run.
+        let twin_kept: usize = twins.iter().map(MachineWindows::kept).sum();
+        println!("window records in memory after 6 h: {most_kept} at most with eviction, {twin_kept} without");
+        assert!(most_kept <= 12, "{most_kept}");
+        assert_eq!(twin_kept, 360 + 24 + 6);
+    }
+
+    #[test]
     fn given_kolkata_clock_when_counting_hours_then_windows_start_at_half_past_utc() {
         let tz = TimeZone::get("Asia/Kolkata").unwrap();
         let mut windows = MachineWindows::new("m".into(), periods(&["1h"]), 60_000, 72 * HOUR, tz);

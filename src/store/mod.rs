@@ -20,6 +20,8 @@
 //!   never shrinks), and commits resume by themselves once rows are retired.
 //!   The WAL (≤ `journal_size_limit` after checkpoints) and start-up migrations are outside the quota.
 //! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
+//! - Retention (`retention`): window records are read back by machine, period and start range and deleted by end
+//!   time, the delta audit log by age and beyond a byte share; in small batches, with cutoffs the caller chooses.
 //! - Start-up ([`Store::open`]): pragmas are set and read back, `PRAGMA quick_check` runs, every statement is
 //!   prepared. A file that fails any of this (corrupt, not a database, truncated, empty, a newer schema, or a
 //!   write-ahead log missing after an unclean stop) is moved aside with its `-wal` and `-shm` and replaced by a
