@@ -189,7 +189,7 @@ impl Change<'_> {
                 sums.add_state(state, ms);
                 true
             }
-            Change::Flag(flag) => sums.flags.insert(flag.to_string()),
+            Change::Flag(flag) => !sums.flags.contains(flag) && sums.flags.insert(flag.to_string()),
         }
     }
 

@@ -92,14 +92,6 @@ impl Processor {
         }
     }
 
-    /// Window records held in memory over all machines and periods.
-    pub fn kept_windows(&self) -> usize {
-        self.machines
-            .iter()
-            .flat_map(|m| m.windows.iter().map(MachineWindows::kept))
-            .sum()
-    }
-
     /// Deletes window records past the restatement horizon and audit rows past their retention or beyond
     /// their share of the quota, each in batches of [`PRUNE_BATCH_ROWS`] (one store call per batch).
     pub async fn prune(&mut self, store: &StoreHandle, now: Millis) -> anyhow::Result<PruneReport> {
