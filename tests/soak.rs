@@ -1,7 +1,8 @@
 //! Soak: the agent binary with a short restatement horizon, fast polls and several machines runs for about a
 //! minute while its resident memory and the database's used pages are sampled. Once the horizon (and the audit
 //! retention, which defaults to it) has passed, both must stay flat: window records and audit rows leave as
-//! fast as they come.
+//! fast as they come. And a PLC outage longer than the time closed windows stay in memory: the first poll
+//! after it restates windows the agent must load back from its database, with exact totals.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use simulators::{MachineSpec, PlcSimulator};
 
-use crate::support::{self, Recorder};
+use crate::support::agent::{final_rollups, sum_of};
+use crate::support::{self, FaultProxy, Mode, Recorder};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_shopfloor-agent");
 /// Machines on the simulated PLC, unit ids 1..=MACHINES.
@@ -30,7 +32,7 @@ struct Sample {
     rollups: usize,
 }
 
-fn config(dir: &Path, plc: &str, broker_port: u16) -> String {
+fn config(dir: &Path, plc: &str, broker_port: u16, machines: u8, horizon: &str) -> String {
     let mut text = format!(
         r#"
 [agent]
@@ -41,7 +43,7 @@ periods = ["1s", "5s"]
 grace = {{ "1s" = "400ms", "5s" = "1s" }}
 live_interval = "1s"
 health_interval = "2s"
-restatement_horizon = "20s"
+restatement_horizon = "{horizon}"
 
 [mqtt]
 port = {broker_port}
@@ -56,7 +58,7 @@ backoff_max = "500ms"
 "#,
         data = dir.join("data").display()
     );
-    for unit in 1..=MACHINES {
+    for unit in 1..=machines {
         text.push_str(&format!(
             r#"
 [[machine]]
@@ -103,6 +105,19 @@ fn database_figures(database: &Path) -> Option<(u64, u64, u64)> {
     .map(|(used, deltas, windows)| (used as u64, deltas as u64, windows as u64))
 }
 
+/// Starts the agent binary on `config`, logging to `dir/agent.log`.
+fn start_agent(dir: &Path, config: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("agent.log")).expect("log file");
+    Command::new(BINARY)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SHOPFLOOR_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the agent binary starts")
+}
+
 fn stop(child: &mut Child) -> std::process::ExitStatus {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -139,19 +154,17 @@ async fn memory_and_database_stay_flat_once_the_restatement_horizon_has_passed()
     let config_path = dir.path().join("agent.toml");
     std::fs::write(
         &config_path,
-        config(dir.path(), &sim.local_addr().to_string(), broker.port),
+        config(
+            dir.path(),
+            &sim.local_addr().to_string(),
+            broker.port,
+            MACHINES,
+            "20s",
+        ),
     )
     .expect("write config");
     let database = dir.path().join("data").join("shopfloor-agent.db");
-    let log = std::fs::File::create(dir.path().join("agent.log")).expect("log file");
-    let mut agent = Command::new(BINARY)
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env("SHOPFLOOR_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the agent binary starts");
+    let mut agent = start_agent(dir.path(), &config_path);
     support::wait_until(Duration::from_secs(60), "the first audit rows", || {
         database_figures(&database).is_some_and(|(_, deltas, _)| deltas > 0)
     })
@@ -212,4 +225,107 @@ async fn memory_and_database_stay_flat_once_the_restatement_horizon_has_passed()
             "memory kept growing: {middle:?} -> {last:?}"
         );
     }
+}
+
+/// Counter baselines the agent has persisted (a short read-only look into its database).
+fn baselines(database: &Path) -> u64 {
+    rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| {
+            conn.query_row("SELECT count(*) FROM counter_state", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .map_or(0, |count| count as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_outage_longer_than_the_memory_tail_restates_windows_loaded_back_from_the_database() {
+    // Given two machines behind a TCP proxy, 1 s and 5 s windows (closed ones leave memory 1.4 s and 6 s after
+    // they end), the default 72 h horizon, and an agent that took its baselines while production was frozen.
+    let units: u8 = 2;
+    let machines = (1..=units)
+        .map(|unit| MachineSpec {
+            cycle_time: Duration::from_millis(30 + 10 * u64::from(unit)),
+            defect_probability: 0.1,
+            stop_probability: 0.01,
+            ..MachineSpec::new(unit)
+        })
+        .collect();
+    let sim = PlcSimulator::start("127.0.0.1:0", machines, 11)
+        .await
+        .expect("simulator starts");
+    let set_producing = |on: bool| (1..=units).for_each(|unit| sim.set_producing(unit, on));
+    set_producing(false);
+    let proxy = FaultProxy::start_to(0, sim.local_addr()).await;
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/+/+/+/rollup/#").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("agent.toml");
+    let plc = format!("127.0.0.1:{}", proxy.port);
+    std::fs::write(
+        &config_path,
+        config(dir.path(), &plc, broker.port, units, "72h"),
+    )
+    .expect("write config");
+    let database = dir.path().join("data").join("shopfloor-agent.db");
+    let mut agent = start_agent(dir.path(), &config_path);
+    support::wait_until(Duration::from_secs(60), "baselines persisted", || {
+        baselines(&database) >= 2 * u64::from(units)
+    })
+    .await;
+    let before: Vec<_> = (1..=units).map(|unit| sim.truth(unit)).collect();
+    set_producing(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // When the PLC is unreachable for 12 s while the machines produce, then answers again.
+    proxy.set_mode(Mode::Refuse);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    proxy.set_mode(Mode::Pass);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    set_producing(false);
+    let frozen_at = shopfloor_agent::poller::now_millis();
+    let after: Vec<_> = (1..=units).map(|unit| sim.truth(unit)).collect();
+
+    // Then windows from before the outage were restated (their records came back from the database), and the
+    // de-duplicated final rollups of both periods sum exactly to the truth.
+    let window_start = |body: &serde_json::Value| {
+        body["window"]["start"]
+            .as_str()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+            .map_or(0, |at| at.as_millisecond())
+    };
+    support::wait_until(Duration::from_secs(60), "rollups after the freeze", || {
+        (1..=units).all(|unit| {
+            final_rollups(&recorder, &format!("m{unit}"), "5s")
+                .values()
+                .any(|window| window_start(window) > frozen_at)
+        })
+    })
+    .await;
+    let status = stop(&mut agent);
+    let agent_log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+    assert!(status.success(), "exit status {status}; log:\n{agent_log}");
+    for unit in 1..=units {
+        let machine = format!("m{unit}");
+        let index = usize::from(unit - 1);
+        let produced = after[index].produced - before[index].produced;
+        let defective = after[index].defective - before[index].defective;
+        for period in ["1s", "5s"] {
+            let windows = final_rollups(&recorder, &machine, period);
+            let restated = windows
+                .values()
+                .filter(|w| w["revision"].as_u64().unwrap_or(0) > 0)
+                .count();
+            support::report(&format!(
+                "outage past the memory tail: {machine} {period}: truth {produced}/{defective}, {restated} windows restated"
+            ));
+            assert!(restated > 0, "{machine} {period}: nothing was restated");
+            assert_eq!(
+                (sum_of(&windows, "produced"), sum_of(&windows, "defective")),
+                (produced, defective),
+                "{machine} {period}: final rollups vs truth"
+            );
+        }
+    }
+    sim.shutdown().await;
 }
