@@ -19,6 +19,7 @@
 //!   `mqtt.max_packet_size` against.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
+//! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 
 mod support;
 
@@ -33,4 +34,5 @@ mod outbox_model;
 mod packet_limit;
 mod publisher;
 mod quota;
+mod soak;
 mod store_fs;

@@ -156,6 +156,8 @@ pub enum MqttProtocol {
 pub struct StoreConfig {
     /// Byte quota of the database.
     pub max_bytes: u64,
+    /// How long delta audit rows are kept; `None`: as long as the restatement horizon.
+    pub audit_retention: Option<Duration>,
 }
 
 /// `[[plc]]`: one Modbus/TCP connection.

@@ -134,12 +134,15 @@ pub(super) fn default_max_packet_size() -> String {
 pub(super) struct RawStore {
     #[serde(default = "default_max_bytes")]
     pub(super) max_bytes: String,
+    #[serde(default)]
+    pub(super) audit_retention: Option<String>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             max_bytes: default_max_bytes(),
+            audit_retention: None,
         }
     }
 }

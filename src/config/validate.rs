@@ -56,6 +56,11 @@ impl Validator<'_> {
             .size_in("store.max_bytes", &raw.store.max_bytes, STORE_MAX_BYTES)
             .unwrap_or(STORE_MAX_BYTES.min);
 
+        let audit_retention = raw
+            .store
+            .audit_retention
+            .and_then(|text| self.duration_in("store.audit_retention", &text, RESTATEMENT_HORIZON));
+
         if raw.plc.is_empty() {
             self.problem("plc", "at least one [[plc]] is required");
         }
@@ -100,7 +105,10 @@ impl Validator<'_> {
             config_hash,
             agent: agent?,
             mqtt,
-            store: StoreConfig { max_bytes },
+            store: StoreConfig {
+                max_bytes,
+                audit_retention,
+            },
             plcs,
             machines,
         };

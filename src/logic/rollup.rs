@@ -4,6 +4,9 @@
 //! latest time seen) is never dropped silently. Its counts go to the oldest window still kept,
 //! which is flagged "late"; its state time cannot be re-homed (it would exceed the window), so it
 //! is discarded, that window is flagged "late", and both are tallied in [`LateTally`].
+//! Memory: closed windows that were emitted are evicted after a short tail ([`MachineWindows::evict`]);
+//! the store keeps them for the horizon. A change to a window that is not in memory is deferred until
+//! the driver loads the window ([`MachineWindows::load_requests`], [`MachineWindows::restore_range`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -151,10 +154,76 @@ pub const ESTIMATED_FLAG: &str = "estimated";
 /// after it) and on windows that received facts measured across it.
 pub const CLOCK_STEP_FLAG: &str = "clock_step";
 
-/// One machine's windows for every configured period: open ones and recently closed ones.
+/// Windows of one period a deferred change needs from the store: every persisted record of
+/// `period` whose start lies in `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRequest {
+    /// Period name.
+    pub period: String,
+    /// Inclusive lower bound of the window starts.
+    pub from: Millis,
+    /// Exclusive upper bound of the window starts (`Millis::MAX`: no bound).
+    pub to: Millis,
+}
+
+/// One change to a window's sums. Changes commute (sums add, flags unite), so applying a deferred
+/// change after its window was loaded gives the same record as applying it at once.
+#[derive(Debug, Clone, Copy)]
+enum Change<'a> {
+    Count(&'a Channel, u64),
+    State(MachineState, i64),
+    Flag(&'a str),
+}
+
+/// A [`Change`] waiting for its window to be loaded from the store.
+#[derive(Debug, Clone)]
+enum Deferred {
+    Count(Channel, u64),
+    State(MachineState, i64),
+    Flag(String),
+}
+
+impl Change<'_> {
+    /// Applies the change; returns whether the sums changed.
+    fn apply_to(self, sums: &mut WindowSums) -> bool {
+        match self {
+            Change::Count(channel, amount) => {
+                sums.add_count(channel, amount);
+                true
+            }
+            Change::State(state, ms) => {
+                sums.add_state(state, ms);
+                true
+            }
+            Change::Flag(flag) => !sums.flags.contains(flag) && sums.flags.insert(flag.to_string()),
+        }
+    }
+
+    fn defer(self) -> Deferred {
+        match self {
+            Change::Count(channel, amount) => Deferred::Count(channel.clone(), amount),
+            Change::State(state, ms) => Deferred::State(state, ms),
+            Change::Flag(flag) => Deferred::Flag(flag.to_string()),
+        }
+    }
+}
+
+impl Deferred {
+    fn as_change(&self) -> Change<'_> {
+        match self {
+            Deferred::Count(channel, amount) => Change::Count(channel, *amount),
+            Deferred::State(state, ms) => Change::State(*state, *ms),
+            Deferred::Flag(flag) => Change::Flag(flag),
+        }
+    }
+}
+
+/// One machine's windows for every configured period: open ones, closed ones awaiting
+/// restatement, and a short tail of recently closed ones.
 ///
-/// Windows are created lazily when a fact touches them. Closed windows are kept until
-/// `end + horizon_ms <= now` so that late facts can restate them.
+/// Windows are created lazily when a fact touches them. A closed, emitted window leaves memory
+/// once `end + grace + period <= now` ([`MachineWindows::evict`], called after its record was
+/// persisted); late facts within the horizon still restate it after the driver loads it back.
 #[derive(Debug, Clone)]
 pub struct MachineWindows {
     machine: String,
@@ -171,6 +240,11 @@ pub struct MachineWindows {
     /// Latest time seen (a fact's end or `close_due`'s now); the horizon is measured from it.
     watermark: Option<Millis>,
     late: LateTally,
+    /// Per period: every window starting at or after this is in memory or exists nowhere; an
+    /// older window that is not in memory may be in the store. `Millis::MIN` until `restore`.
+    resident_from: Vec<Millis>,
+    /// Changes to windows that may be in the store only, in arrival order.
+    deferred: Vec<(usize, Millis, Deferred)>,
 }
 
 impl MachineWindows {
@@ -183,6 +257,7 @@ impl MachineWindows {
         tz: TimeZone,
     ) -> Self {
         let windows = periods.iter().map(|_| BTreeMap::new()).collect();
+        let resident_from = vec![Millis::MIN; periods.len()];
         MachineWindows {
             machine,
             periods,
@@ -194,13 +269,115 @@ impl MachineWindows {
             due: BTreeSet::new(),
             watermark: None,
             late: LateTally::default(),
+            resident_from,
+            deferred: Vec::new(),
         }
     }
 
-    /// Reloads persisted records after a restart; records of other machines or periods are ignored.
+    /// Reloads persisted records after a restart: the open and dirty ones at least; records of other
+    /// machines or periods are ignored, and a record already in memory is kept (it is newer).
     ///
-    /// Restored records are not reported by `touched()` (the store already has them).
+    /// Any other window may be in the store: a change to one is deferred until
+    /// [`MachineWindows::restore_range`] loads it. Restored records are not reported by `touched()`.
     pub fn restore(&mut self, records: Vec<WindowRecord>) {
+        self.insert_loaded(records);
+        self.resident_from.fill(Millis::MAX);
+    }
+
+    /// Which persisted windows the deferred changes need, one request per period; empty when none
+    /// is waiting.
+    pub fn load_requests(&self) -> Vec<LoadRequest> {
+        let mut from: BTreeMap<usize, Millis> = BTreeMap::new();
+        for (index, start, _) in &self.deferred {
+            let entry = from.entry(*index).or_insert(*start);
+            *entry = (*entry).min(*start);
+        }
+        from.into_iter()
+            .map(|(index, from)| LoadRequest {
+                period: self.periods[index].name.clone(),
+                from,
+                to: self.resident_from[index],
+            })
+            .collect()
+    }
+
+    /// Takes the answer to a [`LoadRequest`]: every persisted record of `period` with a start in
+    /// `[from, request.to)`. Inserts those not in memory, then applies the deferred changes of that
+    /// period, exactly as they would have been applied had the windows never left memory.
+    pub fn restore_range(&mut self, period: &str, from: Millis, records: Vec<WindowRecord>) {
+        let Some(index) = self.periods.iter().position(|p| p.name == period) else {
+            return;
+        };
+        self.insert_loaded(records);
+        self.resident_from[index] = self.resident_from[index].min(from);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(i, _, _)| *i == index);
+        self.deferred = waiting;
+        for (index, start, change) in ready {
+            self.apply(index, start, change.as_change());
+        }
+    }
+
+    /// Whether changes wait for windows to be loaded; until they are applied nothing may be
+    /// persisted that depends on them.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Forgets closed windows that were emitted and persisted and whose tail has passed:
+    /// `end + grace + period length <= now`. Open, dirty and unreported (`touched`) windows stay.
+    /// Call it only once everything `touched()` returned is in the store. Returns how many left.
+    pub fn evict(&mut self, now: Millis) -> usize {
+        let mut evicted = 0;
+        for index in 0..self.periods.len() {
+            let tail = self.grace_ms.saturating_add(self.periods[index].length_ms);
+            let settled: Vec<Millis> = self.windows[index]
+                .values()
+                .take_while(|record| record.end.saturating_add(tail) <= now)
+                .filter(|record| {
+                    let key = (index, record.start);
+                    record.status != WindowStatus::Open
+                        && !record.dirty
+                        && !self.due.contains(&key)
+                        && !self.touched.contains(&key)
+                })
+                .map(|record| record.start)
+                .collect();
+            for start in settled {
+                if let Some(record) = self.windows[index].remove(&start) {
+                    self.resident_from[index] = self.resident_from[index].max(record.end);
+                    evicted += 1;
+                }
+            }
+        }
+        evicted
+    }
+
+    /// Records ending before this time will never be touched or emitted again (they lie past the
+    /// restatement horizon and none is still open or dirty), so the store may delete them. `None`
+    /// while nothing was seen or changes wait for a load.
+    pub fn prune_before(&self) -> Option<Millis> {
+        if self.has_deferred() {
+            return None;
+        }
+        let floor = self.floor()?;
+        let due_end = self
+            .due
+            .iter()
+            .filter_map(|(index, start)| self.windows[*index].get(start))
+            .map(|record| record.end)
+            .min();
+        Some(due_end.map_or(floor, |end| end.min(floor)))
+    }
+
+    /// Number of window records held in memory.
+    pub fn kept(&self) -> usize {
+        self.windows.iter().map(BTreeMap::len).sum()
+    }
+
+    /// Inserts persisted records that are not in memory; open and dirty ones become due.
+    fn insert_loaded(&mut self, records: Vec<WindowRecord>) {
         for record in records {
             if record.machine != self.machine {
                 continue;
@@ -208,6 +385,9 @@ impl MachineWindows {
             let Some(index) = self.periods.iter().position(|p| p.name == record.period) else {
                 continue;
             };
+            if self.windows[index].contains_key(&record.start) {
+                continue;
+            }
             if record.status == WindowStatus::Open || record.dirty {
                 self.due.insert((index, record.start));
             }
@@ -261,31 +441,20 @@ impl MachineWindows {
             if kept_from > t_from {
                 most_late = most_late.max(Some(late_amount));
             }
+            let flags = [straddles.then_some(ESTIMATED_FLAG), flag];
             if late_amount > 0 {
-                self.apply(index, kept_from, |sums| {
-                    sums.add_count(channel, late_amount);
-                    sums.flags.insert(LATE_FLAG.to_string());
-                    if straddles {
-                        sums.flags.insert(ESTIMATED_FLAG.to_string());
-                    }
-                    if let Some(flag) = flag {
-                        sums.flags.insert(flag.to_string());
-                    }
-                    true
-                });
+                self.apply(index, kept_from, Change::Count(channel, late_amount));
+                self.apply(index, kept_from, Change::Flag(LATE_FLAG));
+                for flag in flags.into_iter().flatten() {
+                    self.apply(index, kept_from, Change::Flag(flag));
+                }
             }
             for (start, part) in split_proportional(kept_amount, kept_from, t_to, &period, &self.tz)
             {
-                self.apply(index, start, |sums| {
-                    sums.add_count(channel, part);
-                    if straddles {
-                        sums.flags.insert(ESTIMATED_FLAG.to_string());
-                    }
-                    if let Some(flag) = flag {
-                        sums.flags.insert(flag.to_string());
-                    }
-                    true
-                });
+                self.apply(index, start, Change::Count(channel, part));
+                for flag in flags.into_iter().flatten() {
+                    self.apply(index, start, Change::Flag(flag));
+                }
             }
         }
         if let Some(units) = most_late {
@@ -306,7 +475,7 @@ impl MachineWindows {
             let mut from = t_from;
             if let Some(kept) = self.oldest_kept_start(index) {
                 if t_from < kept {
-                    self.apply(index, kept, |sums| sums.flags.insert(LATE_FLAG.to_string()));
+                    self.apply(index, kept, Change::Flag(LATE_FLAG));
                     from = kept.min(t_to);
                     most_late = most_late.max(Some(from.saturating_sub(t_from)));
                 }
@@ -317,10 +486,7 @@ impl MachineWindows {
             for (start, end) in windows_overlapping(&period, from, t_to, &self.tz) {
                 let ms = overlap_ms(start, end, from, t_to);
                 if ms > 0 {
-                    self.apply(index, start, |sums| {
-                        sums.add_state(state, ms);
-                        true
-                    });
+                    self.apply(index, start, Change::State(state, ms));
                 }
             }
         }
@@ -337,19 +503,18 @@ impl MachineWindows {
         for index in 0..self.periods.len() {
             let start = window_start(&self.periods[index], at, &self.tz);
             match self.oldest_kept_start(index) {
-                Some(kept) if start < kept => self.apply(index, kept, |sums| {
-                    let late = sums.flags.insert(LATE_FLAG.to_string());
-                    sums.flags.insert(flag.to_string()) || late
-                }),
-                _ => self.apply(index, start, |sums| sums.flags.insert(flag.to_string())),
+                Some(kept) if start < kept => {
+                    self.apply(index, kept, Change::Flag(LATE_FLAG));
+                    self.apply(index, kept, Change::Flag(flag));
+                }
+                _ => self.apply(index, start, Change::Flag(flag)),
             }
         }
     }
 
     /// Closes windows whose `end + grace <= now` (status Final, revision 0) and restates closed
     /// windows changed since they were emitted (status Restated, revision + 1). Returns the
-    /// emitted records in order of end, then period; forgets closed windows with
-    /// `end + horizon <= now`.
+    /// emitted records in order of end, then period. Memory is freed by [`MachineWindows::evict`].
     ///
     /// A window that starts more than a grace period after `now` is in the future: it can only hold
     /// facts from before a step back of the wall clock (or from a run whose clock was ahead). It is
@@ -383,20 +548,6 @@ impl MachineWindows {
             emitted.push((record.end, key.0, record.clone()));
             self.due.remove(&key);
             self.touched.insert(key);
-        }
-        for (index, windows) in self.windows.iter_mut().enumerate() {
-            while let Some(entry) = windows.first_entry() {
-                let record = entry.get();
-                let forgettable = record.status != WindowStatus::Open
-                    && !record.dirty
-                    && record.end.saturating_add(self.horizon_ms) <= now;
-                if !forgettable {
-                    break;
-                }
-                let start = record.start;
-                entry.remove();
-                self.touched.remove(&(index, start));
-            }
         }
         emitted.sort_by_key(|(end, index, _)| (*end, *index));
         emitted.into_iter().map(|(_, _, record)| record).collect()
@@ -463,11 +614,16 @@ impl MachineWindows {
             .map(|floor| window_start(&self.periods[index], floor, &self.tz))
     }
 
-    /// Applies `change` to the sums of a window (created if needed); `change` returns whether
-    /// anything changed. A changed closed window becomes dirty and is due for restatement.
-    fn apply(&mut self, index: usize, start: Millis, change: impl FnOnce(&mut WindowSums) -> bool) {
+    /// Applies `change` to the sums of a window (created if needed). A changed closed window
+    /// becomes dirty and is due for restatement. A window that is not in memory but may be in the
+    /// store is not created: the change waits in `deferred` until the window is loaded.
+    fn apply(&mut self, index: usize, start: Millis, change: Change<'_>) {
         let key = (index, start);
         let windows = &mut self.windows[index];
+        if start < self.resident_from[index] && !windows.contains_key(&start) {
+            self.deferred.push((index, start, change.defer()));
+            return;
+        }
         let record = windows.entry(start).or_insert_with(|| {
             self.due.insert(key);
             self.touched.insert(key);
@@ -482,7 +638,7 @@ impl MachineWindows {
                 dirty: false,
             }
         });
-        if change(&mut record.sums) {
+        if change.apply_to(&mut record.sums) {
             if record.status != WindowStatus::Open {
                 record.dirty = true;
                 self.due.insert(key);
@@ -763,6 +919,8 @@ mod tests {
         windows.close_due(T0 + 11 * MINUTE);
         windows.touched();
         // T0's window ended at T0 + 1m; at T0 + 11m it is past the 10 min horizon and forgotten.
+        assert_eq!(windows.evict(T0 + 11 * MINUTE), 1);
+        assert_eq!(windows.kept(), 0);
         assert!(windows.open_windows().is_empty());
         windows.add_count(&Channel::Produced, 6, T0 + 30_000, T0 + 31_000, None);
         let touched = windows.touched();
@@ -872,6 +1030,139 @@ mod tests {
                 (T0 + MINUTE, WindowStatus::Final, 0, 4)
             ]
         );
+    }
+
+    #[test]
+    fn given_evicted_window_when_a_late_fact_restates_it_then_it_is_loaded_and_equals_the_kept_twin(
+    ) {
+        let mut kept = machine(&["1m"]);
+        let mut evicting = machine(&["1m"]);
+        // The evicting side came from a restart: only what the store hands back is in memory.
+        evicting.restore(Vec::new());
+        let mut disk: BTreeMap<Millis, WindowRecord> = BTreeMap::new();
+        let persist = |disk: &mut BTreeMap<Millis, WindowRecord>, records: Vec<WindowRecord>| {
+            for record in records {
+                disk.insert(record.start, record);
+            }
+        };
+        for side in [&mut kept, &mut evicting] {
+            side.add_count(&Channel::Produced, 4, T0 + 1_000, T0 + 2_000, None);
+        }
+        // The first fact needs the (empty) store before it lands in the evicting side.
+        assert_eq!(
+            evicting.load_requests(),
+            vec![LoadRequest {
+                period: "1m".into(),
+                from: T0,
+                to: Millis::MAX
+            }]
+        );
+        evicting.restore_range("1m", T0, Vec::new());
+        for side in [&mut kept, &mut evicting] {
+            side.close_due(T0 + 5 * MINUTE);
+        }
+        kept.touched();
+        persist(&mut disk, evicting.touched());
+        assert_eq!(evicting.evict(T0 + 5 * MINUTE), 1);
+        assert_eq!((kept.kept(), evicting.kept()), (1, 0));
+
+        // Backfill after a downtime: 60 units over [T0 + 30 s, T0 + 4 min) restate the evicted minute.
+        for side in [&mut kept, &mut evicting] {
+            side.add_count(
+                &Channel::Produced,
+                60,
+                T0 + 30_000,
+                T0 + 4 * MINUTE,
+                Some("gap"),
+            );
+        }
+        assert!(
+            evicting.has_deferred(),
+            "the evicted minute waits for its record"
+        );
+        assert_eq!(evicting.prune_before(), None);
+        let requests = evicting.load_requests();
+        assert_eq!(
+            requests,
+            vec![LoadRequest {
+                period: "1m".into(),
+                from: T0,
+                to: T0 + MINUTE
+            }]
+        );
+        let loaded: Vec<WindowRecord> = disk
+            .range(requests[0].from..requests[0].to)
+            .map(|(_, r)| r.clone())
+            .collect();
+        evicting.restore_range("1m", requests[0].from, loaded);
+        assert!(!evicting.has_deferred());
+        let mut expected = kept.touched();
+        let mut actual = evicting.touched();
+        expected.sort_by_key(|r| r.start);
+        actual.sort_by_key(|r| r.start);
+        assert_eq!(actual, expected);
+        assert_eq!(
+            actual[0].sums.produced,
+            4 + 9,
+            "30 s of 210 s, largest remainder"
+        );
+        let emitted_kept = kept.close_due(T0 + 5 * MINUTE);
+        let emitted = evicting.close_due(T0 + 5 * MINUTE);
+        assert_eq!(emitted, emitted_kept);
+        assert_eq!(
+            (emitted[0].status, emitted[0].revision),
+            (WindowStatus::Restated, 1)
+        );
+    }
+
+    /// Serves every load request of `windows` from `disk`, as the processor does from the store.
+    fn serve_loads(windows: &mut MachineWindows, disk: &BTreeMap<(String, Millis), WindowRecord>) {
+        for request in windows.load_requests() {
+            let records = disk
+                .range((request.period.clone(), request.from)..(request.period.clone(), request.to))
+                .map(|(_, record)| record.clone())
+                .collect();
+            windows.restore_range(&request.period, request.from, records);
+        }
+    }
+
+    #[test]
+    fn given_six_hours_of_one_second_polls_when_evicting_after_each_commit_then_a_dozen_records_stay_in_memory(
+    ) {
+        // Given the default periods and graces with a 72 h horizon, one accumulator per period as the
+        // processor has, and a twin of each that never evicts (the memory use before eviction existed).
+        let config = [("1m", 10_000), ("15m", 30_000), ("1h", 60_000)];
+        let new = |name: &str, grace: i64| {
+            MachineWindows::new(
+                "m".into(),
+                periods(&[name]),
+                grace,
+                72 * HOUR,
+                TimeZone::UTC,
+            )
+        };
+        let mut evicting: Vec<MachineWindows> = config.iter().map(|(n, g)| new(n, *g)).collect();
+        let mut twins: Vec<MachineWindows> = config.iter().map(|(n, g)| new(n, *g)).collect();
+        // When a machine is polled every second for six hours and every cycle is committed.
+        let mut most_kept = 0;
+        for second in 1..=6 * 3_600 {
+            let at = T0 + second * 1_000;
+            for side in evicting.iter_mut().chain(twins.iter_mut()) {
+                side.add_count(&Channel::Produced, 1, at - 1_000, at, None);
+                side.add_state(MachineState::Running, at - 1_000, at);
+                side.close_due(at);
+                side.touched();
+            }
+            for side in &mut evicting {
+                side.evict(at);
+            }
+            most_kept = most_kept.max(evicting.iter().map(MachineWindows::kept).sum::<usize>());
+        }
+        // Then memory holds at most a few windows per period, where the twin holds the whole run.
+        let twin_kept: usize = twins.iter().map(MachineWindows::kept).sum();
+        println!("window records in memory after 6 h: {most_kept} at most with eviction, {twin_kept} without");
+        assert!(most_kept <= 12, "{most_kept}");
+        assert_eq!(twin_kept, 360 + 24 + 6);
     }
 
     #[test]
@@ -1128,6 +1419,75 @@ mod tests {
                 prop_assert_eq!(total, truth, "period {}", name);
             }
             prop_assert!(latest.values().all(|r| r.status != WindowStatus::Open && !r.dirty));
+        }
+
+        #[test]
+        fn evicting_windows_keeps_memory_bounded_and_every_record_equal_to_a_never_evicting_twin(
+            steps in prop::collection::vec(
+                (0u64..50, prop::option::of(0u8..3), prop::bool::weighted(0.05), 200i64..20_000),
+                1..150,
+            ),
+            downtime in 60_000i64..3 * HOUR,
+            start in 1_700_000_000_000i64..1_800_000_000_000,
+            tz in zone(),
+            horizon in prop::sample::select(vec![72 * HOUR, 20 * MINUTE, 2 * MINUTE]),
+        ) {
+            // The twin never evicts (today's memory use); the evicting side is a restarted accumulator whose
+            // windows live in `disk` and come back through load requests. Both see the same facts.
+            let names = ["5s", "1m", "15m"];
+            let grace = 10_000;
+            let mut twin = MachineWindows::new("m".into(), periods(&names), grace, horizon, tz.clone());
+            let mut evicting = MachineWindows::new("m".into(), periods(&names), grace, horizon, tz);
+            evicting.restore(Vec::new());
+            let mut disk = BTreeMap::new();
+            let bound: usize = periods(&names)
+                .iter()
+                .map(|p| usize::try_from((grace + 2 * p.length_ms) / p.length_ms + 2).unwrap())
+                .sum();
+            let mut tracker = StateTracker::new();
+            let mut at = start;
+            let states = [MachineState::Running, MachineState::PlannedStop, MachineState::UnplannedStop];
+            for (increment, state, down, gap) in &steps {
+                let from = at;
+                at += if *down { downtime } else { *gap };
+                if *down {
+                    // The PLC is unreachable: time goes on, windows close and leave memory; the next
+                    // good poll's delta then reaches back into windows that are only on disk.
+                    for tick in (from + 30_000..at).step_by(30_000) {
+                        prop_assert_eq!(evicting.close_due(tick), twin.close_due(tick));
+                        twin.touched();
+                        absorb(&mut disk, evicting.touched());
+                        evicting.evict(tick);
+                    }
+                }
+                let observed = state.map(|s| states[usize::from(s)]);
+                let interval = tracker.observe(observed, at);
+                for side in [&mut twin, &mut evicting] {
+                    side.add_count(&Channel::Produced, *increment, from, at, down.then_some("gap"));
+                    if let Some((state, t_from, t_to)) = interval {
+                        side.add_state(state, t_from, t_to);
+                    }
+                    if observed.is_none() {
+                        side.flag(at, "gap");
+                    }
+                }
+                serve_loads(&mut evicting, &disk);
+                prop_assert!(!evicting.has_deferred());
+                prop_assert_eq!(evicting.close_due(at), twin.close_due(at));
+                let mut expected = twin.touched();
+                let mut actual = evicting.touched();
+                expected.sort_by_key(|r| (r.period.clone(), r.start));
+                actual.sort_by_key(|r| (r.period.clone(), r.start));
+                prop_assert_eq!(&actual, &expected);
+                absorb(&mut disk, actual);
+                evicting.evict(at);
+                prop_assert!(evicting.kept() <= bound, "kept {} > bound {}", evicting.kept(), bound);
+            }
+            prop_assert_eq!(evicting.late(), twin.late());
+            // Records past the horizon may leave the disk: nothing ends before prune_before is touched again.
+            if let Some(before) = evicting.prune_before() {
+                prop_assert!(before <= at - horizon);
+            }
         }
 
         #[test]

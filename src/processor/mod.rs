@@ -4,9 +4,10 @@
 //!
 //! Layout: this file (machine state, one cycle's work, the commit), `clock` (wall-clock steps at the
 //! intake), `events` (durable events about devices, drops and recovery), `live` (live snapshots, health
-//! and the terminal view), `run` (the task).
+//! and the terminal view), `retention` (windows loaded for late facts, evicted after commits, and store
+//! pruning), `run` (the task).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,11 +31,13 @@ use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 mod clock;
 mod events;
 mod live;
+mod retention;
 mod run;
 
 use events::apply_step;
 
 pub use live::MachineView;
+pub use retention::PruneReport;
 pub use run::run;
 
 /// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.
@@ -89,7 +92,6 @@ struct MachineRuntime {
 struct Pending {
     counters: BTreeMap<String, String>,
     windows: BTreeMap<String, String>,
-    windows_removed: BTreeSet<String>,
     deltas: Vec<DeltaRow>,
     outbox: Vec<OutboxDraft>,
     dropped_deltas: u64,
@@ -99,7 +101,6 @@ impl Pending {
     fn is_empty(&self) -> bool {
         self.counters.is_empty()
             && self.windows.is_empty()
-            && self.windows_removed.is_empty()
             && self.deltas.is_empty()
             && self.outbox.is_empty()
     }
@@ -110,8 +111,6 @@ pub struct Processor {
     config: Arc<Config>,
     identity: Identity,
     machines: Vec<MachineRuntime>,
-    /// Window keys persisted in the store, with the time after which they can be forgotten.
-    persisted_windows: BTreeMap<String, Millis>,
     pending: Pending,
     /// The clock the task loop and the health message read.
     clock: SharedClock,
@@ -126,7 +125,8 @@ pub struct Processor {
 }
 
 impl Processor {
-    /// Builds the processor and restores counter baselines and windows from the store; `clock` is
+    /// Builds the processor and restores counter baselines and the open and dirty windows from the store
+    /// (other windows are loaded when a late fact touches them, [`Processor::load_deferred`]); `clock` is
     /// the one the pollers stamp their samples with.
     pub async fn new(
         config: Arc<Config>,
@@ -136,16 +136,12 @@ impl Processor {
         clock: SharedClock,
     ) -> anyhow::Result<Processor> {
         let (counters, windows) = store
-            .call(|s| Ok::<_, crate::store::StoreError>((s.load_counters()?, s.load_windows()?)))
+            .call(|s| {
+                Ok::<_, crate::store::StoreError>((s.load_counters()?, s.load_unsettled_windows()?))
+            })
             .await??;
         let counters: BTreeMap<String, String> = counters.into_iter().collect();
-        let mut records: Vec<WindowRecord> = Vec::new();
-        for json in windows {
-            match serde_json::from_str::<WindowRecord>(&json) {
-                Ok(record) => records.push(record),
-                Err(error) => warn!(%error, "Skipping an unreadable window record."),
-            }
-        }
+        let records = retention::parse_records(windows);
 
         let horizon_ms = config::clock::millis(config.agent.restatement_horizon);
         let mut machines = Vec::new();
@@ -220,21 +216,16 @@ impl Processor {
                 gap_since: None,
             });
         }
-        let mut persisted_windows = BTreeMap::new();
-        for record in &records {
-            persisted_windows.insert(record.key(), record.end + horizon_ms);
-        }
         info!(
             counters = counters.len(),
             windows = records.len(),
-            "Restored counter baselines and windows."
+            "Restored counter baselines and the open and dirty windows."
         );
         let step_detectors = vec![StepDetector::new(); config.plcs.len()];
         Ok(Processor {
             config,
             identity,
             machines,
-            persisted_windows,
             pending: Pending::default(),
             mono_origin: clock.now().mono,
             clock,
@@ -395,9 +386,8 @@ impl Processor {
         closed
     }
 
-    /// Moves changed baselines and windows into `pending`, and forgets windows past the horizon.
-    fn collect_changes(&mut self, now: Millis) {
-        let horizon_ms = config::clock::millis(self.config.agent.restatement_horizon);
+    /// Moves changed baselines and windows into `pending`.
+    fn collect_changes(&mut self) {
         for machine in &mut self.machines {
             if machine.tracker_dirty {
                 let json = serde_json::to_string(&machine.tracker)
@@ -418,31 +408,25 @@ impl Processor {
                     let key = record.key();
                     let json =
                         serde_json::to_string(&record).expect("window record always serialises");
-                    self.persisted_windows
-                        .insert(key.clone(), record.end + horizon_ms);
-                    self.pending.windows_removed.remove(&key);
                     self.pending.windows.insert(key, json);
                 }
             }
         }
-        let expired: Vec<String> = self
-            .persisted_windows
-            .iter()
-            .filter(|(_, forget_at)| **forget_at < now)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in expired {
-            self.persisted_windows.remove(&key);
-            self.pending.windows.remove(&key);
-            self.pending.windows_removed.insert(key);
-        }
     }
 
     /// Commits everything pending in one transaction. On failure the work stays pending and is retried
-    /// with the next cycle, so nothing derived is lost while the store refuses writes.
+    /// with the next cycle, so nothing derived is lost while the store refuses writes. Late facts waiting for
+    /// window records are applied first; while they cannot be, nothing is committed (a counter baseline must
+    /// not be persisted ahead of the windows its delta went to). After a commit, settled windows leave memory.
     pub async fn commit(&mut self, store: &StoreHandle, now: Millis) -> anyhow::Result<usize> {
-        self.collect_changes(now);
+        self.load_deferred(store).await?;
+        anyhow::ensure!(
+            !self.has_deferred(),
+            "late facts still wait for window records; work kept pending"
+        );
+        self.collect_changes();
         if self.pending.is_empty() {
+            self.evict_settled(now);
             return Ok(0);
         }
         let cycle = CycleWrite {
@@ -459,7 +443,7 @@ impl Processor {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            windows_removed: self.pending.windows_removed.iter().cloned().collect(),
+            windows_removed: Vec::new(),
             outbox: self.pending.outbox.clone(),
             now,
         };
@@ -473,6 +457,7 @@ impl Processor {
                     );
                 }
                 self.pending = Pending::default();
+                self.evict_settled(now);
                 // Nothing lost silently: quota drops and refused payloads become durable events,
                 // committed with the next cycle.
                 for range in &outcome.dropped {

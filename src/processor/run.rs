@@ -1,4 +1,4 @@
-//! The processor task: samples, window deadlines, live and health ticks; one commit per cycle.
+//! The processor task: samples, window deadlines, live, health and prune ticks; one commit per cycle.
 
 use super::live::health_message;
 use super::*;
@@ -17,6 +17,9 @@ pub async fn run(
     live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut health_tick = tokio::time::interval(health_every);
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut prune_tick = tokio::time::interval(processor.prune_interval());
+    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut prune_failing = false;
     // Latest live snapshots and latest health message; the publisher gets both on every change.
     let mut live: Vec<LiveMessage> = Vec::new();
     let mut health: Vec<LiveMessage> = Vec::new();
@@ -54,8 +57,21 @@ pub async fn run(
                 outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
                 continue;
             }
+            _ = prune_tick.tick() => {
+                let outcome = processor.prune(&store, processor.clock.utc()).await;
+                if outcome.is_err() != prune_failing {
+                    prune_failing = outcome.is_err();
+                    match outcome {
+                        Err(error) => warn!(error = format!("{error:#}"), "Store pruning failed; retrying at the next prune."),
+                        Ok(_) => info!("Store pruning works again."),
+                    }
+                }
+                continue;
+            }
         }
         let now = processor.clock.utc();
+        // Late facts first get the window records they restate; a failure shows at the commit, which retries.
+        let _ = processor.load_deferred(&store).await;
         processor.close_due(now);
         match processor.commit(&store, now).await {
             Ok(rows) => {
@@ -84,6 +100,7 @@ pub async fn run(
     }
     // Final commit: whatever the last cycles derived is persisted before exit.
     let now = processor.clock.utc();
+    let _ = processor.load_deferred(&store).await;
     processor.close_due(now);
     if let Err(error) = processor.commit(&store, now).await {
         warn!(error = format!("{error:#}"), "Final store commit failed.");

@@ -25,6 +25,8 @@
 //!   needs a WAL of ~4 MiB, which a small filesystem may never hold), and the write is retried once. The cycle
 //!   then stays with the caller, and commits resume by themselves once there is room.
 //! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
+//! - Retention (`retention`): window records are read back by machine, period and start range and deleted by end
+//!   time, the delta audit log by age and beyond a byte share; in small batches, with cutoffs the caller chooses.
 //! - Start-up ([`Store::open`]): pragmas are set and read back, `PRAGMA quick_check` runs, every statement is
 //!   prepared. A file that fails any of this (corrupt, not a database, truncated, empty, a newer schema, or a
 //!   write-ahead log missing after an unclean stop) is moved aside with its `-wal` and `-shm` and replaced by a
@@ -57,6 +59,7 @@ mod handle;
 mod meta;
 mod open;
 mod quota;
+mod retention;
 mod schema;
 mod space;
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_2_DROP_CLASS,
         backfill: Some(backfill_drop_class),
     },
+    Migration {
+        sql: MIGRATION_3_WINDOW_SPANS,
+        backfill: None,
+    },
 ];
 
 const MIGRATION_1_INITIAL: &str = "
@@ -167,6 +171,13 @@ pub(super) const ALL_STATEMENTS: &[&str] = &[
     SELECT_DELTA_SIZES,
     DELETE_DELTAS_UP_TO,
     SELECT_OUTBOX_CLASS,
+    SELECT_UNSETTLED_WINDOWS,
+    SELECT_WINDOWS_BETWEEN,
+    DELETE_WINDOWS_ENDED_BEFORE,
+    DELETE_DELTAS_OLDER_THAN,
+    SELECT_DELTA_ID_SPAN,
+    SELECT_RECENT_DELTA_TEXT_BYTES,
+    DELETE_OLDEST_DELTAS,
 ];
 
 /// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
@@ -296,3 +307,44 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Window records are loaded by machine, period and start range, and deleted by end time, without parsing the
+/// key. The columns are generated from the record itself, so they can never disagree with it; a record that is
+/// not JSON (never written by the agent) has NULLs there. Adding VIRTUAL columns rewrites no row.
+const MIGRATION_3_WINDOW_SPANS: &str = "
+ALTER TABLE windows ADD COLUMN w_machine TEXT
+    GENERATED ALWAYS AS (CASE WHEN json_valid(record) THEN json_extract(record, '$.machine') END) VIRTUAL;
+ALTER TABLE windows ADD COLUMN w_period TEXT
+    GENERATED ALWAYS AS (CASE WHEN json_valid(record) THEN json_extract(record, '$.period') END) VIRTUAL;
+ALTER TABLE windows ADD COLUMN w_start INTEGER
+    GENERATED ALWAYS AS (CASE WHEN json_valid(record) THEN json_extract(record, '$.start') END) VIRTUAL;
+ALTER TABLE windows ADD COLUMN w_end INTEGER
+    GENERATED ALWAYS AS (CASE WHEN json_valid(record) THEN json_extract(record, '$.end') END) VIRTUAL;
+CREATE INDEX windows_by_span ON windows (w_machine, w_period, w_start);
+CREATE INDEX windows_by_end ON windows (w_end);
+";
+
+/// Records still to be closed or restated: status `?1` (the open status) or dirty. Read once at start-up.
+pub(super) const SELECT_UNSETTLED_WINDOWS: &str = "
+SELECT record FROM windows
+WHERE json_valid(record) AND (json_extract(record, '$.status') = ?1 OR json_extract(record, '$.dirty'))
+ORDER BY key";
+/// Records of one machine and period with `?3 <= start < ?4` (a range scan of `windows_by_span`).
+pub(super) const SELECT_WINDOWS_BETWEEN: &str = "
+SELECT record FROM windows WHERE w_machine = ?1 AND w_period = ?2 AND w_start >= ?3 AND w_start < ?4
+ORDER BY w_start";
+/// At most `?2` records that ended before `?1`, oldest first.
+pub(super) const DELETE_WINDOWS_ENDED_BEFORE: &str = "
+DELETE FROM windows WHERE key IN (SELECT key FROM windows WHERE w_end < ?1 ORDER BY w_end LIMIT ?2)";
+/// At most `?2` audit rows whose `t_to` is before `?1`, oldest first (a range scan of `deltas_by_t_to`).
+pub(super) const DELETE_DELTAS_OLDER_THAN: &str = "
+DELETE FROM deltas WHERE id IN (SELECT id FROM deltas WHERE t_to < ?1 ORDER BY t_to LIMIT ?2)";
+/// Number of ids the audit log spans; two single-aggregate subqueries so each is one index probe.
+pub(super) const SELECT_DELTA_ID_SPAN: &str = "
+SELECT COALESCE((SELECT MAX(id) FROM deltas) - (SELECT MIN(id) FROM deltas) + 1, 0)";
+/// Average text bytes of the newest audit rows (the rest of a row has a fixed size).
+pub(super) const SELECT_RECENT_DELTA_TEXT_BYTES: &str = "
+SELECT COALESCE(AVG(LENGTH(key) + LENGTH(kind)), 0) FROM (SELECT key, kind FROM deltas ORDER BY id DESC LIMIT 64)";
+/// The `?1` oldest audit rows.
+pub(super) const DELETE_OLDEST_DELTAS: &str = "
+DELETE FROM deltas WHERE id IN (SELECT id FROM deltas ORDER BY id LIMIT ?1)";
