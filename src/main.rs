@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             };
             exit(runtime().block_on(async {
                 let text = shopfloor_agent::probe::run(&request, samples, interval, find).await?;
-                print!("{text}");
+                print_out(&text);
                 Ok(())
             }))
         }
@@ -153,16 +153,18 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn validate(path: &std::path::Path) -> ExitCode {
+    use std::fmt::Write as _;
     match Config::load(path) {
         Ok(config) => {
-            println!(
-                "{}: OK (config hash {})",
+            let mut text = format!(
+                "{}: OK (config hash {})\n",
                 path.display(),
                 config.config_hash
             );
             for (index, plc) in config.plcs.iter().enumerate() {
                 let plan = poller::ReadPlan::for_plc(&config, index);
-                println!(
+                let _ = writeln!(
+                    text,
                     "plc {} at {}: {} tag(s) in {} request(s) every {:?}",
                     plc.id,
                     plc.address,
@@ -171,7 +173,8 @@ fn validate(path: &std::path::Path) -> ExitCode {
                     plc.poll_interval
                 );
                 for request in &plan.requests {
-                    println!(
+                    let _ = writeln!(
+                        text,
                         "  unit {:>3} {:<8} start {:>5} count {:>4}  (40001-style: {})",
                         request.unit_id,
                         request.table.name(),
@@ -181,9 +184,25 @@ fn validate(path: &std::path::Path) -> ExitCode {
                     );
                 }
             }
+            print_out(&text);
             ExitCode::SUCCESS
         }
         Err(error) => config_error(&error),
+    }
+}
+
+/// Writes a command's report to stdout. A reader that closed the pipe early (`validate | head`) is not an
+/// error: `print!` would panic on it, and a panic aborts.
+fn print_out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to stdout: {error}");
+        }
     }
 }
 
