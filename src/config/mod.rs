@@ -421,7 +421,7 @@ fn toml_path(dotted: &str) -> String {
     out
 }
 
-/// Grace before a window of this length is closed (DESIGN §6 defaults).
+/// Grace before a window of this length is closed (the defaults documented in config/example.toml).
 fn default_grace(length_ms: i64) -> Duration {
     match length_ms {
         ms if ms <= 60_000 => Duration::from_secs(10).min(Duration::from_millis(ms as u64 / 2)),

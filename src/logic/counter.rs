@@ -1,4 +1,4 @@
-//! Raw cumulative counter value → delta, as a `CounterStep` value (DESIGN §5).
+//! Raw cumulative counter value → delta, as a `CounterStep` value.
 //! Wraps, resets and glitches are values, never errors. No I/O, no clock.
 //! Wrap window W: with a design rate p, the plausibility window max(2·p·min(1 h, Δt), 2 units);
 //! without, max(2 × recent max rate × Δt, max(16, M/64)). `modulus` 0 or `u64::MAX` means 2^64.
@@ -123,7 +123,7 @@ struct HeldZero {
     before_at: Millis,
 }
 
-/// Per-channel memory between samples; persisted as JSON (the "baseline", DESIGN invariant 3).
+/// Per-channel memory between samples; persisted as JSON (the "baseline", ARCHITECTURE.md invariant 3).
 ///
 /// `Default` is a channel that has never been sampled.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -166,7 +166,7 @@ impl CounterState {
         self.at
     }
 
-    /// The observed recent maximum rate in units per second (decaying, DESIGN §5 wrap window).
+    /// The observed recent maximum rate in units per second (decaying; the wrap window of this module's header).
     pub fn recent_rate(&self) -> f64 {
         self.rate_milli as f64 / 1000.0
     }
@@ -177,7 +177,7 @@ impl CounterState {
         (2.0 * rate * capped).max(PLAUSIBILITY_FLOOR)
     }
 
-    /// The wrap window `W` for a gap of `dt_s` seconds (DESIGN §5).
+    /// The wrap window `W` for a gap of `dt_s` seconds (see the module header).
     ///
     /// With a design rate it is the plausibility window. Without, it is
     /// `max(2 × recent max rate × Δt, max(16, modulus / 64))`.
@@ -215,7 +215,7 @@ impl CounterState {
         self.at = at;
     }
 
-    /// Turns one raw sample into a step (DESIGN §5) and moves the baseline to `raw`.
+    /// Turns one raw sample into a step (the rules of [`StepKind`]) and moves the baseline to `raw`.
     ///
     /// A sample older than the previous one is treated as taken at the previous sample's time.
     pub fn step(&mut self, cfg: &CounterConfig, raw: u64, at: Millis) -> CounterStep {

@@ -88,7 +88,7 @@ pub enum DecodeError {
         /// Registers supplied.
         got: usize,
     },
-    /// Counters are read as unsigned integers only (DESIGN §5).
+    /// Counters are read as unsigned integers only (see `logic::counter`).
     #[error("{data_type:?} cannot be a counter: counters must be u16, u32 or u64")]
     NotACounter {
         /// The data type asked for.
@@ -217,7 +217,7 @@ pub fn decode(words: &[u16], enc: &Encoding) -> Result<Value, DecodeError> {
     Ok(value)
 }
 
-/// Decodes a cumulative counter: the registers read as an unsigned integer (DESIGN §5).
+/// Decodes a cumulative counter: the registers read as an unsigned integer (see `logic::counter`).
 ///
 /// Signed, float and bool types are refused with [`DecodeError::NotACounter`].
 pub fn decode_counter(words: &[u16], enc: &Encoding) -> Result<u64, DecodeError> {

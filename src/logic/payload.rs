@@ -1,4 +1,4 @@
-//! MQTT topic names and JSON payloads (DESIGN §9); every topic string of the crate is built here.
+//! MQTT topic names and JSON payloads (README.md, "MQTT topics"; schemas/); every topic string of the crate is built here.
 //! Payloads match the JSON Schemas in `schemas/`. Durable payloads (rollup, event) are built without
 //! `seq` and `db_epoch`: the store adds those when it enqueues the row. Pure: no I/O, no clock reads.
 

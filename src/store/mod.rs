@@ -9,7 +9,7 @@
 //!   `db_epoch`; a new `db_epoch` (new file, or a file replaced at start-up) tells consumers seq restarted.
 //! - A row leaves the outbox only via [`Store::retire`] (after its PUBACK, invariant 4) or as a counted, reported
 //!   overflow drop ([`CommitOutcome::dropped`], [`Store::drops`]); never silently (invariant 5).
-//! - Quota (DESIGN §8): `max_page_count` = `max_bytes` / page size, so `SQLITE_FULL` comes before the disk fills.
+//! - Quota (ARCHITECTURE.md, invariant 7): `max_page_count` = `max_bytes` / page size, so `SQLITE_FULL` comes before the disk fills.
 //!   On `SQLITE_FULL` the cycle rolls back and is retried in a new transaction that first deletes victims worth
 //!   about 5 % of the quota (10 %, 15 %, ... on further attempts): the delta audit log oldest first, then unsent
 //!   rows by [`DropClass`] (periods < 15m, < 1h, unknown periods, ≥ 1h, and shift/day/event rows only when nothing

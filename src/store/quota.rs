@@ -1,4 +1,4 @@
-//! The overflow policy of the byte quota (DESIGN §8): the value class of each outbox row, the choice of victims
+//! The overflow policy of the byte quota (ARCHITECTURE.md, invariant 7): the value class of each outbox row, the choice of victims
 //! when `SQLITE_FULL` arrives (delta audit log first, then the least valuable unsent rows, oldest first), and the
 //! persisted counters of everything dropped or refused. It plans; [`super::Store::commit_cycle`] executes.
 

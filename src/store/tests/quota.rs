@@ -1,4 +1,4 @@
-//! The quota's overflow policy (DESIGN §8) on real files: commits keep succeeding, the least valuable unsent rows
+//! The quota's overflow policy (ARCHITECTURE.md, invariant 7) on real files: commits keep succeeding, the least valuable unsent rows
 //! go first, every drop is counted and reported exactly; oversized payloads are refused; old files get classes.
 
 use std::collections::{BTreeMap, BTreeSet};
