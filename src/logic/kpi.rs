@@ -173,8 +173,9 @@ const DEFECT_RATE_KEYS: TargetKeys = TargetKeys {
     improvement: "defect_rate.improvement",
 };
 
-/// Computes a window's KPIs from its sums: availability = APT/PBT, performance = PRU·PQ/APT, quality = GQ/PQ, oee = PRU·GQ/PBT,
-/// defect_rate = (PQ−GQ)/PQ, productivity = GQ per planned hour, the machine's ideal cycle time and targets.
+/// Computes a window's KPIs from its sums, the machine's ideal cycle time and targets: availability =
+/// APT/PBT, performance = PRU·PQ/APT, quality = GQ/PQ, oee = PRU·GQ/PBT, defect_rate = (PQ−GQ)/PQ,
+/// productivity = GQ per planned hour.
 pub fn compute(sums: &WindowSums, ideal_cycle_time_ms: Option<i64>, targets: &Targets) -> Kpis {
     let basis = KpiBasis::from_sums(sums);
     let planned = basis.planned_ms as f64;
