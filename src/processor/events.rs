@@ -35,9 +35,9 @@ impl Processor {
                         continue; // the first good poll after start is not news
                     }
                     let kind = if t.up {
-                        payload::EVENT_DEVICE_UP
+                        EventKind::DeviceUp
                     } else {
-                        payload::EVENT_DEVICE_DOWN
+                        EventKind::DeviceDown
                     };
                     let detail = serde_json::json!({
                         "plc": t.plc_id,
@@ -53,7 +53,7 @@ impl Processor {
                     detail["note"] = "configuration error: the tag is probed again with a growing delay; \
                                       its counts are carried by the cumulative counter to the first good read"
                         .into();
-                    let kind = payload::EVENT_TAG_DISABLED;
+                    let kind = EventKind::TagDisabled;
                     (kind, Audience::Tag(tag.tag), tag.at, detail)
                 }
                 PollEvent::TagEnabled(enabled) => {
@@ -62,7 +62,7 @@ impl Processor {
                     detail["disabled_at"] = payload_time(tag.at, &self.config).into();
                     detail["disabled_ms"] = (enabled.at - tag.at).into();
                     detail["failed_probes"] = tag.failed_probes.into();
-                    let kind = payload::EVENT_TAG_ENABLED;
+                    let kind = EventKind::TagEnabled;
                     (kind, Audience::Tag(tag.tag), enabled.at, detail)
                 }
             };
@@ -108,7 +108,7 @@ impl Processor {
     pub(super) fn event_for_topic(
         &self,
         topic: &str,
-        kind: &str,
+        kind: EventKind,
         at: Millis,
         detail: serde_json::Value,
     ) -> OutboxDraft {
@@ -149,7 +149,7 @@ impl Processor {
                 &self.identity,
                 payload::GATEWAY_LINE,
                 &self.identity.gateway,
-                "store_recovered",
+                EventKind::StoreRecovered,
                 at,
                 detail,
             ),
@@ -182,7 +182,7 @@ pub(super) fn apply_step(
     if amount > 0 || flag.is_some() {
         for acc in windows.iter_mut() {
             if step.kind == StepKind::Rejected {
-                acc.flag(step.t_to, "rejected");
+                acc.flag(step.t_to, Flag::Rejected);
             } else {
                 acc.add_count(&channel.channel, amount, step.t_from, step.t_to, flag);
             }
@@ -193,7 +193,7 @@ pub(super) fn apply_step(
             identity,
             &machine.line,
             &machine.id,
-            "counter_anomaly",
+            EventKind::CounterAnomaly,
             step.t_to,
             serde_json::json!({
                 "counter": channel.key,

@@ -21,8 +21,10 @@ use crate::logic::clock::{StepDetector, StepLog};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
 use crate::logic::kpi::{self, Kpis};
-use crate::logic::payload::{self, DeviceHealth, Identity};
-use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
+use crate::logic::payload::{self, DeviceHealth, EventKind, Identity};
+use crate::logic::rollup::{
+    Channel, Flag, MachineState, MachineWindows, StateTracker, WindowRecord,
+};
 use crate::logic::Millis;
 use crate::poller::{HealthBoard, PollEvent, ReadPlan, Sample};
 use crate::publisher::LiveMessage;
@@ -307,7 +309,7 @@ impl Processor {
                     let window = inferred_running_window(&machine.config, &self.config);
                     let running = machine.last_movement.is_some_and(|t| at - t <= window);
                     for acc in &mut machine.windows {
-                        acc.flag(at, "state_inferred");
+                        acc.flag(at, Flag::StateInferred);
                     }
                     Some(if running {
                         MachineState::Running
@@ -331,14 +333,14 @@ impl Processor {
                     machine.gap_since = Some(at);
                 }
                 for acc in &mut machine.windows {
-                    acc.flag(at, "gap");
+                    acc.flag(at, Flag::Gap);
                 }
             } else if let Some(since) = machine.gap_since.take() {
                 let body = payload::event_payload(
                     identity,
                     &machine.config.line,
                     &machine.config.id,
-                    "gap",
+                    EventKind::Gap,
                     at,
                     serde_json::json!({
                         "plc": self.config.plcs[machine.config.plc].id,
@@ -476,7 +478,7 @@ impl Processor {
                     });
                     self.pending.outbox.push(self.event_for_topic(
                         &range.topic,
-                        "gap",
+                        EventKind::Gap,
                         now,
                         detail,
                     ));
@@ -489,7 +491,7 @@ impl Processor {
                     });
                     self.pending.outbox.push(self.event_for_topic(
                         &refused.topic,
-                        "payload_refused",
+                        EventKind::PayloadRefused,
                         now,
                         detail,
                     ));
