@@ -35,6 +35,8 @@ mod events;
 mod live;
 mod retention;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use events::apply_step;
 
@@ -95,8 +97,24 @@ struct Pending {
     counters: BTreeMap<String, String>,
     windows: BTreeMap<String, String>,
     deltas: Vec<DeltaRow>,
-    outbox: Vec<OutboxDraft>,
+    outbox: Vec<QueuedDraft>,
     dropped_deltas: u64,
+}
+
+/// What a queued draft is, so that the store's refusal of it is announced only when it is not itself
+/// an announcement of a refusal (which would raise one more event per cycle, forever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DraftRole {
+    /// A rollup or an event about the machines, the devices or the store.
+    Data,
+    /// A `payload_refused` event: the announcement of a refused draft.
+    RefusalAlarm,
+}
+
+/// An outbox draft waiting for the next commit.
+struct QueuedDraft {
+    draft: OutboxDraft,
+    role: DraftRole,
 }
 
 impl Pending {
@@ -105,6 +123,14 @@ impl Pending {
             && self.windows.is_empty()
             && self.deltas.is_empty()
             && self.outbox.is_empty()
+    }
+
+    /// Queues a rollup or an event for the next commit.
+    fn push(&mut self, draft: OutboxDraft) {
+        self.outbox.push(QueuedDraft {
+            draft,
+            role: DraftRole::Data,
+        });
     }
 }
 
@@ -124,6 +150,8 @@ pub struct Processor {
     step_log: StepLog,
     /// Whether "the stored state is in the future" was logged in this run.
     stored_ahead_logged: bool,
+    /// Drafts the store refused for their size: counted, and logged at most once a minute.
+    refusals: events::RefusalTally,
 }
 
 impl Processor {
@@ -234,6 +262,7 @@ impl Processor {
             step_detectors,
             step_log: StepLog::new(),
             stored_ahead_logged: false,
+            refusals: events::RefusalTally::default(),
         })
     }
 
@@ -258,15 +287,22 @@ impl Processor {
             let at = sample.utc;
             let mut produced_moved = false;
             let mut any_read = false;
+            // A counter that reads as an error (a disabled tag, an exception, a bad value) leaves its
+            // counts to the cumulative counter's next good read: this time's windows must say so.
+            let mut counter_unread = false;
             for channel in &mut machine.counters {
                 let words = match &sample.readings[channel.tag_index] {
                     Ok(words) => words,
-                    Err(_) => continue,
+                    Err(_) => {
+                        counter_unread = true;
+                        continue;
+                    }
                 };
                 let raw = match decode_counter(words, &channel.tag.tag.encoding) {
                     Ok(raw) => raw,
                     Err(error) => {
                         warn!(counter = %channel.key, %error, "Cannot decode counter.");
+                        counter_unread = true;
                         continue;
                     }
                 };
@@ -327,14 +363,17 @@ impl Processor {
                 }
             }
 
-            // Gaps: a failed cycle starts one; the next good cycle ends it with an event.
-            if sample.is_gap() || observed.is_none() && !any_read {
-                if machine.gap_since.is_none() {
-                    machine.gap_since = Some(at);
-                }
+            // Gaps: a failed cycle starts one; the next good cycle ends it with an event. A cycle that
+            // read the machine but not one of its counters flags its windows too (the tag's own
+            // event, such as `tag_disabled`, says why).
+            let lost = sample.is_gap() || observed.is_none() && !any_read;
+            if lost || counter_unread {
                 for acc in &mut machine.windows {
                     acc.flag(at, Flag::Gap);
                 }
+            }
+            if lost {
+                machine.gap_since.get_or_insert(at);
             } else if let Some(since) = machine.gap_since.take() {
                 let body = payload::event_payload(
                     identity,
@@ -350,7 +389,7 @@ impl Processor {
                         "note": "counts of the gap are carried by the next good poll and attributed across it (flag estimated)",
                     }),
                 );
-                self.pending.outbox.push(OutboxDraft {
+                self.pending.push(OutboxDraft {
                     topic: payload::event_topic(identity, &machine.config.line, &machine.config.id),
                     body,
                 });
@@ -372,7 +411,7 @@ impl Processor {
                         &kpis,
                         &self.config.agent.timezone,
                     );
-                    self.pending.outbox.push(OutboxDraft {
+                    self.pending.push(OutboxDraft {
                         topic: payload::rollup_topic(
                             &self.identity,
                             &machine.config.line,
@@ -446,7 +485,12 @@ impl Processor {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             windows_removed: Vec::new(),
-            outbox: self.pending.outbox.clone(),
+            outbox: self
+                .pending
+                .outbox
+                .iter()
+                .map(|queued| queued.draft.clone())
+                .collect(),
             now,
         };
         match store.call(move |s| s.commit_cycle(&cycle)).await? {
@@ -458,44 +502,13 @@ impl Processor {
                         "Delta audit rows were dropped while the store refused writes."
                     );
                 }
+                let roles: Vec<DraftRole> = self.pending.outbox.iter().map(|q| q.role).collect();
                 self.pending = Pending::default();
                 self.evict_settled(now);
                 // Nothing lost silently: quota drops and refused payloads become durable events,
                 // committed with the next cycle.
-                for range in &outcome.dropped {
-                    warn!(topic = %range.topic, rows = range.rows, class = range.class.name(), "Store quota reached; dropped unsent rows.");
-                    let detail = serde_json::json!({
-                        "reason": "store_quota",
-                        "class": range.class.name(),
-                        "topic": range.topic,
-                        "first_seq": range.first_seq,
-                        "last_seq": range.last_seq,
-                        "rows": range.rows,
-                        "produced": range.produced,
-                        "defective": range.defective,
-                        "from": payload_time(range.first_enqueued_at, &self.config),
-                        "to": payload_time(range.last_enqueued_at, &self.config),
-                    });
-                    self.pending.outbox.push(self.event_for_topic(
-                        &range.topic,
-                        EventKind::Gap,
-                        now,
-                        detail,
-                    ));
-                }
-                for refused in &outcome.refused {
-                    warn!(topic = %refused.topic, bytes = refused.bytes, "Payload larger than the broker accepts; not enqueued.");
-                    let detail = serde_json::json!({
-                        "topic": refused.topic,
-                        "bytes": refused.bytes,
-                    });
-                    self.pending.outbox.push(self.event_for_topic(
-                        &refused.topic,
-                        EventKind::PayloadRefused,
-                        now,
-                        detail,
-                    ));
-                }
+                self.announce_drops(&outcome.dropped, now);
+                self.announce_refusals(&outcome.refused, &roles, now);
                 Ok(outcome.seqs.len())
             }
             Err(error) => {
