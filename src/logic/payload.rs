@@ -701,6 +701,33 @@ mod tests {
     }
 
     #[test]
+    fn the_schemas_list_exactly_the_event_kinds_and_flags_of_the_code() {
+        let names = |schema: &str, pointer: &str| -> BTreeSet<String> {
+            let schema: Value = serde_json::from_str(schema).unwrap();
+            let list = schema.pointer(pointer).unwrap().as_array().unwrap();
+            list.iter()
+                .map(|name| name.as_str().unwrap().to_string())
+                .collect()
+        };
+        let kinds: BTreeSet<String> = EventKind::ALL
+            .iter()
+            .map(|kind| kind.as_str().to_string())
+            .collect();
+        assert_eq!(names(EVENT, "/properties/kind/enum"), kinds);
+        let flags: BTreeSet<String> = Flag::ALL
+            .iter()
+            .map(|flag| flag.as_str())
+            .chain([
+                crate::logic::kpi::FLAG_PERFORMANCE_ABOVE_1,
+                crate::logic::kpi::FLAG_DEFECTIVE_ABOVE_PRODUCED,
+            ])
+            .map(str::to_string)
+            .collect();
+        assert_eq!(names(ROLLUP, "/$defs/flags/items/enum"), flags);
+        assert_eq!(names(LIVE, "/$defs/flags/items/enum"), flags);
+    }
+
+    #[test]
     fn given_identity_when_topics_built_then_they_follow_the_design_tree() {
         let id = identity();
 
