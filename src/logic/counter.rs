@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rollup::Flag;
 use super::Millis;
 
 /// What to do when a counter goes down and it is not a wrap.
@@ -75,13 +76,13 @@ impl StepKind {
         self != StepKind::Rejected
     }
 
-    /// The rollup flag this outcome raises, if any ("wrap", "reset", "glitch_zero", "rejected").
-    pub fn flag(self) -> Option<&'static str> {
+    /// The rollup flag this outcome raises, if any.
+    pub fn flag(self) -> Option<Flag> {
         match self {
-            StepKind::Wrap => Some("wrap"),
-            StepKind::Reset | StepKind::IgnoredDecrease => Some("reset"),
-            StepKind::GlitchZero => Some("glitch_zero"),
-            StepKind::Rejected => Some("rejected"),
+            StepKind::Wrap => Some(Flag::Wrap),
+            StepKind::Reset | StepKind::IgnoredDecrease => Some(Flag::Reset),
+            StepKind::GlitchZero => Some(Flag::GlitchZero),
+            StepKind::Rejected => Some(Flag::Rejected),
             StepKind::Baseline | StepKind::Normal | StepKind::HeldZero => None,
         }
     }

@@ -24,25 +24,77 @@ pub const HEALTH_SCHEMA: &str = "shopfloor.health/1";
 /// Schema tag of a machine event.
 pub const EVENT_SCHEMA: &str = "shopfloor.event/1";
 
-/// Event kind: time or counts were lost (failed polls, overflow drops).
-pub const EVENT_GAP: &str = "gap";
-/// Event kind: a counter wrapped, reset, glitched or was quarantined.
-pub const EVENT_COUNTER_ANOMALY: &str = "counter_anomaly";
-/// Event kind: a PLC connection came up.
-pub const EVENT_DEVICE_UP: &str = "device_up";
-/// Event kind: a PLC connection went down.
-pub const EVENT_DEVICE_DOWN: &str = "device_down";
-/// Event kind: defect-reason deltas.
-pub const EVENT_DEFECTS: &str = "defects";
-/// Event kind: the machine changed state (stop, restart).
-pub const EVENT_STATE: &str = "state";
-/// Event kind: a tag was refused with a configuration exception (01/02/03) and is disabled; it is probed
-/// again with a growing delay.
-pub const EVENT_TAG_DISABLED: &str = "tag_disabled";
-/// Event kind: a disabled tag answered its probe and is read every cycle again.
-pub const EVENT_TAG_ENABLED: &str = "tag_enabled";
-/// Event kind (gateway event topic): the broker refused publishes with an MQTT 5 failure reason code.
-pub const EVENT_PUBLISH_FAILURE: &str = "publish_failure";
+/// The kind of a machine or gateway event (`kind` in the event payload). The serialized form is
+/// the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Time or counts were lost (failed polls, overflow drops).
+    Gap,
+    /// A counter wrapped, reset, glitched or was quarantined.
+    CounterAnomaly,
+    /// A PLC connection (or one unit behind it) came up.
+    DeviceUp,
+    /// A PLC connection (or one unit behind it) went down.
+    DeviceDown,
+    /// Defect-reason deltas.
+    Defects,
+    /// The machine changed state (stop, restart).
+    State,
+    /// A tag was refused with a configuration exception (01/02/03) and is disabled; it is probed
+    /// again with a growing delay.
+    TagDisabled,
+    /// A disabled tag answered its probe and is read every cycle again.
+    TagEnabled,
+    /// The store refused a payload at enqueue because it is larger than the broker accepts.
+    PayloadRefused,
+    /// The database was found corrupt or vanished, and a fresh one was started.
+    StoreRecovered,
+    /// (Gateway event topic) the broker refused publishes with an MQTT 5 failure reason code, or
+    /// never delivered MQTT 3.1.1 rows back.
+    PublishFailure,
+}
+
+impl EventKind {
+    /// Every event kind, in declaration order.
+    pub const ALL: [EventKind; 11] = [
+        EventKind::Gap,
+        EventKind::CounterAnomaly,
+        EventKind::DeviceUp,
+        EventKind::DeviceDown,
+        EventKind::Defects,
+        EventKind::State,
+        EventKind::TagDisabled,
+        EventKind::TagEnabled,
+        EventKind::PayloadRefused,
+        EventKind::StoreRecovered,
+        EventKind::PublishFailure,
+    ];
+
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Gap => "gap",
+            EventKind::CounterAnomaly => "counter_anomaly",
+            EventKind::DeviceUp => "device_up",
+            EventKind::DeviceDown => "device_down",
+            EventKind::Defects => "defects",
+            EventKind::State => "state",
+            EventKind::TagDisabled => "tag_disabled",
+            EventKind::TagEnabled => "tag_enabled",
+            EventKind::PayloadRefused => "payload_refused",
+            EventKind::StoreRecovered => "store_recovered",
+            EventKind::PublishFailure => "publish_failure",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The `line` of events about the gateway itself (their `machine` is the gateway id).
 pub const GATEWAY_LINE: &str = "_gateway";
 
@@ -289,7 +341,7 @@ fn window_fields(record: &WindowRecord, kpis: &Kpis, tz: &TimeZone) -> Map<Strin
         .iter()
         .map(|(key, reason)| (key.to_string(), json!(reason)))
         .collect();
-    let mut flags: Vec<&str> = sums.flags.iter().map(String::as_str).collect();
+    let mut flags: Vec<&str> = sums.flags.iter().map(|flag| flag.as_str()).collect();
     flags.extend(kpis.flags.iter().copied());
     flags.sort_unstable();
     flags.dedup();
@@ -520,13 +572,13 @@ pub fn insert_mqtt_health(body: &mut Value, mqtt: MqttHealth) {
     }
 }
 
-/// A machine event (see the `EVENT_*` kinds), without `seq` and `db_epoch`.
+/// A machine or gateway event of `kind`, without `seq` and `db_epoch`.
 /// Its `msg_id` derives from site, gateway, machine, kind, time and detail, so a re-derived event keeps its id.
 pub fn event_payload(
     id: &Identity,
     line: &str,
     machine: &str,
-    kind: &str,
+    kind: EventKind,
     at: Millis,
     detail: Value,
 ) -> Value {
@@ -534,7 +586,7 @@ pub fn event_payload(
     content.field(id.site.as_bytes());
     content.field(id.gateway.as_bytes());
     content.field(machine.as_bytes());
-    content.field(kind.as_bytes());
+    content.field(kind.as_str().as_bytes());
     content.field(&at.to_be_bytes());
     content.field(detail.to_string().as_bytes());
     let mut body = Map::new();
@@ -544,7 +596,7 @@ pub fn event_payload(
     body.insert("line".into(), json!(line));
     body.insert("machine".into(), json!(machine));
     body.insert("gateway".into(), json!(id.gateway));
-    body.insert("kind".into(), json!(kind));
+    body.insert("kind".into(), json!(kind.as_str()));
     body.insert("at".into(), json!(rfc3339_utc(at)));
     body.insert("detail".into(), detail);
     insert_versions(&mut body, id);
@@ -563,7 +615,7 @@ mod tests {
     use super::*;
     use crate::logic::clock::StepDirection;
     use crate::logic::kpi::{compute, Target, Targets};
-    use crate::logic::rollup::WindowSums;
+    use crate::logic::rollup::{Flag, WindowSums};
 
     const ROLLUP: &str = include_str!("../../schemas/rollup.schema.json");
     const LIVE: &str = include_str!("../../schemas/live.schema.json");
@@ -616,7 +668,7 @@ mod tests {
                 planned_stop_ms: MINUTE,
                 unplanned_stop_ms: 90_000,
                 unknown_ms: 30_000,
-                flags: BTreeSet::from(["estimated".to_string(), "gap".to_string()]),
+                flags: BTreeSet::from([Flag::Estimated, Flag::Gap]),
             },
             status,
             revision,
@@ -637,6 +689,42 @@ mod tests {
         body["seq"] = json!(seq);
         body["db_epoch"] = json!("3b1f9c7e2a6d4e10");
         body
+    }
+
+    #[test]
+    fn every_event_kind_serializes_as_its_name_and_back() {
+        for kind in EventKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, Value::from(kind.as_str()));
+            assert_eq!(serde_json::from_value::<EventKind>(json).unwrap(), kind);
+        }
+    }
+
+    #[test]
+    fn the_schemas_list_exactly_the_event_kinds_and_flags_of_the_code() {
+        let names = |schema: &str, pointer: &str| -> BTreeSet<String> {
+            let schema: Value = serde_json::from_str(schema).unwrap();
+            let list = schema.pointer(pointer).unwrap().as_array().unwrap();
+            list.iter()
+                .map(|name| name.as_str().unwrap().to_string())
+                .collect()
+        };
+        let kinds: BTreeSet<String> = EventKind::ALL
+            .iter()
+            .map(|kind| kind.as_str().to_string())
+            .collect();
+        assert_eq!(names(EVENT, "/properties/kind/enum"), kinds);
+        let flags: BTreeSet<String> = Flag::ALL
+            .iter()
+            .map(|flag| flag.as_str())
+            .chain([
+                crate::logic::kpi::FLAG_PERFORMANCE_ABOVE_1,
+                crate::logic::kpi::FLAG_DEFECTIVE_ABOVE_PRODUCED,
+            ])
+            .map(str::to_string)
+            .collect();
+        assert_eq!(names(ROLLUP, "/$defs/flags/items/enum"), flags);
+        assert_eq!(names(LIVE, "/$defs/flags/items/enum"), flags);
     }
 
     #[test]
@@ -993,7 +1081,7 @@ mod tests {
                 &identity(),
                 "line-a",
                 "press-3",
-                EVENT_GAP,
+                EventKind::Gap,
                 NINE_AM_SEOUL,
                 detail.clone(),
             )
@@ -1021,7 +1109,7 @@ mod tests {
         enabled["disabled_at"] = json!("2026-11-28T08:58:00+09:00");
         enabled["disabled_ms"] = json!(120_000);
         enabled["failed_probes"] = json!(1);
-        let event = |kind: &str, detail: &Value| {
+        let event = |kind: EventKind, detail: &Value| {
             let body = event_payload(
                 &identity(),
                 "line-a",
@@ -1034,23 +1122,23 @@ mod tests {
         };
 
         assert_eq!(
-            validate(EVENT, &event(EVENT_TAG_DISABLED, &disabled)),
+            validate(EVENT, &event(EventKind::TagDisabled, &disabled)),
             Vec::<String>::new()
         );
         assert_eq!(
-            validate(EVENT, &event(EVENT_TAG_ENABLED, &enabled)),
+            validate(EVENT, &event(EventKind::TagEnabled, &enabled)),
             Vec::<String>::new()
         );
         assert!(
-            !validate(EVENT, &event(EVENT_TAG_DISABLED, &tag)).is_empty(),
+            !validate(EVENT, &event(EventKind::TagDisabled, &tag)).is_empty(),
             "retry_at is required"
         );
         assert!(
-            !validate(EVENT, &event(EVENT_TAG_ENABLED, &disabled)).is_empty(),
+            !validate(EVENT, &event(EventKind::TagEnabled, &disabled)).is_empty(),
             "carry fields are required"
         );
         assert_eq!(
-            validate(EVENT, &event(EVENT_GAP, &tag)),
+            validate(EVENT, &event(EventKind::Gap, &tag)),
             Vec::<String>::new(),
             "other kinds unaffected"
         );

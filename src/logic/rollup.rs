@@ -2,8 +2,8 @@
 //! Pure: the driver passes time in and asks `next_deadline()` when to wake.
 //! Late facts: a fact for a window already past the restatement horizon (end + horizon <= the
 //! latest time seen) is never dropped silently. Its counts go to the oldest window still kept,
-//! which is flagged "late"; its state time cannot be re-homed (it would exceed the window), so it
-//! is discarded, that window is flagged "late", and both are tallied in [`LateTally`].
+//! which is flagged [`Flag::Late`]; its state time cannot be re-homed (it would exceed the window), so it
+//! is discarded, that window is flagged late, and both are tallied in [`LateTally`].
 //! Memory: closed windows that were emitted are evicted after a short tail ([`MachineWindows::evict`]);
 //! the store keeps them for the horizon. A change to a window that is not in memory is deferred until
 //! the driver loads the window ([`MachineWindows::load_requests`], [`MachineWindows::restore_range`]).
@@ -52,9 +52,8 @@ pub struct WindowSums {
     pub unplanned_stop_ms: i64,
     /// Time not covered by a good sample.
     pub unknown_ms: i64,
-    /// Provenance flags: "estimated", "gap", "wrap", "reset", "glitch_zero", "rejected",
-    /// "state_inferred", "late", "clock_step".
-    pub flags: BTreeSet<String>,
+    /// Provenance flags.
+    pub flags: BTreeSet<Flag>,
 }
 
 /// Where a window is in its lifecycle.
@@ -146,13 +145,83 @@ pub struct LateTally {
     pub state_ms: i64,
 }
 
-/// Flag put on the oldest kept window when a late fact is re-homed or discarded.
-pub const LATE_FLAG: &str = "late";
-/// Flag put on windows that received part of a delta split across a window boundary.
-pub const ESTIMATED_FLAG: &str = "estimated";
-/// Flag put on the windows around a step of the wall clock (the last one before it, the first one
-/// after it) and on windows that received facts measured across it.
-pub const CLOCK_STEP_FLAG: &str = "clock_step";
+/// A provenance flag of a window: why its figures are not a plain measurement. The serialized form
+/// (snake_case) is what window records persist and rollup and live payloads carry; sets of flags
+/// order by that name, so a persisted or published flag list keeps its alphabetical order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// The window received part of a delta split across a window boundary.
+    Estimated,
+    /// Time or counts of the window were not read (failed polls, a counter that read as an error);
+    /// the counts are carried to a later window by the cumulative counter.
+    Gap,
+    /// A counter wrapped around its width.
+    Wrap,
+    /// A counter went down (reset, or a decrease with `on_decrease = ignore`).
+    Reset,
+    /// A counter read zero for one poll and came back: the zero was a glitch.
+    GlitchZero,
+    /// A counter delta above the plausibility window was quarantined, not counted.
+    Rejected,
+    /// No state register: the machine state was inferred from counter movement.
+    StateInferred,
+    /// The oldest kept window, which took a fact older than the restatement horizon.
+    Late,
+    /// The window is around a step of the wall clock (the last one before it, the first one after
+    /// it) or received facts measured across it.
+    ClockStep,
+}
+
+impl Flag {
+    /// Every flag, in declaration order.
+    pub const ALL: [Flag; 9] = [
+        Flag::Estimated,
+        Flag::Gap,
+        Flag::Wrap,
+        Flag::Reset,
+        Flag::GlitchZero,
+        Flag::Rejected,
+        Flag::StateInferred,
+        Flag::Late,
+        Flag::ClockStep,
+    ];
+
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Estimated => "estimated",
+            Flag::Gap => "gap",
+            Flag::Wrap => "wrap",
+            Flag::Reset => "reset",
+            Flag::GlitchZero => "glitch_zero",
+            Flag::Rejected => "rejected",
+            Flag::StateInferred => "state_inferred",
+            Flag::Late => "late",
+            Flag::ClockStep => "clock_step",
+        }
+    }
+}
+
+impl Ord for Flag {
+    /// By name, so that a `BTreeSet<Flag>` serializes in the alphabetical order persisted records
+    /// and published payloads have always had.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Flag {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for Flag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Windows of one period a deferred change needs from the store: every persisted record of
 /// `period` whose start lies in `[from, to)`.
@@ -172,7 +241,7 @@ pub struct LoadRequest {
 enum Change<'a> {
     Count(&'a Channel, u64),
     State(MachineState, i64),
-    Flag(&'a str),
+    Flag(Flag),
 }
 
 /// A [`Change`] waiting for its window to be loaded from the store.
@@ -180,7 +249,7 @@ enum Change<'a> {
 enum Deferred {
     Count(Channel, u64),
     State(MachineState, i64),
-    Flag(String),
+    Flag(Flag),
 }
 
 impl Change<'_> {
@@ -195,7 +264,7 @@ impl Change<'_> {
                 sums.add_state(state, ms);
                 true
             }
-            Change::Flag(flag) => !sums.flags.contains(flag) && sums.flags.insert(flag.to_string()),
+            Change::Flag(flag) => sums.flags.insert(flag),
         }
     }
 
@@ -203,7 +272,7 @@ impl Change<'_> {
         match self {
             Change::Count(channel, amount) => Deferred::Count(channel.clone(), amount),
             Change::State(state, ms) => Deferred::State(state, ms),
-            Change::Flag(flag) => Deferred::Flag(flag.to_string()),
+            Change::Flag(flag) => Deferred::Flag(flag),
         }
     }
 }
@@ -213,7 +282,7 @@ impl Deferred {
         match self {
             Deferred::Count(channel, amount) => Change::Count(channel, *amount),
             Deferred::State(state, ms) => Change::State(*state, *ms),
-            Deferred::Flag(flag) => Change::Flag(flag),
+            Deferred::Flag(flag) => Change::Flag(*flag),
         }
     }
 }
@@ -398,7 +467,7 @@ impl MachineWindows {
     /// Adds `amount` of `channel`, produced over `[t_from, t_to)`, to the windows of every period.
     ///
     /// An interval straddling a boundary is split by [`split_proportional`] and every window that
-    /// receives a part is flagged "estimated". `flag` goes on every window that receives a part;
+    /// receives a part is flagged [`Flag::Estimated`]. `flag` goes on every window that receives a part;
     /// with `amount == 0` it goes on the window containing `t_to`. A reversed interval is read as
     /// the instant `t_to`.
     pub fn add_count(
@@ -407,7 +476,7 @@ impl MachineWindows {
         amount: u64,
         t_from: Millis,
         t_to: Millis,
-        flag: Option<&str>,
+        flag: Option<Flag>,
     ) {
         let t_from = t_from.min(t_to);
         self.advance(t_to);
@@ -441,10 +510,10 @@ impl MachineWindows {
             if kept_from > t_from {
                 most_late = most_late.max(Some(late_amount));
             }
-            let flags = [straddles.then_some(ESTIMATED_FLAG), flag];
+            let flags = [straddles.then_some(Flag::Estimated), flag];
             if late_amount > 0 {
                 self.apply(index, kept_from, Change::Count(channel, late_amount));
-                self.apply(index, kept_from, Change::Flag(LATE_FLAG));
+                self.apply(index, kept_from, Change::Flag(Flag::Late));
                 for flag in flags.into_iter().flatten() {
                     self.apply(index, kept_from, Change::Flag(flag));
                 }
@@ -475,7 +544,7 @@ impl MachineWindows {
             let mut from = t_from;
             if let Some(kept) = self.oldest_kept_start(index) {
                 if t_from < kept {
-                    self.apply(index, kept, Change::Flag(LATE_FLAG));
+                    self.apply(index, kept, Change::Flag(Flag::Late));
                     from = kept.min(t_to);
                     most_late = most_late.max(Some(from.saturating_sub(t_from)));
                 }
@@ -497,14 +566,14 @@ impl MachineWindows {
     }
 
     /// Puts `flag` on the window containing `at` in every period (the oldest kept one, also
-    /// flagged "late", when `at` is past the horizon).
-    pub fn flag(&mut self, at: Millis, flag: &str) {
+    /// flagged [`Flag::Late`], when `at` is past the horizon).
+    pub fn flag(&mut self, at: Millis, flag: Flag) {
         self.advance(at);
         for index in 0..self.periods.len() {
             let start = window_start(&self.periods[index], at, &self.tz);
             match self.oldest_kept_start(index) {
                 Some(kept) if start < kept => {
-                    self.apply(index, kept, Change::Flag(LATE_FLAG));
+                    self.apply(index, kept, Change::Flag(Flag::Late));
                     self.apply(index, kept, Change::Flag(flag));
                 }
                 _ => self.apply(index, start, Change::Flag(flag)),
@@ -733,12 +802,12 @@ pub fn rebase_after_step<'a>(
     }
     tracker.clock_stepped(from);
     for acc in windows {
-        acc.flag(step.before.saturating_sub(1), CLOCK_STEP_FLAG);
+        acc.flag(step.before.saturating_sub(1), Flag::ClockStep);
         if step.direction == StepDirection::Back {
             acc.rewind(from);
         }
-        acc.flag(from, CLOCK_STEP_FLAG);
-        acc.flag(step.at, CLOCK_STEP_FLAG);
+        acc.flag(from, Flag::ClockStep);
+        acc.flag(step.at, Flag::ClockStep);
     }
 }
 
@@ -776,6 +845,42 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_serializes_as_its_name_and_back() {
+        for flag in Flag::ALL {
+            let json = serde_json::to_value(flag).unwrap();
+            assert_eq!(json, serde_json::Value::from(flag.as_str()));
+            assert_eq!(serde_json::from_value::<Flag>(json).unwrap(), flag);
+        }
+    }
+
+    #[test]
+    fn given_a_record_persisted_with_string_flags_when_loaded_then_its_flags_are_typed() {
+        // A window record as earlier versions wrote it to the `windows` table: flags as a sorted
+        // array of strings, every flag any version could raise.
+        let old = r#"{"machine":"press-01","period":"1m","start":1795824000000,"end":1795824060000,
+            "sums":{"produced":7,"defective":1,"by_reason":{"burr":1},"running_ms":50000,
+            "planned_stop_ms":0,"unplanned_stop_ms":0,"unknown_ms":10000,
+            "flags":["clock_step","estimated","gap","glitch_zero","late","rejected","reset",
+                     "state_inferred","wrap"]},
+            "status":"final","revision":0,"dirty":false}"#;
+        let record: WindowRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(record.sums.flags, Flag::ALL.into_iter().collect());
+        // Written back, the flags are the same strings in the same order.
+        let again = serde_json::to_value(&record).unwrap();
+        let before: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(again["sums"]["flags"], before["sums"]["flags"]);
+    }
+
+    #[test]
+    fn given_flags_in_a_set_when_serialized_then_they_are_in_alphabetical_order() {
+        let set: BTreeSet<Flag> = [Flag::Wrap, Flag::ClockStep, Flag::Gap, Flag::Estimated]
+            .into_iter()
+            .collect();
+        let json = serde_json::to_string(&set).unwrap();
+        assert_eq!(json, r#"["clock_step","estimated","gap","wrap"]"#);
+    }
+
+    #[test]
     fn given_delta_inside_one_window_when_added_then_one_open_record_without_flags() {
         let mut windows = machine(&["1m", "1h"]);
         windows.add_count(&Channel::Produced, 5, T0 + 1_000, T0 + 2_000, None);
@@ -801,18 +906,21 @@ mod tests {
             4,
             T0 + 59_000,
             T0 + 61_000,
-            Some("wrap"),
+            Some(Flag::Wrap),
         );
         let touched = windows.touched();
         let minutes: Vec<&WindowRecord> = touched.iter().filter(|r| r.period == "1m").collect();
         assert_eq!(minutes.len(), 2);
         assert_eq!((minutes[0].sums.produced, minutes[1].sums.produced), (2, 2));
         for record in &minutes {
-            assert!(record.sums.flags.contains("estimated") && record.sums.flags.contains("wrap"));
+            assert!(
+                record.sums.flags.contains(&Flag::Estimated)
+                    && record.sums.flags.contains(&Flag::Wrap)
+            );
         }
         let hour = touched.iter().find(|r| r.period == "1h").unwrap();
         assert_eq!(hour.sums.produced, 4);
-        assert!(!hour.sums.flags.contains("estimated"));
+        assert!(!hour.sums.flags.contains(&Flag::Estimated));
     }
 
     #[test]
@@ -857,7 +965,13 @@ mod tests {
         assert_eq!(windows.next_deadline(), None);
 
         // Backfill for the closed minute: persisted as dirty at once, restated at the next close.
-        windows.add_count(&Channel::Produced, 2, T0 + 5_000, T0 + 6_000, Some("gap"));
+        windows.add_count(
+            &Channel::Produced,
+            2,
+            T0 + 5_000,
+            T0 + 6_000,
+            Some(Flag::Gap),
+        );
         let touched = windows.touched();
         assert_eq!(
             (
@@ -878,11 +992,11 @@ mod tests {
             ),
             (WindowStatus::Restated, 1, 5)
         );
-        assert!(restated[0].sums.flags.contains("gap"));
+        assert!(restated[0].sums.flags.contains(&Flag::Gap));
         windows.add_count(&Channel::Produced, 1, T0 + 7_000, T0 + 8_000, None);
         assert_eq!(windows.close_due(T0 + 3 * MINUTE)[0].revision, 2);
         // Re-adding a flag that is already there changes nothing and restates nothing.
-        windows.flag(T0 + 5_000, "gap");
+        windows.flag(T0 + 5_000, Flag::Gap);
         assert!(windows.close_due(T0 + 3 * MINUTE).is_empty());
     }
 
@@ -929,7 +1043,7 @@ mod tests {
             (touched[0].start, touched[0].sums.produced),
             (T0 + MINUTE, 6)
         );
-        assert!(touched[0].sums.flags.contains("late"));
+        assert!(touched[0].sums.flags.contains(&Flag::Late));
         windows.add_state(MachineState::Running, T0, T0 + 90_000);
         let touched = windows.touched();
         assert_eq!(
@@ -967,8 +1081,10 @@ mod tests {
                 300,
                 "{period}"
             );
-            assert!(records[0].sums.flags.contains("late"));
-            assert!(records.iter().all(|r| r.sums.flags.contains("estimated")));
+            assert!(records[0].sums.flags.contains(&Flag::Late));
+            assert!(records
+                .iter()
+                .all(|r| r.sums.flags.contains(&Flag::Estimated)));
         }
         let minutes: Vec<u64> = touched
             .iter()
@@ -982,11 +1098,17 @@ mod tests {
     #[test]
     fn given_zero_amount_with_flag_when_added_then_window_containing_t_to_is_flagged() {
         let mut windows = machine(&["1m"]);
-        windows.add_count(&Channel::Produced, 0, T0, T0 + MINUTE + 1, Some("reset"));
+        windows.add_count(
+            &Channel::Produced,
+            0,
+            T0,
+            T0 + MINUTE + 1,
+            Some(Flag::Reset),
+        );
         let open = windows.open_windows();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].start, T0 + MINUTE);
-        assert!(open[0].sums.flags.contains("reset"));
+        assert!(open[0].sums.flags.contains(&Flag::Reset));
         windows.add_count(&Channel::Produced, 0, T0, T0 + 1, None);
         assert_eq!(windows.open_windows().len(), 1);
     }
@@ -1073,7 +1195,7 @@ mod tests {
                 60,
                 T0 + 30_000,
                 T0 + 4 * MINUTE,
-                Some("gap"),
+                Some(Flag::Gap),
             );
         }
         assert!(
@@ -1291,7 +1413,7 @@ mod tests {
         }
         assert!(minutes
             .iter()
-            .all(|r| r.sums.flags.contains(CLOCK_STEP_FLAG)));
+            .all(|r| r.sums.flags.contains(&Flag::ClockStep)));
         assert!(minutes
             .iter()
             .all(|r| r.sums.planned_ms() <= r.end - r.start));
@@ -1326,11 +1448,11 @@ mod tests {
         // The minute the step interrupted lies in the future of the new clock: closed at once, flagged.
         let old = &latest[&("1m".to_string(), T0)];
         assert_eq!((old.status, old.sums.produced), (WindowStatus::Final, 150));
-        assert!(old.sums.flags.contains(CLOCK_STEP_FLAG));
+        assert!(old.sums.flags.contains(&Flag::ClockStep));
         assert!(latest[&("1m".to_string(), T0 - HOUR)]
             .sums
             .flags
-            .contains(CLOCK_STEP_FLAG));
+            .contains(&Flag::ClockStep));
         assert_eq!(windows.late(), &LateTally::default());
     }
 
@@ -1463,12 +1585,12 @@ mod tests {
                 let observed = state.map(|s| states[usize::from(s)]);
                 let interval = tracker.observe(observed, at);
                 for side in [&mut twin, &mut evicting] {
-                    side.add_count(&Channel::Produced, *increment, from, at, down.then_some("gap"));
+                    side.add_count(&Channel::Produced, *increment, from, at, down.then_some(Flag::Gap));
                     if let Some((state, t_from, t_to)) = interval {
                         side.add_state(state, t_from, t_to);
                     }
                     if observed.is_none() {
-                        side.flag(at, "gap");
+                        side.flag(at, Flag::Gap);
                     }
                 }
                 serve_loads(&mut evicting, &disk);

@@ -1,8 +1,62 @@
-//! Durable events the processor enqueues: device up/down, disabled and enabled tags, quota drops, a
-//! recovered store, and counter anomalies. Nothing is lost silently (ARCHITECTURE.md, invariant 5).
+//! Durable events the processor enqueues: device up/down, disabled and enabled tags, quota drops,
+//! refused payloads, a recovered store, and counter anomalies. Nothing is lost silently
+//! (ARCHITECTURE.md, invariant 5). An announcement of a refused payload that is itself refused is
+//! counted and logged, never announced again: refusals never cascade.
 
 use super::*;
 use crate::poller::DisabledTag;
+use crate::store::{DroppedRange, RefusedDraft};
+
+/// Least time between two log lines about refused payloads; the refusals between them are summed.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Drafts the store refused because they are larger than `max_payload_bytes`, since start.
+#[derive(Debug, Default)]
+pub(super) struct RefusalTally {
+    /// Every refused draft.
+    pub(super) drafts: u64,
+    /// `payload_refused` events queued (one per refused rollup or event).
+    pub(super) events: u64,
+    /// Refused `payload_refused` events: counted here, not announced again.
+    pub(super) alarms: u64,
+    /// Refused drafts not yet in a log line.
+    unlogged: u64,
+    /// Refused announcements not yet in a log line.
+    unlogged_alarms: u64,
+    /// When the last log line was written (monotonic, so a step of the wall clock changes nothing).
+    logged_at: Option<Instant>,
+}
+
+impl RefusalTally {
+    /// Counts one refused draft (`alarm`: an announcement of a refusal) and logs it when no line was
+    /// written in the last [`REFUSAL_LOG_INTERVAL`] (the first one at once, then a summary).
+    fn record(&mut self, draft: &RefusedDraft, alarm: bool, now: Instant) {
+        self.drafts += 1;
+        self.unlogged += 1;
+        if alarm {
+            self.alarms += 1;
+            self.unlogged_alarms += 1;
+        }
+        let due = self
+            .logged_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= REFUSAL_LOG_INTERVAL);
+        if !due {
+            return;
+        }
+        warn!(
+            topic = %draft.topic,
+            bytes = draft.bytes,
+            refused = self.unlogged,
+            refused_announcements = self.unlogged_alarms,
+            total_refused = self.drafts,
+            "Payloads larger than the broker accepts were not enqueued; each is announced once by a \
+             payload_refused event, an announcement that is itself too large only counted."
+        );
+        self.unlogged = 0;
+        self.unlogged_alarms = 0;
+        self.logged_at = Some(now);
+    }
+}
 
 /// Which machines of a PLC an event from its poller concerns.
 enum Audience {
@@ -35,9 +89,9 @@ impl Processor {
                         continue; // the first good poll after start is not news
                     }
                     let kind = if t.up {
-                        payload::EVENT_DEVICE_UP
+                        EventKind::DeviceUp
                     } else {
-                        payload::EVENT_DEVICE_DOWN
+                        EventKind::DeviceDown
                     };
                     let detail = serde_json::json!({
                         "plc": t.plc_id,
@@ -53,7 +107,7 @@ impl Processor {
                     detail["note"] = "configuration error: the tag is probed again with a growing delay; \
                                       its counts are carried by the cumulative counter to the first good read"
                         .into();
-                    let kind = payload::EVENT_TAG_DISABLED;
+                    let kind = EventKind::TagDisabled;
                     (kind, Audience::Tag(tag.tag), tag.at, detail)
                 }
                 PollEvent::TagEnabled(enabled) => {
@@ -62,7 +116,7 @@ impl Processor {
                     detail["disabled_at"] = payload_time(tag.at, &self.config).into();
                     detail["disabled_ms"] = (enabled.at - tag.at).into();
                     detail["failed_probes"] = tag.failed_probes.into();
-                    let kind = payload::EVENT_TAG_ENABLED;
+                    let kind = EventKind::TagEnabled;
                     (kind, Audience::Tag(tag.tag), enabled.at, detail)
                 }
             };
@@ -80,7 +134,7 @@ impl Processor {
                     at,
                     detail.clone(),
                 );
-                self.pending.outbox.push(OutboxDraft {
+                self.pending.push(OutboxDraft {
                     topic: payload::event_topic(
                         &self.identity,
                         &machine.config.line,
@@ -108,7 +162,7 @@ impl Processor {
     pub(super) fn event_for_topic(
         &self,
         topic: &str,
-        kind: &str,
+        kind: EventKind,
         at: Millis,
         detail: serde_json::Value,
     ) -> OutboxDraft {
@@ -135,6 +189,56 @@ impl Processor {
         }
     }
 
+    /// Queues one `gap` event per range of unsent rows the store dropped to stay within its quota.
+    pub(super) fn announce_drops(&mut self, dropped: &[DroppedRange], now: Millis) {
+        for range in dropped {
+            warn!(topic = %range.topic, rows = range.rows, class = range.class.name(), "Store quota reached; dropped unsent rows.");
+            let detail = serde_json::json!({
+                "reason": "store_quota",
+                "class": range.class.name(),
+                "topic": range.topic,
+                "first_seq": range.first_seq,
+                "last_seq": range.last_seq,
+                "rows": range.rows,
+                "produced": range.produced,
+                "defective": range.defective,
+                "from": payload_time(range.first_enqueued_at, &self.config),
+                "to": payload_time(range.last_enqueued_at, &self.config),
+            });
+            let draft = self.event_for_topic(&range.topic, EventKind::Gap, now, detail);
+            self.pending.push(draft);
+        }
+    }
+
+    /// Queues one `payload_refused` event per refused rollup or event; `roles` are the roles of the
+    /// committed drafts, by index. A refused `payload_refused` event is only counted and logged.
+    pub(super) fn announce_refusals(
+        &mut self,
+        refused: &[RefusedDraft],
+        roles: &[DraftRole],
+        now: Millis,
+    ) {
+        let mono = self.clock.now().mono;
+        for draft in refused {
+            let role = roles.get(draft.index).copied().unwrap_or(DraftRole::Data);
+            let alarm = role == DraftRole::RefusalAlarm;
+            self.refusals.record(draft, alarm, mono);
+            if alarm {
+                continue;
+            }
+            let detail = serde_json::json!({
+                "topic": draft.topic,
+                "bytes": draft.bytes,
+            });
+            let event = self.event_for_topic(&draft.topic, EventKind::PayloadRefused, now, detail);
+            self.pending.outbox.push(QueuedDraft {
+                draft: event,
+                role: DraftRole::RefusalAlarm,
+            });
+            self.refusals.events += 1;
+        }
+    }
+
     /// Queues the alarm for a database that was found corrupt at start and moved aside (`moved_to`), or that
     /// vanished while the previous run had it open (`moved_to` is `None`).
     pub fn alarm_store_recovered(&mut self, moved_to: Option<&str>, reason: &str, at: Millis) {
@@ -149,12 +253,12 @@ impl Processor {
                 &self.identity,
                 payload::GATEWAY_LINE,
                 &self.identity.gateway,
-                "store_recovered",
+                EventKind::StoreRecovered,
                 at,
                 detail,
             ),
         };
-        self.pending.outbox.push(draft);
+        self.pending.push(draft);
     }
 }
 
@@ -182,7 +286,7 @@ pub(super) fn apply_step(
     if amount > 0 || flag.is_some() {
         for acc in windows.iter_mut() {
             if step.kind == StepKind::Rejected {
-                acc.flag(step.t_to, "rejected");
+                acc.flag(step.t_to, Flag::Rejected);
             } else {
                 acc.add_count(&channel.channel, amount, step.t_from, step.t_to, flag);
             }
@@ -193,7 +297,7 @@ pub(super) fn apply_step(
             identity,
             &machine.line,
             &machine.id,
-            "counter_anomaly",
+            EventKind::CounterAnomaly,
             step.t_to,
             serde_json::json!({
                 "counter": channel.key,
@@ -203,7 +307,7 @@ pub(super) fn apply_step(
                 "counted": amount,
             }),
         );
-        pending.outbox.push(OutboxDraft {
+        pending.push(OutboxDraft {
             topic: payload::event_topic(identity, &machine.line, &machine.id),
             body,
         });

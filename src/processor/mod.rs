@@ -21,8 +21,10 @@ use crate::logic::clock::{StepDetector, StepLog};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
 use crate::logic::kpi::{self, Kpis};
-use crate::logic::payload::{self, DeviceHealth, Identity};
-use crate::logic::rollup::{Channel, MachineState, MachineWindows, StateTracker, WindowRecord};
+use crate::logic::payload::{self, DeviceHealth, EventKind, Identity};
+use crate::logic::rollup::{
+    Channel, Flag, MachineState, MachineWindows, StateTracker, WindowRecord,
+};
 use crate::logic::Millis;
 use crate::poller::{HealthBoard, PollEvent, ReadPlan, Sample};
 use crate::publisher::LiveMessage;
@@ -33,6 +35,8 @@ mod events;
 mod live;
 mod retention;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use events::apply_step;
 
@@ -93,8 +97,24 @@ struct Pending {
     counters: BTreeMap<String, String>,
     windows: BTreeMap<String, String>,
     deltas: Vec<DeltaRow>,
-    outbox: Vec<OutboxDraft>,
+    outbox: Vec<QueuedDraft>,
     dropped_deltas: u64,
+}
+
+/// What a queued draft is, so that the store's refusal of it is announced only when it is not itself
+/// an announcement of a refusal (which would raise one more event per cycle, forever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DraftRole {
+    /// A rollup or an event about the machines, the devices or the store.
+    Data,
+    /// A `payload_refused` event: the announcement of a refused draft.
+    RefusalAlarm,
+}
+
+/// An outbox draft waiting for the next commit.
+struct QueuedDraft {
+    draft: OutboxDraft,
+    role: DraftRole,
 }
 
 impl Pending {
@@ -103,6 +123,14 @@ impl Pending {
             && self.windows.is_empty()
             && self.deltas.is_empty()
             && self.outbox.is_empty()
+    }
+
+    /// Queues a rollup or an event for the next commit.
+    fn push(&mut self, draft: OutboxDraft) {
+        self.outbox.push(QueuedDraft {
+            draft,
+            role: DraftRole::Data,
+        });
     }
 }
 
@@ -122,6 +150,8 @@ pub struct Processor {
     step_log: StepLog,
     /// Whether "the stored state is in the future" was logged in this run.
     stored_ahead_logged: bool,
+    /// Drafts the store refused for their size: counted, and logged at most once a minute.
+    refusals: events::RefusalTally,
 }
 
 impl Processor {
@@ -232,6 +262,7 @@ impl Processor {
             step_detectors,
             step_log: StepLog::new(),
             stored_ahead_logged: false,
+            refusals: events::RefusalTally::default(),
         })
     }
 
@@ -253,106 +284,21 @@ impl Processor {
             .iter_mut()
             .filter(|m| m.config.plc == sample.plc)
         {
-            let at = sample.utc;
-            let mut produced_moved = false;
-            let mut any_read = false;
-            for channel in &mut machine.counters {
-                let words = match &sample.readings[channel.tag_index] {
-                    Ok(words) => words,
-                    Err(_) => continue,
-                };
-                let raw = match decode_counter(words, &channel.tag.tag.encoding) {
-                    Ok(raw) => raw,
-                    Err(error) => {
-                        warn!(counter = %channel.key, %error, "Cannot decode counter.");
-                        continue;
-                    }
-                };
-                any_read = true;
-                let step = channel.state.step(&channel.tag.counter, raw, at);
-                channel.dirty = true;
-                if matches!(channel.channel, Channel::Produced) && counted(&step) > 0 {
-                    produced_moved = true;
-                }
-                apply_step(
-                    identity,
-                    &mut self.pending,
-                    &mut machine.windows,
-                    &machine.config,
-                    channel,
-                    &step,
-                );
-            }
-
-            // Machine state: the register when there is one, else inferred from counter movement.
-            let observed: Option<MachineState> = match machine.state_tag_index {
-                Some(index) => match &sample.readings[index] {
-                    Ok(words) => {
-                        let state_tag = machine
-                            .config
-                            .state
-                            .as_ref()
-                            .expect("state index implies a state tag");
-                        match state_tag.tag.decode(words) {
-                            Ok(value) => Some(state_tag.state_of(value_as_i64(&value))),
-                            Err(_) => None,
-                        }
-                    }
-                    Err(_) => None,
-                },
-                None if any_read => {
-                    if produced_moved {
-                        machine.last_movement = Some(at);
-                    }
-                    let window = inferred_running_window(&machine.config, &self.config);
-                    let running = machine.last_movement.is_some_and(|t| at - t <= window);
-                    for acc in &mut machine.windows {
-                        acc.flag(at, "state_inferred");
-                    }
-                    Some(if running {
-                        MachineState::Running
-                    } else {
-                        MachineState::UnplannedStop
-                    })
-                }
-                None => None,
-            };
+            let reads = machine.read_counters(sample, identity, &mut self.pending);
+            let observed = machine.observe_state(sample, &reads, &self.config);
             machine.current_state = observed;
             machine.tracker_dirty = true;
-            if let Some((state, from, to)) = machine.tracker.observe(observed, at) {
+            if let Some((state, from, to)) = machine.tracker.observe(observed, sample.utc) {
                 for acc in &mut machine.windows {
                     acc.add_state(state, from, to);
                 }
             }
-
-            // Gaps: a failed cycle starts one; the next good cycle ends it with an event.
-            if sample.is_gap() || observed.is_none() && !any_read {
-                if machine.gap_since.is_none() {
-                    machine.gap_since = Some(at);
-                }
-                for acc in &mut machine.windows {
-                    acc.flag(at, "gap");
-                }
-            } else if let Some(since) = machine.gap_since.take() {
-                let body = payload::event_payload(
-                    identity,
-                    &machine.config.line,
-                    &machine.config.id,
-                    "gap",
-                    at,
-                    serde_json::json!({
-                        "plc": self.config.plcs[machine.config.plc].id,
-                        "from": payload_time(since, &self.config),
-                        "to": payload_time(at, &self.config),
-                        "duration_ms": at - since,
-                        "note": "counts of the gap are carried by the next good poll and attributed across it (flag estimated)",
-                    }),
-                );
-                self.pending.outbox.push(OutboxDraft {
-                    topic: payload::event_topic(identity, &machine.config.line, &machine.config.id),
-                    body,
-                });
-            }
+            let lost = sample.is_gap() || observed.is_none() && !reads.any_read;
+            let gap = Gap {
+                lost,
+                counter_unread: reads.unread,
+            };
+            machine.note_gap(sample, gap, identity, &self.config, &mut self.pending);
         }
     }
 
@@ -370,7 +316,7 @@ impl Processor {
                         &kpis,
                         &self.config.agent.timezone,
                     );
-                    self.pending.outbox.push(OutboxDraft {
+                    self.pending.push(OutboxDraft {
                         topic: payload::rollup_topic(
                             &self.identity,
                             &machine.config.line,
@@ -444,7 +390,12 @@ impl Processor {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             windows_removed: Vec::new(),
-            outbox: self.pending.outbox.clone(),
+            outbox: self
+                .pending
+                .outbox
+                .iter()
+                .map(|queued| queued.draft.clone())
+                .collect(),
             now,
         };
         match store.call(move |s| s.commit_cycle(&cycle)).await? {
@@ -456,44 +407,13 @@ impl Processor {
                         "Delta audit rows were dropped while the store refused writes."
                     );
                 }
+                let roles: Vec<DraftRole> = self.pending.outbox.iter().map(|q| q.role).collect();
                 self.pending = Pending::default();
                 self.evict_settled(now);
                 // Nothing lost silently: quota drops and refused payloads become durable events,
                 // committed with the next cycle.
-                for range in &outcome.dropped {
-                    warn!(topic = %range.topic, rows = range.rows, class = range.class.name(), "Store quota reached; dropped unsent rows.");
-                    let detail = serde_json::json!({
-                        "reason": "store_quota",
-                        "class": range.class.name(),
-                        "topic": range.topic,
-                        "first_seq": range.first_seq,
-                        "last_seq": range.last_seq,
-                        "rows": range.rows,
-                        "produced": range.produced,
-                        "defective": range.defective,
-                        "from": payload_time(range.first_enqueued_at, &self.config),
-                        "to": payload_time(range.last_enqueued_at, &self.config),
-                    });
-                    self.pending.outbox.push(self.event_for_topic(
-                        &range.topic,
-                        "gap",
-                        now,
-                        detail,
-                    ));
-                }
-                for refused in &outcome.refused {
-                    warn!(topic = %refused.topic, bytes = refused.bytes, "Payload larger than the broker accepts; not enqueued.");
-                    let detail = serde_json::json!({
-                        "topic": refused.topic,
-                        "bytes": refused.bytes,
-                    });
-                    self.pending.outbox.push(self.event_for_topic(
-                        &refused.topic,
-                        "payload_refused",
-                        now,
-                        detail,
-                    ));
-                }
+                self.announce_drops(&outcome.dropped, now);
+                self.announce_refusals(&outcome.refused, &roles, now);
                 Ok(outcome.seqs.len())
             }
             Err(error) => {
@@ -520,6 +440,156 @@ impl Processor {
             .iter()
             .flat_map(|m| m.windows.iter().filter_map(|w| w.next_deadline()))
             .min()
+    }
+}
+
+/// What one sample's counters told about a machine.
+struct CounterReads {
+    /// At least one counter was read and decoded.
+    any_read: bool,
+    /// The produced counter moved (for inferring the state without a state register).
+    produced_moved: bool,
+    /// At least one counter read as an error or could not be decoded.
+    unread: bool,
+}
+
+/// What one sample failed to read of a machine.
+#[derive(Clone, Copy)]
+struct Gap {
+    /// Nothing was read: the connection failed, or neither a counter nor the state was read.
+    lost: bool,
+    /// A counter read as an error while something else was read.
+    counter_unread: bool,
+}
+
+impl MachineRuntime {
+    /// Steps every counter the sample read and applies the steps to the windows.
+    fn read_counters(
+        &mut self,
+        sample: &Sample,
+        identity: &Identity,
+        pending: &mut Pending,
+    ) -> CounterReads {
+        let mut reads = CounterReads {
+            any_read: false,
+            produced_moved: false,
+            unread: false,
+        };
+        for channel in &mut self.counters {
+            let words = match &sample.readings[channel.tag_index] {
+                Ok(words) => words,
+                Err(_) => {
+                    reads.unread = true;
+                    continue;
+                }
+            };
+            let raw = match decode_counter(words, &channel.tag.tag.encoding) {
+                Ok(raw) => raw,
+                Err(error) => {
+                    warn!(counter = %channel.key, %error, "Cannot decode counter.");
+                    reads.unread = true;
+                    continue;
+                }
+            };
+            reads.any_read = true;
+            let step = channel.state.step(&channel.tag.counter, raw, sample.utc);
+            channel.dirty = true;
+            if matches!(channel.channel, Channel::Produced) && counted(&step) > 0 {
+                reads.produced_moved = true;
+            }
+            apply_step(
+                identity,
+                pending,
+                &mut self.windows,
+                &self.config,
+                channel,
+                &step,
+            );
+        }
+        reads
+    }
+
+    /// The machine's state: the register when there is one, else inferred from counter movement
+    /// (and the windows flagged [`Flag::StateInferred`]).
+    fn observe_state(
+        &mut self,
+        sample: &Sample,
+        reads: &CounterReads,
+        config: &Config,
+    ) -> Option<MachineState> {
+        let at = sample.utc;
+        match self.state_tag_index {
+            Some(index) => {
+                let words = sample.readings[index].as_ref().ok()?;
+                let state_tag = self
+                    .config
+                    .state
+                    .as_ref()
+                    .expect("state index implies a state tag");
+                let value = state_tag.tag.decode(words).ok()?;
+                Some(state_tag.state_of(value_as_i64(&value)))
+            }
+            None if reads.any_read => {
+                if reads.produced_moved {
+                    self.last_movement = Some(at);
+                }
+                let window = inferred_running_window(&self.config, config);
+                let running = self.last_movement.is_some_and(|t| at - t <= window);
+                for acc in &mut self.windows {
+                    acc.flag(at, Flag::StateInferred);
+                }
+                Some(if running {
+                    MachineState::Running
+                } else {
+                    MachineState::UnplannedStop
+                })
+            }
+            None => None,
+        }
+    }
+
+    /// Gaps: a failed cycle starts one; the next good cycle ends it with an event. A cycle that read
+    /// the machine but not one of its counters flags its windows too: that counter's counts are
+    /// carried to its next good read (its own event, such as `tag_disabled`, says why).
+    fn note_gap(
+        &mut self,
+        sample: &Sample,
+        gap: Gap,
+        identity: &Identity,
+        config: &Config,
+        pending: &mut Pending,
+    ) {
+        let at = sample.utc;
+        if gap.lost || gap.counter_unread {
+            for acc in &mut self.windows {
+                acc.flag(at, Flag::Gap);
+            }
+        }
+        if gap.lost {
+            self.gap_since.get_or_insert(at);
+            return;
+        }
+        let Some(since) = self.gap_since.take() else {
+            return;
+        };
+        let body = payload::event_payload(
+            identity,
+            &self.config.line,
+            &self.config.id,
+            EventKind::Gap,
+            at,
+            serde_json::json!({
+                "plc": config.plcs[self.config.plc].id,
+                "from": payload_time(since, config),
+                "to": payload_time(at, config),
+                "duration_ms": at - since,
+                "note": "counts of the gap are carried by the next good poll and attributed across it (flag estimated)",
+            }),
+        );
+        pending.push(OutboxDraft {
+            topic: payload::event_topic(identity, &self.config.line, &self.config.id),
+            body,
+        });
     }
 }
 

@@ -23,7 +23,7 @@ pub(super) fn publish_failure_cycle(identity: &Identity, summary: &AlarmSummary)
         identity,
         payload::GATEWAY_LINE,
         &identity.gateway,
-        payload::EVENT_PUBLISH_FAILURE,
+        payload::EventKind::PublishFailure,
         at,
         detail,
     );
@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(cycle.outbox.len(), 1);
         let draft = &cycle.outbox[0];
         assert_eq!(draft.topic, "shopfloor/v1/s1/_gateway/gw-9/event");
-        assert_eq!(draft.body["kind"], "publish_failure");
+        assert_eq!(
+            draft.body["kind"],
+            payload::EventKind::PublishFailure.as_str()
+        );
         assert_eq!(draft.body["machine"], "gw-9");
         assert_eq!(draft.body["detail"]["reason_code"], 0x87);
         assert_eq!(draft.body["detail"]["refused"], 3);

@@ -16,11 +16,12 @@ use serde_json::{json, Value};
 
 use super::{Config, MachineConfig};
 use crate::logic::clock::{ClockStep, StepDirection};
-use crate::logic::counter::StepKind;
 use crate::logic::decode::Table;
 use crate::logic::kpi::{self, Kpis, Target, Targets};
-use crate::logic::payload::{self, DeviceHealth, DisabledTagReport, Identity, UnitHealthReport};
-use crate::logic::rollup::{self, MachineState, WindowRecord, WindowStatus, WindowSums};
+use crate::logic::payload::{
+    self, DeviceHealth, DisabledTagReport, EventKind, Identity, UnitHealthReport,
+};
+use crate::logic::rollup::{Flag, MachineState, WindowRecord, WindowStatus, WindowSums};
 use crate::logic::Millis;
 use crate::poller::ReadPlan;
 use crate::publisher::publish_packet_size;
@@ -43,15 +44,8 @@ const CONFIG_HASH_LEN: usize = 12;
 /// details today are `tag_disabled` (about 250 bytes with its note), `store_recovered` (the moved-aside
 /// path, an error text and a 100-byte note) and `device_down` (an OS error text naming the address).
 pub const EVENT_DETAIL_ALLOWANCE: usize = 1024;
-/// Room for an event kind (the longest today, `counter_anomaly`, has 15 characters).
-const EVENT_KIND_ALLOWANCE: usize = 32;
 /// Room for one PLC error text in the health message beyond the address it names.
 pub const ERROR_TEXT_ALLOWANCE: usize = 256;
-/// Flags beyond the named ones (`late`, `estimated`, the counter-step and KPI flags) that the processor
-/// raises, such as `gap` and `state_inferred`: this many, each [`FLAG_ALLOWANCE`] characters long.
-const OTHER_FLAGS: usize = 8;
-/// Length of each of the [`OTHER_FLAGS`].
-const FLAG_ALLOWANCE: usize = 24;
 /// Open windows per period in a live message: the current one and the previous one during its grace
 /// (a grace is at most its period), plus one for a window opened ahead of a late close.
 const OPEN_WINDOWS_PER_PERIOD: usize = 3;
@@ -126,7 +120,7 @@ pub fn required_packet_size(config: &Config) -> u64 {
 }
 
 /// Safety margin on top of a computed bound: an eighth of it plus 256 bytes, for what the bound
-/// approximates (time zone offsets with seconds, flags added later).
+/// approximates (time zone offsets with seconds).
 pub fn margin(bound: u64) -> u64 {
     bound / 8 + 256
 }
@@ -167,28 +161,17 @@ fn bound(config: &Config, kind: MessageKind, topic: String, body: &Value) -> Mes
     }
 }
 
-/// Every flag a window can carry: the named ones plus room for [`OTHER_FLAGS`].
-fn every_flag() -> BTreeSet<String> {
-    let steps = [
-        StepKind::Baseline,
-        StepKind::Normal,
-        StepKind::Wrap,
-        StepKind::Reset,
-        StepKind::GlitchZero,
-        StepKind::HeldZero,
-        StepKind::IgnoredDecrease,
-        StepKind::Rejected,
-    ];
-    let mut flags: BTreeSet<String> = steps
+/// Every flag a window can carry, all at once.
+fn every_flag() -> BTreeSet<Flag> {
+    Flag::ALL.into_iter().collect()
+}
+
+/// The event kind with the longest name.
+fn longest_event_kind() -> EventKind {
+    EventKind::ALL
         .into_iter()
-        .filter_map(StepKind::flag)
-        .chain([rollup::LATE_FLAG, rollup::ESTIMATED_FLAG])
-        .map(str::to_string)
-        .collect();
-    for n in 0..OTHER_FLAGS {
-        flags.insert(format!("{n}{}", "f".repeat(FLAG_ALLOWANCE - 1)));
-    }
-    flags
+        .max_by_key(|kind| kind.as_str().len())
+        .unwrap_or(EventKind::CounterAnomaly)
 }
 
 /// KPIs with every value, goal figure and null reason present at its widest.
@@ -347,8 +330,8 @@ fn largest_event(
 ) -> MessageBound {
     let room = EVENT_DETAIL_ALLOWANCE + 2 * longest_quoted_text(config);
     let detail = json!({ "text": "x".repeat(room) });
-    let kind = "k".repeat(EVENT_KIND_ALLOWANCE);
-    let body = payload::event_payload(identity, line, machine, &kind, SOME_INSTANT, detail);
+    let kind = longest_event_kind();
+    let body = payload::event_payload(identity, line, machine, kind, SOME_INSTANT, detail);
     bound(config, MessageKind::Event, topic, &as_sent(body))
 }
 

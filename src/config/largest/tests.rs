@@ -92,7 +92,7 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
             windows.add_count(channel, u64::MAX / 4 / 1_000, t, next, None);
         }
         for flag in every_flag() {
-            windows.flag(next, &flag);
+            windows.flag(next, flag);
         }
         closed.extend(windows.close_due(next));
         let open: Vec<WindowRecord> = windows.open_windows().into_iter().cloned().collect();
@@ -233,7 +233,7 @@ fn the_bound_covers_real_health_and_event_messages() {
         &identity,
         &machine.line,
         &machine.id,
-        "store_recovered",
+        payload::EventKind::StoreRecovered,
         T0,
         detail,
     );
