@@ -1,5 +1,6 @@
 //! Test support: a real MQTT broker per test, a recording subscriber and its counting report, a TCP fault
-//! proxy, the real agent with simulated PLCs (`agent`), a polling `wait_until` and JSON Schema checks.
+//! proxy, the real agent with simulated PLCs (`agent`), a small tmpfs that fills up (`tmpfs`), a polling
+//! `wait_until` and JSON Schema checks.
 //! Nothing here fakes a seam; it only observes and breaks real connections.
 //!
 //! The broker is Mosquitto when installed (CI), else rumqttd in-process; `SHOPFLOOR_TEST_BROKER` forces
@@ -10,6 +11,7 @@ pub mod agent;
 mod counting;
 mod forwarder;
 mod recorder;
+pub mod tmpfs;
 
 use std::time::Duration;
 
