@@ -1,5 +1,5 @@
 //! Test support: a real MQTT broker per test, a recording subscriber and its counting report, a TCP fault
-//! proxy, the real agent with simulated PLCs (`agent`), a small tmpfs that fills up (`tmpfs`), a polling
+//! proxy, the real agent with simulated PLCs (`agent`, in process; `child`, the binary), a small tmpfs that fills up (`tmpfs`), a polling
 //! `wait_until` and JSON Schema checks.
 //! Nothing here fakes a seam; it only observes and breaks real connections.
 //!
@@ -8,6 +8,7 @@
 //! asserts on timing.
 
 pub mod agent;
+pub mod child;
 mod counting;
 mod forwarder;
 mod recorder;
