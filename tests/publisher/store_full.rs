@@ -1,7 +1,8 @@
 //! The publisher over a store whose filesystem fills up (a 2 MiB tmpfs): the rows it delivers cannot be
 //! retired, yet it keeps running (a failing store call must not end it, which would end the whole agent), keeps
 //! the rows in the outbox, retries with backoff instead of spinning, and once space is freed every row arrives
-//! and leaves the outbox.
+//! and leaves the outbox. It runs on a current-thread runtime so that a thread-local tracing subscriber sees
+//! every line the publisher logs.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use shopfloor_agent::store::{Store, StoreError, StoreOptions};
 
-use super::{seqs_received, Harness, PATIENCE};
+use super::{seqs_received, Captured, Harness, PATIENCE};
 use crate::support::tmpfs::{fill, Tmpfs};
 use crate::support::{self, FaultProxy, Mode, Recorder};
 
@@ -27,12 +28,14 @@ async fn try_enqueue(harness: &Harness, count: usize) -> Result<Vec<i64>, StoreE
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "current_thread")]
 async fn given_a_full_disk_when_delivered_rows_cannot_be_retired_then_the_publisher_keeps_running_and_every_row_arrives_once_space_is_freed(
 ) {
     let Some(tmpfs) = Tmpfs::mount("2m") else {
         return;
     };
+    let log = Captured::default();
+    let _guard = log.install();
     // Given a publisher (through a fault proxy) over a store on a 2 MiB filesystem, delivering rows.
     let broker = support::broker();
     let recorder = Recorder::subscribe(broker.port, "pd/#").await;
@@ -132,5 +135,12 @@ async fn given_a_full_disk_when_delivered_rows_cannot_be_retired_then_the_publis
         failures_while_full - failures_before,
     ));
     assert_eq!(missing, 0);
+    // The failing store was announced once, not per retry.
+    let lines = log.lines();
+    let announced = lines
+        .iter()
+        .filter(|line| line.contains("The store refused a publisher call"))
+        .count();
+    assert_eq!(announced, 1, "{lines:#?}");
     harness.stop().await;
 }
