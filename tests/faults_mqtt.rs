@@ -395,3 +395,108 @@ async fn given_the_agent_binary_and_the_broker_unreachable_for_a_long_stretch_wh
     plant.shutdown().await;
     assert!(status.success(), "exit status {status}");
 }
+
+/// db_epoch and the highest seq ever assigned in the agent's database, through a short read-only connection.
+fn epoch_and_last_seq(database: &std::path::Path) -> Option<(String, i64)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    let epoch = conn
+        .query_row("SELECT value FROM meta WHERE key = 'db_epoch'", [], |row| {
+            row.get::<_, String>(0)
+        })
+        .ok()?;
+    let last_seq = conn
+        .query_row(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .ok()?;
+    Some((epoch, last_seq))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_agent_binary_on_a_full_disk_when_its_backlog_is_delivered_then_it_keeps_running_and_every_row_arrives_once_space_is_freed(
+) {
+    let Some(tmpfs) = support::tmpfs::Tmpfs::mount("2m") else {
+        return;
+    };
+    // Given the agent binary with its data_dir on a 2 MiB filesystem, producing while the broker is unreachable.
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, ALL_TOPICS).await;
+    let proxy = FaultProxy::start(0, broker.port).await;
+    let plant = Plant::start(121).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tuning = Tuning {
+        live_interval: "1s",
+        mqtt: "connect_timeout = \"2s\"",
+        agent: "",
+        store: "",
+    };
+    let data_dir = tmpfs.path().join("data");
+    proxy.set_mode(Mode::Refuse);
+    let mut agent = ChildAgent::start(
+        dir.path(),
+        &plant.config_text(proxy.port, &tuning, &data_dir),
+    );
+    plant.set_producing(true);
+    let database = data_dir.join(shopfloor_agent::store::DATABASE_FILE);
+    support::wait_until(PATIENCE, "a backlog in the outbox", || {
+        outbox_rows(&database).is_some_and(|rows| rows >= 10)
+    })
+    .await;
+
+    // When the filesystem fills up (a filler file takes every free byte, topped up while commits fail),
+    let filler = tmpfs.path().join("filler");
+    support::tmpfs::fill(&filler);
+    support::wait_until(PATIENCE, "the agent to notice the full disk", || {
+        support::tmpfs::fill(&filler);
+        agent.log().contains("filesystem holding the store is full")
+    })
+    .await;
+    // and the broker becomes reachable, so the backlog is delivered but cannot be retired,
+    proxy.set_mode(Mode::Pass);
+    support::wait_until(PATIENCE, "the replayed backlog at the subscriber", || {
+        recorder
+            .messages_matching("/rollup/")
+            .iter()
+            .any(|(_, body)| body["replayed"] == true)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Then the agent is still running,
+    assert!(
+        agent.running(),
+        "the agent ended on a full disk:\n{}",
+        agent.log()
+    );
+    // and once space is freed and production stops, every row it enqueued arrives and leaves the outbox.
+    std::fs::remove_file(&filler).expect("filler removed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    plant.set_producing(false);
+    support::wait_until(PATIENCE, "every enqueued row at the subscriber", || {
+        let Some((epoch, last_seq)) = epoch_and_last_seq(&database) else {
+            return false;
+        };
+        let received: std::collections::BTreeSet<i64> = recorder
+            .messages()
+            .iter()
+            .filter(|message| message.body["db_epoch"] == epoch.as_str())
+            .filter_map(|message| message.body["seq"].as_i64())
+            .collect();
+        last_seq > 0 && (1..=last_seq).all(|seq| received.contains(&seq))
+    })
+    .await;
+    let (_, last_seq) = epoch_and_last_seq(&database).expect("the database is readable");
+    let log = agent.log();
+    let announced = log.matches("The store refused a publisher call").count();
+    support::report(&format!(
+        "agent binary on a full disk: {last_seq} rows enqueued, all received; 'store refused' logged {announced} \
+         time(s); agent still running"
+    ));
+    let status = agent.stop().await;
+    plant.shutdown().await;
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+}
