@@ -1,64 +1,17 @@
 //! The store against its filesystem: a 2 MiB tmpfs that fills up (a full disk told apart from a full quota,
 //! and commits resuming without losing counts once there is room again).
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use serde_json::json;
 use shopfloor_agent::store::{CycleWrite, OutboxDraft, Store, StoreError, StoreOptions};
+
+use crate::support::tmpfs::{fill, Tmpfs};
 
 /// Units every simulated cycle produces.
 const UNITS_PER_CYCLE: u64 = 7;
 /// Padding of each rollup row, so the WAL outgrows the filesystem within a few hundred cycles.
 const ROW_PADDING: usize = 1500;
-
-/// A tmpfs of a given size mounted on a temporary directory, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts it; `None` (after saying why) when this is not possible here. Under `CI=true` that is a failure.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        let failure = match output {
-            Ok(output) if output.status.success() => return Some(Tmpfs { dir }),
-            Ok(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
-            Err(error) => error.to_string(),
-        };
-        let message = format!("cannot mount a {size} tmpfs (root needed): {failure}");
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{message}; CI must run this test"
-        );
-        eprintln!("skipped: {message}");
-        None
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount")
-            .arg(self.dir.path())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !unmounted {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
-        }
-    }
-}
 
 /// Production seen by the simulated processor, what it committed and what the simulated publisher retired.
 #[derive(Default)]
@@ -112,21 +65,6 @@ impl Ledger {
 fn produced_of(row: &shopfloor_agent::store::OutboxRow) -> u64 {
     let body: serde_json::Value = serde_json::from_slice(&row.payload).expect("JSON payload");
     body["counts"]["produced"].as_u64().expect("produced count")
-}
-
-/// Writes a filler file until the filesystem refuses more.
-fn fill(path: &Path) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("filler opens");
-    let chunk = vec![0xa5_u8; 4096];
-    while file
-        .write_all(&chunk)
-        .and_then(|()| file.sync_all())
-        .is_ok()
-    {}
 }
 
 /// Runs `cycles` cycles of commit + retire; returns the failures as (cycle, error).

@@ -42,6 +42,11 @@
 //! - **Dead links are detected.** Besides MQTT keep-alive, a watchdog rebuilds the connection when no packet
 //!   moved, or publishes waited without any PUBACK, for longer than 2 × keep-alive + connect timeout (a
 //!   half-open connection or a flush stuck on a full send buffer).
+//! - **A failing store ends nothing.** When a store call fails (a full disk or quota, a busy or failing
+//!   database), the rows stay in the outbox: acknowledged rows whose retirement failed are retired later, or
+//!   sent again after a reconnect; no new row is read or sent until the store answers, live data keeps
+//!   flowing, and the call is retried with capped, jittered backoff (`store_fault`). The first failure and the
+//!   recovery are logged once each. Only a store thread that has stopped ends the publisher.
 //! - **Bounded memory.** At most `max_inflight` publishes outstanding, one page of rows buffered per lane, and
 //!   bounded retry/unsendable memory; a long outage grows the outbox on disk, not this task.
 //!
@@ -80,6 +85,7 @@ mod readback;
 mod refusal;
 mod session;
 mod stats;
+mod store_fault;
 mod watchdog;
 
 use std::sync::atomic::Ordering;
@@ -103,6 +109,7 @@ use protocol::{ProtocolChoice, ProtocolStep};
 use refusal::{Refusals, Unsendable};
 use session::{RunState, SessionReport, Shared};
 pub use stats::{PublisherSnapshot, PublisherStats};
+use store_fault::StoreFault;
 
 /// A connection that stayed up this long resets the reconnect backoff to its initial delay.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
@@ -197,7 +204,7 @@ pub struct LiveMessage {
     pub payload: Vec<u8>,
 }
 
-/// Errors at the MQTT boundary. All but [`PublishError::Store`] end one connection and lead to a reconnect.
+/// Errors at the MQTT boundary. All but [`PublishError::StoreGone`] end one connection and lead to a reconnect.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// TCP connect plus CONNACK took longer than `connect_timeout`.
@@ -239,14 +246,20 @@ pub enum PublishError {
     /// The event-loop task ended or stopped taking requests.
     #[error("the MQTT event loop stopped")]
     EventLoopGone,
-    /// The outbox store failed; this ends the publisher (a broken store is not a network fault).
-    #[error("outbox store failed")]
-    Store(#[source] anyhow::Error),
+    /// The store refused the read of the backlog boundary after CONNACK (already logged, once per episode);
+    /// the connection is given up and made again once the store's retry is due.
+    #[error("the outbox store is failing")]
+    StoreUnavailable,
+    /// The store thread has stopped; this ends the publisher, since no row can be read or retired any more.
+    #[error("the outbox store thread has stopped")]
+    StoreGone(#[source] anyhow::Error),
 }
 
 /// Runs the publisher until `shutdown` is cancelled: connects, re-publishes the outbox, forwards new rows
 /// (woken by `outbox_notify`; producers should call `notify_one` after each commit) and live messages, and
-/// reconnects with backoff on any network fault. Returns `Err` only when the store fails.
+/// reconnects with backoff on any network fault. A failing store call (full disk, busy, I/O) never ends it: the
+/// rows stay in the outbox and the call is retried with backoff (see `store_fault`). Returns `Err` only when the
+/// store thread has stopped.
 pub async fn run(
     cfg: PublisherConfig,
     store: StoreHandle,
@@ -268,6 +281,7 @@ pub async fn run(
         refusals: Refusals::new(cfg.backoff_initial, cfg.backoff_max, ALARM_INTERVAL),
         unsendable: Unsendable::default(),
         oversize: OversizeSuspects::default(),
+        store: StoreFault::default(),
     };
     let mut protocol = ProtocolChoice::new(cfg.protocol);
     let mut live_open = true;
@@ -287,8 +301,20 @@ pub async fn run(
         stats.in_flight.store(0, Ordering::Relaxed);
         let error = match result {
             Ok(()) => break,
-            Err(PublishError::Store(error)) => {
-                return Err(error.context("publisher stopped: the outbox store failed"));
+            Err(PublishError::StoreGone(error)) => {
+                return Err(error.context("publisher stopped: the outbox store thread has stopped"));
+            }
+            Err(PublishError::StoreUnavailable) => {
+                // Logged once per episode where the call failed; the connection waits for the store's retry.
+                let now = std::time::Instant::now();
+                let delay = state
+                    .store
+                    .wake_at(now)
+                    .map_or(Duration::ZERO, |at| at - now);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => continue,
+                    () = shutdown.cancelled() => break,
+                }
             }
             Err(error) => error,
         };

@@ -108,6 +108,19 @@ impl Refusals {
         due
     }
 
+    /// Puts back refused seqs taken by [`Refusals::take_due`] that could not be read (the store failed); they
+    /// are due again at once, so the caller's own wait decides when.
+    pub(super) fn requeue(&mut self, seqs: Vec<i64>, now: Instant) {
+        for seq in seqs {
+            if self.pending.len() < RETRY_CAPACITY {
+                self.pending.insert(seq);
+            }
+        }
+        if !self.pending.is_empty() {
+            self.retry_at = Some(self.retry_at.map_or(now, |at| at.min(now)));
+        }
+    }
+
     /// A new connection re-sends every unacknowledged row anyway; pending retries are dropped (not the backoff).
     pub(super) fn forget_pending(&mut self) {
         self.pending.clear();
@@ -224,6 +237,21 @@ mod tests {
         assert_eq!(refusals.take_due(due, 3), vec![9]);
         assert!(refusals.take_due(due, 3).is_empty());
         assert_eq!(refusals.next_wake(), None);
+    }
+
+    #[test]
+    fn given_due_retries_the_store_could_not_read_when_requeued_then_they_come_again_at_once() {
+        let start = Instant::now();
+        let mut refusals = Refusals::new(100 * MS, 1000 * MS, 5000 * MS);
+        refusals.record(3, DENIED, start, 0.0);
+        refusals.record(1, DENIED, start, 0.0);
+        let due = start + 100 * MS;
+        let taken = refusals.take_due(due, 10);
+        assert_eq!(taken, vec![1, 3]);
+        assert_eq!(refusals.next_wake(), None);
+        refusals.requeue(taken, due);
+        assert_eq!(refusals.next_wake(), Some(due));
+        assert_eq!(refusals.take_due(due, 10), vec![1, 3]);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct PublisherStats {
     pub watchdog_trips: AtomicU64,
     /// Publishes (rows, live, status) currently awaiting their PUBACK.
     pub in_flight: AtomicU64,
+    /// Store calls of the publisher (outbox reads, retirements) that failed; each is retried with backoff.
+    pub store_failures: AtomicU64,
     /// The most recent connection error, with its cause chain.
     pub last_error: Mutex<Option<String>>,
 }
@@ -71,6 +73,8 @@ pub struct PublisherSnapshot {
     pub watchdog_trips: u64,
     /// See [`PublisherStats::in_flight`].
     pub in_flight: u64,
+    /// See [`PublisherStats::store_failures`].
+    pub store_failures: u64,
     /// See [`PublisherStats::last_error`].
     pub last_error: Option<String>,
 }
@@ -93,6 +97,7 @@ impl PublisherStats {
             replayed: read(&self.replayed),
             watchdog_trips: read(&self.watchdog_trips),
             in_flight: read(&self.in_flight),
+            store_failures: read(&self.store_failures),
             last_error: self.last_error(),
         }
     }

@@ -4,49 +4,12 @@
 //! resent after the second one. These tests run on a current-thread runtime so that a thread-local tracing
 //! subscriber sees every line the publisher logs.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 use shopfloor_agent::broker::MosquittoSettings;
 use shopfloor_agent::config::MqttProtocol;
 
-use super::{has_all, seqs_received, Harness, PATIENCE};
+use super::{has_all, seqs_received, Captured, Harness, PATIENCE};
 use crate::support::{self, Recorder};
-
-/// Every log line (WARN and above) written while it is installed on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().expect("log buffer").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn given_a_packet_limit_below_every_row_when_hundreds_are_committed_then_each_is_counted_but_the_log_stays_short(

@@ -9,11 +9,14 @@
 //! - `acl`: a broker ACL that denies the agent's topics keeps every row with MQTT 3.1.1 and MQTT 5; the
 //!   fallback to MQTT 3.1.1 when a broker refuses MQTT 5 at CONNECT.
 //! - `limits`: packet limits below the rows: a short log, no reconnect loop with MQTT 3.1.1.
+//! - `store_full`: the store's filesystem fills up while rows are delivered: the publisher keeps running and
+//!   every row arrives once space is freed.
 
 pub(crate) mod acl;
 mod delivery;
 mod faults;
 mod limits;
+mod store_full;
 mod v5;
 
 use std::collections::BTreeMap;
@@ -24,7 +27,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use shopfloor_agent::logic::payload::Identity;
 use shopfloor_agent::publisher::{self, LiveMessage, PublisherConfig, PublisherStats};
-use shopfloor_agent::store::{CycleWrite, OutboxDraft, Store, StoreHandle, StoreOptions};
+use shopfloor_agent::store::{
+    CycleWrite, OutboxDraft, Store, StoreError, StoreHandle, StoreOptions,
+};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +41,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One publisher task over its own store file, with the handles a supervisor would hold.
 struct Harness {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     store: StoreHandle,
     db_epoch: String,
     notify: Arc<Notify>,
@@ -52,6 +57,18 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("agent.db"), &StoreOptions::default())
             .expect("store opens");
+        let mut harness = Harness::start_on(store, port, prefix, tune);
+        harness._dir = Some(dir);
+        harness
+    }
+
+    /// Like [`Harness::start`], over a store the test opened where it chose.
+    fn start_on(
+        store: Store,
+        port: u16,
+        prefix: &str,
+        tune: impl FnOnce(&mut PublisherConfig),
+    ) -> Harness {
         let db_epoch = store.db_epoch().to_string();
         let store = StoreHandle::spawn(store);
         let mut cfg = PublisherConfig {
@@ -83,7 +100,7 @@ impl Harness {
             shutdown.clone(),
         ));
         Harness {
-            _dir: dir,
+            _dir: None,
             store,
             db_epoch,
             notify,
@@ -107,6 +124,20 @@ impl Harness {
     /// Commits one row per body on `topic` in one cycle and wakes the publisher; returns their seqs.
     async fn enqueue_bodies(&self, topic: &str, bodies: Vec<Value>) -> Vec<i64> {
         let count = bodies.len();
+        let seqs = self
+            .try_enqueue_bodies(topic, bodies)
+            .await
+            .expect("cycle commits");
+        assert_eq!(seqs.len(), count, "every draft enqueued: {seqs:?}");
+        seqs
+    }
+
+    /// Like [`Harness::enqueue_bodies`], returning the store's error when the cycle cannot commit.
+    async fn try_enqueue_bodies(
+        &self,
+        topic: &str,
+        bodies: Vec<Value>,
+    ) -> Result<Vec<i64>, StoreError> {
         let outbox = bodies
             .into_iter()
             .map(|body| OutboxDraft {
@@ -123,15 +154,9 @@ impl Harness {
             .store
             .call(move |store| store.commit_cycle(&cycle))
             .await
-            .expect("store thread alive")
-            .expect("cycle commits");
-        assert_eq!(
-            outcome.seqs.len(),
-            count,
-            "every draft enqueued: {outcome:?}"
-        );
+            .expect("store thread alive")?;
         self.notify.notify_one();
-        outcome.seqs
+        Ok(outcome.seqs)
     }
 
     async fn backlog_rows(&self) -> u64 {
@@ -208,4 +233,38 @@ fn seqs_received(recorder: &Recorder, db_epoch: &str) -> BTreeMap<i64, usize> {
 fn has_all(recorder: &Recorder, db_epoch: &str, seqs: &[i64]) -> bool {
     let received = seqs_received(recorder, db_epoch);
     seqs.iter().all(|seq| received.contains_key(seq))
+}
+
+/// Every log line (WARN and above) written while it is installed on this thread.
+#[derive(Clone, Default)]
+pub(super) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub(super) fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub(super) fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().expect("log buffer").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
 }

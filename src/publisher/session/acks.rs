@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::{Session, EVENT_BATCH, GOODBYE_WAIT};
 use crate::publisher::inflight::{Settled, Submitted};
 use crate::publisher::link::{AckOutcome, LinkError, LinkEvent};
+use crate::publisher::store_fault::StoreCall;
 use crate::publisher::PublishError;
 
 impl Session<'_, '_> {
@@ -124,23 +125,33 @@ impl Session<'_, '_> {
     }
 
     /// Retires the acked rows and releases the claims of rows known not to be on the broker, in one store call.
+    /// When the store refuses it, the acked rows stay in the outbox (and claimed) and are retried after the
+    /// store's backoff; meanwhile no new row is sent, so they are at most one window's worth. If the connection
+    /// ends first, they are sent again on the next one (a duplicate, de-duplicated by `msg_id`).
     pub(super) async fn retire_acked(&mut self) -> Result<(), PublishError> {
         if self.acked_rows.is_empty() && self.released_rows.is_empty() {
+            return Ok(());
+        }
+        if self.state.store.holding(std::time::Instant::now()) {
             return Ok(());
         }
         let seqs = std::mem::take(&mut self.acked_rows);
         let released = std::mem::take(&mut self.released_rows);
         let count = seqs.len() as u64;
-        self.shared
-            .store
-            .call(move |store| {
+        let to_retire = seqs.clone();
+        let retired = self
+            .store_call(StoreCall::Retire, move |store| {
                 store.release(&released);
-                store.retire(&seqs)
+                store.retire(&to_retire)
             })
-            .await
-            .map_err(PublishError::Store)?
-            .map_err(|error| PublishError::Store(error.into()))?;
-        self.shared.stats.acked.fetch_add(count, Ordering::Relaxed);
+            .await?;
+        if retired.is_some() {
+            self.shared.stats.acked.fetch_add(count, Ordering::Relaxed);
+        } else {
+            let mut kept = seqs;
+            kept.append(&mut self.acked_rows);
+            self.acked_rows = kept;
+        }
         Ok(())
     }
 
@@ -160,7 +171,7 @@ impl Session<'_, '_> {
             );
         }
         match result {
-            Err(PublishError::Store(error)) => Err(PublishError::Store(error)),
+            Err(PublishError::StoreGone(error)) => Err(PublishError::StoreGone(error)),
             Err(error) => {
                 tracing::debug!(%error, "Connection ended during shutdown.");
                 Ok(())

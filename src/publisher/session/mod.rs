@@ -21,10 +21,11 @@ use super::pace::DrainRate;
 use super::protocol::ProtocolChoice;
 use super::readback::ReadBack;
 use super::refusal::{Refusals, Unsendable};
+use super::store_fault::{Change, StoreCall, StoreFault};
 use super::watchdog::Watchdog;
 use super::{LiveMessage, PublishError, PublisherConfig, PublisherStats};
 use crate::config::MqttProtocol;
-use crate::store::StoreHandle;
+use crate::store::{Store, StoreError, StoreHandle};
 
 mod acks;
 mod submit;
@@ -43,11 +44,13 @@ pub(super) struct Shared<'a> {
     pub(super) shutdown: &'a CancellationToken,
 }
 
-/// Memory of one publisher run that outlives its connections (bounded; see `refusal` and `oversize`).
+/// Memory of one publisher run that outlives its connections (bounded; see `refusal`, `oversize` and
+/// `store_fault`).
 pub(super) struct RunState {
     pub(super) refusals: Refusals,
     pub(super) unsendable: Unsendable,
     pub(super) oversize: OversizeSuspects,
+    pub(super) store: StoreFault,
 }
 
 /// What [`run_once`] tells its caller besides the result.
@@ -191,8 +194,15 @@ impl<'a, 'b> Session<'a, 'b> {
             .store
             .call(|store| store.last_seq())
             .await
-            .map_err(PublishError::Store)?
-            .map_err(|error| PublishError::Store(error.into()))?;
+            .map_err(PublishError::StoreGone)?;
+        let Some(boundary) = note_store_result(
+            &mut state.store,
+            shared.stats,
+            StoreCall::Boundary,
+            boundary,
+        ) else {
+            return Err(PublishError::StoreUnavailable);
+        };
         state.refusals.forget_pending();
         let max_inflight = usize::from(cfg.max_inflight.max(1));
         let page_size = max_inflight.clamp(16, 512);
@@ -272,6 +282,28 @@ impl<'a, 'b> Session<'a, 'b> {
             .cloned()
     }
 
+    /// Runs `call` on the store thread: `Some(value)` when it succeeded, `None` when the store refused it (noted
+    /// in the run's [`StoreFault`], logged once per episode; the caller leaves its rows in the outbox). Only a
+    /// store thread that has stopped is an error.
+    pub(super) async fn store_call<R: Send + 'static>(
+        &mut self,
+        what: StoreCall,
+        call: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<Option<R>, PublishError> {
+        let result = self
+            .shared
+            .store
+            .call(call)
+            .await
+            .map_err(PublishError::StoreGone)?;
+        Ok(note_store_result(
+            &mut self.state.store,
+            self.shared.stats,
+            what,
+            result,
+        ))
+    }
+
     /// Publishes and SUBSCRIBEs awaiting an answer: together they fill the in-flight window.
     pub(super) fn window_used(&self) -> usize {
         self.inflight.outstanding() + self.subscribes_pending
@@ -290,6 +322,44 @@ impl<'a, 'b> Session<'a, 'b> {
                     stall: stall.describe(),
                 })
             }
+        }
+    }
+}
+
+/// Notes the outcome of a store call in `fault` and returns its value on success. The first failure of an
+/// episode is a warning and the first success after it an info line; failures in between are debug only.
+fn note_store_result<R>(
+    fault: &mut StoreFault,
+    stats: &PublisherStats,
+    what: StoreCall,
+    result: Result<R, StoreError>,
+) -> Option<R> {
+    let now = std::time::Instant::now();
+    match result {
+        Ok(value) => {
+            if let Change::Ended { failures, lasted } = fault.succeeded(now) {
+                tracing::info!(
+                    failures,
+                    lasted = ?lasted,
+                    "The store answers the publisher again; delivery resumes."
+                );
+            }
+            Some(value)
+        }
+        Err(error) => {
+            stats.store_failures.fetch_add(1, Ordering::Relaxed);
+            let chain = super::error_chain(&error);
+            if fault.failed(now, rand::random::<f64>()) == Change::Started {
+                tracing::warn!(
+                    call = ?what,
+                    error = %chain,
+                    "The store refused a publisher call; rows stay in the outbox (delivered ones are sent again \
+                     later) and no new row is sent until it answers; retrying with backoff."
+                );
+            } else {
+                tracing::debug!(call = ?what, error = %chain, "The store still refuses the publisher.");
+            }
+            None
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::publisher::inflight::Submitted;
 use crate::publisher::lanes::mark_replayed;
 use crate::publisher::link;
 use crate::publisher::oversize::SentRow;
+use crate::publisher::store_fault::StoreCall;
 use crate::publisher::{LiveMessage, PublishError};
 use crate::store::OutboxRow;
 
@@ -19,6 +20,8 @@ impl Session<'_, '_> {
     /// Returns when something paced becomes due, if that is what stops it.
     pub(super) async fn pump(&mut self) -> Result<Option<Instant>, PublishError> {
         self.settle_overdue_read_backs(std::time::Instant::now());
+        // Acked rows left over from a failed retirement go first once the store's retry is due.
+        self.retire_acked().await?;
         loop {
             while self.window_used() < self.max_inflight {
                 let Some(message) = self.live.pop_front() else {
@@ -26,7 +29,9 @@ impl Session<'_, '_> {
                 };
                 self.submit_live(message)?;
             }
-            if self.window_used() >= self.max_inflight {
+            if self.window_used() >= self.max_inflight
+                || self.state.store.holding(std::time::Instant::now())
+            {
                 return Ok(self.next_timer(None));
             }
             if let Some(row) = self.lanes.pop_fresh() {
@@ -34,7 +39,9 @@ impl Session<'_, '_> {
                 continue;
             }
             if let Some((after_seq, limit)) = self.lanes.fresh_query() {
-                let rows = self.fetch(after_seq, limit).await?;
+                let Some(rows) = self.fetch(after_seq, limit).await? else {
+                    return Ok(self.next_timer(None));
+                };
                 self.lanes.accept_fresh(rows);
                 continue;
             }
@@ -49,12 +56,17 @@ impl Session<'_, '_> {
             if !self.lanes.has_paced() {
                 let due = self.state.refusals.take_due(now, self.page_size);
                 if !due.is_empty() {
-                    let rows = self.fetch_exact(due).await?;
+                    let Some(rows) = self.fetch_exact(due.clone()).await? else {
+                        self.state.refusals.requeue(due, now);
+                        return Ok(self.next_timer(None));
+                    };
                     self.lanes.push_retries(rows);
                     continue;
                 }
                 if let Some((after_seq, limit)) = self.lanes.backlog_query() {
-                    let rows = self.fetch(after_seq, limit).await?;
+                    let Some(rows) = self.fetch(after_seq, limit).await? else {
+                        return Ok(self.next_timer(None));
+                    };
                     self.lanes.accept_backlog(rows);
                     continue;
                 }
@@ -72,13 +84,14 @@ impl Session<'_, '_> {
         }
     }
 
-    /// The earliest of `paced` and the refusal timers still ahead (one already due but blocked by a full
-    /// window is retried when an acknowledgement frees room, not by spinning).
+    /// The earliest of `paced`, the refusal timers and the store's retry still ahead (one already due but
+    /// blocked by a full window is retried when an acknowledgement frees room, not by spinning).
     pub(super) fn next_timer(&self, paced: Option<std::time::Instant>) -> Option<Instant> {
         let now = std::time::Instant::now();
         let refusals = self.state.refusals.next_wake().filter(|at| *at > now);
         let read_back = self.read_back.as_ref().and_then(|rb| rb.next_deadline());
-        [paced, refusals, read_back]
+        let store = self.state.store.wake_at(now);
+        [paced, refusals, read_back, store]
             .into_iter()
             .flatten()
             .min()
@@ -101,27 +114,24 @@ impl Session<'_, '_> {
         }
     }
 
+    /// Up to `limit` outbox rows after `after_seq`, claimed; `None` when the store refused the read.
     pub(super) async fn fetch(
-        &self,
+        &mut self,
         after_seq: i64,
         limit: usize,
-    ) -> Result<Vec<OutboxRow>, PublishError> {
-        self.shared
-            .store
-            .call(move |store| store.claim(after_seq, limit))
+    ) -> Result<Option<Vec<OutboxRow>>, PublishError> {
+        self.store_call(StoreCall::Claim, move |store| store.claim(after_seq, limit))
             .await
-            .map_err(PublishError::Store)?
-            .map_err(|error| PublishError::Store(error.into()))
     }
 
-    /// The rows with exactly these seqs that are still in the outbox, in one store call.
-    pub(super) async fn fetch_exact(&self, seqs: Vec<i64>) -> Result<Vec<OutboxRow>, PublishError> {
-        self.shared
-            .store
-            .call(move |store| store.claim_exact(&seqs))
+    /// The rows with exactly these seqs that are still in the outbox, in one store call; `None` when the store
+    /// refused the read.
+    pub(super) async fn fetch_exact(
+        &mut self,
+        seqs: Vec<i64>,
+    ) -> Result<Option<Vec<OutboxRow>>, PublishError> {
+        self.store_call(StoreCall::Claim, move |store| store.claim_exact(&seqs))
             .await
-            .map_err(PublishError::Store)?
-            .map_err(|error| PublishError::Store(error.into()))
     }
 
     /// Submits an outbox row (not retained), marked replayed when it is backlog. A row that can never be sent
@@ -258,7 +268,7 @@ impl Session<'_, '_> {
             .store
             .call(move |store| store.commit_cycle(&cycle))
             .await
-            .map_err(PublishError::Store)?;
+            .map_err(PublishError::StoreGone)?;
         match stored {
             Ok(outcome) => {
                 if !outcome.dropped.is_empty() {

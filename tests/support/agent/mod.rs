@@ -311,21 +311,3 @@ pub async fn start_producing(
     plant.set_producing(true);
     (agent, before)
 }
-
-/// Resident set size of this test process in bytes (`/proc/self/statm`); 0 where that file is missing.
-pub fn rss_bytes() -> u64 {
-    let resident_pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
-    resident_pages * page_size()
-}
-
-fn page_size() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("PAGESIZE")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(4096)
-}

@@ -70,7 +70,8 @@ impl Plant {
         }
     }
 
-    pub(super) fn config_text(
+    /// The agent configuration for this plant, publishing to 127.0.0.1:`mqtt_port`, with `tuning`.
+    pub fn config_text(
         &self,
         mqtt_port: u16,
         tuning: &super::Tuning<'_>,
