@@ -13,7 +13,7 @@
 //! - **Refusals are not deliveries.** An MQTT 5 PUBACK with a failure reason keeps the row; it is retried with
 //!   capped, jittered backoff (never in a tight loop) and raises a `publish_failure` event on the gateway event
 //!   topic (at most one per 10 s, summarising the refusals; a refused alarm raises no further alarm).
-//! - **MQTT 5 first.** `protocol = "v5"` (the default) falls back to MQTT 3.1.1 for the rest of the run only
+//! - **MQTT 5 first.** `protocol = "v5"` (the default) falls back to MQTT 3.1.1 (for an hour at a time) only
 //!   when the broker refuses MQTT 5 at CONNECT (CONNACK 0x84, or the connection closed before any CONNACK) AND
 //!   an immediate 3.1.1 attempt is accepted; said once in the log and in the stats (`protocol`, `fallback`).
 //!   `protocol = "v4"` is 3.1.1 only.
@@ -287,6 +287,7 @@ pub async fn run(
     let mut live_open = true;
     let mut outage_logged = false;
     while !shutdown.is_cancelled() {
+        protocol.before_attempt(std::time::Instant::now());
         let mut report = SessionReport::default();
         let result = session::run_once(
             &shared,
@@ -361,17 +362,21 @@ pub(in crate::publisher) fn on_protocol_accepted(
     address: &str,
 ) {
     stats.set_protocol(protocol.next());
-    let step = protocol.on_connected();
+    let step = protocol.on_connected(std::time::Instant::now());
     stats
         .fallback
         .store(protocol.fell_back(), Ordering::Relaxed);
-    if step == ProtocolStep::FellBack {
-        tracing::warn!(
+    match step {
+        ProtocolStep::FellBack => tracing::warn!(
             %address,
-            "The broker refused MQTT 5 at CONNECT; speaking MQTT 3.1.1 for the rest of this run. MQTT 3.1.1 \
-             cannot report a refused publish: rows are retired only once the broker delivers them back to the \
-             agent's own subscription on their topic."
-        );
+            "The broker refused MQTT 5 at CONNECT; speaking MQTT 3.1.1 (MQTT 5 is tried again after an hour). \
+             MQTT 3.1.1 cannot report a refused publish: rows are retired only once the broker delivers them \
+             back to the agent's own subscription on their topic."
+        ),
+        ProtocolStep::BackToV5 => {
+            tracing::info!(%address, "The broker accepts MQTT 5 again; the fallback to MQTT 3.1.1 is over.");
+        }
+        ProtocolStep::Same | ProtocolStep::ProbeV4 => {}
     }
 }
 
