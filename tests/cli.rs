@@ -60,14 +60,9 @@ counters.produced = { address = 100, type = "f32" }
     .unwrap();
 
     // When it is validated.
-    let output = Command::new(BINARY)
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let (output, stderr) = validate(&path, &[]);
 
     // Then it exits with the configuration error code and lists every problem at once.
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad.toml"), "{stderr}");
     for path in [
@@ -104,6 +99,18 @@ fn demo_runs_with_no_files_shows_live_figures_and_stops_cleanly() {
         );
     }
     assert!(stdout.contains("PLCs up 2/2"), "{stdout}");
+}
+
+/// Runs `validate --config file` with `env` set; returns the output and its stderr as text.
+fn validate(file: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Output, String) {
+    let output = Command::new(BINARY)
+        .args(["validate", "--config"])
+        .arg(file)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the agent binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
 }
 
 /// A valid file with `agent`, `mqtt` and `plc` lines added to their sections.
@@ -174,14 +181,9 @@ fn validate_refuses_out_of_range_durations_with_their_path_instead_of_aborting()
         let file = config_file(dir.path(), agent, mqtt, plc);
 
         // When it is validated.
-        let output = Command::new(BINARY)
-            .args(["validate", "--config"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let (output, stderr) = validate(&file, &[]);
 
         // Then it exits with the configuration error code (not an abort) and names the key and the range.
-        let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
         assert!(stderr.contains(path), "missing {path} in:\n{stderr}");
         assert!(stderr.contains("must be between"), "{stderr}");
@@ -233,15 +235,9 @@ fn validate_names_the_environment_variable_behind_a_bad_value() {
     let file = config_file(dir.path(), "", "", "");
 
     // When it is validated with the override.
-    let output = Command::new(BINARY)
-        .args(["validate", "--config"])
-        .arg(&file)
-        .env("SHOPFLOOR__MQTT__KEEP_ALIVE", "500000000000y")
-        .output()
-        .unwrap();
+    let (output, stderr) = validate(&file, &[("SHOPFLOOR__MQTT__KEEP_ALIVE", "500000000000y")]);
 
     // Then the problem names the key and the variable that set it.
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("mqtt.keep_alive (from SHOPFLOOR__MQTT__KEEP_ALIVE): "),
@@ -255,12 +251,7 @@ fn validate_refuses_a_packet_limit_below_the_largest_message_and_accepts_the_def
 
     // Given a 1KiB packet limit, when validated, then it is refused with the size it needs.
     let file = config_file(dir.path(), "", "max_packet_size = \"1KiB\"", "");
-    let output = Command::new(BINARY)
-        .args(["validate", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = validate(&file, &[]);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("mqtt.max_packet_size: 1KiB is below the largest message this configuration can publish (about "),
@@ -270,11 +261,6 @@ fn validate_refuses_a_packet_limit_below_the_largest_message_and_accepts_the_def
 
     // Given the default limit, when validated, then it passes.
     let file = config_file(dir.path(), "", "", "");
-    let output = Command::new(BINARY)
-        .args(["validate", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = validate(&file, &[]);
     assert!(output.status.success(), "{stderr}");
 }

@@ -1,22 +1,33 @@
 //! The one integration test binary (`cargo test --test integration`): real TCP sockets, real SQLite files,
 //! a real MQTT broker (Mosquitto when installed, else rumqttd in-process; see `support`).
 //!
-//! Modules, each documented at its top:
-//! - `support`: per-test broker, recording subscriber + counting report, TCP fault proxy, the agent with
-//!   simulated PLCs, `wait_until`, schemas.
-//! - `publisher`: outbox → broker delivery, retire-after-PUBACK, outages, status and live retention.
+//! Modules, each documented at its top (one line each):
+//! - `support`: per-test broker, recording subscriber + counting report, TCP fault proxy, the agent in process
+//!   with simulated PLCs (`agent`) or as the binary (`child`), a small tmpfs, `wait_until`, schemas.
+//! - `publisher`: outbox → broker delivery against a real broker and SQLite file; its modules:
+//!   - `publisher::delivery`: retire-after-PUBACK, outages, lost PUBACKs, status and live retention.
+//!   - `publisher::faults`: the watchdog on a stalled link, oversized rows, live-first with a paced backlog.
+//!   - `publisher::v5`: MQTT 5 delivery and PUBACK failure reason codes (Mosquitto ACL).
+//!   - `publisher::acl`: an ACL that denies the agent's topics keeps every row; the fallback to MQTT 3.1.1.
+//!   - `publisher::limits`: packet limits below the rows: a short log, no reconnect loop with MQTT 3.1.1.
+//!   - `publisher::store_full`: the store's filesystem fills up during delivery; every row arrives later.
 //! - `cli`: `validate` on good and bad files, and the demo as a newcomer runs it.
 //! - `crash`: the agent binary killed with SIGKILL 50 times, restarted after downtime, started twice (same
 //!   data_dir, same client id), its data_dir deleted under it, its files' modes under umask 000.
 //! - `clock`: wall-clock steps forward and back, and a restart with the clock behind the stored state.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
-//! - `modbus`: the poller against misbehaving PLCs (silence, late answers, half frames, exceptions, reboots,
-//!   fuzzed bytes), many units on one gateway, and the commissioning probe.
+//! - `modbus`: the poller against misbehaving PLCs; its modules:
+//!   - `modbus::gateway`: many units on one connection: values, pacing, unit backoff, no writes.
+//!   - `modbus::faults`: silence, late answers, half frames, wrong counts, exceptions, reboot, long outage.
+//!   - `modbus::disabled`: a tag refused with 01/02/03 is probed with backoff and enabled again.
+//!   - `modbus::fuzz`: arbitrary bytes as responses into the connection and the poller.
+//!   - `modbus::probe`: the commissioning probe finds the produced counter and its word order.
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
-//! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link), each with
-//!   a counting report.
+//! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link, MQTT 5
+//!   refused, full disk), each with a counting report.
 //! - `packet_limit`: every message the running agent publishes fits the largest-message bound `validate` checks
 //!   `mqtt.max_packet_size` against.
+//! - `quota`: the store's byte quota under a long outage: drops announced as `gap` events, totals exact.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.

@@ -16,6 +16,20 @@ pub(super) struct TagFields<'a> {
     bit: Option<u8>,
 }
 
+/// The [`TagFields`] of a raw counter or state register (both carry the same register keys), with `bit`.
+macro_rules! tag_fields {
+    ($raw:expr, $bit:expr) => {
+        TagFields {
+            table: &$raw.table,
+            address: $raw.address,
+            data_type: &$raw.data_type,
+            word_order: $raw.word_order.as_deref(),
+            byte_swap: $raw.byte_swap,
+            bit: $bit,
+        }
+    };
+}
+
 impl Validator<'_> {
     fn tag(&mut self, path: &str, fields: TagFields<'_>, unit_id: u8) -> Option<TagAddress> {
         let TagFields {
@@ -101,18 +115,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn counter(&mut self, path: &str, raw: &RawTag, unit_id: u8) -> Option<CounterTag> {
-        let tag = self.tag(
-            path,
-            TagFields {
-                table: &raw.table,
-                address: raw.address,
-                data_type: &raw.data_type,
-                word_order: raw.word_order.as_deref(),
-                byte_swap: raw.byte_swap,
-                bit: None,
-            },
-            unit_id,
-        )?;
+        let tag = self.tag(path, tag_fields!(raw, None), unit_id)?;
         let type_modulus: u128 = match tag.encoding.data_type {
             DataType::U16 => 1 << 16,
             DataType::U32 => 1 << 32,
@@ -172,18 +175,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn state(&mut self, path: &str, raw: &RawState, unit_id: u8) -> Option<StateTag> {
-        let tag = self.tag(
-            path,
-            TagFields {
-                table: &raw.table,
-                address: raw.address,
-                data_type: &raw.data_type,
-                word_order: raw.word_order.as_deref(),
-                byte_swap: raw.byte_swap,
-                bit: raw.bit,
-            },
-            unit_id,
-        )?;
+        let tag = self.tag(path, tag_fields!(raw, raw.bit), unit_id)?;
         if matches!(tag.encoding.data_type, DataType::F32 | DataType::F64) {
             self.problem(
                 format!("{path}.type"),
