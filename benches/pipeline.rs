@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use shopfloor_agent::logic::calendar::{Calendar, UnknownTime};
 use shopfloor_agent::logic::counter::{CounterConfig, CounterState, OnDecrease};
 use shopfloor_agent::logic::kpi::{self, Targets};
 use shopfloor_agent::logic::rollup::{Channel, MachineState, MachineWindows};
@@ -28,7 +29,13 @@ fn core_throughput() {
         on_decrease: OnDecrease::Reset,
         design_rate: None,
     };
-    let mut windows = MachineWindows::new("m".into(), periods, 10_000, 72 * 3_600_000, tz);
+    let mut windows = MachineWindows::new(
+        "m".into(),
+        periods,
+        10_000,
+        72 * 3_600_000,
+        Calendar::all_planned(tz),
+    );
     let mut produced = CounterState::default();
     let mut defective = CounterState::default();
     let samples: i64 = 500_000;
@@ -56,7 +63,12 @@ fn core_throughput() {
         }
         windows.add_state(MachineState::Running, at - 1000, at);
         for record in windows.close_due(at) {
-            let _ = kpi::compute(&record.sums, Some(300), &Targets::default());
+            let _ = kpi::compute(
+                &record.sums,
+                Some(300),
+                &Targets::default(),
+                UnknownTime::Loss,
+            );
             closed += 1;
         }
         let _ = windows.touched();

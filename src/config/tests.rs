@@ -95,7 +95,7 @@ fn sizes_and_periods_parse() {
     assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
     assert_eq!(parse_bytes("16TiB").unwrap(), 16 << 40);
     assert!(parse_bytes("12 parsecs").is_err());
-    assert_eq!(Period::parse("15m").unwrap().length_ms, 900_000);
+    assert_eq!(Period::parse("15m").unwrap().nominal_ms(), 900_000);
     assert!(Period::parse("7m").is_err());
 }
 

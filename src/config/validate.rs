@@ -142,12 +142,12 @@ impl Validator<'_> {
             let path = format!("agent.periods[{i}]");
             match Period::parse(name) {
                 Ok(period) => {
-                    if !seen.insert(period.length_ms) {
+                    if !seen.insert(period.kind) {
                         self.problem(&path, format!("period {name:?} is listed twice"));
                     }
                     let grace = match raw.grace.get(name) {
                         Some(text) => self.grace(name, text, &period),
-                        None => default_grace(period.length_ms),
+                        None => default_grace(period.nominal_ms()),
                     };
                     periods.push(PeriodConfig { period, grace });
                 }

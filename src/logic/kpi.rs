@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::calendar::UnknownTime;
 use super::rollup::WindowSums;
 
 /// Baseline and target of one KPI.
@@ -79,34 +80,34 @@ pub enum Direction {
 /// The ISO 22400 quantities a window's KPIs were computed from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct KpiBasis {
-    /// PBT: planned busy time in ms (all observed time until a shift calendar exists).
+    /// PBT: planned busy time in ms, in plan: running + unplanned stop + unknown (unknown left out
+    /// with `agent.unknown_time = "exclude"`); planned stops are planned downtime (docs/kpi.md).
     pub planned_ms: i64,
-    /// APT: running time inside PBT, in ms.
+    /// APT: running time in plan, in ms.
     pub running_ms: i64,
-    /// PQ: units produced inside planned time.
+    /// PQ: units produced in plan.
     pub produced: u64,
-    /// GQ: good units inside planned time (PQ − defective, clamped at 0).
+    /// GQ: good units in plan (PQ − defective, clamped at 0).
     pub good: u64,
-    /// Units produced outside planned time (counted in defect rate, excluded from OEE).
+    /// Units produced out of plan (counted in defect rate, excluded from OEE).
     pub out_of_plan_produced: u64,
-    /// Good units produced outside planned time.
+    /// Good units produced out of plan (out-of-plan produced − defective, clamped at 0).
     pub out_of_plan_good: u64,
 }
 
 impl KpiBasis {
-    /// Derives PBT, APT, PQ and GQ from a window's sums (no calendar: everything is in plan).
-    pub fn from_sums(sums: &WindowSums) -> KpiBasis {
-        let planned_ms = sums.running_ms.max(0)
-            + sums.planned_stop_ms.max(0)
-            + sums.unplanned_stop_ms.max(0)
-            + sums.unknown_ms.max(0);
+    /// Derives PBT, APT, PQ and GQ from a window's sums: in-plan time and counts only; the
+    /// out-of-plan counts come from the window's out-of-plan sums.
+    pub fn from_sums(sums: &WindowSums, unknown_time: UnknownTime) -> KpiBasis {
         KpiBasis {
-            planned_ms,
+            planned_ms: sums.planned_ms(unknown_time),
             running_ms: sums.running_ms.max(0),
             produced: sums.produced,
             good: sums.produced.saturating_sub(sums.defective),
-            out_of_plan_produced: 0,
-            out_of_plan_good: 0,
+            out_of_plan_produced: sums.out_of_plan_produced,
+            out_of_plan_good: sums
+                .out_of_plan_produced
+                .saturating_sub(sums.out_of_plan_defective),
         }
     }
 
@@ -175,9 +176,14 @@ const DEFECT_RATE_KEYS: TargetKeys = TargetKeys {
 
 /// Computes a window's KPIs from its sums, the machine's ideal cycle time and targets: availability =
 /// APT/PBT, performance = PRU·PQ/APT, quality = GQ/PQ, oee = PRU·GQ/PBT, defect_rate = (PQ−GQ)/PQ,
-/// productivity = GQ per planned hour.
-pub fn compute(sums: &WindowSums, ideal_cycle_time_ms: Option<i64>, targets: &Targets) -> Kpis {
-    let basis = KpiBasis::from_sums(sums);
+/// productivity = GQ per planned hour. `unknown_time` says whether unknown time is in PBT.
+pub fn compute(
+    sums: &WindowSums,
+    ideal_cycle_time_ms: Option<i64>,
+    targets: &Targets,
+    unknown_time: UnknownTime,
+) -> Kpis {
+    let basis = KpiBasis::from_sums(sums, unknown_time);
     let planned = basis.planned_ms as f64;
     let running = basis.running_ms as f64;
     let produced = basis.produced as f64;
@@ -427,7 +433,12 @@ mod tests {
         let window = sums(400, 20, 420 * MINUTE, 60 * MINUTE);
 
         // When
-        let kpis = compute(&window, Some(MINUTE), &Targets::default());
+        let kpis = compute(
+            &window,
+            Some(MINUTE),
+            &Targets::default(),
+            UnknownTime::Loss,
+        );
 
         // Then
         assert!(close(kpis.value("availability"), 0.875));
@@ -460,7 +471,12 @@ mod tests {
         };
 
         // When
-        let kpis = compute(&sums(1000, 20, 10 * MINUTE, 0), None, &targets);
+        let kpis = compute(
+            &sums(1000, 20, 10 * MINUTE, 0),
+            None,
+            &targets,
+            UnknownTime::Loss,
+        );
 
         // Then attainment is 0.6, the ratio target/actual is 0 and improvement is 60 %.
         let figures = kpis.targets["defect_rate"];
@@ -484,7 +500,12 @@ mod tests {
         };
 
         // When
-        let kpis = compute(&sums(60, 0, 60 * MINUTE, 0), None, &targets);
+        let kpis = compute(
+            &sums(60, 0, 60 * MINUTE, 0),
+            None,
+            &targets,
+            UnknownTime::Loss,
+        );
 
         // Then
         let figures = kpis.targets["productivity"];
@@ -495,7 +516,12 @@ mod tests {
 
     #[test]
     fn given_no_observed_time_when_computed_then_time_based_kpis_are_null_no_planned_time() {
-        let kpis = compute(&WindowSums::default(), Some(MINUTE), &Targets::default());
+        let kpis = compute(
+            &WindowSums::default(),
+            Some(MINUTE),
+            &Targets::default(),
+            UnknownTime::Loss,
+        );
 
         assert_eq!(kpis.null_reason("availability"), Some(NO_PLANNED_TIME));
         assert_eq!(kpis.null_reason("oee"), Some(NO_PLANNED_TIME));
@@ -519,6 +545,7 @@ mod tests {
             &sums(0, 0, 0, 15 * MINUTE),
             Some(MINUTE),
             &Targets::default(),
+            UnknownTime::Loss,
         );
 
         // Then
@@ -533,7 +560,12 @@ mod tests {
     #[test]
     fn given_no_ideal_cycle_time_when_computed_then_performance_and_oee_null_with_reason() {
         for ideal in [None, Some(0), Some(-5)] {
-            let kpis = compute(&sums(10, 1, MINUTE, 0), ideal, &Targets::default());
+            let kpis = compute(
+                &sums(10, 1, MINUTE, 0),
+                ideal,
+                &Targets::default(),
+                UnknownTime::Loss,
+            );
 
             assert_eq!(kpis.null_reason("performance"), Some(NO_IDEAL_CYCLE_TIME));
             assert_eq!(kpis.null_reason("oee"), Some(NO_IDEAL_CYCLE_TIME));
@@ -546,7 +578,12 @@ mod tests {
     #[test]
     fn given_performance_above_one_when_computed_then_value_is_kept_and_flagged() {
         // Given 2 units in one running minute with an ideal cycle of 1 minute.
-        let kpis = compute(&sums(2, 0, MINUTE, 0), Some(MINUTE), &Targets::default());
+        let kpis = compute(
+            &sums(2, 0, MINUTE, 0),
+            Some(MINUTE),
+            &Targets::default(),
+            UnknownTime::Loss,
+        );
 
         assert!(close(kpis.value("performance"), 2.0));
         assert_eq!(kpis.flags, vec![FLAG_PERFORMANCE_ABOVE_1]);
@@ -554,7 +591,12 @@ mod tests {
 
     #[test]
     fn given_more_defective_than_produced_when_computed_then_good_clamps_and_is_flagged() {
-        let kpis = compute(&sums(5, 8, MINUTE, 0), None, &Targets::default());
+        let kpis = compute(
+            &sums(5, 8, MINUTE, 0),
+            None,
+            &Targets::default(),
+            UnknownTime::Loss,
+        );
 
         assert_eq!(kpis.basis.good, 0);
         assert!(close(kpis.value("quality"), 0.0));
@@ -572,7 +614,12 @@ mod tests {
             defect_rate: None,
         };
 
-        let kpis = compute(&sums(60, 0, 60 * MINUTE, 0), None, &targets);
+        let kpis = compute(
+            &sums(60, 0, 60 * MINUTE, 0),
+            None,
+            &targets,
+            UnknownTime::Loss,
+        );
 
         assert_eq!(kpis.targets["productivity"].attainment, None);
         assert_eq!(
@@ -592,7 +639,7 @@ mod tests {
             }),
         };
 
-        let kpis = compute(&sums(100, 0, MINUTE, 0), None, &targets);
+        let kpis = compute(&sums(100, 0, MINUTE, 0), None, &targets, UnknownTime::Loss);
 
         let figures = kpis.targets["defect_rate"];
         assert_eq!(figures.attainment_ratio, None);
@@ -614,7 +661,12 @@ mod tests {
             defect_rate: None,
         };
 
-        let kpis = compute(&sums(60, 0, 60 * MINUTE, 0), None, &targets);
+        let kpis = compute(
+            &sums(60, 0, 60 * MINUTE, 0),
+            None,
+            &targets,
+            UnknownTime::Loss,
+        );
 
         assert_eq!(
             kpis.null_reason("productivity.improvement"),
@@ -643,7 +695,7 @@ mod tests {
             }),
         };
 
-        let kpis = compute(&WindowSums::default(), None, &targets);
+        let kpis = compute(&WindowSums::default(), None, &targets, UnknownTime::Loss);
 
         for key in [
             "productivity.attainment",
@@ -673,7 +725,12 @@ mod tests {
             defect_rate: None,
         };
 
-        let kpis = compute(&sums(60, 0, 60 * MINUTE, 0), None, &targets);
+        let kpis = compute(
+            &sums(60, 0, 60 * MINUTE, 0),
+            None,
+            &targets,
+            UnknownTime::Loss,
+        );
 
         assert_eq!(
             kpis.null_reason("productivity.improvement"),
@@ -688,7 +745,12 @@ mod tests {
         let long = sums(10, 5, MINUTE, 9 * MINUTE);
 
         // When
-        let merged = compute(&merge(&short, &long), Some(6_000), &Targets::default());
+        let merged = compute(
+            &merge(&short, &long),
+            Some(6_000),
+            &Targets::default(),
+            UnknownTime::Loss,
+        );
 
         // Then availability is 2/11, not (1 + 0.1) / 2; quality is 15/20, not (1 + 0.5) / 2.
         assert!(close(merged.value("availability"), 2.0 / 11.0));
@@ -731,10 +793,11 @@ mod tests {
             b in arb_sums(),
             ideal in 1i64..120_000,
         ) {
-            let merged = compute(&merge(&a, &b), Some(ideal), &Targets::default());
+            let merged = compute(&merge(&a, &b), Some(ideal), &Targets::default(), UnknownTime::Loss);
 
+            // PBT leaves planned stops out (planned downtime).
             let planned = |s: &WindowSums| {
-                (s.running_ms + s.planned_stop_ms + s.unplanned_stop_ms + s.unknown_ms) as f64
+                (s.running_ms + s.unplanned_stop_ms + s.unknown_ms) as f64
             };
             let pbt = planned(&a) + planned(&b);
             let apt = (a.running_ms + b.running_ms) as f64;

@@ -313,6 +313,21 @@ fn state_name(state: MachineState) -> &'static str {
     }
 }
 
+/// `{period, start, end}`, plus `shift` and `production_date` when the window has them.
+fn window_object(record: &WindowRecord, tz: &TimeZone) -> Value {
+    let mut window = Map::new();
+    window.insert("period".into(), json!(record.period));
+    window.insert("start".into(), json!(rfc3339(record.start, tz)));
+    window.insert("end".into(), json!(rfc3339(record.end, tz)));
+    if let Some(shift) = &record.shift {
+        window.insert("shift".into(), json!(shift));
+    }
+    if let Some(date) = record.production_date {
+        window.insert("production_date".into(), json!(date.to_string()));
+    }
+    Value::Object(window)
+}
+
 /// `{period, start, end}` plus the window's times, counts, KPIs, targets, nulls and flags.
 fn window_fields(record: &WindowRecord, kpis: &Kpis, tz: &TimeZone) -> Map<String, Value> {
     let sums = &record.sums;
@@ -347,14 +362,7 @@ fn window_fields(record: &WindowRecord, kpis: &Kpis, tz: &TimeZone) -> Map<Strin
     flags.dedup();
 
     let mut fields = Map::new();
-    fields.insert(
-        "window".into(),
-        json!({
-            "period": record.period,
-            "start": rfc3339(record.start, tz),
-            "end": rfc3339(record.end, tz),
-        }),
-    );
+    fields.insert("window".into(), window_object(record, tz));
     fields.insert("status".into(), json!(status_name(record.status)));
     fields.insert("revision".into(), json!(record.revision));
     fields.insert(
@@ -365,6 +373,7 @@ fn window_fields(record: &WindowRecord, kpis: &Kpis, tz: &TimeZone) -> Map<Strin
             "planned_stop": sums.planned_stop_ms,
             "unplanned_stop": sums.unplanned_stop_ms,
             "unknown": sums.unknown_ms,
+            "out_of_plan": sums.out_of_plan_ms,
         }),
     );
     fields.insert(
@@ -613,6 +622,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+    use crate::logic::calendar::UnknownTime;
     use crate::logic::clock::StepDirection;
     use crate::logic::kpi::{compute, Target, Targets};
     use crate::logic::rollup::{Flag, WindowSums};
@@ -660,6 +670,8 @@ mod tests {
             period: "15m".into(),
             start: NINE_AM_SEOUL,
             end: NINE_AM_SEOUL + 15 * MINUTE,
+            shift: Some("early".into()),
+            production_date: Some(jiff::civil::date(2026, 11, 28)),
             sums: WindowSums {
                 produced: 212,
                 defective: 4,
@@ -668,6 +680,9 @@ mod tests {
                 planned_stop_ms: MINUTE,
                 unplanned_stop_ms: 90_000,
                 unknown_ms: 30_000,
+                out_of_plan_ms: 0,
+                out_of_plan_produced: 0,
+                out_of_plan_defective: 0,
                 flags: BTreeSet::from([Flag::Estimated, Flag::Gap]),
             },
             status,
@@ -795,7 +810,7 @@ mod tests {
     fn given_final_window_when_rollup_built_then_fields_match_design_and_schema() {
         // Given a final 15m window in Seoul.
         let window = record(WindowStatus::Final, 0);
-        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let kpis = compute(&window.sums, Some(3_000), &targets(), UnknownTime::Loss);
 
         // When
         let body = rollup_payload(&identity(), "line-a", &window, &kpis, &seoul());
@@ -819,12 +834,16 @@ mod tests {
         );
         assert_eq!(stored["window"]["start"], "2026-11-28T09:00:00+09:00");
         assert_eq!(stored["window"]["end"], "2026-11-28T09:15:00+09:00");
+        assert_eq!(stored["window"]["shift"], "early");
+        assert_eq!(stored["window"]["production_date"], "2026-11-28");
         assert_eq!(stored["status"], "final");
-        assert_eq!(stored["times_ms"]["planned"], 15 * MINUTE);
+        // PBT = running 12 min + unplanned stop 1.5 min + unknown 0.5 min; the planned stop is not in it.
+        assert_eq!(stored["times_ms"]["planned"], 14 * MINUTE);
+        assert_eq!(stored["times_ms"]["out_of_plan"], 0);
         assert_eq!(stored["counts"]["good"], 208);
         assert_eq!(stored["counts"]["by_reason"]["burr"], 3);
         assert_eq!(stored["out_of_plan"]["produced"], 0);
-        assert_eq!(stored["kpi"]["availability"], 0.8);
+        assert_eq!(stored["kpi"]["availability"], 12.0 / 14.0);
         assert_eq!(stored["targets"]["defect_rate"]["baseline"], 0.05);
         assert_eq!(stored["nulls"], json!({}));
         assert_eq!(stored["flags"], json!(["estimated", "gap"]));
@@ -836,7 +855,7 @@ mod tests {
         // Given a restated window with no time and no counts, replayed by the publisher.
         let mut window = record(WindowStatus::Restated, 2);
         window.sums = WindowSums::default();
-        let kpis = compute(&window.sums, None, &targets());
+        let kpis = compute(&window.sums, None, &targets(), UnknownTime::Loss);
 
         // When
         let mut stored = as_stored(
@@ -858,7 +877,7 @@ mod tests {
     #[test]
     fn given_rollup_missing_a_required_field_when_validated_then_schema_rejects_it() {
         let window = record(WindowStatus::Final, 0);
-        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let kpis = compute(&window.sums, Some(3_000), &targets(), UnknownTime::Loss);
         let body = rollup_payload(&identity(), "line-a", &window, &kpis, &seoul());
 
         // Without the store's seq/db_epoch the payload is not publishable.
@@ -872,7 +891,7 @@ mod tests {
     #[test]
     fn given_rollup_with_wrong_status_or_extra_field_when_validated_then_schema_rejects_it() {
         let window = record(WindowStatus::Final, 0);
-        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let kpis = compute(&window.sums, Some(3_000), &targets(), UnknownTime::Loss);
         let stored = as_stored(
             rollup_payload(&identity(), "line-a", &window, &kpis, &seoul()),
             1,
@@ -899,8 +918,13 @@ mod tests {
         let mut hour = record(WindowStatus::Open, 0);
         hour.period = "1h".into();
         hour.end = NINE_AM_SEOUL + 60 * MINUTE;
-        let quarter_kpis = compute(&quarter.sums, Some(3_000), &targets());
-        let hour_kpis = compute(&hour.sums, Some(3_000), &Targets::default());
+        let quarter_kpis = compute(&quarter.sums, Some(3_000), &targets(), UnknownTime::Loss);
+        let hour_kpis = compute(
+            &hour.sums,
+            Some(3_000),
+            &Targets::default(),
+            UnknownTime::Loss,
+        );
 
         // When
         let body = live_payload(

@@ -1,61 +1,104 @@
-//! Window arithmetic: periods, local-clock alignment, proportional splitting, RFC 3339 labels.
-//! Windows are half-open `[start, end)`. A window boundary is an instant whose local wall-clock
-//! time (with the offset in force at that instant) is a whole multiple of the period since local
-//! midnight, so windows follow the local clock across offset changes: at a DST change a 1h window
-//! may last 2h or vanish, and a 24h window is the local day. No shift calendar here (yet).
+//! Window arithmetic: periods, local-clock alignment, shift and day windows, proportional
+//! splitting, RFC 3339 labels. Windows are half-open `[start, end)`. A fixed-period boundary is an
+//! instant whose local wall-clock time (with the offset in force at that instant) is a whole multiple
+//! of the period since local midnight, so windows follow the local clock across offset changes: at a
+//! DST change a 1h window may last 2h or vanish. A `day` window is local midnight to midnight (23h or
+//! 25h on DST days); a `shift` window is one worked shift occurrence of the calendar, and time outside
+//! worked shifts belongs to no shift window.
 
+use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::calendar::Calendar;
 use super::Millis;
 
-/// Milliseconds in a day; a period length must divide it.
+/// Milliseconds in a day; a fixed period length must divide it.
 pub const DAY_MS: i64 = 86_400_000;
 
 /// Transitions looked at before giving up on finding a boundary (never reached with real zones).
 const MAX_TRANSITION_STEPS: usize = 16;
 
-/// A fixed-length window period aligned to the local clock ("1m", "15m", "1h", "30s", ...).
+/// Name of the period whose windows are the worked shift occurrences.
+pub const SHIFT_PERIOD: &str = "shift";
+/// Name of the period whose windows are local days.
+pub const DAY_PERIOD: &str = "day";
+
+/// How a period's windows are laid out in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeriodKind {
+    /// Fixed length aligned to the local clock; the length divides a day.
+    Fixed {
+        /// Length in ms.
+        length_ms: i64,
+    },
+    /// One window per worked shift occurrence of the calendar.
+    Shift,
+    /// One window per local day, midnight to midnight.
+    Day,
+}
+
+/// A window period: fixed ("1m", "15m", "1h", "30s", ...), `shift` or `day`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Period {
     /// The name used in topics and payloads.
     pub name: String,
-    /// Length in ms; divides a day, so local midnight is always a boundary.
-    pub length_ms: i64,
+    /// How its windows are laid out.
+    pub kind: PeriodKind,
 }
 
 impl Period {
-    /// Parses `"Ns"`, `"Nm"` or `"Nh"` (N a positive integer); the length must divide 24h evenly.
+    /// Parses `"shift"`, `"day"`, or `"Ns"`, `"Nm"`, `"Nh"` (N a positive integer, the length
+    /// dividing 24h evenly).
     pub fn parse(name: &str) -> Result<Period, String> {
         let trimmed = name.trim();
-        let (number, unit_ms) = match trimmed.char_indices().last() {
-            Some((index, 's')) => (&trimmed[..index], 1_000),
-            Some((index, 'm')) => (&trimmed[..index], 60_000),
-            Some((index, 'h')) => (&trimmed[..index], 3_600_000),
-            _ => {
-                return Err(format!(
-                    "period {name:?} must look like \"30s\", \"15m\" or \"1h\""
-                ))
-            }
+        let kind = match trimmed {
+            SHIFT_PERIOD => PeriodKind::Shift,
+            DAY_PERIOD => PeriodKind::Day,
+            _ => PeriodKind::Fixed {
+                length_ms: parse_fixed_length(name, trimmed)?,
+            },
         };
-        let count: i64 = number
-            .parse()
-            .ok()
-            .filter(|count| *count > 0 && number.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| format!("period {name:?} must start with a positive whole number"))?;
-        let length_ms = count
-            .checked_mul(unit_ms)
-            .filter(|length| *length <= DAY_MS && DAY_MS % length == 0)
-            .ok_or_else(|| {
-                format!("period {name:?} must divide a day evenly (e.g. 1m, 15m, 1h)")
-            })?;
         Ok(Period {
             name: trimmed.to_string(),
-            length_ms,
+            kind,
         })
     }
+
+    /// The longest a window of this period lasts on a day without an offset change: the fixed
+    /// length, or a day for `shift` and `day` (a shift lasts at most 24h). Used for graces and
+    /// how long a closed window stays in memory.
+    pub fn nominal_ms(&self) -> i64 {
+        match self.kind {
+            PeriodKind::Fixed { length_ms } => length_ms,
+            PeriodKind::Shift | PeriodKind::Day => DAY_MS,
+        }
+    }
+}
+
+/// The length of a fixed period named like `"15m"`, or why it is not one.
+fn parse_fixed_length(name: &str, trimmed: &str) -> Result<i64, String> {
+    let (number, unit_ms) = match trimmed.char_indices().last() {
+        Some((index, 's')) => (&trimmed[..index], 1_000),
+        Some((index, 'm')) => (&trimmed[..index], 60_000),
+        Some((index, 'h')) => (&trimmed[..index], 3_600_000),
+        _ => {
+            return Err(format!(
+                "period {name:?} must look like \"30s\", \"15m\", \"1h\", \"shift\" or \"day\""
+            ))
+        }
+    };
+    let count: i64 = number
+        .parse()
+        .ok()
+        .filter(|count| *count > 0 && number.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("period {name:?} must start with a positive whole number"))?;
+    count
+        .checked_mul(unit_ms)
+        .filter(|length| *length <= DAY_MS && DAY_MS % length == 0)
+        .ok_or_else(|| format!("period {name:?} must divide a day evenly (e.g. 1m, 15m, 1h)"))
 }
 
 impl TryFrom<String> for Period {
@@ -117,14 +160,14 @@ fn transition_after(at: Millis, tz: &TimeZone) -> Option<Millis> {
         .map(|transition| transition.timestamp().as_millisecond())
 }
 
-/// Whether the local wall-clock time at `at` is a whole multiple of the period.
-fn is_boundary(period: &Period, at: Millis, tz: &TimeZone) -> bool {
-    (at + offset_ms(at, tz)).rem_euclid(period.length_ms.clamp(1, DAY_MS)) == 0
+/// Whether the local wall-clock time at `at` is a whole multiple of `length_ms`.
+fn is_boundary(length_ms: i64, at: Millis, tz: &TimeZone) -> bool {
+    (at + offset_ms(at, tz)).rem_euclid(length_ms.clamp(1, DAY_MS)) == 0
 }
 
-/// Start of the window containing `at`: the latest boundary `<= at`.
-pub fn window_start(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
-    let length = period.length_ms.clamp(1, DAY_MS);
+/// Start of the fixed window of `length_ms` containing `at`: the latest boundary `<= at`.
+fn fixed_start(length_ms: i64, at: Millis, tz: &TimeZone) -> Millis {
+    let length = length_ms.clamp(1, DAY_MS);
     let at = clamp(at);
     let mut probe = at;
     let mut candidate = at;
@@ -142,9 +185,9 @@ pub fn window_start(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
     candidate
 }
 
-/// End of the window containing `at`: the earliest boundary `> at`.
-pub fn window_end(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
-    let length = period.length_ms.clamp(1, DAY_MS);
+/// End of the fixed window of `length_ms` containing `at`: the earliest boundary `> at`.
+fn fixed_end(length_ms: i64, at: Millis, tz: &TimeZone) -> Millis {
+    let length = length_ms.clamp(1, DAY_MS);
     let at = clamp(at);
     let mut probe = at;
     let mut candidate = at + length;
@@ -154,69 +197,152 @@ pub fn window_end(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
         match transition_after(probe, tz) {
             None => return candidate,
             Some(segment_end) if candidate < segment_end => return candidate,
-            Some(segment_end) if is_boundary(period, segment_end, tz) => return segment_end,
+            Some(segment_end) if is_boundary(length, segment_end, tz) => return segment_end,
             Some(segment_end) => probe = segment_end,
         }
     }
     candidate
 }
 
-/// The windows `[start, end)` that overlap the half-open interval `[t_from, t_to)`, in order.
+/// The local day containing `at`: `[midnight, next midnight)` (the first instant of each date
+/// when midnight itself does not exist). Falls back to fixed 24h alignment at the ends of jiff's range.
+fn day_bounds(at: Millis, tz: &TimeZone) -> (Millis, Millis) {
+    let at = clamp(at);
+    let date = local_date(at, tz);
+    let start_of = |date: Date| {
+        date.to_zoned(tz.clone())
+            .and_then(|zoned| zoned.start_of_day())
+            .map(|zoned| zoned.timestamp().as_millisecond())
+    };
+    match (start_of(date), date.tomorrow().and_then(start_of)) {
+        (Ok(start), Ok(end)) if start <= at && at < end => (start, end),
+        _ => (fixed_start(DAY_MS, at, tz), fixed_end(DAY_MS, at, tz)),
+    }
+}
+
+/// The local date of `at` in `tz`.
+pub fn local_date(at: Millis, tz: &TimeZone) -> Date {
+    tz.to_datetime(timestamp(at)).date()
+}
+
+/// The window of `period` containing `at`, `(start, end)`; `None` for a `shift` period when `at`
+/// lies in no worked shift.
+pub fn window_at(period: &Period, at: Millis, calendar: &Calendar) -> Option<(Millis, Millis)> {
+    let tz = calendar.timezone();
+    match period.kind {
+        PeriodKind::Fixed { length_ms } => {
+            Some((fixed_start(length_ms, at, tz), fixed_end(length_ms, at, tz)))
+        }
+        PeriodKind::Day => Some(day_bounds(at, tz)),
+        PeriodKind::Shift => calendar
+            .shift_at(at)
+            .map(|occurrence| (occurrence.start, occurrence.end)),
+    }
+}
+
+/// The windows `[start, end)` that overlap the half-open interval `[t_from, t_to)`, in order. A
+/// `shift` period's windows may leave parts of the interval uncovered (time between shifts).
 ///
-/// An empty or reversed interval (`t_from >= t_to`) yields the one window containing `t_to`.
+/// An empty or reversed interval (`t_from >= t_to`) yields the window containing `t_to`, if any.
 pub fn windows_overlapping(
     period: &Period,
     t_from: Millis,
     t_to: Millis,
-    tz: &TimeZone,
+    calendar: &Calendar,
 ) -> Vec<(Millis, Millis)> {
     if t_from >= t_to {
-        let start = window_start(period, t_to, tz);
-        return vec![(start, window_end(period, start, tz))];
+        return window_at(period, t_to, calendar).into_iter().collect();
+    }
+    if period.kind == PeriodKind::Shift {
+        return calendar
+            .shifts_overlapping(t_from, t_to)
+            .into_iter()
+            .map(|occurrence| (occurrence.start, occurrence.end))
+            .collect();
     }
     let mut windows = Vec::new();
-    let mut start = window_start(period, t_from, tz);
-    while start < t_to {
-        let end = window_end(period, start, tz);
-        if end <= start {
+    let mut at = t_from;
+    while at < t_to {
+        let Some((start, end)) = window_at(period, at, calendar) else {
+            break;
+        };
+        if end <= at {
             // Only at the clamped edge of the supported range.
             windows.push((start, t_to));
             break;
         }
         windows.push((start, end));
-        start = end;
+        at = end;
     }
     windows
+}
+
+/// What a window carries besides its bounds (README.md, "MQTT topics"): the shift it is or lies
+/// inside, and its production date.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowLabels {
+    /// Name of the worked shift that is the window or wholly contains it.
+    pub shift: Option<String>,
+    /// Production date: of the shift for a shift window or a window inside a shift; the local date
+    /// for a day window (a night shift's hours after midnight count in the next day).
+    pub production_date: Option<Date>,
+}
+
+/// The labels of the window `[start, end)` of `period`.
+pub fn window_labels(
+    period: &Period,
+    start: Millis,
+    end: Millis,
+    calendar: &Calendar,
+) -> WindowLabels {
+    let inside = calendar
+        .shift_at(start)
+        .filter(|occurrence| end <= occurrence.end);
+    match period.kind {
+        PeriodKind::Fixed { .. } | PeriodKind::Shift => WindowLabels {
+            production_date: inside.as_ref().map(|occurrence| occurrence.production_date),
+            shift: inside.map(|occurrence| occurrence.name),
+        },
+        PeriodKind::Day => WindowLabels {
+            shift: inside.map(|occurrence| occurrence.name),
+            production_date: Some(local_date(start, calendar.timezone())),
+        },
+    }
 }
 
 /// Splits `amount` over the windows `[t_from, t_to)` overlaps, in proportion to the overlap time.
 /// Cost is linear in the number of windows the interval spans.
 ///
 /// Largest remainder method: every window gets the floor of its exact share, and the units left
-/// over go to the largest fractional remainders, ties to the earlier window. The parts always sum
-/// to `amount`. Windows whose part is 0 are left out. When `t_from >= t_to`, everything goes to
-/// the window containing `t_to`. Returns `(window start, part)` in time order.
+/// over go to the largest fractional remainders, ties to the earlier window. Time the period's
+/// windows do not cover (between shifts) takes its share too, and that share is left out: the
+/// parts sum to `amount` exactly when the windows cover the interval. Windows whose part is 0 are
+/// left out. When `t_from >= t_to`, everything goes to the window containing `t_to`. Returns
+/// `(window start, part)` in time order.
 pub fn split_proportional(
     amount: u64,
     t_from: Millis,
     t_to: Millis,
     period: &Period,
-    tz: &TimeZone,
+    calendar: &Calendar,
 ) -> Vec<(Millis, u64)> {
     if amount == 0 {
         return Vec::new();
     }
-    let windows = windows_overlapping(period, t_from, t_to, tz);
+    let windows = windows_overlapping(period, t_from, t_to, calendar);
     if t_from >= t_to {
         return windows
             .into_iter()
             .map(|(start, _)| (start, amount))
             .collect();
     }
-    let weights: Vec<u64> = windows
+    let mut weights: Vec<u64> = windows
         .iter()
         .map(|&(start, end)| overlap_ms(start, end, t_from, t_to).unsigned_abs())
         .collect();
+    let covered: u64 = weights.iter().sum();
+    // The uncovered time, as a last bucket whose part belongs to no window.
+    weights.push((t_to - t_from).unsigned_abs().saturating_sub(covered));
     let parts = largest_remainder(amount, &weights);
     windows
         .iter()
@@ -287,19 +413,56 @@ mod tests {
         text.parse::<Timestamp>().unwrap().as_millisecond()
     }
 
+    fn calendar(tz: &TimeZone) -> Calendar {
+        Calendar::all_planned(tz.clone())
+    }
+
+    /// Start of the window containing `at` (every instant is in a fixed or day window).
+    fn window_start(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
+        window_at(period, at, &calendar(tz)).unwrap().0
+    }
+
+    /// End of the window containing `at`.
+    fn window_end(period: &Period, at: Millis, tz: &TimeZone) -> Millis {
+        window_at(period, at, &calendar(tz)).unwrap().1
+    }
+
+    fn windows_overlapping(
+        period: &Period,
+        t_from: Millis,
+        t_to: Millis,
+        tz: &TimeZone,
+    ) -> Vec<(Millis, Millis)> {
+        super::windows_overlapping(period, t_from, t_to, &calendar(tz))
+    }
+
+    fn split_proportional(
+        amount: u64,
+        t_from: Millis,
+        t_to: Millis,
+        period: &Period,
+        tz: &TimeZone,
+    ) -> Vec<(Millis, u64)> {
+        super::split_proportional(amount, t_from, t_to, period, &calendar(tz))
+    }
+
+    fn is_boundary(period: &Period, at: Millis, tz: &TimeZone) -> bool {
+        super::is_boundary(period.nominal_ms(), at, tz)
+    }
+
     fn period(name: &str) -> Period {
         Period::parse(name).unwrap()
     }
 
     #[test]
     fn given_period_names_when_parsed_then_lengths_or_errors() {
-        assert_eq!(period("1m").length_ms, 60_000);
-        assert_eq!(period("15m").length_ms, 900_000);
-        assert_eq!(period("1h").length_ms, 3_600_000);
-        assert_eq!(period("5s").length_ms, 5_000);
-        assert_eq!(period("30s").length_ms, 30_000);
-        assert_eq!(period("2m").length_ms, 120_000);
-        assert_eq!(period("24h").length_ms, DAY_MS);
+        assert_eq!(period("1m").nominal_ms(), 60_000);
+        assert_eq!(period("15m").nominal_ms(), 900_000);
+        assert_eq!(period("1h").nominal_ms(), 3_600_000);
+        assert_eq!(period("5s").nominal_ms(), 5_000);
+        assert_eq!(period("30s").nominal_ms(), 30_000);
+        assert_eq!(period("2m").nominal_ms(), 120_000);
+        assert_eq!(period("24h").nominal_ms(), DAY_MS);
         assert_eq!(period("1h").name, "1h");
         for bad in [
             "", "m", "0m", "7m", "7s", "-1m", "+1m", "1d", "25h", "1.5h", "1 m", "48h",

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
 use crate::config::{self, Config, CounterTag, MachineConfig};
+use crate::logic::calendar::{Calendar, UnknownTime};
 use crate::logic::clock::{StepDetector, StepLog};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
@@ -216,7 +217,7 @@ impl Processor {
                         vec![p.period.clone()],
                         config::clock::millis(p.grace),
                         horizon_ms,
-                        config.agent.timezone.clone(),
+                        Calendar::all_planned(config.agent.timezone.clone()),
                     );
                     acc.restore(
                         records
@@ -633,6 +634,7 @@ fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
         &record.sums,
         machine.ideal_cycle_time.map(config::clock::millis),
         &machine.targets,
+        UnknownTime::default(),
     )
 }
 

@@ -67,8 +67,8 @@ impl DropClass {
             "shift" | "day" => DropClass::Durable,
             _ if period.contains('/') => DropClass::Durable,
             _ => match Period::parse(period) {
-                Ok(period) if period.length_ms < QUARTER_MS => DropClass::Rollup1m,
-                Ok(period) if period.length_ms < HOUR_MS => DropClass::Rollup15m,
+                Ok(period) if period.nominal_ms() < QUARTER_MS => DropClass::Rollup1m,
+                Ok(period) if period.nominal_ms() < HOUR_MS => DropClass::Rollup15m,
                 Ok(_) => DropClass::Rollup1h,
                 Err(_) => DropClass::RollupUnknown,
             },

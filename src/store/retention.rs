@@ -136,6 +136,8 @@ mod tests {
             period: period.into(),
             start,
             end: start + MINUTE,
+            shift: None,
+            production_date: None,
             sums: WindowSums::default(),
             status,
             revision: 0,

@@ -15,6 +15,7 @@ use jiff::tz::TimeZone;
 use serde_json::{json, Value};
 
 use super::{Config, MachineConfig};
+use crate::logic::calendar::UnknownTime;
 use crate::logic::clock::{ClockStep, StepDirection};
 use crate::logic::decode::Table;
 use crate::logic::kpi::{self, Kpis, Target, Targets};
@@ -187,7 +188,12 @@ fn widest_kpis(targets: &Targets) -> Kpis {
         productivity: flat(&targets.productivity),
         defect_rate: flat(&targets.defect_rate),
     };
-    let mut kpis = kpi::compute(&WindowSums::default(), None, &flat_targets);
+    let mut kpis = kpi::compute(
+        &WindowSums::default(),
+        None,
+        &flat_targets,
+        UnknownTime::Loss,
+    );
     let longest_reason = [
         kpi::NO_PLANNED_TIME,
         kpi::NO_RUN_TIME,
@@ -237,6 +243,8 @@ fn widest_window(machine: &MachineConfig, period: &str, status: WindowStatus) ->
         period: period.to_string(),
         start: SOME_INSTANT,
         end: SOME_INSTANT + 1,
+        shift: None,
+        production_date: None,
         sums: WindowSums {
             produced: u64::MAX,
             defective: u64::MAX,
@@ -249,6 +257,9 @@ fn widest_window(machine: &MachineConfig, period: &str, status: WindowStatus) ->
             planned_stop_ms: i64::MAX,
             unplanned_stop_ms: i64::MAX,
             unknown_ms: i64::MAX,
+            out_of_plan_ms: i64::MAX,
+            out_of_plan_produced: u64::MAX,
+            out_of_plan_defective: u64::MAX,
             flags: every_flag(),
         },
         status,

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::logic::calendar::{Calendar, UnknownTime};
 use crate::logic::rollup::{Channel, MachineWindows};
 
 const CONFIG: &str = r#"
@@ -58,8 +59,13 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
         .iter()
         .map(|p| p.period.clone())
         .collect();
-    let mut windows =
-        MachineWindows::new(machine.id.clone(), periods, 10_000, 72 * HOUR, tz.clone());
+    let mut windows = MachineWindows::new(
+        machine.id.clone(),
+        periods,
+        10_000,
+        72 * HOUR,
+        Calendar::all_planned(tz.clone()),
+    );
     let mut channels = vec![Channel::Produced, Channel::Defective];
     channels.extend(
         machine
@@ -78,6 +84,7 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
             &record.sums,
             machine.ideal_cycle_time.map(crate::config::clock::millis),
             &machine.targets,
+            UnknownTime::Loss,
         )
     };
     let live_topic = payload::live_topic(&identity, &machine.line, &machine.id);

@@ -19,7 +19,7 @@ impl Validator<'_> {
             return;
         };
         for p in &config.agent.periods {
-            let length = Duration::from_millis(u64::try_from(p.period.length_ms).unwrap_or(0));
+            let length = Duration::from_millis(u64::try_from(p.period.nominal_ms()).unwrap_or(0));
             if length < slowest {
                 let index = names
                     .iter()

@@ -247,7 +247,7 @@ impl Validator<'_> {
     /// A period's grace: at least [`MIN_GRACE`], at most the period itself (a longer grace would keep
     /// more than two windows of the period open at once).
     pub(super) fn grace(&mut self, name: &str, text: &str, period: &Period) -> Duration {
-        let length = Duration::from_millis(u64::try_from(period.length_ms).unwrap_or(0));
+        let length = Duration::from_millis(u64::try_from(period.nominal_ms()).unwrap_or(0));
         let span = Span {
             min: MIN_GRACE,
             max: length,

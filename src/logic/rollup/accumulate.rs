@@ -1,28 +1,48 @@
-//! Facts into windows: counted deltas split in proportion to time, state time split exactly, flags,
-//! and the late-fact rule at the restatement horizon.
+//! Facts into windows: each counted delta and state interval is split over the calendar's plan
+//! first (in plan / out of plan, and at shift boundaries), then over the windows of every period;
+//! counts in proportion to time, state time exactly. Also flags, and the late-fact rule at the
+//! restatement horizon. A `shift` period has no window between shifts: time and units there reach
+//! only the other periods (and a late part whose oldest kept time lies between shifts is left out
+//! of the `shift` period).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::tz::TimeZone;
-
-use super::change::Change;
+use super::change::{Change, Plan};
 use super::{
     Channel, Flag, LateTally, MachineState, MachineWindows, WindowRecord, WindowStatus, WindowSums,
 };
+use crate::logic::calendar::Calendar;
 use crate::logic::window::{
-    largest_remainder, overlap_ms, split_proportional, window_end, window_start,
+    largest_remainder, overlap_ms, split_proportional, window_at, window_labels,
     windows_overlapping, Period,
 };
 use crate::logic::Millis;
 
+/// A stretch `[from, to)` wholly in or out of plan and inside at most one shift occurrence; for an
+/// instant fact, `from == to`.
+type Piece = (Millis, Millis, Plan);
+
+/// Where one part of a count goes in one period, and what it carries.
+struct CountPart<'a> {
+    channel: &'a Channel,
+    amount: u64,
+    from: Millis,
+    to: Millis,
+    plan: Plan,
+    flag: Option<Flag>,
+    /// The fact was apportioned over more than one piece of the plan.
+    across_plan: bool,
+}
+
 impl MachineWindows {
-    /// An empty accumulator; `grace_ms` applies to every period.
+    /// An empty accumulator; `grace_ms` applies to every period. The calendar holds the time zone
+    /// windows align to and which time is in plan.
     pub fn new(
         machine: String,
         periods: Vec<Period>,
         grace_ms: i64,
         horizon_ms: i64,
-        tz: TimeZone,
+        calendar: Calendar,
     ) -> Self {
         let windows = periods.iter().map(|_| BTreeMap::new()).collect();
         let resident_from = vec![Millis::MIN; periods.len()];
@@ -31,7 +51,7 @@ impl MachineWindows {
             periods,
             grace_ms,
             horizon_ms,
-            tz,
+            calendar,
             windows,
             touched: BTreeSet::new(),
             due: BTreeSet::new(),
@@ -44,10 +64,12 @@ impl MachineWindows {
 
     /// Adds `amount` of `channel`, produced over `[t_from, t_to)`, to the windows of every period.
     ///
-    /// An interval straddling a boundary is split by [`split_proportional`] and every window that
-    /// receives a part is flagged [`Flag::Estimated`]. `flag` goes on every window that receives a part;
-    /// with `amount == 0` it goes on the window containing `t_to`. A reversed interval is read as
-    /// the instant `t_to`.
+    /// The amount is first apportioned over the pieces of the plan the interval crosses (largest
+    /// remainder in proportion to time): in-plan parts add to the counts, out-of-plan parts to the
+    /// out-of-plan counts. Each part is then split over windows by [`split_proportional`]. Every
+    /// window that receives part of a fact split across a plan or window boundary is flagged
+    /// [`Flag::Estimated`]. `flag` goes on every window that receives a part; with `amount == 0` it
+    /// goes on the window containing `t_to`. A reversed interval is read as the instant `t_to`.
     pub fn add_count(
         &mut self,
         channel: &Channel,
@@ -64,45 +86,31 @@ impl MachineWindows {
             }
             return;
         }
+        let pieces = self.plan_pieces(t_from, t_to);
+        let weights: Vec<u64> = pieces
+            .iter()
+            .map(|(from, to, _)| to.saturating_sub(*from).unsigned_abs())
+            .collect();
+        let parts = largest_remainder(amount, &weights);
+        let across_plan = pieces.len() > 1;
         let mut most_late = None;
         for index in 0..self.periods.len() {
-            let period = self.periods[index].clone();
-            let straddles = t_from < t_to
-                && window_start(&period, t_from, &self.tz)
-                    != window_start(&period, t_to - 1, &self.tz);
-            let (kept_from, late_amount, kept_amount) = match self.oldest_kept_start(index) {
-                Some(kept) if t_from < kept => {
-                    if t_to <= kept {
-                        (kept, amount, 0)
-                    } else {
-                        let weights = [
-                            kept.saturating_sub(t_from).unsigned_abs(),
-                            t_to.saturating_sub(kept).unsigned_abs(),
-                        ];
-                        let parts = largest_remainder(amount, &weights);
-                        (kept, parts[0], parts[1])
-                    }
-                }
-                _ => (t_from, 0, amount),
-            };
-            if kept_from > t_from {
-                most_late = most_late.max(Some(late_amount));
-            }
-            let flags = [straddles.then_some(Flag::Estimated), flag];
-            if late_amount > 0 {
-                self.apply(index, kept_from, Change::Count(channel, late_amount));
-                self.apply(index, kept_from, Change::Flag(Flag::Late));
-                for flag in flags.into_iter().flatten() {
-                    self.apply(index, kept_from, Change::Flag(flag));
+            let mut late_in_period: Option<u64> = None;
+            for (&(from, to, plan), &part) in pieces.iter().zip(&parts) {
+                let count = CountPart {
+                    channel,
+                    amount: part,
+                    from,
+                    to,
+                    plan,
+                    flag,
+                    across_plan,
+                };
+                if let Some(late) = self.count_into(index, count) {
+                    late_in_period = Some(late_in_period.unwrap_or(0) + late);
                 }
             }
-            for (start, part) in split_proportional(kept_amount, kept_from, t_to, &period, &self.tz)
-            {
-                self.apply(index, start, Change::Count(channel, part));
-                for flag in flags.into_iter().flatten() {
-                    self.apply(index, start, Change::Flag(flag));
-                }
-            }
+            most_late = most_late.max(late_in_period);
         }
         if let Some(units) = most_late {
             self.late.facts += 1;
@@ -110,30 +118,115 @@ impl MachineWindows {
         }
     }
 
-    /// Adds the time `[t_from, t_to)` spent in `state`, split exactly (ms) across windows.
+    /// Adds one part of a count to the windows of period `index`. Returns the units re-homed to
+    /// the oldest kept window when the part reaches past the restatement horizon.
+    fn count_into(&mut self, index: usize, count: CountPart<'_>) -> Option<u64> {
+        let period = self.periods[index].clone();
+        let (from, to) = (count.from, count.to);
+        let straddles = from < to
+            && window_at(&period, from, &self.calendar)
+                != window_at(&period, to - 1, &self.calendar);
+        let (kept_from, late_amount, kept_amount) = match self.oldest_kept_start(index) {
+            Some(kept) if from < kept => {
+                if to <= kept {
+                    (kept, count.amount, 0)
+                } else {
+                    let weights = [
+                        kept.saturating_sub(from).unsigned_abs(),
+                        to.saturating_sub(kept).unsigned_abs(),
+                    ];
+                    let parts = largest_remainder(count.amount, &weights);
+                    (kept, parts[0], parts[1])
+                }
+            }
+            _ => (from, 0, count.amount),
+        };
+        let estimated = count.across_plan || straddles;
+        let flags = [estimated.then_some(Flag::Estimated), count.flag];
+        let change = |amount| Change::Count(count.channel, amount, count.plan);
+        if late_amount > 0 {
+            if let Some((target, _)) = window_at(&period, kept_from, &self.calendar) {
+                self.apply(index, target, change(late_amount));
+                self.apply(index, target, Change::Flag(Flag::Late));
+                for flag in flags.into_iter().flatten() {
+                    self.apply(index, target, Change::Flag(flag));
+                }
+            }
+        }
+        for (start, part) in split_proportional(kept_amount, kept_from, to, &period, &self.calendar)
+        {
+            self.apply(index, start, change(part));
+            for flag in flags.into_iter().flatten() {
+                self.apply(index, start, Change::Flag(flag));
+            }
+        }
+        (kept_from > from).then_some(late_amount)
+    }
+
+    /// The pieces of `[t_from, t_to)`: the calendar's plan segments, cut again where a shift starts
+    /// or ends, so that every piece lies in at most one shift window and a shift window's counts
+    /// equal the sum of the finer windows inside it. An instant is one piece with its plan.
+    fn plan_pieces(&self, t_from: Millis, t_to: Millis) -> Vec<Piece> {
+        if t_from >= t_to {
+            let in_plan = self
+                .calendar
+                .plan_segments(t_to, t_to.saturating_add(1))
+                .first()
+                .is_none_or(|segment| segment.in_plan);
+            return vec![(t_to, t_to, Plan::of(in_plan))];
+        }
+        let cuts: BTreeSet<Millis> = self
+            .calendar
+            .shifts_overlapping(t_from, t_to)
+            .iter()
+            .flat_map(|occurrence| [occurrence.start, occurrence.end])
+            .filter(|&at| t_from < at && at < t_to)
+            .collect();
+        let mut pieces = Vec::new();
+        for segment in self.calendar.plan_segments(t_from, t_to) {
+            let plan = Plan::of(segment.in_plan);
+            let mut from = segment.start;
+            for &cut in cuts.range(segment.start + 1..segment.end) {
+                pieces.push((from, cut, plan));
+                from = cut;
+            }
+            pieces.push((from, segment.end, plan));
+        }
+        pieces
+    }
+
+    /// Adds the time `[t_from, t_to)` spent in `state`, split exactly (ms) over the plan and then
+    /// across windows: in-plan time by state, out-of-plan time as one total.
     pub fn add_state(&mut self, state: MachineState, t_from: Millis, t_to: Millis) {
         if t_from >= t_to {
             return;
         }
         self.advance(t_to);
+        let segments = self.calendar.plan_segments(t_from, t_to);
         let mut most_late = None;
         for index in 0..self.periods.len() {
             let period = self.periods[index].clone();
             let mut from = t_from;
             if let Some(kept) = self.oldest_kept_start(index) {
                 if t_from < kept {
-                    self.apply(index, kept, Change::Flag(Flag::Late));
+                    if let Some((target, _)) = window_at(&period, kept, &self.calendar) {
+                        self.apply(index, target, Change::Flag(Flag::Late));
+                    }
                     from = kept.min(t_to);
                     most_late = most_late.max(Some(from.saturating_sub(t_from)));
                 }
             }
-            if from >= t_to {
-                continue;
-            }
-            for (start, end) in windows_overlapping(&period, from, t_to, &self.tz) {
-                let ms = overlap_ms(start, end, from, t_to);
-                if ms > 0 {
-                    self.apply(index, start, Change::State(state, ms));
+            for segment in &segments {
+                let (seg_from, seg_to) = (segment.start.max(from), segment.end);
+                if seg_from >= seg_to {
+                    continue;
+                }
+                let plan = Plan::of(segment.in_plan);
+                for (start, end) in windows_overlapping(&period, seg_from, seg_to, &self.calendar) {
+                    let ms = overlap_ms(start, end, seg_from, seg_to);
+                    if ms > 0 {
+                        self.apply(index, start, Change::State(state, ms, plan));
+                    }
                 }
             }
         }
@@ -143,16 +236,21 @@ impl MachineWindows {
         }
     }
 
-    /// Puts `flag` on the window containing `at` in every period (the oldest kept one, also
-    /// flagged [`Flag::Late`], when `at` is past the horizon).
+    /// Puts `flag` on the window containing `at` in every period that has one (the oldest kept
+    /// one, also flagged [`Flag::Late`], when `at` is past the horizon).
     pub fn flag(&mut self, at: Millis, flag: Flag) {
         self.advance(at);
         for index in 0..self.periods.len() {
-            let start = window_start(&self.periods[index], at, &self.tz);
+            let period = &self.periods[index];
+            let Some((start, _)) = window_at(period, at, &self.calendar) else {
+                continue;
+            };
             match self.oldest_kept_start(index) {
                 Some(kept) if start < kept => {
-                    self.apply(index, kept, Change::Flag(Flag::Late));
-                    self.apply(index, kept, Change::Flag(flag));
+                    if let Some((target, _)) = window_at(period, kept, &self.calendar) {
+                        self.apply(index, target, Change::Flag(Flag::Late));
+                        self.apply(index, target, Change::Flag(flag));
+                    }
                 }
                 _ => self.apply(index, start, Change::Flag(flag)),
             }
@@ -169,10 +267,12 @@ impl MachineWindows {
             .map(|seen| seen.saturating_sub(self.horizon_ms))
     }
 
-    /// Start of the oldest window of period `index` still kept (the one containing the floor).
+    /// Start of the oldest window of period `index` still kept (the one containing the floor); the
+    /// floor itself when it lies in no window (between shifts).
     pub(super) fn oldest_kept_start(&self, index: usize) -> Option<Millis> {
-        self.floor()
-            .map(|floor| window_start(&self.periods[index], floor, &self.tz))
+        self.floor().map(|floor| {
+            window_at(&self.periods[index], floor, &self.calendar).map_or(floor, |(start, _)| start)
+        })
     }
 
     /// Applies `change` to the sums of a window (created if needed). A changed closed window
@@ -180,31 +280,51 @@ impl MachineWindows {
     /// store is not created: the change waits in `deferred` until the window is loaded.
     pub(super) fn apply(&mut self, index: usize, start: Millis, change: Change<'_>) {
         let key = (index, start);
-        let windows = &mut self.windows[index];
-        if start < self.resident_from[index] && !windows.contains_key(&start) {
+        if start < self.resident_from[index] && !self.windows[index].contains_key(&start) {
             self.deferred.push((index, start, change.defer()));
             return;
         }
-        let record = windows.entry(start).or_insert_with(|| {
+        if !self.windows[index].contains_key(&start) {
+            let record = self.new_record(index, start);
+            self.windows[index].insert(start, record);
             self.due.insert(key);
             self.touched.insert(key);
-            WindowRecord {
-                machine: self.machine.clone(),
-                period: self.periods[index].name.clone(),
-                start,
-                end: window_end(&self.periods[index], start, &self.tz),
-                sums: WindowSums::default(),
-                status: WindowStatus::Open,
-                revision: 0,
-                dirty: false,
-            }
-        });
+        }
+        let record = self.windows[index]
+            .get_mut(&start)
+            .expect("the window was just found or created");
         if change.apply_to(&mut record.sums) {
             if record.status != WindowStatus::Open {
                 record.dirty = true;
                 self.due.insert(key);
             }
             self.touched.insert(key);
+        }
+    }
+
+    /// A fresh open record for the window of period `index` starting at `start`, with its labels;
+    /// flagged [`Flag::NoCalendar`] when no calendar is configured.
+    fn new_record(&self, index: usize, start: Millis) -> WindowRecord {
+        let period = &self.periods[index];
+        let end = window_at(period, start, &self.calendar)
+            .filter(|(window_start, _)| *window_start == start)
+            .map_or(start, |(_, end)| end);
+        let labels = window_labels(period, start, end, &self.calendar);
+        let mut sums = WindowSums::default();
+        if !self.calendar.is_configured() {
+            sums.flags.insert(Flag::NoCalendar);
+        }
+        WindowRecord {
+            machine: self.machine.clone(),
+            period: period.name.clone(),
+            start,
+            end,
+            shift: labels.shift,
+            production_date: labels.production_date,
+            sums,
+            status: WindowStatus::Open,
+            revision: 0,
+            dirty: false,
         }
     }
 }

@@ -28,11 +28,13 @@ pub enum Flag {
     /// The window is around a step of the wall clock (the last one before it, the first one after
     /// it) or received facts measured across it.
     ClockStep,
+    /// No shift calendar is configured: all observed time counts as in plan.
+    NoCalendar,
 }
 
 impl Flag {
     /// Every flag, in declaration order.
-    pub const ALL: [Flag; 9] = [
+    pub const ALL: [Flag; 10] = [
         Flag::Estimated,
         Flag::Gap,
         Flag::Wrap,
@@ -42,6 +44,7 @@ impl Flag {
         Flag::StateInferred,
         Flag::Late,
         Flag::ClockStep,
+        Flag::NoCalendar,
     ];
 
     /// The snake_case name, as serialized.
@@ -56,6 +59,7 @@ impl Flag {
             Flag::StateInferred => "state_inferred",
             Flag::Late => "late",
             Flag::ClockStep => "clock_step",
+            Flag::NoCalendar => "no_calendar",
         }
     }
 }

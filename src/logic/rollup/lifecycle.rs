@@ -77,7 +77,9 @@ impl MachineWindows {
     pub fn evict(&mut self, now: Millis) -> usize {
         let mut evicted = 0;
         for index in 0..self.periods.len() {
-            let tail = self.grace_ms.saturating_add(self.periods[index].length_ms);
+            let tail = self
+                .grace_ms
+                .saturating_add(self.periods[index].nominal_ms());
             let settled: Vec<Millis> = self.windows[index]
                 .values()
                 .take_while(|record| record.end.saturating_add(tail) <= now)

@@ -19,8 +19,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jiff::tz::TimeZone;
-
+use super::calendar::Calendar;
 use super::window::Period;
 use super::Millis;
 use change::Deferred;
@@ -42,7 +41,8 @@ pub struct MachineWindows {
     periods: Vec<Period>,
     grace_ms: i64,
     horizon_ms: i64,
-    tz: TimeZone,
+    /// The shift calendar: which time is in plan, the shift windows, and the time zone.
+    calendar: Calendar,
     /// Per period (same index as `periods`): records by window start.
     windows: Vec<BTreeMap<Millis, WindowRecord>>,
     /// Records changed since the last `touched()`.

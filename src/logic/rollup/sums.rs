@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
+
+use crate::logic::calendar::UnknownTime;
 
 use super::{Flag, MachineState};
 use crate::logic::Millis;
@@ -17,14 +20,23 @@ pub struct WindowSums {
     pub defective: u64,
     /// Defective units by reason.
     pub by_reason: BTreeMap<String, u64>,
-    /// Time in the running state.
+    /// In-plan time in the running state.
     pub running_ms: i64,
-    /// Time in a planned stop.
+    /// In-plan time in a planned stop.
     pub planned_stop_ms: i64,
-    /// Time in an unplanned stop.
+    /// In-plan time in an unplanned stop.
     pub unplanned_stop_ms: i64,
-    /// Time not covered by a good sample.
+    /// In-plan time not covered by a good sample.
     pub unknown_ms: i64,
+    /// Observed time out of plan (between shifts, in breaks, on days off), whatever the state.
+    #[serde(default)]
+    pub out_of_plan_ms: i64,
+    /// Units produced out of plan (good + defective).
+    #[serde(default)]
+    pub out_of_plan_produced: u64,
+    /// Defective units produced out of plan (not kept per reason).
+    #[serde(default)]
+    pub out_of_plan_defective: u64,
     /// Provenance flags.
     pub flags: BTreeSet<Flag>,
 }
@@ -46,12 +58,22 @@ pub enum WindowStatus {
 pub struct WindowRecord {
     /// Machine id.
     pub machine: String,
-    /// Period name ("1m", "15m", "1h", ...).
+    /// Period name ("1m", "15m", "1h", "shift", "day", ...).
     pub period: String,
     /// Inclusive start.
     pub start: Millis,
     /// Exclusive end.
     pub end: Millis,
+    /// The worked shift that is this window or wholly contains it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<String>,
+    /// Production date of a shift or day window, or of a window inside a shift.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_date"
+    )]
+    pub production_date: Option<Date>,
     /// The sums.
     pub sums: WindowSums,
     /// Lifecycle status.
@@ -63,9 +85,24 @@ pub struct WindowRecord {
 }
 
 impl WindowSums {
-    /// Planned time: every observed state (no shift calendar yet, so all observed time is planned).
-    pub fn planned_ms(&self) -> i64 {
+    /// Planned busy time (PBT, docs/kpi.md): in-plan running, unplanned stop and, unless
+    /// `unknown_time = "exclude"`, unknown time. Planned stops are planned downtime, not in PBT.
+    pub fn planned_ms(&self, unknown_time: UnknownTime) -> i64 {
+        let unknown = match unknown_time {
+            UnknownTime::Loss => self.unknown_ms.max(0),
+            UnknownTime::Exclude => 0,
+        };
+        self.running_ms.max(0) + self.unplanned_stop_ms.max(0) + unknown
+    }
+
+    /// All in-plan time, whatever the state.
+    pub fn in_plan_ms(&self) -> i64 {
         self.running_ms + self.planned_stop_ms + self.unplanned_stop_ms + self.unknown_ms
+    }
+
+    /// All observed time of the window: in plan and out of plan.
+    pub fn observed_ms(&self) -> i64 {
+        self.in_plan_ms() + self.out_of_plan_ms
     }
 
     pub(super) fn add_count(&mut self, channel: &Channel, amount: u64) {
@@ -83,6 +120,37 @@ impl WindowSums {
             MachineState::UnplannedStop => self.unplanned_stop_ms += ms,
             MachineState::Unknown => self.unknown_ms += ms,
         }
+    }
+
+    /// Adds units counted out of plan; reasons are not kept per reason out of plan.
+    pub(super) fn add_out_of_plan_count(&mut self, channel: &Channel, amount: u64) -> bool {
+        match channel {
+            Channel::Produced => self.out_of_plan_produced += amount,
+            Channel::Defective => self.out_of_plan_defective += amount,
+            Channel::Reason(_) => return false,
+        }
+        true
+    }
+}
+
+/// `production_date` persisted as `"YYYY-MM-DD"`, jiff's civil date format.
+mod optional_date {
+    use jiff::civil::Date;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(date: &Option<Date>, serializer: S) -> Result<S::Ok, S::Error> {
+        match date {
+            Some(date) => serializer.collect_str(date),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Date>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| text.parse::<Date>().map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -3,14 +3,14 @@
 use super::*;
 
 #[test]
-fn given_delta_inside_one_window_when_added_then_one_open_record_without_flags() {
+fn given_delta_inside_one_window_when_added_then_one_open_record_flagged_only_no_calendar() {
     let mut windows = machine(&["1m", "1h"]);
     windows.add_count(&Channel::Produced, 5, T0 + 1_000, T0 + 2_000, None);
     let open = windows.open_windows();
     assert_eq!(open.len(), 2);
     assert!(open
         .iter()
-        .all(|r| r.sums.produced == 5 && r.sums.flags.is_empty()));
+        .all(|r| r.sums.produced == 5 && r.sums.flags == no_calendar()));
     assert_eq!(
         (open[0].period.as_str(), open[0].start, open[0].end),
         ("1m", T0, T0 + MINUTE)
@@ -64,8 +64,8 @@ fn given_state_interval_over_boundaries_when_added_then_split_exactly_in_ms() {
     let running: Vec<i64> = open.iter().map(|r| r.sums.running_ms).collect();
     assert_eq!(running, vec![30_000, 60_000, 30_500]);
     assert_eq!(open[2].sums.unknown_ms, 29_500);
-    assert_eq!(open[2].sums.planned_ms(), 60_000);
-    assert!(open.iter().all(|r| r.sums.flags.is_empty()));
+    assert_eq!(open[2].sums.in_plan_ms(), 60_000);
+    assert!(open.iter().all(|r| r.sums.flags == no_calendar()));
 }
 
 #[test]
@@ -89,7 +89,13 @@ fn given_zero_amount_with_flag_when_added_then_window_containing_t_to_is_flagged
 #[test]
 fn given_kolkata_clock_when_counting_hours_then_windows_start_at_half_past_utc() {
     let tz = TimeZone::get("Asia/Kolkata").unwrap();
-    let mut windows = MachineWindows::new("m".into(), periods(&["1h"]), 60_000, 72 * HOUR, tz);
+    let mut windows = MachineWindows::new(
+        "m".into(),
+        periods(&["1h"]),
+        60_000,
+        72 * HOUR,
+        Calendar::all_planned(tz),
+    );
     windows.add_count(
         &Channel::Produced,
         1,

@@ -80,7 +80,7 @@ fn given_closed_windows_when_horizon_passes_then_forgotten_and_older_facts_go_la
         periods(&["1m"]),
         10_000,
         10 * MINUTE,
-        TimeZone::UTC,
+        Calendar::all_planned(TimeZone::UTC),
     );
     windows.add_count(&Channel::Produced, 1, T0, T0 + 1_000, None);
     windows.close_due(T0 + 2 * MINUTE);
@@ -122,7 +122,7 @@ fn given_delta_reaching_back_past_the_horizon_when_added_then_the_late_part_is_r
         periods(&["1m", "15m"]),
         10_000,
         10 * MINUTE,
-        TimeZone::UTC,
+        Calendar::all_planned(TimeZone::UTC),
     );
     // One delta covering 30 minutes after an outage; only the last 10 minutes are kept.
     windows.add_count(&Channel::Produced, 300, T0, T0 + 30 * MINUTE, None);
@@ -283,7 +283,7 @@ fn given_six_hours_of_one_second_polls_when_evicting_after_each_commit_then_a_do
             periods(&[name]),
             grace,
             72 * HOUR,
-            TimeZone::UTC,
+            Calendar::all_planned(TimeZone::UTC),
         )
     };
     let mut evicting: Vec<MachineWindows> = config.iter().map(|(n, g)| new(n, *g)).collect();

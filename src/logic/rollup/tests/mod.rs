@@ -12,6 +12,7 @@ use jiff::tz::TimeZone;
 use proptest::prelude::*;
 
 use super::*;
+use crate::logic::calendar::Calendar;
 use crate::logic::window::Period;
 use crate::logic::Millis;
 
@@ -33,8 +34,13 @@ fn machine(names: &[&str]) -> MachineWindows {
         periods(names),
         10_000,
         72 * HOUR,
-        TimeZone::UTC,
+        Calendar::all_planned(TimeZone::UTC),
     )
+}
+
+/// The flags of a window with nothing to report but the missing calendar.
+fn no_calendar() -> BTreeSet<Flag> {
+    BTreeSet::from([Flag::NoCalendar])
 }
 
 fn produced_by_window(records: &[WindowRecord]) -> Vec<(Millis, u64)> {
