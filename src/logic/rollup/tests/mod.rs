@@ -1,6 +1,7 @@
 //! Unit tests and properties of the rollup accumulator, by topic; shared fixtures here.
 
 mod accumulate;
+mod calendar;
 mod flags;
 mod lifecycle;
 mod properties;
