@@ -221,6 +221,7 @@ pub async fn run_with_clock(
     publisher_config.protocol = config.mqtt.protocol;
     publisher_config.max_packet_size = config.mqtt.max_packet_size;
     publisher_config.event_identity = Some(identity.clone());
+    publisher_config.clock = clock.clone();
     let mut publisher_task = tokio::spawn(
         publisher::run(
             publisher_config,
