@@ -425,7 +425,7 @@ async fn given_the_agent_binary_on_a_full_disk_when_its_backlog_is_delivered_the
     let Some(tmpfs) = support::tmpfs::Tmpfs::mount("16m") else {
         return;
     };
-    // Given the agent binary with its data_dir on a 2 MiB filesystem, producing while the broker is unreachable.
+    // Given the agent binary with its data_dir on a 16 MiB filesystem, producing while the broker is unreachable.
     let broker = support::broker();
     let recorder = Recorder::subscribe(broker.port, ALL_TOPICS).await;
     let proxy = FaultProxy::start(0, broker.port).await;
