@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use serde_json::Value;
+use shopfloor_agent::config::Config;
 
 use crate::support;
 
@@ -213,4 +215,239 @@ fn given_bad_input_when_replayed_then_it_stops_naming_line_and_column_with_exit_
         assert_eq!(output.status.code(), Some(2), "{what}: {stderr}");
         assert!(stderr.contains(expected), "{what}: {stderr}");
     }
+}
+
+/// Two machines on one PLC, polled every 10 s for 15 minutes into 1-minute and 15-minute windows:
+/// stops, failed polls followed by no polls at all, a counter reset and a wrap, and a machine without a
+/// state register.
+const EQUIVALENCE_CONFIG: &str = r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+timezone = "Europe/Berlin"
+data_dir = "/nonexistent/replay-opens-no-store"
+periods = ["1m", "15m"]
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:502"
+poll_interval = "10s"
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+ideal_cycle_time = "2s"
+counters.produced = { table = "holding", address = 0, type = "u32", word_order = "little", byte_swap = true }
+counters.defective = { table = "holding", address = 2, type = "u16" }
+defect_reasons = { scratch = { table = "holding", address = 3, type = "u16" } }
+state = { table = "holding", address = 10, type = "i16", running = [1], planned_stop = [2], unplanned_stop = [-3] }
+
+[[machine]]
+id = "press-02"
+line = "line-a"
+plc = "plc-a"
+ideal_cycle_time = "5s"
+counters.produced = { table = "input", address = 0, type = "u16" }
+"#;
+
+/// One poll of both machines: `None` for a failed poll, else press-01's produced, defective, scratch
+/// and state, and press-02's produced.
+type Poll = Option<(u64, u64, u64, i64, u64)>;
+
+/// 2026-11-27T09:00:00Z.
+const EQUIVALENCE_T0: i64 = 1_795_770_000_000;
+
+/// Polls 50..62 fail and 62..70 never happen (the agent was not polling): 200 s without a good poll.
+fn equivalence_polls() -> Vec<(i64, Poll)> {
+    let (mut produced, mut defective, mut scratch, mut other) =
+        (4_000_000_000u64, 7u64, 3u64, 65_500u64);
+    (0..90)
+        .filter_map(|i: i64| {
+            let at = EQUIVALENCE_T0 + i * 10_000;
+            produced += ((i * 7) % 5) as u64;
+            if i == 75 {
+                produced = 5; // the counter was reset
+            }
+            if i % 13 == 0 {
+                defective += 1;
+                scratch += 1;
+            }
+            if !(30..45).contains(&i) {
+                other = (other + (i % 3) as u64) % 65_536; // wraps past 65535
+            }
+            let state = match i {
+                20..26 => -3,
+                40..45 => 2,
+                _ => 1,
+            };
+            let poll =
+                (!(50..62).contains(&i)).then_some((produced, defective, scratch, state, other));
+            (!(62..70).contains(&i)).then_some((at, poll))
+        })
+        .collect()
+}
+
+fn equivalence_csv(polls: &[(i64, Poll)]) -> String {
+    let mut csv = String::from("utc,machine,produced,defective,state,scratch\n");
+    for (at, poll) in polls {
+        let utc = jiff::Timestamp::from_millisecond(*at).unwrap();
+        match poll {
+            Some((produced, defective, scratch, state, other)) => {
+                csv.push_str(&format!(
+                    "{utc},press-01,{produced},{defective},{state},{scratch}\n"
+                ));
+                csv.push_str(&format!("{utc},press-02,{other},,,\n"));
+            }
+            None => {
+                csv.push_str(&format!("{utc},press-01,,,,\n"));
+                csv.push_str(&format!("{utc},press-02,,,,\n"));
+            }
+        }
+    }
+    csv
+}
+
+/// The processor's clock: fixed; it only takes its monotonic origin from it.
+#[derive(Debug)]
+struct FixedClock(shopfloor_agent::clock::Now);
+
+impl shopfloor_agent::clock::Clock for FixedClock {
+    fn now(&self) -> shopfloor_agent::clock::Now {
+        self.0
+    }
+}
+
+/// The rollups the store-backed processor commits for `polls`, driven as the run loop drives it: one
+/// sample per poll of the PLC, windows due closed before and after each sample, a commit per cycle
+/// (which evicts settled windows, so restatements read them back from the SQLite file). Also returns
+/// how many window records were read back.
+async fn store_backed_rollups(config: Arc<Config>, polls: &[(i64, Poll)]) -> (Vec<Value>, usize) {
+    use shopfloor_agent::poller::{ReadPlan, Sample, TagError};
+    use shopfloor_agent::processor::Processor;
+    use shopfloor_agent::replay::encode::encode;
+    use shopfloor_agent::store::{Store, StoreHandle, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = StoreHandle::spawn(
+        Store::open(&dir.path().join("agent.db"), &StoreOptions::default()).unwrap(),
+    );
+    let plan = ReadPlan::for_plc(&config, 0);
+    let mono_origin = std::time::Instant::now();
+    let clock = Arc::new(FixedClock(shopfloor_agent::clock::Now {
+        mono: mono_origin,
+        utc: EQUIVALENCE_T0,
+    }));
+    let identity = shopfloor_agent::supervisor::identity(&config);
+    let mut processor = Processor::new(
+        Arc::clone(&config),
+        identity,
+        std::slice::from_ref(&plan),
+        &store,
+        clock,
+    )
+    .await
+    .unwrap();
+    let (press_01, press_02) = (&config.machines[0], &config.machines[1]);
+    let mut loaded = 0;
+    for (seq, (at, poll)) in polls.iter().enumerate() {
+        let mut readings =
+            vec![Err(TagError::Transport("connection refused".into())); plan.tags.len()];
+        if let Some((produced, defective, scratch, state, other)) = poll {
+            let values = [
+                (press_01.produced.tag, produced.to_string()),
+                (
+                    press_01.defective.as_ref().unwrap().tag,
+                    defective.to_string(),
+                ),
+                (press_01.defect_reasons[0].1.tag, scratch.to_string()),
+                (press_01.state.as_ref().unwrap().tag, state.to_string()),
+                (press_02.produced.tag, other.to_string()),
+            ];
+            for (tag, text) in values {
+                readings[plan.index_of(&tag).unwrap()] = Ok(encode(&text, &tag).unwrap());
+            }
+        }
+        let sample = Sample {
+            plc: 0,
+            seq: seq as u64 + 1,
+            mono: mono_origin + std::time::Duration::from_millis((at - EQUIVALENCE_T0) as u64),
+            utc: *at,
+            readings,
+            events: Vec::new(),
+        };
+        processor.close_due(*at);
+        processor.on_sample(&sample);
+        loaded += processor.load_deferred(&store).await.unwrap();
+        processor.close_due(*at);
+        processor.commit(&store, *at).await.unwrap();
+    }
+    let last = polls.last().unwrap().0;
+    processor.close_ended(last);
+    processor.commit(&store, last).await.unwrap();
+    let rows = store
+        .call(|s| s.unacked(0, 100_000))
+        .await
+        .unwrap()
+        .unwrap();
+    let rollups = rows
+        .iter()
+        .map(|row| serde_json::from_slice::<Value>(&row.payload).unwrap())
+        .filter(|body| body["schema"] == "shopfloor.rollup/1")
+        .collect();
+    (rollups, loaded)
+}
+
+/// A rollup without what its store adds (`seq`, `db_epoch`).
+fn content(mut rollup: Value) -> Value {
+    let object = rollup.as_object_mut().unwrap();
+    object.remove("seq");
+    object.remove("db_epoch");
+    rollup
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn given_the_same_polls_when_replayed_and_run_through_the_store_then_the_rollups_are_equal() {
+    // Given two machines on one PLC with stops, failed polls then none (restating closed windows), a
+    // counter reset and a wrap, as CSV lines and as the samples a poller would send.
+    let config =
+        Arc::new(Config::from_toml(EQUIVALENCE_CONFIG, "equivalence.toml", false).unwrap());
+    let polls = equivalence_polls();
+    let csv = equivalence_csv(&polls);
+
+    // When they are replayed, and run through a processor committing to a real SQLite store.
+    let mut printed = Vec::new();
+    let summary =
+        shopfloor_agent::replay::replay(Arc::clone(&config), csv.as_bytes(), &mut printed).unwrap();
+    let replayed: Vec<Value> = String::from_utf8(printed)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let (stored, loaded) = store_backed_rollups(Arc::clone(&config), &polls).await;
+
+    // Then both give the same rollups in the same order (restatements included), apart from what the
+    // store adds.
+    assert_eq!(summary.records, 2 * 82);
+    assert!(
+        loaded > 0,
+        "the restated windows were read back from the store"
+    );
+    assert!(
+        replayed.iter().any(|r| r["status"] == "restated"),
+        "the outage restates closed windows"
+    );
+    assert!(replayed
+        .iter()
+        .any(|r| r["flags"].as_array().unwrap().contains(&"gap".into())));
+    assert!(replayed
+        .iter()
+        .any(|r| r["flags"].as_array().unwrap().contains(&"reset".into())));
+    assert!(replayed
+        .iter()
+        .any(|r| r["flags"].as_array().unwrap().contains(&"wrap".into())));
+    assert_eq!(replayed.len(), stored.len());
+    let replayed: Vec<Value> = replayed.into_iter().map(content).collect();
+    let stored: Vec<Value> = stored.into_iter().map(content).collect();
+    assert_eq!(replayed, stored);
 }
