@@ -212,3 +212,143 @@ fn configured_reasons(config: &Config) -> Vec<&str> {
     }
     reasons
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+data_dir = "/tmp/unused"
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:502"
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+counters.produced = { table = "holding", address = 0, type = "u16" }
+defect_reasons = { scratch = { table = "holding", address = 1, type = "u16" }, dent = { table = "holding", address = 2, type = "u16" } }
+
+[[machine]]
+id = "press-02"
+line = "line-a"
+plc = "plc-a"
+counters.produced = { table = "holding", address = 20, type = "u16" }
+state = { table = "holding", address = 21, type = "u16", running = [1] }
+"#;
+
+    fn config() -> Config {
+        Config::from_toml(CONFIG, "test.toml", false).unwrap()
+    }
+
+    fn header_error(header: &str) -> InputError {
+        Reader::new(&config(), header).unwrap_err()
+    }
+
+    #[test]
+    fn given_reason_columns_in_any_order_when_the_header_is_read_then_it_is_accepted() {
+        let config = config();
+        assert!(Reader::new(&config, "utc,machine,produced,defective,state,dent,scratch").is_ok());
+    }
+
+    #[test]
+    fn given_a_wrong_header_when_read_then_the_column_is_named() {
+        let error = header_error("time,machine,produced,defective,state,scratch,dent");
+        assert_eq!(
+            (error.line, error.column, error.name.as_str()),
+            (1, 1, "utc")
+        );
+        let error = header_error("utc,machine,produced,defective,state,scratch,scratch,dent");
+        assert_eq!(
+            (error.column, error.message.as_str()),
+            (7, "column \"scratch\" appears twice")
+        );
+        let error = header_error("utc,machine,produced,defective,state,scratch");
+        assert_eq!((error.column, error.name.as_str()), (7, "dent"));
+        assert!(error
+            .message
+            .contains("no column for the configured defect reason"));
+        let error = header_error("");
+        assert_eq!(error.column, 1);
+    }
+
+    #[test]
+    fn given_a_record_when_read_then_every_tag_of_its_machine_has_its_words_or_a_failed_read() {
+        let config = config();
+        let mut reader =
+            Reader::new(&config, "utc,machine,produced,defective,state,scratch,dent").unwrap();
+        let record = reader
+            .record(2, " 2026-11-27T07:00:00+01:00 ,press-01,7,,, 2,")
+            .unwrap();
+        assert_eq!(record.utc, 1_795_759_200_000); // 06:00Z
+        assert_eq!(record.machine, 0);
+        let words: Vec<Option<Vec<u16>>> = record.reads.into_iter().map(|(_, w)| w).collect();
+        // produced, then the reasons in column order: scratch read, dent a failed read.
+        assert_eq!(words, vec![Some(vec![7]), Some(vec![2]), None]);
+    }
+
+    #[test]
+    fn given_bad_records_when_read_then_each_error_names_line_and_column() {
+        let config = config();
+        let mut reader =
+            Reader::new(&config, "utc,machine,produced,defective,state,scratch,dent").unwrap();
+        let cases = [
+            (
+                "2026-11-27T06:00:00Z,press-01,7,,,2",
+                7,
+                "6 cells where the header has 7 columns",
+            ),
+            (
+                "2026-11-27T06:00:00Z,press-01,7,,,2,1,9",
+                8,
+                "8 cells where the header has 7 columns",
+            ),
+            (
+                "2026-11-27T06:00:00Z,press-01,7,,1,2,1",
+                5,
+                "machine \"press-01\" has no state tag",
+            ),
+            (
+                "2026-11-27T06:00:00Z,press-02,7,,1,2,",
+                6,
+                "machine \"press-02\" has no scratch tag",
+            ),
+            (
+                "2026-11-27T06:00:00,press-01,7,,,2,1",
+                1,
+                "is not an RFC 3339 time",
+            ),
+        ];
+        for (line, column, message) in cases {
+            let error = reader.record(5, line).unwrap_err();
+            assert_eq!((error.line, error.column), (5, column), "{line}: {error}");
+            assert!(error.message.contains(message), "{line}: {error}");
+        }
+    }
+
+    #[test]
+    fn given_equal_times_when_read_then_accepted_and_an_earlier_one_is_refused() {
+        let config = config();
+        let mut reader =
+            Reader::new(&config, "utc,machine,produced,defective,state,scratch,dent").unwrap();
+        reader
+            .record(2, "2026-11-27T06:00:00Z,press-01,7,,,2,1")
+            .unwrap();
+        reader
+            .record(3, "2026-11-27T06:00:00Z,press-02,7,,1,,")
+            .unwrap();
+        let error = reader
+            .record(4, "2026-11-27T05:59:59.999Z,press-01,8,,,2,1")
+            .unwrap_err();
+        assert_eq!((error.line, error.column), (4, 1));
+        assert!(
+            error.message.contains("before the time on line 3"),
+            "{error}"
+        );
+    }
+}
