@@ -30,6 +30,8 @@
 //! - `quota`: the store's byte quota under a long outage: drops announced as `gap` events, totals exact.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
+//! - `replay`: `shopfloor-agent replay` on golden CSV inputs with hand-computed rollups; bad input names line
+//!   and column.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 
 mod support;
@@ -45,5 +47,6 @@ mod outbox_model;
 mod packet_limit;
 mod publisher;
 mod quota;
+mod replay;
 mod soak;
 mod store_fs;
