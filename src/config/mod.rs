@@ -384,21 +384,6 @@ use overrides::blame_overrides;
 use raw::RawConfig;
 use validate::Validator;
 
-fn parse_data_type(text: &str) -> Option<DataType> {
-    Some(match text {
-        "bool" => DataType::Bool,
-        "u16" => DataType::U16,
-        "i16" => DataType::I16,
-        "u32" => DataType::U32,
-        "i32" => DataType::I32,
-        "u64" => DataType::U64,
-        "i64" => DataType::I64,
-        "f32" => DataType::F32,
-        "f64" => DataType::F64,
-        _ => return None,
-    })
-}
-
 /// Parses `"500ms"`, `"1s"`, `"15m"`, `"9h"`, `"1h 30m"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
