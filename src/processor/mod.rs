@@ -4,8 +4,8 @@
 //!
 //! Layout: this file (machine state, one cycle's work, the commit), `clock` (wall-clock steps at the
 //! intake), `events` (durable events about devices, drops and recovery), `live` (live snapshots, health
-//! and the terminal view), `retention` (windows loaded for late facts, evicted after commits, and store
-//! pruning), `run` (the task).
+//! and the terminal view), `restore` (construction from restored state, with or without a store),
+//! `retention` (windows loaded for late facts, evicted after commits, and store pruning), `run` (the task).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,8 +31,11 @@ use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
 mod clock;
+#[cfg(test)]
+mod core_tests;
 mod events;
 mod live;
+mod restore;
 mod retention;
 mod run;
 #[cfg(test)]
@@ -155,117 +158,6 @@ pub struct Processor {
 }
 
 impl Processor {
-    /// Builds the processor and restores counter baselines and the open and dirty windows from the store
-    /// (other windows are loaded when a late fact touches them, [`Processor::load_deferred`]); `clock` is
-    /// the one the pollers stamp their samples with.
-    pub async fn new(
-        config: Arc<Config>,
-        identity: Identity,
-        plans: &[ReadPlan],
-        store: &StoreHandle,
-        clock: SharedClock,
-    ) -> anyhow::Result<Processor> {
-        let (counters, windows) = store
-            .call(|s| {
-                Ok::<_, crate::store::StoreError>((s.load_counters()?, s.load_unsettled_windows()?))
-            })
-            .await??;
-        let counters: BTreeMap<String, String> = counters.into_iter().collect();
-        let records = retention::parse_records(windows);
-
-        let horizon_ms = config::clock::millis(config.agent.restatement_horizon);
-        let mut machines = Vec::new();
-        for machine in &config.machines {
-            let plan = &plans[machine.plc];
-            let mut channels: Vec<(Channel, &str, &CounterTag)> =
-                vec![(Channel::Produced, "produced", &machine.produced)];
-            if let Some(defective) = &machine.defective {
-                channels.push((Channel::Defective, "defective", defective));
-            }
-            for (name, tag) in &machine.defect_reasons {
-                channels.push((Channel::Reason(name.clone()), name.as_str(), tag));
-            }
-            let mut counter_channels = Vec::new();
-            for (channel, name, tag) in channels {
-                let key = format!("{}/{}", machine.id, name);
-                let state = match counters.get(&key) {
-                    Some(json) => serde_json::from_str(json).unwrap_or_else(|error| {
-                        warn!(counter = %key, %error, "Unreadable counter baseline; starting a new one.");
-                        CounterState::default()
-                    }),
-                    None => CounterState::default(),
-                };
-                counter_channels.push(CounterChannel {
-                    key,
-                    channel,
-                    tag_index: plan
-                        .index_of(&tag.tag)
-                        .expect("every machine tag is in its PLC's plan"),
-                    tag: tag.clone(),
-                    state,
-                    dirty: false,
-                });
-            }
-            let windows = config
-                .agent
-                .periods
-                .iter()
-                .map(|p| {
-                    let mut acc = MachineWindows::new(
-                        machine.id.clone(),
-                        vec![p.period.clone()],
-                        config::clock::millis(p.grace),
-                        horizon_ms,
-                        config.agent.timezone.clone(),
-                    );
-                    acc.restore(
-                        records
-                            .iter()
-                            .filter(|r| r.machine == machine.id && r.period == p.period.name)
-                            .cloned()
-                            .collect(),
-                    );
-                    acc
-                })
-                .collect();
-            let tracker = restore_tracker(counters.get(&tracker_key(&machine.id)));
-            machines.push(MachineRuntime {
-                config: machine.clone(),
-                state_tag_index: machine.state.as_ref().map(|s| {
-                    plan.index_of(&s.tag)
-                        .expect("every machine tag is in its PLC's plan")
-                }),
-                stored_until: stored_until(&counter_channels, &tracker),
-                counters: counter_channels,
-                tracker,
-                tracker_key: tracker_key(&machine.id),
-                tracker_dirty: false,
-                current_state: None,
-                last_movement: None,
-                windows,
-                gap_since: None,
-            });
-        }
-        info!(
-            counters = counters.len(),
-            windows = records.len(),
-            "Restored counter baselines and the open and dirty windows."
-        );
-        let step_detectors = vec![StepDetector::new(); config.plcs.len()];
-        Ok(Processor {
-            config,
-            identity,
-            machines,
-            pending: Pending::default(),
-            mono_origin: clock.now().mono,
-            clock,
-            step_detectors,
-            step_log: StepLog::new(),
-            stored_ahead_logged: false,
-            refusals: events::RefusalTally::default(),
-        })
-    }
-
     /// Feeds one poll cycle into the pure core. Results wait in `pending` until [`Processor::commit`].
     pub fn on_sample(&mut self, sample: &Sample) {
         self.record_poll_events(sample);
@@ -600,32 +492,6 @@ fn counted(step: &CounterStep) -> u64 {
     } else {
         0
     }
-}
-
-/// Latest time in a machine's restored state: its counter baselines and its state tracker.
-fn stored_until(counters: &[CounterChannel], tracker: &StateTracker) -> Option<Millis> {
-    let baselines = counters
-        .iter()
-        .filter(|c| c.state.last_raw().is_some())
-        .map(|c| c.state.last_at());
-    let held = tracker.current().map(|(_, since)| since);
-    baselines.chain(held).max()
-}
-
-/// Store key of a machine's persisted state tracker (beside its counter baselines).
-fn tracker_key(machine: &str) -> String {
-    format!("{machine}/$state")
-}
-
-/// Restores a machine's state tracker: the time since its last sample before the restart is
-/// unknown (the agent was not looking), until the first good sample after it.
-fn restore_tracker(json: Option<&String>) -> StateTracker {
-    let restored: Option<StateTracker> = json.and_then(|j| serde_json::from_str(j).ok());
-    let mut tracker = StateTracker::default();
-    if let Some((_, since)) = restored.and_then(|t| t.current()) {
-        tracker.observe(None, since);
-    }
-    tracker
 }
 
 fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
