@@ -274,6 +274,25 @@ pub struct MachineConfig {
     pub targets: Targets,
 }
 
+impl MachineConfig {
+    /// The machine's counters by name: `produced`, `defective` (when configured), then each defect reason.
+    pub fn counters(&self) -> Vec<(&str, &CounterTag)> {
+        let mut counters = vec![("produced", &self.produced)];
+        if let Some(defective) = &self.defective {
+            counters.push(("defective", defective));
+        }
+        for (name, tag) in &self.defect_reasons {
+            counters.push((name.as_str(), tag));
+        }
+        counters
+    }
+
+    /// The store key of one of the machine's counters (`machine/counter`): its baseline and its audit rows.
+    pub fn counter_key(&self, counter: &str) -> String {
+        format!("{}/{}", self.id, counter)
+    }
+}
+
 impl Config {
     /// Loads a TOML file, applies `SHOPFLOOR__` environment overrides and validates the result.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
