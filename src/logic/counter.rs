@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::decode::UnknownName;
 use super::rollup::Flag;
 use super::Millis;
 
@@ -19,6 +20,34 @@ pub enum OnDecrease {
     Reset,
     /// Ignore the drop: delta 0, the new value becomes the baseline.
     Ignore,
+}
+
+impl OnDecrease {
+    /// Both policies.
+    pub const ALL: [OnDecrease; 2] = [OnDecrease::Reset, OnDecrease::Ignore];
+
+    /// The name used in configuration files (`reset`, `ignore`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OnDecrease::Reset => "reset",
+            OnDecrease::Ignore => "ignore",
+        }
+    }
+}
+
+impl std::str::FromStr for OnDecrease {
+    type Err = UnknownName;
+
+    /// Parses a policy by its [`OnDecrease::name`].
+    fn from_str(text: &str) -> Result<OnDecrease, UnknownName> {
+        OnDecrease::ALL
+            .into_iter()
+            .find(|policy| policy.name() == text)
+            .ok_or_else(|| UnknownName {
+                given: text.to_owned(),
+                expected: OnDecrease::ALL.iter().map(|p| p.name()).collect(),
+            })
+    }
 }
 
 /// Per-channel counter behaviour.
@@ -423,6 +452,21 @@ mod tests {
             ]
         );
         assert_eq!(counted(&steps), 13);
+    }
+
+    #[test]
+    fn given_each_decrease_policy_when_named_then_the_name_parses_back_as_serde_spells_it() {
+        for policy in OnDecrease::ALL {
+            assert_eq!(policy.name().parse::<OnDecrease>(), Ok(policy));
+            assert_eq!(
+                serde_json::to_value(policy).unwrap(),
+                serde_json::json!(policy.name())
+            );
+        }
+        assert_eq!(
+            "drop".parse::<OnDecrease>().unwrap_err().to_string(),
+            r#""drop" is not one of reset, ignore"#
+        );
     }
 
     #[test]

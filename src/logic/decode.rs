@@ -106,6 +106,34 @@ pub enum WordOrder {
     Little,
 }
 
+impl WordOrder {
+    /// Both orders, most significant word first first.
+    pub const ALL: [WordOrder; 2] = [WordOrder::Big, WordOrder::Little];
+
+    /// The name used in configuration files (`big`, `little`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WordOrder::Big => "big",
+            WordOrder::Little => "little",
+        }
+    }
+}
+
+impl std::str::FromStr for WordOrder {
+    type Err = UnknownName;
+
+    /// Parses a word order by its [`WordOrder::name`].
+    fn from_str(text: &str) -> Result<WordOrder, UnknownName> {
+        WordOrder::ALL
+            .into_iter()
+            .find(|order| order.name() == text)
+            .ok_or_else(|| UnknownName {
+                given: text.to_owned(),
+                expected: WordOrder::ALL.iter().map(|order| order.name()).collect(),
+            })
+    }
+}
+
 /// Everything needed to turn register words into a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Encoding {
@@ -549,6 +577,13 @@ mod tests {
             assert_eq!(
                 serde_json::to_value(data_type).unwrap(),
                 serde_json::json!(data_type.name())
+            );
+        }
+        for order in WordOrder::ALL {
+            assert_eq!(order.name().parse::<WordOrder>(), Ok(order));
+            assert_eq!(
+                serde_json::to_value(order).unwrap(),
+                serde_json::json!(order.name())
             );
         }
         assert_eq!("holding_registers".parse::<Table>(), Ok(Table::Holding));

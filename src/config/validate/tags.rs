@@ -57,14 +57,11 @@ impl Validator<'_> {
                 None
             }
         };
-        let word_order = match word_order {
-            None | Some("big") => WordOrder::Big,
-            Some("little") => WordOrder::Little,
-            Some(other) => {
-                self.problem(
-                    format!("{path}.word_order"),
-                    format!("{other:?} is not one of big, little"),
-                );
+        let word_order = match word_order.map(str::parse::<WordOrder>) {
+            None => WordOrder::Big,
+            Some(Ok(order)) => order,
+            Some(Err(error)) => {
+                self.problem(format!("{path}.word_order"), error.to_string());
                 WordOrder::Big
             }
         };
@@ -142,15 +139,12 @@ impl Validator<'_> {
                 }
             },
         };
-        let on_decrease = match raw.on_decrease.as_deref() {
-            None | Some("reset") => OnDecrease::Reset,
-            Some("ignore") => OnDecrease::Ignore,
-            Some(other) => {
-                self.problem(
-                    format!("{path}.on_decrease"),
-                    format!("{other:?} is not one of reset, ignore"),
-                );
-                OnDecrease::Reset
+        let on_decrease = match raw.on_decrease.as_deref().map(str::parse::<OnDecrease>) {
+            None => OnDecrease::default(),
+            Some(Ok(policy)) => policy,
+            Some(Err(error)) => {
+                self.problem(format!("{path}.on_decrease"), error.to_string());
+                OnDecrease::default()
             }
         };
         if let Some(rate) = raw.design_rate {
