@@ -11,6 +11,7 @@
 //! - [`store`]: SQLite (WAL) adapter: counter baselines, windows, the outbox.
 //! - [`publisher`]: moves outbox rows to the MQTT broker; retires a row only after its PUBACK.
 //! - [`replay`]: recorded poll values from a CSV through the same processor, rollups as JSON lines.
+//! - [`quarantine`]: the operator's view of quarantined counter deltas, and their release.
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
@@ -25,5 +26,6 @@ pub mod probe;
 pub mod processor;
 pub mod publisher;
 pub mod replay;
+pub mod quarantine;
 pub mod store;
 pub mod supervisor;

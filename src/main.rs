@@ -40,6 +40,12 @@ enum Command {
         #[arg(long)]
         samples: PathBuf,
     },
+    /// Counter deltas the plausibility guard quarantined: list them, or release one to be counted.
+    /// Works while the agent runs; it reads the agent's database and never changes anything else.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     /// Simulated PLCs + local MQTT broker + agent + live figures in the terminal. Needs no files.
     Demo {
         /// Stop by itself after this many seconds (default: run until Ctrl-C).
@@ -79,6 +85,29 @@ enum Command {
         /// Mark the interpretations equal to this value (e.g. the count shown on the machine's HMI).
         #[arg(long)]
         find: Option<f64>,
+    },
+}
+
+/// What `quarantine` does.
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// List the quarantined deltas (id, machine, counter, interval, amount, status).
+    List {
+        /// The agent's TOML configuration file (for its data_dir, counter names and time zone).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release one quarantined delta: the agent counts it over its original interval and restates those windows.
+    Release {
+        /// The agent's TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The delta's id, as `quarantine list` shows it.
+        #[arg(long)]
+        id: i64,
     },
 }
 
@@ -141,6 +170,7 @@ fn main() -> ExitCode {
                 Ok(())
             }))
         }
+        Command::Quarantine { action } => quarantine(action),
         Command::Demo { seconds, mqtt_port } => exit(runtime().block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -154,6 +184,23 @@ fn main() -> ExitCode {
             demo::run(mqtt_port, shutdown).await
         })),
     }
+}
+
+fn quarantine(action: QuarantineAction) -> ExitCode {
+    use shopfloor_agent::quarantine;
+    let (QuarantineAction::List { config: path, .. }
+    | QuarantineAction::Release { config: path, .. }) = &action;
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return config_error(&error),
+    };
+    let report = match action {
+        QuarantineAction::List { json, .. } => quarantine::list(&config, json),
+        QuarantineAction::Release { id, .. } => {
+            quarantine::release(&config, id, shopfloor_agent::poller::now_millis())
+        }
+    };
+    exit(report.map(|text| print_out(&text)))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -27,6 +27,8 @@
 //!   refused, full disk), each with a counting report.
 //! - `packet_limit`: every message the running agent publishes fits the largest-message bound `validate` checks
 //!   `mqtt.max_packet_size` against.
+//! - `quarantine`: a counter read above its modulus is a gap; a quarantined jump released through the
+//!   `quarantine` command line beside the running agent restates its window.
 //! - `quota`: the store's byte quota under a long outage: drops announced as `gap` events, totals exact.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
@@ -46,6 +48,7 @@ mod modbus;
 mod outbox_model;
 mod packet_limit;
 mod publisher;
+mod quarantine;
 mod quota;
 mod replay;
 mod soak;

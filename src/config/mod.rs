@@ -274,6 +274,25 @@ pub struct MachineConfig {
     pub targets: Targets,
 }
 
+impl MachineConfig {
+    /// The machine's counters by name: `produced`, `defective` (when configured), then each defect reason.
+    pub fn counters(&self) -> Vec<(&str, &CounterTag)> {
+        let mut counters = vec![("produced", &self.produced)];
+        if let Some(defective) = &self.defective {
+            counters.push(("defective", defective));
+        }
+        for (name, tag) in &self.defect_reasons {
+            counters.push((name.as_str(), tag));
+        }
+        counters
+    }
+
+    /// The store key of one of the machine's counters (`machine/counter`): its baseline and its audit rows.
+    pub fn counter_key(&self, counter: &str) -> String {
+        format!("{}/{}", self.id, counter)
+    }
+}
+
 impl Config {
     /// Loads a TOML file, applies `SHOPFLOOR__` environment overrides and validates the result.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -383,21 +402,6 @@ mod validate;
 use overrides::blame_overrides;
 use raw::RawConfig;
 use validate::Validator;
-
-fn parse_data_type(text: &str) -> Option<DataType> {
-    Some(match text {
-        "bool" => DataType::Bool,
-        "u16" => DataType::U16,
-        "i16" => DataType::I16,
-        "u32" => DataType::U32,
-        "i32" => DataType::I32,
-        "u64" => DataType::U64,
-        "i64" => DataType::I64,
-        "f32" => DataType::F32,
-        "f64" => DataType::F64,
-        _ => return None,
-    })
-}
 
 /// Parses `"500ms"`, `"1s"`, `"15m"`, `"9h"`, `"1h 30m"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

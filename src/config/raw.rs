@@ -252,6 +252,7 @@ pub(super) struct RawTag {
     pub(super) wrap: bool,
     pub(super) on_decrease: Option<String>,
     pub(super) design_rate: Option<f64>,
+    pub(super) t_max: Option<String>,
 }
 
 pub(super) fn default_table() -> String {

@@ -331,22 +331,31 @@ impl Validator<'_> {
             self.duration_in(&format!("{path}.ideal_cycle_time"), t, IDEAL_CYCLE_TIME)
                 .unwrap_or(IDEAL_CYCLE_TIME.min)
         });
+        // Without a valid PLC the configuration is refused anyway; no default t_max is needed then.
+        let poll_interval = plc.map_or(Duration::ZERO, |i| plcs[i].poll_interval);
         let produced = self.counter(
             &format!("{path}.counters.produced"),
             &raw.counters.produced,
             unit_id,
+            poll_interval,
         );
-        let defective = raw
-            .counters
-            .defective
-            .as_ref()
-            .and_then(|t| self.counter(&format!("{path}.counters.defective"), t, unit_id));
+        let defective = raw.counters.defective.as_ref().and_then(|t| {
+            self.counter(
+                &format!("{path}.counters.defective"),
+                t,
+                unit_id,
+                poll_interval,
+            )
+        });
         let mut defect_reasons = Vec::new();
         for (name, tag) in &raw.defect_reasons {
             self.id(&format!("{path}.defect_reasons.{name}"), name);
-            if let Some(counter) =
-                self.counter(&format!("{path}.defect_reasons.{name}"), tag, unit_id)
-            {
+            if let Some(counter) = self.counter(
+                &format!("{path}.defect_reasons.{name}"),
+                tag,
+                unit_id,
+                poll_interval,
+            ) {
                 defect_reasons.push((name.clone(), counter));
             }
         }

@@ -25,6 +25,7 @@ periods = ["1m"]
 [[plc]]
 id = "plc-a"
 address = "127.0.0.1:502"
+poll_interval = "10s"
 
 [[machine]]
 id = "press-01"

@@ -7,7 +7,7 @@
 //! and the terminal view), `restore` (construction from restored state, with or without a store),
 //! `retention` (windows loaded for late facts, evicted after commits, and store pruning), `run` (the task).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,8 +33,11 @@ use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 mod clock;
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod counter_tests;
 mod events;
 mod live;
+mod quarantine;
 mod restore;
 mod retention;
 mod run;
@@ -74,6 +77,8 @@ struct CounterChannel {
     state: CounterState,
     /// True once the state changed since the last commit.
     dirty: bool,
+    /// Since when the counter reads values at or above its modulus (announced once per episode).
+    invalid_since: Option<Millis>,
 }
 
 struct MachineRuntime {
@@ -104,6 +109,8 @@ struct Pending {
     deltas: Vec<DeltaRow>,
     outbox: Vec<QueuedDraft>,
     dropped_deltas: u64,
+    /// Quarantine releases applied to the windows, to be marked released with this work's commit.
+    releases: BTreeSet<i64>,
 }
 
 /// What a queued draft is, so that the store's refusal of it is announced only when it is not itself
@@ -131,6 +138,7 @@ impl Pending {
             && self.windows.is_empty()
             && self.deltas.is_empty()
             && self.outbox.is_empty()
+            && self.releases.is_empty()
     }
 
     /// Queues an event for the next commit.
@@ -168,6 +176,8 @@ pub struct Processor {
     stored_ahead_logged: bool,
     /// Drafts the store refused for their size: counted, and logged at most once a minute.
     refusals: events::RefusalTally,
+    /// Quarantine releases whose counter is not in the configuration: logged once, left pending.
+    unmatched_releases: BTreeSet<i64>,
 }
 
 impl Processor {
@@ -315,7 +325,11 @@ impl Processor {
                 .collect(),
             now,
         };
-        match store.call(move |s| s.commit_cycle(&cycle)).await? {
+        let released: Vec<i64> = self.pending.releases.iter().copied().collect();
+        match store
+            .call(move |s| s.commit_cycle_releasing(&cycle, &released))
+            .await?
+        {
             Ok(outcome) => {
                 let dropped = std::mem::take(&mut self.pending.dropped_deltas);
                 if dropped > 0 {
@@ -408,9 +422,14 @@ impl MachineRuntime {
                     continue;
                 }
             };
-            reads.any_read = true;
             let step = channel.state.step(&channel.tag.counter, raw, sample.utc);
-            channel.dirty = true;
+            if step.kind == StepKind::Invalid {
+                // Not a reading: the counter is unread this cycle (a gap), its baseline untouched.
+                reads.unread = true;
+            } else {
+                reads.any_read = true;
+                channel.dirty = true;
+            }
             if matches!(channel.channel, Channel::Produced) && counted(&step) > 0 {
                 reads.produced_moved = true;
             }
@@ -422,6 +441,7 @@ impl MachineRuntime {
                 channel,
                 &step,
             );
+            channel.note_invalid(&step);
         }
         reads
     }
@@ -507,6 +527,28 @@ impl MachineRuntime {
             topic: payload::event_topic(identity, &self.config.line, &self.config.id),
             body,
         });
+    }
+}
+
+impl CounterChannel {
+    /// Tracks an episode of values at or above the modulus; its start and its end are logged once.
+    fn note_invalid(&mut self, step: &CounterStep) {
+        match (step.kind == StepKind::Invalid, self.invalid_since) {
+            (true, None) => {
+                warn!(
+                    counter = %self.key,
+                    raw = step.raw,
+                    modulus = self.tag.counter.modulus,
+                    "Counter reads a value at or above its modulus; it counts as unread until a valid value."
+                );
+                self.invalid_since = Some(step.t_to);
+            }
+            (false, Some(since)) => {
+                info!(counter = %self.key, invalid_ms = step.t_to - since, "Counter reads valid values again.");
+                self.invalid_since = None;
+            }
+            _ => {}
+        }
     }
 }
 

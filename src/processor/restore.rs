@@ -63,6 +63,7 @@ impl Processor {
             step_log: StepLog::new(),
             stored_ahead_logged: false,
             refusals: events::RefusalTally::default(),
+            unmatched_releases: BTreeSet::new(),
         }
     }
 }
@@ -138,7 +139,7 @@ fn counter_channels(
     channels
         .into_iter()
         .map(|(channel, name, tag)| {
-            let key = format!("{}/{}", machine.id, name);
+            let key = machine.counter_key(name);
             let state = match counters.get(&key) {
                 Some(json) => serde_json::from_str(json).unwrap_or_else(|error| {
                     warn!(counter = %key, %error, "Unreadable counter baseline; starting a new one.");
@@ -155,6 +156,7 @@ fn counter_channels(
                 tag: tag.clone(),
                 state,
                 dirty: false,
+                invalid_since: None,
             }
         })
         .collect()
