@@ -247,11 +247,44 @@ pub(super) struct RawTargets {
 }
 
 /// One target table (today's form) or a list of them, each with `valid_from`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub(super) enum RawTargetSpec {
     Single(RawTarget),
     Dated(Vec<RawTarget>),
+}
+
+// By hand rather than `untagged`, so a typo inside a table reports the unknown field, not
+// "did not match any variant".
+impl<'de> Deserialize<'de> for RawTargetSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> serde::de::Visitor<'de> for SpecVisitor {
+            type Value = RawTargetSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a { baseline, target } table or a list of { baseline, target, valid_from }",
+                )
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawTargetSpec, A::Error> {
+                let deserializer = serde::de::value::MapAccessDeserializer::new(map);
+                RawTarget::deserialize(deserializer).map(RawTargetSpec::Single)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<RawTargetSpec, A::Error> {
+                let deserializer = serde::de::value::SeqAccessDeserializer::new(seq);
+                Vec::<RawTarget>::deserialize(deserializer).map(RawTargetSpec::Dated)
+            }
+        }
+        deserializer.deserialize_any(SpecVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
