@@ -750,6 +750,49 @@ mod tests {
     }
 
     #[test]
+    fn the_kpi_reference_has_every_anchor_the_schemas_cite_and_names_every_reason_and_flag() {
+        const KPI_DOC: &str = include_str!("../../docs/kpi.md");
+        // GitHub's anchors: the heading in lower case, spaces as '-', other punctuation dropped.
+        let anchors: BTreeSet<String> = KPI_DOC
+            .lines()
+            .filter_map(|line| line.strip_prefix('#'))
+            .map(|heading| {
+                heading
+                    .trim_start_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        for schema in [ROLLUP, LIVE] {
+            for cited in schema.split("docs/kpi.md#").skip(1) {
+                let anchor: String = cited
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '-')
+                    .collect();
+                assert!(anchors.contains(&anchor), "docs/kpi.md has no #{anchor}");
+            }
+        }
+        let names = NullReason::ALL
+            .iter()
+            .map(|reason| reason.as_str())
+            .chain(Flag::ALL.iter().map(|flag| flag.as_str()))
+            .chain(KpiFlag::ALL.iter().map(|flag| flag.as_str()));
+        for name in names {
+            assert!(
+                KPI_DOC.contains(&format!("| `{name}` |")),
+                "docs/kpi.md does not list {name}"
+            );
+        }
+    }
+
+    #[test]
     fn given_identity_when_topics_built_then_they_follow_the_design_tree() {
         let id = identity();
 
