@@ -16,6 +16,7 @@
 //!   data_dir, same client id), its data_dir deleted under it, its files' modes under umask 000.
 //! - `clock`: wall-clock steps forward and back, and a restart with the clock behind the stored state.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
+//! - `kpi`: goal figures wait for `targets.min_units`, dated targets, `no_target`, inconsistent counts null.
 //! - `modbus`: the poller against misbehaving PLCs; its modules:
 //!   - `modbus::gateway`: many units on one connection: values, pacing, unit backoff, no writes.
 //!   - `modbus::faults`: silence, late answers, half frames, wrong counts, exceptions, reboot, long outage.
@@ -44,6 +45,7 @@ mod crash;
 mod e2e;
 mod faults_mqtt;
 mod interop;
+mod kpi;
 mod modbus;
 mod outbox_model;
 mod packet_limit;

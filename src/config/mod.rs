@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::logic::counter::{CounterConfig, OnDecrease};
 use crate::logic::decode::{decode, DataType, DecodeError, Encoding, Table, Value, WordOrder};
-use crate::logic::kpi::Targets;
 use crate::logic::rollup::MachineState;
+use crate::logic::targets::{Targets, DEFAULT_MIN_UNITS};
 use crate::logic::window::Period;
 
 /// Prefix of environment overrides, e.g. `SHOPFLOOR__MQTT__HOST`.
