@@ -79,6 +79,37 @@ counters.produced = { address = 100, type = "f32" }
 }
 
 #[test]
+fn validate_names_calendar_problems_with_their_path_and_the_file() {
+    // Given a calendar whose shifts overlap on the daily timeline and whose break leaves its shift.
+    let dir = tempfile::tempdir().unwrap();
+    let calendar = r#"
+[calendar]
+shifts = [
+  { name = "day", start = "06:00", duration = "12h", breaks = [{ start = "17:30", duration = "1h" }] },
+  { name = "night", start = "17:00", duration = "12h" },
+]
+days_off = ["2026-12-25"]
+"#;
+    let file = config_file(dir.path(), calendar, "", "");
+
+    // When it is validated.
+    let (output, stderr) = validate(&file, &[]);
+
+    // Then it exits with the configuration error code and names each problem with its TOML path.
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("agent.toml"), "{stderr}");
+    for expected in [
+        "calendar.shifts[0].breaks[0]: break is not wholly inside its shift \"day\"",
+        "calendar.shifts[1]: shift \"night\" overlaps shift \"day\"",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
 fn demo_runs_with_no_files_shows_live_figures_and_stops_cleanly() {
     // Given nothing but the binary.
     // When the demo runs for a few seconds (it picks a free MQTT port if 1883 is taken).

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::raw::*;
 use super::*;
 
+mod calendar;
 mod cross;
 mod network;
 mod ranges;
@@ -99,6 +100,10 @@ impl Validator<'_> {
             }
         }
         self.overlaps(&machines, &plcs);
+        let calendar = match &agent {
+            Some(agent) => self.calendar(raw.calendar, &agent.timezone),
+            None => None,
+        };
 
         let config = Config {
             source: file.to_string(),
@@ -111,6 +116,7 @@ impl Validator<'_> {
             },
             plcs,
             machines,
+            calendar: calendar?,
         };
         self.periods_cover_polls(&config, &period_names);
         self.packet_limit(&config);
@@ -179,6 +185,7 @@ impl Validator<'_> {
                 RESTATEMENT_HORIZON,
             )
             .unwrap_or(RESTATEMENT_HORIZON.min);
+        let unknown_time = self.unknown_time(&raw.unknown_time);
         Some(AgentConfig {
             site: raw.site,
             gateway: raw.gateway,
@@ -189,6 +196,7 @@ impl Validator<'_> {
             live_interval,
             health_interval,
             restatement_horizon,
+            unknown_time,
         })
     }
 
