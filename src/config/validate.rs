@@ -100,10 +100,7 @@ impl Validator<'_> {
             }
         }
         self.overlaps(&machines, &plcs);
-        let calendar = match &agent {
-            Some(agent) => self.calendar(raw.calendar, &agent.timezone),
-            None => None,
-        };
+        let calendar = self.calendar(raw.calendar, agent.as_ref().map(|agent| &agent.timezone));
 
         let config = Config {
             source: file.to_string(),

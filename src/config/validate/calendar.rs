@@ -24,10 +24,15 @@ impl Validator<'_> {
         }
     }
 
-    /// The typed calendar in `tz`; all time is planned when the file has no `[calendar]`.
-    pub(super) fn calendar(&mut self, raw: Option<RawCalendar>, tz: &TimeZone) -> Option<Calendar> {
+    /// The typed calendar in `tz`; all time is planned when the file has no `[calendar]`. Without a
+    /// usable time zone (a problem of its own) the calendar is still checked, but not returned.
+    pub(super) fn calendar(
+        &mut self,
+        raw: Option<RawCalendar>,
+        tz: Option<&TimeZone>,
+    ) -> Option<Calendar> {
         let Some(raw) = raw else {
-            return Some(Calendar::all_planned(tz.clone()));
+            return tz.map(|tz| Calendar::all_planned(tz.clone()));
         };
         let shifts: Vec<Option<ShiftSpec>> = raw
             .shifts
@@ -44,8 +49,9 @@ impl Validator<'_> {
         // The shape checks index shifts and days off as listed, so they run only on a whole list.
         let shifts: Vec<ShiftSpec> = shifts.into_iter().collect::<Option<_>>()?;
         let days_off: Vec<Date> = days_off.into_iter().collect::<Option<_>>()?;
-        match Calendar::new(tz.clone(), shifts, days_off) {
-            Ok(calendar) => Some(calendar),
+        // The shape checks do not depend on the zone, so they run even when it is unusable.
+        match Calendar::new(tz.cloned().unwrap_or(TimeZone::UTC), shifts, days_off) {
+            Ok(calendar) => tz.map(|_| calendar),
             Err(errors) => {
                 for error in errors {
                     self.problem(format!("calendar.{}", error.path), error.message);

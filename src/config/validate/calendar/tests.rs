@@ -191,3 +191,21 @@ days_off = ["2026-12-24", "2026-12-24"]
         );
     }
 }
+
+#[test]
+fn the_calendar_is_checked_even_when_the_time_zone_is_unknown() {
+    let text = config_text(
+        "",
+        r#"
+[calendar]
+shifts = [{ name = "day", start = "06:00", duration = "25h" }]
+"#,
+    )
+    .replace("Asia/Seoul", "Mars/Olympus");
+    let found = paths(&text);
+    assert!(found.iter().any(|p| p == "agent.timezone"), "{found:?}");
+    assert!(
+        found.iter().any(|p| p == "calendar.shifts[0].duration"),
+        "{found:?}"
+    );
+}
