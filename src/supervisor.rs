@@ -179,7 +179,10 @@ pub async fn run_with_clock(
                 plans[index].clone(),
                 sample_tx.clone(),
                 plc_health.clone(),
-                clock.clone(),
+                poller::PollTiming {
+                    clock: clock.clone(),
+                    calendar: config.calendar.clone(),
+                },
                 poll_token.clone(),
             )
             .instrument(span),
@@ -234,6 +237,9 @@ pub async fn run_with_clock(
         .instrument(tracing::info_span!("mqtt")),
     );
 
+    if !config.calendar.is_configured() {
+        info!("no [calendar]: all observed time counts as planned time");
+    }
     info!(
         plcs = config.plcs.len(),
         machines = config.machines.len(),

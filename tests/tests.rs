@@ -23,6 +23,7 @@
 //!   - `modbus::disabled`: a tag refused with 01/02/03 is probed with backoff and enabled again.
 //!   - `modbus::fuzz`: arbitrary bytes as responses into the connection and the poller.
 //!   - `modbus::probe`: the commissioning probe finds the produced counter and its word order.
+//!   - `modbus::calendar`: a shift start between two regular polls gets a poll of its own.
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link, MQTT 5
 //!   refused, full disk), each with a counting report.

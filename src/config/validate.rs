@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::raw::*;
 use super::*;
 
+mod calendar;
 mod cross;
 mod network;
 mod ranges;
@@ -101,6 +102,7 @@ impl Validator<'_> {
             }
         }
         self.overlaps(&machines, &plcs);
+        let calendar = self.calendar(raw.calendar, agent.as_ref().map(|agent| &agent.timezone));
 
         let config = Config {
             source: file.to_string(),
@@ -113,6 +115,7 @@ impl Validator<'_> {
             },
             plcs,
             machines,
+            calendar: calendar?,
         };
         self.periods_cover_polls(&config, &period_names);
         self.packet_limit(&config);
@@ -181,6 +184,7 @@ impl Validator<'_> {
                 RESTATEMENT_HORIZON,
             )
             .unwrap_or(RESTATEMENT_HORIZON.min);
+        let unknown_time = self.unknown_time(&raw.unknown_time);
         Some(AgentConfig {
             site: raw.site,
             gateway: raw.gateway,
@@ -191,6 +195,7 @@ impl Validator<'_> {
             live_interval,
             health_interval,
             restatement_horizon,
+            unknown_time,
         })
     }
 
