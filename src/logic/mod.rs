@@ -8,6 +8,7 @@ pub mod decode;
 pub mod kpi;
 pub mod payload;
 pub mod rollup;
+pub mod targets;
 pub mod window;
 
 /// UTC milliseconds since the Unix epoch; the only time type the pure core knows.

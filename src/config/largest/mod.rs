@@ -18,11 +18,12 @@ use super::{Config, MachineConfig};
 use crate::logic::calendar::UnknownTime;
 use crate::logic::clock::{ClockStep, StepDirection};
 use crate::logic::decode::Table;
-use crate::logic::kpi::{self, Kpis, Target, Targets};
+use crate::logic::kpi::{self, KpiFlag, Kpis, NullReason};
 use crate::logic::payload::{
     self, DeviceHealth, DisabledTagReport, EventKind, Identity, UnitHealthReport,
 };
 use crate::logic::rollup::{Flag, MachineState, WindowRecord, WindowStatus, WindowSums};
+use crate::logic::targets::{Target, TargetSchedule, Targets};
 use crate::logic::Millis;
 use crate::poller::ReadPlan;
 use crate::publisher::publish_packet_size;
@@ -178,36 +179,31 @@ fn longest_event_kind() -> EventKind {
 /// KPIs with every value, goal figure and null reason present at its widest.
 fn widest_kpis(targets: &Targets) -> Kpis {
     // An empty window with baseline = target makes the real code name every null key it can produce.
-    let flat = |target: &Option<Target>| {
-        target.map(|_| Target {
-            baseline: 1.0,
-            target: 1.0,
+    let flat = |schedule: &Option<TargetSchedule>| {
+        schedule.as_ref().map(|_| {
+            TargetSchedule::single(Target {
+                baseline: 1.0,
+                target: 1.0,
+            })
         })
     };
     let flat_targets = Targets {
         productivity: flat(&targets.productivity),
         defect_rate: flat(&targets.defect_rate),
+        min_units: 0,
     };
+    let any_date = jiff::civil::date(2000, 1, 1);
     let mut kpis = kpi::compute(
         &WindowSums::default(),
         None,
         &flat_targets,
+        any_date,
         UnknownTime::Loss,
     );
-    let longest_reason = [
-        kpi::NO_PLANNED_TIME,
-        kpi::NO_RUN_TIME,
-        kpi::NO_IDEAL_CYCLE_TIME,
-        kpi::NO_PRODUCTION,
-        kpi::TARGET_EQUALS_BASELINE,
-        kpi::ZERO_ACTUAL,
-        kpi::ZERO_TARGET,
-        kpi::ZERO_BASELINE,
-        kpi::NOT_FINITE,
-    ]
-    .into_iter()
-    .max_by_key(|reason| reason.len())
-    .unwrap_or(kpi::NOT_FINITE);
+    let longest_reason = NullReason::ALL
+        .into_iter()
+        .max_by_key(|reason| reason.as_str().len())
+        .unwrap_or(NullReason::NotFinite);
     kpis.nulls
         .values_mut()
         .for_each(|reason| *reason = longest_reason);
@@ -221,10 +217,7 @@ fn widest_kpis(targets: &Targets) -> Kpis {
         figures.attainment_ratio = Some(WIDEST_FLOAT);
         figures.improvement = Some(WIDEST_FLOAT);
     }
-    kpis.flags = vec![
-        kpi::FLAG_DEFECTIVE_ABOVE_PRODUCED,
-        kpi::FLAG_PERFORMANCE_ABOVE_1,
-    ];
+    kpis.flags = KpiFlag::ALL.to_vec();
     kpis.basis = kpi::KpiBasis {
         planned_ms: i64::MAX,
         running_ms: i64::MAX,
@@ -236,15 +229,27 @@ fn widest_kpis(targets: &Targets) -> Kpis {
     kpis
 }
 
-/// A window of `period` with every count and time at its widest.
-fn widest_window(machine: &MachineConfig, period: &str, status: WindowStatus) -> WindowRecord {
+/// A window of `period` with every count and time at its widest, labelled with the longest shift
+/// name of the calendar (if any) and a production date.
+fn widest_window(
+    config: &Config,
+    machine: &MachineConfig,
+    period: &str,
+    status: WindowStatus,
+) -> WindowRecord {
+    let longest_shift = config
+        .calendar
+        .shifts()
+        .iter()
+        .map(|shift| shift.name.clone())
+        .max_by_key(String::len);
     WindowRecord {
         machine: machine.id.clone(),
         period: period.to_string(),
         start: SOME_INSTANT,
         end: SOME_INSTANT + 1,
-        shift: None,
-        production_date: None,
+        shift: longest_shift,
+        production_date: Some(jiff::civil::date(2026, 11, 28)),
         sums: WindowSums {
             produced: u64::MAX,
             defective: u64::MAX,
@@ -284,7 +289,7 @@ fn largest_rollup(
         .periods
         .iter()
         .map(|p| {
-            let record = widest_window(machine, &p.period.name, WindowStatus::Restated);
+            let record = widest_window(config, machine, &p.period.name, WindowStatus::Restated);
             let body = payload::rollup_payload(identity, &machine.line, &record, &kpis, tz);
             let topic = payload::rollup_topic(identity, &machine.line, &machine.id, &record.period);
             bound(config, MessageKind::Rollup, topic, &as_sent(body))
@@ -300,7 +305,7 @@ fn largest_live(config: &Config, identity: &Identity, machine: &MachineConfig) -
         .iter()
         .flat_map(|p| {
             std::iter::repeat_n(&p.period.name, OPEN_WINDOWS_PER_PERIOD)
-                .map(|name| widest_window(machine, name, WindowStatus::Open))
+                .map(|name| widest_window(config, machine, name, WindowStatus::Open))
         })
         .collect();
     let windows: Vec<(&WindowRecord, &Kpis)> = records.iter().map(|r| (r, &kpis)).collect();

@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::config::Config;
-use crate::logic::calendar::{Calendar, UnknownTime};
 use crate::logic::rollup::{Channel, MachineWindows};
 
 const CONFIG: &str = r#"
@@ -64,7 +63,7 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
         periods,
         10_000,
         72 * HOUR,
-        Calendar::all_planned(tz.clone()),
+        config.calendar.clone(),
     );
     let mut channels = vec![Channel::Produced, Channel::Defective];
     channels.extend(
@@ -80,11 +79,12 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
         MachineState::Unknown,
     ];
     let kpis_of = |record: &WindowRecord| {
-        kpi::compute(
-            &record.sums,
-            machine.ideal_cycle_time.map(crate::config::clock::millis),
+        kpi::of_window(
+            record,
+            machine.ideal_cycle_time,
             &machine.targets,
-            UnknownTime::Loss,
+            tz,
+            config.agent.unknown_time,
         )
     };
     let live_topic = payload::live_topic(&identity, &machine.line, &machine.id);

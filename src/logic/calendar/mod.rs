@@ -132,6 +132,11 @@ impl Calendar {
         &self.tz
     }
 
+    /// The configured shifts, in configuration order (none without a calendar).
+    pub fn shifts(&self) -> &[ShiftSpec] {
+        &self.shifts
+    }
+
     /// Splits `[from, to)` into maximal, ordered in-plan and out-of-plan segments that cover it
     /// exactly; empty when `from >= to`.
     pub fn plan_segments(&self, from: Millis, to: Millis) -> Vec<PlanSegment> {

@@ -103,7 +103,7 @@ fn check_breaks(shift_path: &str, shift: &ShiftSpec, errors: &mut Vec<CalendarEr
         {
             errors.push(error(
                 &path,
-                format!("break overlaps {shift_path}.breaks[{other}]"),
+                format!("break overlaps breaks[{other}] of the same shift"),
             ));
             continue;
         }
@@ -130,7 +130,7 @@ fn check_overlaps(shifts: &[ShiftSpec], errors: &mut Vec<CalendarError>) {
             errors.push(error(
                 &format!("shifts[{index}]"),
                 format!(
-                    "shift {:?} overlaps shift {:?} (shifts[{other}])",
+                    "shift {:?} overlaps shift {:?} (shift {other}) on the daily timeline",
                     shift.name, other_shift.name
                 ),
             ));
