@@ -118,6 +118,7 @@ impl Validator<'_> {
             calendar: calendar?,
         };
         self.periods_cover_polls(&config, &period_names);
+        self.shift_period_has_calendar(&config, &period_names);
         self.packet_limit(&config);
         Some(config)
     }

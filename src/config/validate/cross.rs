@@ -4,6 +4,7 @@
 use super::super::largest::{largest_messages, margin, MessageKind};
 use super::ranges::{show, show_bytes};
 use super::*;
+use crate::logic::window::SHIFT_PERIOD;
 
 impl Validator<'_> {
     /// Every period must be at least the slowest poll interval: a shorter window could pass without a
@@ -32,6 +33,22 @@ impl Validator<'_> {
                         p.period.name,
                         show(slowest)
                     ),
+                );
+            }
+        }
+    }
+
+    /// A `shift` period needs a `[calendar]`: without one there are no shifts, so it would never
+    /// publish a window.
+    pub(super) fn shift_period_has_calendar(&mut self, config: &Config, names: &[String]) {
+        if config.calendar.is_configured() {
+            return;
+        }
+        for (index, name) in names.iter().enumerate() {
+            if name.trim() == SHIFT_PERIOD {
+                self.problem(
+                    format!("agent.periods[{index}]"),
+                    "period \"shift\" needs a [calendar] with shifts; without one it would have no windows",
                 );
             }
         }

@@ -223,6 +223,55 @@ fn every_period_must_be_at_least_the_slowest_poll_interval() {
 }
 
 #[test]
+fn shift_and_day_periods_parse_with_a_five_minute_grace_and_shift_needs_a_calendar() {
+    // Given "shift" and "day" periods without a [calendar]: the shift period is a problem.
+    let periods = "periods = [\"15m\", \"shift\", \"day\"]";
+    let found = problems(&config_with(periods, "", ADDRESS, ""));
+    assert!(
+        has_problem(&found, "agent.periods[1]", "needs a [calendar]"),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    // With a calendar both parse, each with the 5 min default grace; a grace up to a day is allowed.
+    let calendar =
+        "\n[calendar]\nshifts = [{ name = \"early\", start = \"06:00\", duration = \"8h\" }]";
+    let text = format!(
+        "{}{calendar}",
+        config_with(
+            &format!("{periods}\ngrace = {{ \"day\" = \"2h\" }}"),
+            "",
+            ADDRESS,
+            ""
+        )
+    );
+    let config = Config::from_toml(&text, "t", false).unwrap();
+    let graces: Vec<(String, Duration)> = config
+        .agent
+        .periods
+        .iter()
+        .map(|p| (p.period.name.clone(), p.grace))
+        .collect();
+    assert_eq!(
+        graces,
+        vec![
+            ("15m".into(), Duration::from_secs(30)),
+            ("shift".into(), Duration::from_secs(300)),
+            ("day".into(), Duration::from_secs(7_200)),
+        ]
+    );
+    let duplicate = problems(&config_with(
+        "periods = [\"day\", \" day\"]",
+        "",
+        ADDRESS,
+        "",
+    ));
+    assert!(
+        has_problem(&duplicate, "agent.periods[1]", "listed twice"),
+        "{duplicate:?}"
+    );
+}
+
+#[test]
 fn plc_port_zero_and_bad_hosts_are_refused() {
     for (address, needle) in [
         ("127.0.0.1:0", "port"),
