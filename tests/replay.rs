@@ -128,16 +128,17 @@ fn given_a_counter_reset_mid_shift_when_replayed_then_the_value_after_the_reset_
     let rollups = replay_golden("counter_reset");
 
     // Then by hand: 06:00-07:00 counts 30 + 30 + 12 (the reset's value) + 30 = 102, flagged reset;
-    // performance 102 x 30 s / 3600 s = 0.85. 07:00-08:00 counts 4 x 30 = 120, performance 1.
+    // performance 102 x 30 s / 3600 s = 0.85. 07:00-08:00 counts 4 x 30 = 120, performance 1. No
+    // [calendar]: every window is flagged no_calendar.
     assert_eq!(rollups.len(), 2);
     let (first, second) = (&rollups[0], &rollups[1]);
     assert_eq!(first["window"]["start"], "2026-11-27T06:00:00+00:00");
     assert_eq!(first["counts"]["produced"], 102);
-    assert_eq!(first["flags"], serde_json::json!(["reset"]));
+    assert_eq!(first["flags"], serde_json::json!(["no_calendar", "reset"]));
     close(&first["kpi"]["performance"], 0.85);
     assert_eq!(second["window"]["start"], "2026-11-27T07:00:00+00:00");
     assert_eq!(second["counts"]["produced"], 120);
-    assert_eq!(second["flags"], serde_json::json!([]));
+    assert_eq!(second["flags"], serde_json::json!(["no_calendar"]));
     close(&second["kpi"]["performance"], 1.0);
     assert_eq!(
         rollups.iter().map(|r| r["seq"].clone()).collect::<Vec<_>>(),
