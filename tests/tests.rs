@@ -37,6 +37,7 @@
 //! - `replay`: `shopfloor-agent replay` on golden CSV inputs with hand-computed rollups; bad input names line
 //!   and column.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
+//! - `windows`: shift, day and hourly rollups of a night shift through `replay`: in and out of plan, labels.
 
 mod support;
 
@@ -56,3 +57,4 @@ mod quota;
 mod replay;
 mod soak;
 mod store_fs;
+mod windows;
