@@ -5,6 +5,31 @@ use super::*;
 use crate::logic::counter::{CounterConfig, CounterState, OnDecrease};
 use proptest::prelude::*;
 
+/// Four shifts of 5 h 50 min a day with 10 min between them and breaks inside, so that facts of a
+/// few hours cross shift, break and gap boundaries.
+fn four_shifts(tz: TimeZone) -> Calendar {
+    use crate::logic::calendar::{BreakSpec, ShiftSpec};
+    let shift = |name: &str, hour: i8, breaks: Vec<(i8, i8, i64)>| ShiftSpec {
+        name: name.into(),
+        start: jiff::civil::time(hour, 0, 0, 0),
+        duration_ms: 350 * MINUTE,
+        breaks: breaks
+            .into_iter()
+            .map(|(hour, minute, minutes)| BreakSpec {
+                start: jiff::civil::time(hour, minute, 0, 0),
+                duration_ms: minutes * MINUTE,
+            })
+            .collect(),
+    };
+    let shifts = vec![
+        shift("a", 0, vec![(1, 0, 20), (3, 30, 15)]),
+        shift("b", 6, vec![(9, 0, 20)]),
+        shift("c", 12, Vec::new()),
+        shift("d", 18, vec![(21, 0, 30)]),
+    ];
+    Calendar::new(tz, shifts, Vec::new()).unwrap()
+}
+
 proptest! {
     // Each case spreads up to 200 deltas over thousands of 5 s windows; 64 cases keep the
     // debug-build run to a couple of seconds.
@@ -60,13 +85,15 @@ proptest! {
         start in 1_700_000_000_000i64..1_800_000_000_000,
         tz in zone(),
         horizon in prop::sample::select(vec![72 * HOUR, 20 * MINUTE, 2 * MINUTE]),
+        with_calendar in any::<bool>(),
     ) {
         // The twin never evicts (today's memory use); the evicting side is a restarted accumulator whose
         // windows live in `disk` and come back through load requests. Both see the same facts.
-        let names = ["5s", "1m", "15m"];
+        let names = ["5s", "1m", "15m", "shift", "day"];
         let grace = 10_000;
-        let mut twin = MachineWindows::new("m".into(), periods(&names), grace, horizon, Calendar::all_planned(tz.clone()));
-        let mut evicting = MachineWindows::new("m".into(), periods(&names), grace, horizon, Calendar::all_planned(tz));
+        let calendar = if with_calendar { four_shifts(tz) } else { Calendar::all_planned(tz) };
+        let mut twin = MachineWindows::new("m".into(), periods(&names), grace, horizon, calendar.clone());
+        let mut evicting = MachineWindows::new("m".into(), periods(&names), grace, horizon, calendar);
         evicting.restore(Vec::new());
         let mut disk = BTreeMap::new();
         let bound: usize = periods(&names)
