@@ -138,3 +138,22 @@ fn given_no_database_or_an_unmigrated_one_when_reviewed_then_a_clear_error() {
         })
     ));
 }
+
+#[test]
+fn given_the_agent_stopped_when_the_quarantine_is_listed_read_only_then_it_reads_the_closed_file() {
+    let (_dir, path) = temp_db();
+    let (store, _, quarantined) = seeded(&path);
+    drop(store);
+    let listed = QuarantineDb::open(&path, false).unwrap().list().unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![quarantined]
+    );
+    // A release recorded while the agent is stopped is pending at its next open.
+    QuarantineDb::open(&path, true)
+        .unwrap()
+        .request_release(quarantined, 50_000)
+        .unwrap();
+    let store = open(&path);
+    assert_eq!(store.pending_releases().unwrap().len(), 1);
+}
