@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use shopfloor_agent::logic::counter::{CounterConfig, CounterState, OnDecrease};
-use shopfloor_agent::logic::kpi::{self, Targets};
+use shopfloor_agent::logic::kpi;
 use shopfloor_agent::logic::rollup::{Channel, MachineState, MachineWindows};
+use shopfloor_agent::logic::targets::Targets;
 use shopfloor_agent::logic::window::Period;
 use shopfloor_agent::store::{CycleWrite, DeltaRow, OutboxDraft, Store, StoreOptions};
 
@@ -28,7 +29,7 @@ fn core_throughput() {
         on_decrease: OnDecrease::Reset,
         design_rate: None,
     };
-    let mut windows = MachineWindows::new("m".into(), periods, 10_000, 72 * 3_600_000, tz);
+    let mut windows = MachineWindows::new("m".into(), periods, 10_000, 72 * 3_600_000, tz.clone());
     let mut produced = CounterState::default();
     let mut defective = CounterState::default();
     let samples: i64 = 500_000;
@@ -56,7 +57,8 @@ fn core_throughput() {
         }
         windows.add_state(MachineState::Running, at - 1000, at);
         for record in windows.close_due(at) {
-            let _ = kpi::compute(&record.sums, Some(300), &Targets::default());
+            let ideal = Some(std::time::Duration::from_millis(300));
+            let _ = kpi::of_window(&record, ideal, &Targets::default(), &tz);
             closed += 1;
         }
         let _ = windows.touched();

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker;
 use crate::config::Config;
+use crate::logic::kpi::NullReason;
 use crate::logic::rollup::MachineState;
 use crate::processor::MachineView;
 use crate::supervisor::{self, Observers};
@@ -152,9 +153,16 @@ async fn draw_loop(observers: Observers, shutdown: CancellationToken) {
 /// Renders the live table: one row per machine, figures of its current (longest) window.
 pub fn render_table(views: &[MachineView]) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+    // A goal stays blank until the window holds enough units to mean anything (docs/kpi.md#too-few-units).
+    let goal = |v: &Result<f64, NullReason>| match v {
+        Ok(value) => format!("{:.1}%", value * 100.0),
+        Err(NullReason::TooFewUnits) => "few units".to_string(),
+        Err(NullReason::NoTarget) => "no target".to_string(),
+        Err(_) => "-".to_string(),
+    };
     let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
     let mut out = format!(
-        "{:<10} {:<8} {:<15} {:>6} {:>9} {:>8} {:>10} {:>8} {:>10} {:>10}\n",
+        "{:<10} {:<8} {:<15} {:>6} {:>9} {:>8} {:>10} {:>8} {:>10} {:>11}\n",
         "machine",
         "line",
         "state",
@@ -174,7 +182,7 @@ pub fn render_table(views: &[MachineView]) -> String {
             Some(MachineState::Unknown) | None => "unknown",
         };
         out.push_str(&format!(
-            "{:<10} {:<8} {:<15} {:>6} {:>9} {:>8} {:>10} {:>8} {:>10} {:>10}\n",
+            "{:<10} {:<8} {:<15} {:>6} {:>9} {:>8} {:>10} {:>8} {:>10} {:>11}\n",
             view.machine,
             view.line,
             state,
@@ -183,9 +191,55 @@ pub fn render_table(views: &[MachineView]) -> String {
             pct(view.defect_rate),
             num(view.productivity),
             pct(view.availability),
-            pct(view.productivity_attainment),
-            pct(view.defect_rate_attainment),
+            goal(&view.productivity_attainment),
+            goal(&view.defect_rate_attainment),
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(
+        produced: u64,
+        productivity_attainment: Result<f64, NullReason>,
+        defect_rate_attainment: Result<f64, NullReason>,
+    ) -> MachineView {
+        MachineView {
+            machine: "weld-01".into(),
+            line: "line-b".into(),
+            state: Some(MachineState::Running),
+            period: "1h".into(),
+            produced,
+            defective: produced,
+            defect_rate: Some(1.0),
+            productivity: Some(3600.0),
+            availability: Some(1.0),
+            productivity_attainment,
+            defect_rate_attainment,
+        }
+    }
+
+    #[test]
+    fn given_one_unit_in_the_window_when_the_table_is_drawn_then_goals_say_few_units() {
+        // Given one defective unit: its attainment against 6 % → 2 % would read −2350 %.
+        let table = render_table(&[view(
+            1,
+            Err(NullReason::TooFewUnits),
+            Err(NullReason::TooFewUnits),
+        )]);
+
+        assert!(table.contains("few units"), "{table}");
+        assert!(!table.contains("-2350"), "{table}");
+    }
+
+    #[test]
+    fn given_enough_units_and_a_missing_target_when_drawn_then_figure_and_no_target_show() {
+        let table = render_table(&[view(500, Ok(0.6), Err(NullReason::NoTarget))]);
+
+        assert!(table.contains("60.0%"), "{table}");
+        assert!(table.contains("no target"), "{table}");
+    }
 }

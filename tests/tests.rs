@@ -16,12 +16,14 @@
 //!   data_dir, same client id), its data_dir deleted under it, its files' modes under umask 000.
 //! - `clock`: wall-clock steps forward and back, and a restart with the clock behind the stored state.
 //! - `e2e`: simulated PLCs → agent → broker; final rollups sum exactly to the simulator's truth.
+//! - `kpi`: goal figures wait for `targets.min_units`, dated targets, `no_target`, inconsistent counts null.
 //! - `modbus`: the poller against misbehaving PLCs; its modules:
 //!   - `modbus::gateway`: many units on one connection: values, pacing, unit backoff, no writes.
 //!   - `modbus::faults`: silence, late answers, half frames, wrong counts, exceptions, reboot, long outage.
 //!   - `modbus::disabled`: a tag refused with 01/02/03 is probed with backoff and enabled again.
 //!   - `modbus::fuzz`: arbitrary bytes as responses into the connection and the poller.
 //!   - `modbus::probe`: the commissioning probe finds the produced counter and its word order.
+//!   - `modbus::calendar`: a shift start between two regular polls gets a poll of its own.
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link, MQTT 5
 //!   refused, full disk), each with a counting report.
@@ -32,6 +34,8 @@
 //! - `quota`: the store's byte quota under a long outage: drops announced as `gap` events, totals exact.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
+//! - `replay`: `shopfloor-agent replay` on golden CSV inputs with hand-computed rollups; bad input names line
+//!   and column.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 
 mod support;
@@ -42,11 +46,13 @@ mod crash;
 mod e2e;
 mod faults_mqtt;
 mod interop;
+mod kpi;
 mod modbus;
 mod outbox_model;
 mod packet_limit;
 mod publisher;
 mod quarantine;
 mod quota;
+mod replay;
 mod soak;
 mod store_fs;

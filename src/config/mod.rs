@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::logic::calendar::{Calendar, UnknownTime};
 use crate::logic::counter::{CounterConfig, OnDecrease};
 use crate::logic::decode::{decode, DataType, DecodeError, Encoding, Table, Value, WordOrder};
-use crate::logic::kpi::Targets;
 use crate::logic::rollup::MachineState;
+use crate::logic::targets::{Targets, DEFAULT_MIN_UNITS};
 use crate::logic::window::Period;
 
 /// Prefix of environment overrides, e.g. `SHOPFLOOR__MQTT__HOST`.
@@ -83,6 +84,8 @@ pub struct Config {
     pub plcs: Vec<PlcConfig>,
     /// `[[machine]]`, in file order.
     pub machines: Vec<MachineConfig>,
+    /// The shift calendar; [`Calendar::all_planned`] when the file has no `[calendar]`.
+    pub calendar: Calendar,
 }
 
 /// `[agent]`: identity, time zone, windows.
@@ -106,6 +109,8 @@ pub struct AgentConfig {
     pub health_interval: Duration,
     /// How long closed windows can still be restated by late facts.
     pub restatement_horizon: Duration,
+    /// How time in an unknown machine state counts in planned busy time.
+    pub unknown_time: UnknownTime,
 }
 
 /// A rollup period and how long to wait for late facts before closing a window of it.
@@ -409,10 +414,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration like \"500ms\", \"1s\" or \"15m\" ({e})"))
 }
 
-/// Rewrites `machine.0.counters` (serde_ignored's form) as `machine[0].counters`.
+/// Rewrites `machine.0.counters` (serde_ignored's form) as `machine[0].counters`; the `?` that
+/// serde_ignored puts inside an optional table is not part of the TOML path.
 fn toml_path(dotted: &str) -> String {
     let mut out = String::new();
-    for segment in dotted.split('.') {
+    for segment in dotted.split('.').filter(|segment| *segment != "?") {
         if !out.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{segment}]"));
         } else {

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::logic::kpi::Targets;
-
 #[derive(Debug, Deserialize)]
 pub(super) struct RawConfig {
     pub(super) agent: RawAgent,
@@ -18,6 +16,8 @@ pub(super) struct RawConfig {
     pub(super) plc: Vec<RawPlc>,
     #[serde(default)]
     pub(super) machine: Vec<RawMachine>,
+    #[serde(default)]
+    pub(super) calendar: Option<RawCalendar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,17 @@ pub(super) struct RawAgent {
     pub(super) health_interval: String,
     #[serde(default = "default_horizon")]
     pub(super) restatement_horizon: String,
+    #[serde(default = "default_unknown_time")]
+    pub(super) unknown_time: String,
+    #[serde(default)]
+    pub(super) targets: RawAgentTargets,
+}
+
+/// `[agent] targets`: defaults every machine's `targets` inherits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgentTargets {
+    pub(super) min_units: Option<u64>,
 }
 
 pub(super) fn default_timezone() -> String {
@@ -57,6 +68,33 @@ pub(super) fn default_health_interval() -> String {
 }
 pub(super) fn default_horizon() -> String {
     "72h".into()
+}
+pub(super) fn default_unknown_time() -> String {
+    "loss".into()
+}
+
+/// `[calendar]`: shifts repeating daily in `agent.timezone`, and the days not worked.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawCalendar {
+    #[serde(default)]
+    pub(super) shifts: Vec<RawShift>,
+    #[serde(default)]
+    pub(super) days_off: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawShift {
+    pub(super) name: String,
+    pub(super) start: String,
+    pub(super) duration: String,
+    #[serde(default)]
+    pub(super) breaks: Vec<RawBreak>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawBreak {
+    pub(super) start: String,
+    pub(super) duration: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,7 +265,65 @@ pub(super) struct RawMachine {
     pub(super) defect_reasons: BTreeMap<String, RawTag>,
     pub(super) state: Option<RawState>,
     #[serde(default)]
-    pub(super) targets: Targets,
+    pub(super) targets: RawTargets,
+}
+
+/// `[machine] targets`: a KPI's target is one table or a list of tables valid from a date on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTargets {
+    pub(super) productivity: Option<RawTargetSpec>,
+    pub(super) defect_rate: Option<RawTargetSpec>,
+    pub(super) min_units: Option<u64>,
+}
+
+/// One target table (today's form) or a list of them, each with `valid_from`.
+#[derive(Debug)]
+pub(super) enum RawTargetSpec {
+    Single(RawTarget),
+    Dated(Vec<RawTarget>),
+}
+
+// By hand rather than `untagged`, so a typo inside a table reports the unknown field, not
+// "did not match any variant".
+impl<'de> Deserialize<'de> for RawTargetSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> serde::de::Visitor<'de> for SpecVisitor {
+            type Value = RawTargetSpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a { baseline, target } table or a list of { baseline, target, valid_from }",
+                )
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawTargetSpec, A::Error> {
+                let deserializer = serde::de::value::MapAccessDeserializer::new(map);
+                RawTarget::deserialize(deserializer).map(RawTargetSpec::Single)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<RawTargetSpec, A::Error> {
+                let deserializer = serde::de::value::SeqAccessDeserializer::new(seq);
+                Vec::<RawTarget>::deserialize(deserializer).map(RawTargetSpec::Dated)
+            }
+        }
+        deserializer.deserialize_any(SpecVisitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    pub(super) baseline: f64,
+    pub(super) target: f64,
+    pub(super) valid_from: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

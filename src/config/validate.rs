@@ -7,10 +7,12 @@ use std::time::Duration;
 use super::raw::*;
 use super::*;
 
+mod calendar;
 mod cross;
 mod network;
 mod ranges;
 mod tags;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +52,7 @@ impl Validator<'_> {
         config_hash: String,
     ) -> Option<Config> {
         let period_names = raw.agent.periods.clone();
+        let default_min_units = raw.agent.targets.min_units.unwrap_or(DEFAULT_MIN_UNITS);
         let agent = self.agent(raw.agent);
         let mqtt = self.mqtt(raw.mqtt, &agent);
         let max_bytes = self
@@ -94,11 +97,12 @@ impl Validator<'_> {
                     format!("duplicate machine id {:?}", machine.id),
                 );
             }
-            if let Some(m) = self.machine(&path, machine, &plcs) {
+            if let Some(m) = self.machine(&path, machine, &plcs, default_min_units) {
                 machines.push(m);
             }
         }
         self.overlaps(&machines, &plcs);
+        let calendar = self.calendar(raw.calendar, agent.as_ref().map(|agent| &agent.timezone));
 
         let config = Config {
             source: file.to_string(),
@@ -111,6 +115,7 @@ impl Validator<'_> {
             },
             plcs,
             machines,
+            calendar: calendar?,
         };
         self.periods_cover_polls(&config, &period_names);
         self.packet_limit(&config);
@@ -179,6 +184,7 @@ impl Validator<'_> {
                 RESTATEMENT_HORIZON,
             )
             .unwrap_or(RESTATEMENT_HORIZON.min);
+        let unknown_time = self.unknown_time(&raw.unknown_time);
         Some(AgentConfig {
             site: raw.site,
             gateway: raw.gateway,
@@ -189,6 +195,7 @@ impl Validator<'_> {
             live_interval,
             health_interval,
             restatement_horizon,
+            unknown_time,
         })
     }
 
@@ -313,6 +320,7 @@ impl Validator<'_> {
         path: &str,
         raw: RawMachine,
         plcs: &[PlcConfig],
+        default_min_units: u64,
     ) -> Option<MachineConfig> {
         self.id(&format!("{path}.id"), &raw.id);
         self.id(&format!("{path}.line"), &raw.line);
@@ -363,24 +371,7 @@ impl Validator<'_> {
             .state
             .as_ref()
             .and_then(|s| self.state(&format!("{path}.state"), s, unit_id));
-        for (name, target) in [
-            ("productivity", raw.targets.productivity),
-            ("defect_rate", raw.targets.defect_rate),
-        ] {
-            if let Some(t) = target {
-                if !t.baseline.is_finite() || !t.target.is_finite() || t.baseline < 0.0 {
-                    self.problem(
-                        format!("{path}.targets.{name}"),
-                        "baseline and target must be finite and not negative",
-                    );
-                } else if t.baseline == t.target {
-                    self.problem(
-                        format!("{path}.targets.{name}"),
-                        "target must differ from baseline",
-                    );
-                }
-            }
-        }
+        let targets = self.targets(&format!("{path}.targets"), &raw.targets, default_min_units);
         Some(MachineConfig {
             id: raw.id,
             line: raw.line,
@@ -390,7 +381,7 @@ impl Validator<'_> {
             defective,
             defect_reasons,
             state,
-            targets: raw.targets,
+            targets,
         })
     }
 }

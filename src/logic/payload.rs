@@ -344,10 +344,11 @@ fn window_fields(record: &WindowRecord, kpis: &Kpis, tz: &TimeZone) -> Map<Strin
     let nulls: Map<String, Value> = kpis
         .nulls
         .iter()
-        .map(|(key, reason)| (key.to_string(), json!(reason)))
+        .map(|(key, reason)| (key.to_string(), json!(reason.as_str())))
         .collect();
+    // Window flags and KPI flags share one list, sorted by name (docs/kpi.md#flags).
     let mut flags: Vec<&str> = sums.flags.iter().map(|flag| flag.as_str()).collect();
-    flags.extend(kpis.flags.iter().copied());
+    flags.extend(kpis.flags.iter().map(|flag| flag.as_str()));
     flags.sort_unstable();
     flags.dedup();
 
@@ -619,8 +620,9 @@ mod tests {
 
     use super::*;
     use crate::logic::clock::StepDirection;
-    use crate::logic::kpi::{compute, Target, Targets};
+    use crate::logic::kpi::{compute, KpiFlag, Kpis, NullReason};
     use crate::logic::rollup::{Flag, WindowSums};
+    use crate::logic::targets::{local_date, Target, TargetSchedule, Targets};
 
     const ROLLUP: &str = include_str!("../../schemas/rollup.schema.json");
     const LIVE: &str = include_str!("../../schemas/live.schema.json");
@@ -648,15 +650,26 @@ mod tests {
 
     fn targets() -> Targets {
         Targets {
-            productivity: Some(Target {
+            productivity: Some(TargetSchedule::single(Target {
                 baseline: 40.0,
                 target: 50.0,
-            }),
-            defect_rate: Some(Target {
+            })),
+            defect_rate: Some(TargetSchedule::single(Target {
                 baseline: 0.05,
                 target: 0.0,
-            }),
+            })),
+            ..Targets::default()
         }
+    }
+
+    /// KPIs of a window, with the targets valid on its local start date in Seoul.
+    fn kpis_for(window: &WindowRecord, ideal_ms: Option<u64>, targets: &Targets) -> Kpis {
+        compute(
+            &window.sums,
+            ideal_ms.map(std::time::Duration::from_millis),
+            targets,
+            local_date(window.start, &seoul()),
+        )
     }
 
     fn record(status: WindowStatus, revision: u32) -> WindowRecord {
@@ -706,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn the_schemas_list_exactly_the_event_kinds_and_flags_of_the_code() {
+    fn the_schemas_list_exactly_the_event_kinds_flags_and_null_reasons_of_the_code() {
         let names = |schema: &str, pointer: &str| -> BTreeSet<String> {
             let schema: Value = serde_json::from_str(schema).unwrap();
             let list = schema.pointer(pointer).unwrap().as_array().unwrap();
@@ -722,14 +735,66 @@ mod tests {
         let flags: BTreeSet<String> = Flag::ALL
             .iter()
             .map(|flag| flag.as_str())
-            .chain([
-                crate::logic::kpi::FLAG_PERFORMANCE_ABOVE_1,
-                crate::logic::kpi::FLAG_DEFECTIVE_ABOVE_PRODUCED,
-            ])
+            .chain(KpiFlag::ALL.iter().map(|flag| flag.as_str()))
             .map(str::to_string)
             .collect();
         assert_eq!(names(ROLLUP, "/$defs/flags/items/enum"), flags);
         assert_eq!(names(LIVE, "/$defs/flags/items/enum"), flags);
+        let reasons: BTreeSet<String> = NullReason::ALL
+            .iter()
+            .map(|reason| reason.as_str().to_string())
+            .collect();
+        assert_eq!(
+            names(ROLLUP, "/$defs/nulls/additionalProperties/enum"),
+            reasons
+        );
+        assert_eq!(
+            names(LIVE, "/$defs/nulls/additionalProperties/enum"),
+            reasons
+        );
+    }
+
+    #[test]
+    fn the_kpi_reference_has_every_anchor_the_schemas_cite_and_names_every_reason_and_flag() {
+        const KPI_DOC: &str = include_str!("../../docs/kpi.md");
+        // GitHub's anchors: the heading in lower case, spaces as '-', other punctuation dropped.
+        let anchors: BTreeSet<String> = KPI_DOC
+            .lines()
+            .filter_map(|line| line.strip_prefix('#'))
+            .map(|heading| {
+                heading
+                    .trim_start_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        for schema in [ROLLUP, LIVE] {
+            for cited in schema.split("docs/kpi.md#").skip(1) {
+                let anchor: String = cited
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '-')
+                    .collect();
+                assert!(anchors.contains(&anchor), "docs/kpi.md has no #{anchor}");
+            }
+        }
+        let names = NullReason::ALL
+            .iter()
+            .map(|reason| reason.as_str())
+            .chain(Flag::ALL.iter().map(|flag| flag.as_str()))
+            .chain(KpiFlag::ALL.iter().map(|flag| flag.as_str()));
+        for name in names {
+            assert!(
+                KPI_DOC.contains(&format!("| `{name}` |")),
+                "docs/kpi.md does not list {name}"
+            );
+        }
     }
 
     #[test]
@@ -800,7 +865,7 @@ mod tests {
     fn given_final_window_when_rollup_built_then_fields_match_design_and_schema() {
         // Given a final 15m window in Seoul.
         let window = record(WindowStatus::Final, 0);
-        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let kpis = kpis_for(&window, Some(3_000), &targets());
 
         // When
         let body = rollup_payload(&identity(), "line-a", &window, &kpis, &seoul());
@@ -841,7 +906,7 @@ mod tests {
         // Given a restated window with no time and no counts, replayed by the publisher.
         let mut window = record(WindowStatus::Restated, 2);
         window.sums = WindowSums::default();
-        let kpis = compute(&window.sums, None, &targets());
+        let kpis = kpis_for(&window, None, &targets());
 
         // When
         let mut stored = as_stored(
@@ -861,9 +926,53 @@ mod tests {
     }
 
     #[test]
+    fn given_more_defective_than_produced_when_rollup_built_then_nulls_and_merged_flags_validate() {
+        // Given a window whose defect counter ran ahead of its produced counter.
+        let mut window = record(WindowStatus::Final, 0);
+        window.sums.produced = 3;
+        window.sums.defective = 5;
+        window.sums.by_reason = BTreeMap::new();
+        let kpis = kpis_for(&window, Some(3_000), &targets());
+
+        // When
+        let stored = as_stored(
+            rollup_payload(&identity(), "line-a", &window, &kpis, &seoul()),
+            9,
+        );
+
+        // Then quality and the defect figures are null with their reason, and the KPI flag sits among the
+        // window flags in name order.
+        assert_eq!(validate(ROLLUP, &stored), Vec::<String>::new());
+        for name in ["quality", "oee", "defect_rate", "defect_ppm"] {
+            assert_eq!(stored["kpi"][name], Value::Null, "{name}");
+            assert_eq!(stored["nulls"][name], "inconsistent_counts", "{name}");
+        }
+        assert_eq!(
+            stored["flags"],
+            json!(["estimated", "gap", "inconsistent_counts"])
+        );
+    }
+
+    #[test]
+    fn given_a_machine_without_targets_when_rollup_built_then_goal_figures_are_null_no_target() {
+        let window = record(WindowStatus::Final, 0);
+        let kpis = kpis_for(&window, Some(3_000), &Targets::default());
+
+        let stored = as_stored(
+            rollup_payload(&identity(), "line-a", &window, &kpis, &seoul()),
+            3,
+        );
+
+        assert_eq!(validate(ROLLUP, &stored), Vec::<String>::new());
+        assert_eq!(stored["targets"], json!({}));
+        assert_eq!(stored["nulls"]["productivity.attainment"], "no_target");
+        assert_eq!(stored["nulls"]["defect_rate.improvement"], "no_target");
+    }
+
+    #[test]
     fn given_rollup_missing_a_required_field_when_validated_then_schema_rejects_it() {
         let window = record(WindowStatus::Final, 0);
-        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let kpis = kpis_for(&window, Some(3_000), &targets());
         let body = rollup_payload(&identity(), "line-a", &window, &kpis, &seoul());
 
         // Without the store's seq/db_epoch the payload is not publishable.
@@ -877,7 +986,7 @@ mod tests {
     #[test]
     fn given_rollup_with_wrong_status_or_extra_field_when_validated_then_schema_rejects_it() {
         let window = record(WindowStatus::Final, 0);
-        let kpis = compute(&window.sums, Some(3_000), &targets());
+        let kpis = kpis_for(&window, Some(3_000), &targets());
         let stored = as_stored(
             rollup_payload(&identity(), "line-a", &window, &kpis, &seoul()),
             1,
@@ -904,8 +1013,8 @@ mod tests {
         let mut hour = record(WindowStatus::Open, 0);
         hour.period = "1h".into();
         hour.end = NINE_AM_SEOUL + 60 * MINUTE;
-        let quarter_kpis = compute(&quarter.sums, Some(3_000), &targets());
-        let hour_kpis = compute(&hour.sums, Some(3_000), &Targets::default());
+        let quarter_kpis = kpis_for(&quarter, Some(3_000), &targets());
+        let hour_kpis = kpis_for(&hour, Some(3_000), &Targets::default());
 
         // When
         let body = live_payload(

@@ -220,7 +220,7 @@ impl Processor {
     ) {
         let mono = self.clock.now().mono;
         for draft in refused {
-            let role = roles.get(draft.index).copied().unwrap_or(DraftRole::Data);
+            let role = roles.get(draft.index).copied().unwrap_or(DraftRole::Event);
             let alarm = role == DraftRole::RefusalAlarm;
             self.refusals.record(draft, alarm, mono);
             if alarm {

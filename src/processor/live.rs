@@ -1,6 +1,7 @@
 //! Live snapshots (retained, latest only), the health message and the terminal view's figures.
 
 use super::*;
+use crate::logic::kpi::NullReason;
 
 /// A machine's current figures, for the demo's terminal view.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,10 +24,22 @@ pub struct MachineView {
     pub productivity: Option<f64>,
     /// Availability in that window.
     pub availability: Option<f64>,
-    /// Goal attainment of productivity.
-    pub productivity_attainment: Option<f64>,
-    /// Goal attainment of defect rate.
-    pub defect_rate_attainment: Option<f64>,
+    /// Goal attainment of productivity, or why it is not shown (e.g. too few units yet).
+    pub productivity_attainment: Result<f64, NullReason>,
+    /// Goal attainment of defect rate, or why it is not shown (e.g. too few units yet).
+    pub defect_rate_attainment: Result<f64, NullReason>,
+}
+
+/// A goal's attainment in `kpis`, or the reason it is null (docs/kpi.md#goal-attainment).
+fn attainment(kpis: &Kpis, goal: &str, key: &str) -> Result<f64, NullReason> {
+    match kpis
+        .targets
+        .get(goal)
+        .and_then(|figures| figures.attainment)
+    {
+        Some(value) => Ok(value),
+        None => Err(kpis.null_reason(key).unwrap_or(NullReason::NoTarget)),
+    }
 }
 
 impl Processor {
@@ -40,7 +53,7 @@ impl Processor {
                 .windows
                 .iter()
                 .flat_map(|acc| acc.open_windows())
-                .map(|record| (record.clone(), kpis_of(&machine.config, record)))
+                .map(|record| (record.clone(), kpis_of(&machine.config, record, tz)))
                 .collect();
             let pairs: Vec<(&WindowRecord, &Kpis)> = open.iter().map(|(r, k)| (r, k)).collect();
             let body = payload::live_payload(
@@ -65,8 +78,6 @@ impl Processor {
                 .filter(|(r, _)| r.start <= now)
                 .max_by_key(|(r, _)| r.end - r.start);
             let figure = |kpis: &Kpis, name: &str| kpis.values.get(name).copied().flatten();
-            let attainment =
-                |kpis: &Kpis, name: &str| kpis.targets.get(name).and_then(|t| t.attainment);
             views.push(match longest {
                 Some((record, kpis)) => MachineView {
                     machine: machine.config.id.clone(),
@@ -78,8 +89,16 @@ impl Processor {
                     defect_rate: figure(kpis, "defect_rate"),
                     productivity: figure(kpis, "productivity"),
                     availability: figure(kpis, "availability"),
-                    productivity_attainment: attainment(kpis, "productivity"),
-                    defect_rate_attainment: attainment(kpis, "defect_rate"),
+                    productivity_attainment: attainment(
+                        kpis,
+                        "productivity",
+                        "productivity.attainment",
+                    ),
+                    defect_rate_attainment: attainment(
+                        kpis,
+                        "defect_rate",
+                        "defect_rate.attainment",
+                    ),
                 },
                 None => MachineView {
                     machine: machine.config.id.clone(),
@@ -91,8 +110,8 @@ impl Processor {
                     defect_rate: None,
                     productivity: None,
                     availability: None,
-                    productivity_attainment: None,
-                    defect_rate_attainment: None,
+                    productivity_attainment: Err(NullReason::NoProduction),
+                    defect_rate_attainment: Err(NullReason::NoProduction),
                 },
             });
         }

@@ -41,6 +41,7 @@ mod quarantine;
 mod restore;
 mod retention;
 mod run;
+mod standalone;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +50,7 @@ use events::apply_step;
 pub use live::MachineView;
 pub use retention::PruneReport;
 pub use run::run;
+pub use standalone::DraftKind;
 
 /// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.
 const MAX_PENDING_DELTAS: usize = 100_000;
@@ -112,11 +114,14 @@ struct Pending {
 }
 
 /// What a queued draft is, so that the store's refusal of it is announced only when it is not itself
-/// an announcement of a refusal (which would raise one more event per cycle, forever).
+/// an announcement of a refusal (which would raise one more event per cycle, forever), and so that a
+/// processor with no store behind it can tell its rollups from its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DraftRole {
-    /// A rollup or an event about the machines, the devices or the store.
-    Data,
+    /// The rollup of a closed window.
+    Rollup,
+    /// An event about the machines, the devices or the store.
+    Event,
     /// A `payload_refused` event: the announcement of a refused draft.
     RefusalAlarm,
 }
@@ -136,11 +141,19 @@ impl Pending {
             && self.releases.is_empty()
     }
 
-    /// Queues a rollup or an event for the next commit.
+    /// Queues an event for the next commit.
     fn push(&mut self, draft: OutboxDraft) {
         self.outbox.push(QueuedDraft {
             draft,
-            role: DraftRole::Data,
+            role: DraftRole::Event,
+        });
+    }
+
+    /// Queues a rollup for the next commit.
+    fn push_rollup(&mut self, draft: OutboxDraft) {
+        self.outbox.push(QueuedDraft {
+            draft,
+            role: DraftRole::Rollup,
         });
     }
 }
@@ -170,10 +183,16 @@ pub struct Processor {
 impl Processor {
     /// Feeds one poll cycle into the pure core. Results wait in `pending` until [`Processor::commit`].
     pub fn on_sample(&mut self, sample: &Sample) {
+        self.feed(sample, |_| true);
+    }
+
+    /// Feeds one poll cycle to the machines of its PLC that `takes(machine index)` selects; the others
+    /// see nothing (not even a failed read) of this cycle.
+    fn feed(&mut self, sample: &Sample, takes: impl Fn(usize) -> bool) {
         self.record_poll_events(sample);
         let step = self.observe_clock(sample);
         for index in 0..self.machines.len() {
-            if self.machines[index].config.plc == sample.plc {
+            if self.machines[index].config.plc == sample.plc && takes(index) {
                 self.check_stored_time(index, sample.utc);
                 if let Some(step) = &step {
                     self.machines[index].clock_stepped(step);
@@ -181,11 +200,10 @@ impl Processor {
             }
         }
         let identity = &self.identity;
-        for machine in self
-            .machines
-            .iter_mut()
-            .filter(|m| m.config.plc == sample.plc)
-        {
+        for (index, machine) in self.machines.iter_mut().enumerate() {
+            if machine.config.plc != sample.plc || !takes(index) {
+                continue;
+            }
             let reads = machine.read_counters(sample, identity, &mut self.pending);
             let observed = machine.observe_state(sample, &reads, &self.config);
             machine.current_state = observed;
@@ -206,11 +224,18 @@ impl Processor {
 
     /// Closes every window whose grace has passed and queues its rollup. Returns how many closed.
     pub fn close_due(&mut self, now: Millis) -> usize {
+        self.close_as_of(|_grace| now)
+    }
+
+    /// Closes the windows each accumulator finds due at `now_for(its grace)` and queues their rollups.
+    /// Returns how many closed.
+    fn close_as_of(&mut self, now_for: impl Fn(Millis) -> Millis) -> usize {
         let mut closed = 0;
         for machine in &mut self.machines {
-            for acc in &mut machine.windows {
-                for record in acc.close_due(now) {
-                    let kpis = kpis_of(&machine.config, &record);
+            let graces = self.config.agent.periods.iter().map(|p| p.grace);
+            for (acc, grace) in machine.windows.iter_mut().zip(graces) {
+                for record in acc.close_due(now_for(config::clock::millis(grace))) {
+                    let kpis = kpis_of(&machine.config, &record, &self.config.agent.timezone);
                     let body = payload::rollup_payload(
                         &self.identity,
                         &machine.config.line,
@@ -218,7 +243,7 @@ impl Processor {
                         &kpis,
                         &self.config.agent.timezone,
                     );
-                    self.pending.push(OutboxDraft {
+                    self.pending.push_rollup(OutboxDraft {
                         topic: payload::rollup_topic(
                             &self.identity,
                             &machine.config.line,
@@ -536,12 +561,8 @@ fn counted(step: &CounterStep) -> u64 {
     }
 }
 
-fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
-    kpi::compute(
-        &record.sums,
-        machine.ideal_cycle_time.map(config::clock::millis),
-        &machine.targets,
-    )
+fn kpis_of(machine: &MachineConfig, record: &WindowRecord, tz: &jiff::tz::TimeZone) -> Kpis {
+    kpi::of_window(record, machine.ideal_cycle_time, &machine.targets, tz)
 }
 
 fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {

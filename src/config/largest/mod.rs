@@ -17,11 +17,12 @@ use serde_json::{json, Value};
 use super::{Config, MachineConfig};
 use crate::logic::clock::{ClockStep, StepDirection};
 use crate::logic::decode::Table;
-use crate::logic::kpi::{self, Kpis, Target, Targets};
+use crate::logic::kpi::{self, KpiFlag, Kpis, NullReason};
 use crate::logic::payload::{
     self, DeviceHealth, DisabledTagReport, EventKind, Identity, UnitHealthReport,
 };
 use crate::logic::rollup::{Flag, MachineState, WindowRecord, WindowStatus, WindowSums};
+use crate::logic::targets::{Target, TargetSchedule, Targets};
 use crate::logic::Millis;
 use crate::poller::ReadPlan;
 use crate::publisher::publish_packet_size;
@@ -177,31 +178,25 @@ fn longest_event_kind() -> EventKind {
 /// KPIs with every value, goal figure and null reason present at its widest.
 fn widest_kpis(targets: &Targets) -> Kpis {
     // An empty window with baseline = target makes the real code name every null key it can produce.
-    let flat = |target: &Option<Target>| {
-        target.map(|_| Target {
-            baseline: 1.0,
-            target: 1.0,
+    let flat = |schedule: &Option<TargetSchedule>| {
+        schedule.as_ref().map(|_| {
+            TargetSchedule::single(Target {
+                baseline: 1.0,
+                target: 1.0,
+            })
         })
     };
     let flat_targets = Targets {
         productivity: flat(&targets.productivity),
         defect_rate: flat(&targets.defect_rate),
+        min_units: 0,
     };
-    let mut kpis = kpi::compute(&WindowSums::default(), None, &flat_targets);
-    let longest_reason = [
-        kpi::NO_PLANNED_TIME,
-        kpi::NO_RUN_TIME,
-        kpi::NO_IDEAL_CYCLE_TIME,
-        kpi::NO_PRODUCTION,
-        kpi::TARGET_EQUALS_BASELINE,
-        kpi::ZERO_ACTUAL,
-        kpi::ZERO_TARGET,
-        kpi::ZERO_BASELINE,
-        kpi::NOT_FINITE,
-    ]
-    .into_iter()
-    .max_by_key(|reason| reason.len())
-    .unwrap_or(kpi::NOT_FINITE);
+    let any_date = jiff::civil::date(2000, 1, 1);
+    let mut kpis = kpi::compute(&WindowSums::default(), None, &flat_targets, any_date);
+    let longest_reason = NullReason::ALL
+        .into_iter()
+        .max_by_key(|reason| reason.as_str().len())
+        .unwrap_or(NullReason::NotFinite);
     kpis.nulls
         .values_mut()
         .for_each(|reason| *reason = longest_reason);
@@ -215,10 +210,7 @@ fn widest_kpis(targets: &Targets) -> Kpis {
         figures.attainment_ratio = Some(WIDEST_FLOAT);
         figures.improvement = Some(WIDEST_FLOAT);
     }
-    kpis.flags = vec![
-        kpi::FLAG_DEFECTIVE_ABOVE_PRODUCED,
-        kpi::FLAG_PERFORMANCE_ABOVE_1,
-    ];
+    kpis.flags = KpiFlag::ALL.to_vec();
     kpis.basis = kpi::KpiBasis {
         planned_ms: i64::MAX,
         running_ms: i64::MAX,

@@ -74,11 +74,7 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
         MachineState::Unknown,
     ];
     let kpis_of = |record: &WindowRecord| {
-        kpi::compute(
-            &record.sums,
-            machine.ideal_cycle_time.map(crate::config::clock::millis),
-            &machine.targets,
-        )
+        kpi::of_window(record, machine.ideal_cycle_time, &machine.targets, tz)
     };
     let live_topic = payload::live_topic(&identity, &machine.line, &machine.id);
     let mut live_needs = 0;
