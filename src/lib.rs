@@ -25,7 +25,7 @@ pub mod poller;
 pub mod probe;
 pub mod processor;
 pub mod publisher;
-pub mod replay;
 pub mod quarantine;
+pub mod replay;
 pub mod store;
 pub mod supervisor;
