@@ -114,7 +114,7 @@ fn given_a_quarantined_delta_when_released_beside_the_open_store_then_pending_un
     let error = review.request_release(quarantined, 43_000).unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!("delta {quarantined} is already released: it cannot be released twice")
+        format!("delta {quarantined} was already released: it cannot be released twice")
     );
 }
 
