@@ -26,6 +26,8 @@ pub(super) struct RawAgent {
     pub(super) timezone: String,
     #[serde(default = "default_data_dir")]
     pub(super) data_dir: String,
+    #[serde(default)]
+    pub(super) targets: RawAgentTargets,
     #[serde(default = "default_periods")]
     pub(super) periods: Vec<String>,
     #[serde(default)]
@@ -36,8 +38,6 @@ pub(super) struct RawAgent {
     pub(super) health_interval: String,
     #[serde(default = "default_horizon")]
     pub(super) restatement_horizon: String,
-    #[serde(default)]
-    pub(super) targets: RawAgentTargets,
 }
 
 /// `[agent] targets`: defaults every machine's `targets` inherits.

@@ -308,7 +308,7 @@ impl Processor {
         for machine in &mut self.machines {
             for acc in &mut machine.windows {
                 for record in acc.close_due(now) {
-                    let kpis = kpis_of(&machine.config, &record, &self.config.agent.timezone);
+                    let kpis = kpis_of(&machine.config, &record);
                     let body = payload::rollup_payload(
                         &self.identity,
                         &machine.config.line,
@@ -628,8 +628,8 @@ fn restore_tracker(json: Option<&String>) -> StateTracker {
     tracker
 }
 
-fn kpis_of(machine: &MachineConfig, record: &WindowRecord, tz: &jiff::tz::TimeZone) -> Kpis {
-    kpi::of_window(record, machine.ideal_cycle_time, &machine.targets, tz)
+fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
+    kpi::of_window(record, machine.ideal_cycle_time, &machine.targets)
 }
 
 fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {
