@@ -10,6 +10,8 @@
 //! - [`processor`]: drives `logic` with samples and time; commits one store transaction per poll cycle.
 //! - [`store`]: SQLite (WAL) adapter: counter baselines, windows, the outbox.
 //! - [`publisher`]: moves outbox rows to the MQTT broker; retires a row only after its PUBACK.
+//! - [`replay`]: recorded poll values from a CSV through the same processor, rollups as JSON lines.
+//! - [`quarantine`]: the operator's view of quarantined counter deltas, and their release.
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
@@ -23,5 +25,7 @@ pub mod poller;
 pub mod probe;
 pub mod processor;
 pub mod publisher;
+pub mod quarantine;
+pub mod replay;
 pub mod store;
 pub mod supervisor;

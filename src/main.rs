@@ -30,6 +30,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Feed recorded poll values (CSV) through the agent's processor, with time from the samples, and
+    /// print every closed rollup as one JSON line. Opens no store, needs no broker or PLC.
+    Replay {
+        /// The TOML configuration file (machines, counter rules, state mapping, periods).
+        #[arg(long)]
+        config: PathBuf,
+        /// The samples: header `utc,machine,produced,defective,state[,<defect reason>...]`.
+        #[arg(long)]
+        samples: PathBuf,
+    },
+    /// Counter deltas the plausibility guard quarantined: list them, or release one to be counted.
+    /// Works while the agent runs; it reads the agent's database and never changes anything else.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     /// Simulated PLCs + local MQTT broker + agent + live figures in the terminal. Needs no files.
     Demo {
         /// Stop by itself after this many seconds (default: run until Ctrl-C).
@@ -72,7 +88,30 @@ enum Command {
     },
 }
 
-/// Exit code for an invalid configuration.
+/// What `quarantine` does.
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// List the quarantined deltas (id, machine, counter, interval, amount, status).
+    List {
+        /// The agent's TOML configuration file (for its data_dir, counter names and time zone).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release one quarantined delta: the agent counts it over its original interval and restates those windows.
+    Release {
+        /// The agent's TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The delta's id, as `quarantine list` shows it.
+        #[arg(long)]
+        id: i64,
+    },
+}
+
+/// Exit code for an invalid configuration, or bad replay input.
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a runtime failure.
 const EXIT_FAILURE: u8 = 1;
@@ -105,6 +144,7 @@ fn main() -> ExitCode {
                 supervisor::run(config, shutdown, |_| {}).await
             }))
         }
+        Command::Replay { config, samples } => replay(&config, &samples),
         Command::Probe {
             address,
             unit,
@@ -130,6 +170,7 @@ fn main() -> ExitCode {
                 Ok(())
             }))
         }
+        Command::Quarantine { action } => quarantine(action),
         Command::Demo { seconds, mqtt_port } => exit(runtime().block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -143,6 +184,23 @@ fn main() -> ExitCode {
             demo::run(mqtt_port, shutdown).await
         })),
     }
+}
+
+fn quarantine(action: QuarantineAction) -> ExitCode {
+    use shopfloor_agent::quarantine;
+    let (QuarantineAction::List { config: path, .. }
+    | QuarantineAction::Release { config: path, .. }) = &action;
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return config_error(&error),
+    };
+    let report = match action {
+        QuarantineAction::List { json, .. } => quarantine::list(&config, json),
+        QuarantineAction::Release { id, .. } => {
+            quarantine::release(&config, id, shopfloor_agent::poller::now_millis())
+        }
+    };
+    exit(report.map(|text| print_out(&text)))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -188,6 +246,47 @@ fn validate(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => config_error(&error),
+    }
+}
+
+/// Replays `samples` through the processor configured by `config`; bad input exits with
+/// [`EXIT_CONFIG`], naming its line and column.
+fn replay(config: &std::path::Path, samples: &std::path::Path) -> ExitCode {
+    use shopfloor_agent::replay::{self, ReplayError};
+    let config = match Config::load(config) {
+        Ok(config) => std::sync::Arc::new(config),
+        Err(error) => return config_error(&error),
+    };
+    let file = match std::fs::File::open(samples) {
+        Ok(file) => std::io::BufReader::new(file),
+        Err(error) => {
+            eprintln!("error: cannot open {}: {error}", samples.display());
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    match replay::replay(config, file, stdout) {
+        Ok(summary) => {
+            tracing::info!(
+                records = summary.records,
+                rollups = summary.rollups,
+                events = summary.events,
+                "Replay done."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ReplayError::Input(error)) => {
+            eprintln!("error: {}: {error}", samples.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+        // A reader that closed the pipe early (`replay | head`) took what it wanted.
+        Err(ReplayError::Write(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

@@ -179,7 +179,10 @@ pub async fn run_with_clock(
                 plans[index].clone(),
                 sample_tx.clone(),
                 plc_health.clone(),
-                clock.clone(),
+                poller::PollTiming {
+                    clock: clock.clone(),
+                    calendar: config.calendar.clone(),
+                },
                 poll_token.clone(),
             )
             .instrument(span),
@@ -221,6 +224,7 @@ pub async fn run_with_clock(
     publisher_config.protocol = config.mqtt.protocol;
     publisher_config.max_packet_size = config.mqtt.max_packet_size;
     publisher_config.event_identity = Some(identity.clone());
+    publisher_config.clock = clock.clone();
     let mut publisher_task = tokio::spawn(
         publisher::run(
             publisher_config,
@@ -233,6 +237,9 @@ pub async fn run_with_clock(
         .instrument(tracing::info_span!("mqtt")),
     );
 
+    if !config.calendar.is_configured() {
+        info!("no [calendar]: all observed time counts as planned time");
+    }
     info!(
         plcs = config.plcs.len(),
         machines = config.machines.len(),

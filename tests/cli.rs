@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::support;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_shopfloor-agent");
 
 #[test]
@@ -75,6 +77,37 @@ counters.produced = { address = 100, type = "f32" }
         "machine[0].counters.produced.type",
     ] {
         assert!(stderr.contains(path), "missing {path} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn validate_names_calendar_problems_with_their_path_and_the_file() {
+    // Given a calendar whose shifts overlap on the daily timeline and whose break leaves its shift.
+    let dir = tempfile::tempdir().unwrap();
+    let calendar = r#"
+[calendar]
+shifts = [
+  { name = "day", start = "06:00", duration = "12h", breaks = [{ start = "17:30", duration = "1h" }] },
+  { name = "night", start = "17:00", duration = "12h" },
+]
+days_off = ["2026-12-25"]
+"#;
+    let file = config_file(dir.path(), calendar, "", "");
+
+    // When it is validated.
+    let (output, stderr) = validate(&file, &[]);
+
+    // Then it exits with the configuration error code and names each problem with its TOML path.
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("agent.toml"), "{stderr}");
+    for expected in [
+        "calendar.shifts[0].breaks[0]: break is not wholly inside its shift \"day\"",
+        "calendar.shifts[1]: shift \"night\" overlaps shift \"day\"",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected} in:\n{stderr}"
+        );
     }
 }
 
@@ -263,4 +296,32 @@ fn validate_refuses_a_packet_limit_below_the_largest_message_and_accepts_the_def
     let file = config_file(dir.path(), "", "", "");
     let (output, stderr) = validate(&file, &[]);
     assert!(output.status.success(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_says_once_at_start_when_no_calendar_makes_all_time_planned() {
+    const NO_CALENDAR: &str = "no [calendar]: all observed time counts as planned time";
+    let calendar = r#"
+[calendar]
+shifts = [{ name = "day", start = "06:00", duration = "8h" }]
+"#;
+    for (agent_lines, expected) in [("", 1), (calendar, 0)] {
+        // Given a valid file with or without a calendar (PLC and broker unreachable: the agent keeps running).
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(config_file(dir.path(), agent_lines, "", "")).unwrap();
+
+        // When the agent runs until it has started.
+        let agent = support::child::ChildAgent::start(dir.path(), &text);
+        support::wait_until(
+            std::time::Duration::from_secs(30),
+            "the agent running",
+            || agent.log().contains("Agent running."),
+        )
+        .await;
+
+        // Then the all-planned notice is logged exactly once without a calendar, and not with one.
+        let log = agent.log();
+        assert_eq!(log.matches(NO_CALENDAR).count(), expected, "{log}");
+        assert!(agent.stop().await.success());
+    }
 }

@@ -23,14 +23,19 @@
 //!   - `modbus::disabled`: a tag refused with 01/02/03 is probed with backoff and enabled again.
 //!   - `modbus::fuzz`: arbitrary bytes as responses into the connection and the poller.
 //!   - `modbus::probe`: the commissioning probe finds the produced counter and its word order.
+//!   - `modbus::calendar`: a shift start between two regular polls gets a poll of its own.
 //! - `interop`: the poller against a pymodbus 3.x server (a stack we did not write); every type and order.
 //! - `faults_mqtt`: the agent under MQTT-side faults (outage, broker killed, half-open, slow link, MQTT 5
 //!   refused, full disk), each with a counting report.
 //! - `packet_limit`: every message the running agent publishes fits the largest-message bound `validate` checks
 //!   `mqtt.max_packet_size` against.
+//! - `quarantine`: a counter read above its modulus is a gap; a quarantined jump released through the
+//!   `quarantine` command line beside the running agent restates its window.
 //! - `quota`: the store's byte quota under a long outage: drops announced as `gap` events, totals exact.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
+//! - `replay`: `shopfloor-agent replay` on golden CSV inputs with hand-computed rollups; bad input names line
+//!   and column.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 
 mod support;
@@ -46,6 +51,8 @@ mod modbus;
 mod outbox_model;
 mod packet_limit;
 mod publisher;
+mod quarantine;
 mod quota;
+mod replay;
 mod soak;
 mod store_fs;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::logic::calendar::{Calendar, UnknownTime};
 use crate::logic::counter::{CounterConfig, OnDecrease};
 use crate::logic::decode::{decode, DataType, DecodeError, Encoding, Table, Value, WordOrder};
 use crate::logic::rollup::MachineState;
@@ -83,6 +84,8 @@ pub struct Config {
     pub plcs: Vec<PlcConfig>,
     /// `[[machine]]`, in file order.
     pub machines: Vec<MachineConfig>,
+    /// The shift calendar; [`Calendar::all_planned`] when the file has no `[calendar]`.
+    pub calendar: Calendar,
 }
 
 /// `[agent]`: identity, time zone, windows.
@@ -106,6 +109,8 @@ pub struct AgentConfig {
     pub health_interval: Duration,
     /// How long closed windows can still be restated by late facts.
     pub restatement_horizon: Duration,
+    /// How time in an unknown machine state counts in planned busy time.
+    pub unknown_time: UnknownTime,
 }
 
 /// A rollup period and how long to wait for late facts before closing a window of it.
@@ -274,6 +279,25 @@ pub struct MachineConfig {
     pub targets: Targets,
 }
 
+impl MachineConfig {
+    /// The machine's counters by name: `produced`, `defective` (when configured), then each defect reason.
+    pub fn counters(&self) -> Vec<(&str, &CounterTag)> {
+        let mut counters = vec![("produced", &self.produced)];
+        if let Some(defective) = &self.defective {
+            counters.push(("defective", defective));
+        }
+        for (name, tag) in &self.defect_reasons {
+            counters.push((name.as_str(), tag));
+        }
+        counters
+    }
+
+    /// The store key of one of the machine's counters (`machine/counter`): its baseline and its audit rows.
+    pub fn counter_key(&self, counter: &str) -> String {
+        format!("{}/{}", self.id, counter)
+    }
+}
+
 impl Config {
     /// Loads a TOML file, applies `SHOPFLOOR__` environment overrides and validates the result.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -384,31 +408,17 @@ use overrides::blame_overrides;
 use raw::RawConfig;
 use validate::Validator;
 
-fn parse_data_type(text: &str) -> Option<DataType> {
-    Some(match text {
-        "bool" => DataType::Bool,
-        "u16" => DataType::U16,
-        "i16" => DataType::I16,
-        "u32" => DataType::U32,
-        "i32" => DataType::I32,
-        "u64" => DataType::U64,
-        "i64" => DataType::I64,
-        "f32" => DataType::F32,
-        "f64" => DataType::F64,
-        _ => return None,
-    })
-}
-
 /// Parses `"500ms"`, `"1s"`, `"15m"`, `"9h"`, `"1h 30m"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like \"500ms\", \"1s\" or \"15m\" ({e})"))
 }
 
-/// Rewrites `machine.0.counters` (serde_ignored's form) as `machine[0].counters`.
+/// Rewrites `machine.0.counters` (serde_ignored's form) as `machine[0].counters`; the `?` that
+/// serde_ignored puts inside an optional table is not part of the TOML path.
 fn toml_path(dotted: &str) -> String {
     let mut out = String::new();
-    for segment in dotted.split('.') {
+    for segment in dotted.split('.').filter(|segment| *segment != "?") {
         if !out.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{segment}]"));
         } else {

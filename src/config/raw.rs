@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     pub(super) plc: Vec<RawPlc>,
     #[serde(default)]
     pub(super) machine: Vec<RawMachine>,
+    #[serde(default)]
+    pub(super) calendar: Option<RawCalendar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,8 +28,6 @@ pub(super) struct RawAgent {
     pub(super) timezone: String,
     #[serde(default = "default_data_dir")]
     pub(super) data_dir: String,
-    #[serde(default)]
-    pub(super) targets: RawAgentTargets,
     #[serde(default = "default_periods")]
     pub(super) periods: Vec<String>,
     #[serde(default)]
@@ -38,6 +38,10 @@ pub(super) struct RawAgent {
     pub(super) health_interval: String,
     #[serde(default = "default_horizon")]
     pub(super) restatement_horizon: String,
+    #[serde(default = "default_unknown_time")]
+    pub(super) unknown_time: String,
+    #[serde(default)]
+    pub(super) targets: RawAgentTargets,
 }
 
 /// `[agent] targets`: defaults every machine's `targets` inherits.
@@ -64,6 +68,33 @@ pub(super) fn default_health_interval() -> String {
 }
 pub(super) fn default_horizon() -> String {
     "72h".into()
+}
+pub(super) fn default_unknown_time() -> String {
+    "loss".into()
+}
+
+/// `[calendar]`: shifts repeating daily in `agent.timezone`, and the days not worked.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawCalendar {
+    #[serde(default)]
+    pub(super) shifts: Vec<RawShift>,
+    #[serde(default)]
+    pub(super) days_off: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawShift {
+    pub(super) name: String,
+    pub(super) start: String,
+    pub(super) duration: String,
+    #[serde(default)]
+    pub(super) breaks: Vec<RawBreak>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawBreak {
+    pub(super) start: String,
+    pub(super) duration: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +348,7 @@ pub(super) struct RawTag {
     pub(super) wrap: bool,
     pub(super) on_decrease: Option<String>,
     pub(super) design_rate: Option<f64>,
+    pub(super) t_max: Option<String>,
 }
 
 pub(super) fn default_table() -> String {

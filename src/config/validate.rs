@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::raw::*;
 use super::*;
 
+mod calendar;
 mod cross;
 mod network;
 mod ranges;
@@ -107,6 +108,7 @@ impl Validator<'_> {
             }
         }
         self.overlaps(&machines, &plcs);
+        let calendar = self.calendar(raw.calendar, agent.as_ref().map(|agent| &agent.timezone));
 
         let config = Config {
             source: file.to_string(),
@@ -119,6 +121,7 @@ impl Validator<'_> {
             },
             plcs,
             machines,
+            calendar: calendar?,
         };
         self.periods_cover_polls(&config, &period_names);
         self.packet_limit(&config);
@@ -187,6 +190,7 @@ impl Validator<'_> {
                 RESTATEMENT_HORIZON,
             )
             .unwrap_or(RESTATEMENT_HORIZON.min);
+        let unknown_time = self.unknown_time(&raw.unknown_time);
         Some(AgentConfig {
             site: raw.site,
             gateway: raw.gateway,
@@ -197,6 +201,7 @@ impl Validator<'_> {
             live_interval,
             health_interval,
             restatement_horizon,
+            unknown_time,
         })
     }
 
@@ -340,22 +345,31 @@ impl Validator<'_> {
             self.duration_in(&format!("{path}.ideal_cycle_time"), t, IDEAL_CYCLE_TIME)
                 .unwrap_or(IDEAL_CYCLE_TIME.min)
         });
+        // Without a valid PLC the configuration is refused anyway; no default t_max is needed then.
+        let poll_interval = plc.map_or(Duration::ZERO, |i| plcs[i].poll_interval);
         let produced = self.counter(
             &format!("{path}.counters.produced"),
             &raw.counters.produced,
             unit_id,
+            poll_interval,
         );
-        let defective = raw
-            .counters
-            .defective
-            .as_ref()
-            .and_then(|t| self.counter(&format!("{path}.counters.defective"), t, unit_id));
+        let defective = raw.counters.defective.as_ref().and_then(|t| {
+            self.counter(
+                &format!("{path}.counters.defective"),
+                t,
+                unit_id,
+                poll_interval,
+            )
+        });
         let mut defect_reasons = Vec::new();
         for (name, tag) in &raw.defect_reasons {
             self.id(&format!("{path}.defect_reasons.{name}"), name);
-            if let Some(counter) =
-                self.counter(&format!("{path}.defect_reasons.{name}"), tag, unit_id)
-            {
+            if let Some(counter) = self.counter(
+                &format!("{path}.defect_reasons.{name}"),
+                tag,
+                unit_id,
+                poll_interval,
+            ) {
                 defect_reasons.push((name.clone(), counter));
             }
         }

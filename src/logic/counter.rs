@@ -1,11 +1,13 @@
 //! Raw cumulative counter value → delta, as a `CounterStep` value.
 //! Wraps, resets and glitches are values, never errors. No I/O, no clock.
-//! Wrap window W: with a design rate p, the plausibility window max(2·p·min(1 h, Δt), 2 units);
+//! Wrap window W: with a design rate p, the plausibility window max(2·p·min(t_max, Δt), 2 units);
 //! without, max(2 × recent max rate × Δt, max(16, M/64)). `modulus` 0 or `u64::MAX` means 2^64.
-//! No "explicit reset evidence" input exists yet, so a decrease is judged by wrap/zero/reset only.
+//! A raw value at or above the modulus is not a reading of the counter (`Invalid`). No "explicit reset
+//! evidence" input exists yet, so a decrease is judged by wrap, then the held zero, then `on_decrease`.
 
 use serde::{Deserialize, Serialize};
 
+use super::decode::UnknownName;
 use super::rollup::Flag;
 use super::Millis;
 
@@ -20,6 +22,34 @@ pub enum OnDecrease {
     Ignore,
 }
 
+impl OnDecrease {
+    /// Both policies.
+    pub const ALL: [OnDecrease; 2] = [OnDecrease::Reset, OnDecrease::Ignore];
+
+    /// The name used in configuration files (`reset`, `ignore`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OnDecrease::Reset => "reset",
+            OnDecrease::Ignore => "ignore",
+        }
+    }
+}
+
+impl std::str::FromStr for OnDecrease {
+    type Err = UnknownName;
+
+    /// Parses a policy by its [`OnDecrease::name`].
+    fn from_str(text: &str) -> Result<OnDecrease, UnknownName> {
+        OnDecrease::ALL
+            .into_iter()
+            .find(|policy| policy.name() == text)
+            .ok_or_else(|| UnknownName {
+                given: text.to_owned(),
+                expected: OnDecrease::ALL.iter().map(|p| p.name()).collect(),
+            })
+    }
+}
+
 /// Per-channel counter behaviour.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CounterConfig {
@@ -29,12 +59,25 @@ pub struct CounterConfig {
     pub wrap: bool,
     /// Handling of a decrease that is not a wrap.
     pub on_decrease: OnDecrease,
-    /// Design rate in units per second, for the plausibility guard.
-    pub design_rate: Option<f64>,
+    /// Design rate and its time bound, for the plausibility guard; `None`: no guard.
+    pub design_rate: Option<DesignRate>,
 }
 
-/// Longest Δt the plausibility guard scales with: `W = 2 · p · min(T_MAX, Δt)` (1 h, in ms).
-pub const PLAUSIBILITY_T_MAX_MS: i64 = 3_600_000;
+/// The plausibility guard of a counter: `W = 2 · p · min(t_max, Δt)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DesignRate {
+    /// `p`, in units per second.
+    pub units_per_s: f64,
+    /// Longest Δt the plausibility window grows with, in ms.
+    pub t_max_ms: Millis,
+}
+
+/// Default `t_max` in poll intervals of the counter's PLC. At a steady pace Δt is one poll interval;
+/// three tolerate a late or a failed poll without quarantining real production. Beyond that the agent
+/// has not watched the counter, and a delta of more than 2·p·t_max after such a silence is what a
+/// program download or a preset counter looks like, so it is quarantined for review (and released if
+/// real) instead of being counted blindly, as a fixed hour let every jump below 7200·p through.
+pub const DEFAULT_T_MAX_POLL_INTERVALS: i64 = 3;
 
 /// Smallest plausibility window in units: a single unit per poll is never quarantined, however
 /// low the design rate or short the poll interval.
@@ -68,22 +111,34 @@ pub enum StepKind {
     IgnoredDecrease,
     /// Delta at or above the plausibility window; `delta` is the amount, which is not counted.
     Rejected,
+    /// The raw value is at or above the modulus, which a counter of this modulus cannot hold: not a
+    /// reading (a gap for the counter). Delta 0 and the baseline is not moved.
+    Invalid,
 }
 
 impl StepKind {
-    /// Whether callers add the step's delta to production (everything but `Rejected`).
+    /// Whether callers add the step's delta to production (everything but `Rejected` and `Invalid`).
     pub fn is_counted(self) -> bool {
-        self != StepKind::Rejected
+        !matches!(self, StepKind::Rejected | StepKind::Invalid)
     }
 
-    /// The rollup flag this outcome raises, if any.
+    /// Whether the step is an anomaly announced by a `counter_anomaly` event.
+    pub fn is_anomaly(self) -> bool {
+        matches!(
+            self,
+            StepKind::Reset | StepKind::Rejected | StepKind::Invalid
+        )
+    }
+
+    /// The rollup flag this outcome raises, if any (`Invalid` is a gap: the caller treats the counter
+    /// as unread).
     pub fn flag(self) -> Option<Flag> {
         match self {
             StepKind::Wrap => Some(Flag::Wrap),
             StepKind::Reset | StepKind::IgnoredDecrease => Some(Flag::Reset),
             StepKind::GlitchZero => Some(Flag::GlitchZero),
             StepKind::Rejected => Some(Flag::Rejected),
-            StepKind::Baseline | StepKind::Normal | StepKind::HeldZero => None,
+            StepKind::Baseline | StepKind::Normal | StepKind::HeldZero | StepKind::Invalid => None,
         }
     }
 
@@ -98,6 +153,7 @@ impl StepKind {
             StepKind::HeldZero => "held_zero",
             StepKind::IgnoredDecrease => "ignored_decrease",
             StepKind::Rejected => "rejected",
+            StepKind::Invalid => "invalid",
         }
     }
 }
@@ -173,9 +229,9 @@ impl CounterState {
     }
 
     /// The plausibility window for `dt_s` seconds with design rate `rate`, in units.
-    fn plausibility_window(rate: f64, dt_s: f64) -> f64 {
-        let capped = dt_s.min(PLAUSIBILITY_T_MAX_MS as f64 / 1000.0);
-        (2.0 * rate * capped).max(PLAUSIBILITY_FLOOR)
+    fn plausibility_window(rate: DesignRate, dt_s: f64) -> f64 {
+        let capped = dt_s.min(rate.t_max_ms.max(0) as f64 / 1000.0);
+        (2.0 * rate.units_per_s * capped).max(PLAUSIBILITY_FLOOR)
     }
 
     /// The wrap window `W` for a gap of `dt_s` seconds (see the module header).
@@ -216,10 +272,21 @@ impl CounterState {
         self.at = at;
     }
 
-    /// Turns one raw sample into a step (the rules of [`StepKind`]) and moves the baseline to `raw`.
+    /// Turns one raw sample into a step (the rules of [`StepKind`]) and moves the baseline to `raw`
+    /// (except for an `Invalid` value, which leaves the state untouched).
     ///
     /// A sample older than the previous one is treated as taken at the previous sample's time.
     pub fn step(&mut self, cfg: &CounterConfig, raw: u64, at: Millis) -> CounterStep {
+        if u128::from(raw) >= effective_modulus(cfg) {
+            let t_from = if self.last.is_some() { self.at } else { at };
+            return CounterStep {
+                kind: StepKind::Invalid,
+                delta: 0,
+                t_from,
+                t_to: at.max(t_from),
+                raw,
+            };
+        }
         let Some(old) = self.last else {
             *self = CounterState {
                 last: Some(raw),
@@ -237,7 +304,7 @@ impl CounterState {
         };
         let at = at.max(self.at);
         let (kind, delta, t_from) = match self.held.take() {
-            Some(held) => self.after_held_zero(cfg, held, raw),
+            Some(held) => self.after_held_zero(held, raw),
             None => self.after_value(cfg, old, raw, at),
         };
         let (kind, delta) = self.guard(cfg, kind, delta, t_from, at);
@@ -294,17 +361,13 @@ impl CounterState {
     }
 
     /// Classifies the sample after a held zero: a glitch if it is back at or above the value
-    /// before the zero, otherwise the zero was a real reset.
-    fn after_held_zero(
-        &self,
-        cfg: &CounterConfig,
-        held: HeldZero,
-        raw: u64,
-    ) -> (StepKind, u64, Millis) {
+    /// before the zero, otherwise the zero was a real reset and the new value is the delta. The zero
+    /// rule comes before `on_decrease`: counting up from a held zero is production under either policy.
+    fn after_held_zero(&self, held: HeldZero, raw: u64) -> (StepKind, u64, Millis) {
         if raw >= held.before {
             (StepKind::GlitchZero, raw - held.before, held.before_at)
         } else {
-            self.decrease(cfg, raw)
+            (StepKind::Reset, raw, self.at)
         }
     }
 
@@ -389,6 +452,21 @@ mod tests {
             ]
         );
         assert_eq!(counted(&steps), 13);
+    }
+
+    #[test]
+    fn given_each_decrease_policy_when_named_then_the_name_parses_back_as_serde_spells_it() {
+        for policy in OnDecrease::ALL {
+            assert_eq!(policy.name().parse::<OnDecrease>(), Ok(policy));
+            assert_eq!(
+                serde_json::to_value(policy).unwrap(),
+                serde_json::json!(policy.name())
+            );
+        }
+        assert_eq!(
+            "drop".parse::<OnDecrease>().unwrap_err().to_string(),
+            r#""drop" is not one of reset, ignore"#
+        );
     }
 
     #[test]
@@ -501,6 +579,7 @@ mod tests {
         };
         let steps = run(&cfg, &[100, 50, 60, 0, 5, 15]);
         use StepKind::*;
+        // The drop to 50 is ignored; the drop to a held zero is a reset under either policy.
         assert_eq!(
             kinds_and_deltas(&steps),
             vec![
@@ -508,16 +587,97 @@ mod tests {
                 (IgnoredDecrease, 0),
                 (Normal, 10),
                 (HeldZero, 0),
-                (IgnoredDecrease, 0),
+                (Reset, 5),
                 (Normal, 10)
             ]
         );
     }
 
     #[test]
+    fn given_on_decrease_ignore_when_a_held_zero_is_followed_by_a_small_value_then_it_is_a_reset() {
+        let cfg = CounterConfig {
+            on_decrease: OnDecrease::Ignore,
+            ..config(1 << 16)
+        };
+        // Before the fix the policy ran first: (IgnoredDecrease, 0), and the 10 units were lost.
+        let steps = run(&cfg, &[1_000, 0, 10]);
+        assert_eq!(
+            kinds_and_deltas(&steps)[1..],
+            [(StepKind::HeldZero, 0), (StepKind::Reset, 10)]
+        );
+        assert_eq!(counted(&steps), 10);
+        // Back above the value before the zero it is still a glitch: +2.
+        let steps = run(&cfg, &[1_000, 0, 1_002]);
+        assert_eq!(
+            kinds_and_deltas(&steps)[1..],
+            [(StepKind::HeldZero, 0), (StepKind::GlitchZero, 2)]
+        );
+        // A drop that is not to zero is still ignored.
+        let steps = run(&cfg, &[1_000, 10, 12]);
+        assert_eq!(
+            kinds_and_deltas(&steps)[1..],
+            [(StepKind::IgnoredDecrease, 0), (StepKind::Normal, 2)]
+        );
+    }
+
+    #[test]
+    fn given_modulus_10000_when_a_raw_value_is_at_or_above_it_then_invalid_and_baseline_kept() {
+        let cfg = config(10_000);
+        // Before the fix: (Normal, 10), (Normal, 2345), then 5 read as a reset (+5): 2360 counted.
+        let steps = run(&cfg, &[9_990, 10_000, 12_345, 5]);
+        use StepKind::*;
+        assert_eq!(
+            kinds_and_deltas(&steps),
+            vec![(Baseline, 0), (Invalid, 0), (Invalid, 0), (Wrap, 15)]
+        );
+        assert_eq!(counted(&steps), 15);
+        // The wrap spans the time since the last valid sample.
+        assert_eq!((steps[3].t_from, steps[3].t_to), (0, 3_000));
+        assert!(steps
+            .iter()
+            .all(|s| s.kind.flag().is_none() || s.kind == Wrap));
+        // An invalid first value sets no baseline; the first valid one does.
+        let steps = run(&cfg, &[65_535, 42, 43]);
+        assert_eq!(
+            kinds_and_deltas(&steps),
+            vec![(Invalid, 0), (Baseline, 0), (Normal, 1)]
+        );
+        // An invalid value while a zero is held leaves the zero held.
+        let steps = run(&cfg, &[1_000, 0, 10_001, 1_002]);
+        assert_eq!(kinds_and_deltas(&steps)[3], (GlitchZero, 2));
+    }
+
+    #[test]
+    fn given_t_max_when_configured_then_the_plausibility_window_stops_growing_there() {
+        let cfg = CounterConfig {
+            design_rate: Some(DesignRate {
+                units_per_s: 10.0,
+                t_max_ms: 5_000,
+            }),
+            ..config(1 << 32)
+        };
+        // A minute without a poll: W = 2 × 10 × min(5 s, 60 s) = 100, so 150 units are quarantined.
+        // Before the fix t_max was a fixed hour: W = 1200 and the 150 were counted.
+        let mut state = CounterState::default();
+        state.step(&cfg, 0, 0);
+        let step = state.step(&cfg, 150, 60_000);
+        assert_eq!((step.kind, step.delta), (StepKind::Rejected, 150));
+        let step = state.step(&cfg, 249, 120_000);
+        assert_eq!((step.kind, step.delta), (StepKind::Normal, 99));
+        // Within t_max the window still scales with Δt: 2 × 10 × 2 s = 40.
+        let step = state.step(&cfg, 288, 122_000);
+        assert_eq!((step.kind, step.delta), (StepKind::Normal, 39));
+        let step = state.step(&cfg, 328, 124_000);
+        assert_eq!((step.kind, step.delta), (StepKind::Rejected, 40));
+    }
+
+    #[test]
     fn given_design_rate_when_a_delta_is_implausible_then_rejected_and_not_recounted() {
         let cfg = CounterConfig {
-            design_rate: Some(10.0),
+            design_rate: Some(DesignRate {
+                units_per_s: 10.0,
+                t_max_ms: 3_600_000,
+            }),
             ..config(1 << 32)
         };
         // 1 s polls at 10/s: W = 20.
@@ -528,7 +688,7 @@ mod tests {
             vec![(Baseline, 0), (Normal, 10), (Rejected, 90), (Normal, 10)]
         );
         assert_eq!(counted(&steps), 20);
-        // Δt is capped at one hour: after 3 h away, W = 2 × 10 × 3600 = 72 000.
+        // Δt is capped at t_max, one hour here: after 3 h away, W = 2 × 10 × 3600 = 72 000.
         let mut state = CounterState::default();
         state.step(&cfg, 0, 0);
         assert_eq!(state.step(&cfg, 71_999, 3 * 3_600_000).kind, Normal);
@@ -541,7 +701,11 @@ mod tests {
     #[test]
     fn given_low_design_rate_when_one_unit_arrives_then_it_is_never_rejected() {
         let cfg = CounterConfig {
-            design_rate: Some(0.1),
+            design_rate: Some(DesignRate {
+                units_per_s: 0.1,
+                // The default for a PLC polled every second.
+                t_max_ms: DEFAULT_T_MAX_POLL_INTERVALS * 1_000,
+            }),
             ..config(1 << 16)
         };
         let steps = run(&cfg, &[7, 8, 8, 9]);
@@ -600,6 +764,30 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn invalid_readings_anywhere_change_nothing_counted(
+            modulus in prop::sample::select(vec![1u64 << 16, 10_000, 1 << 31]),
+            raws in prop::collection::vec(0u64..12_000, 1..60),
+            invalid_at in prop::collection::vec(any::<bool>(), 60),
+        ) {
+            let cfg = config(modulus);
+            let raws: Vec<u64> = raws.iter().map(|raw| raw % modulus).collect();
+            let mut clean = CounterState::default();
+            let mut noisy = CounterState::default();
+            let mut at = 0;
+            for (raw, invalid) in raws.iter().zip(&invalid_at) {
+                at += 1_000;
+                if *invalid {
+                    let step = noisy.step(&cfg, modulus + raw, at);
+                    prop_assert_eq!((step.kind, step.delta), (StepKind::Invalid, 0));
+                    at += 1_000;
+                }
+                let expected = clean.step(&cfg, *raw, at);
+                let got = noisy.step(&cfg, *raw, at);
+                prop_assert_eq!((got.kind, got.delta), (expected.kind, expected.delta));
+            }
+        }
+
         #[test]
         fn counted_deltas_equal_true_increments_across_random_wraps(
             modulus in prop::sample::select(vec![1u64 << 16, 10_000, 1 << 32, 1 << 31]),

@@ -18,6 +18,9 @@ pub enum Table {
 }
 
 impl Table {
+    /// Every table, in function-code order of the names (`coil`, `discrete`, `input`, `holding`).
+    pub const ALL: [Table; 4] = [Table::Coil, Table::Discrete, Table::Input, Table::Holding];
+
     /// The name used in configuration files and payloads (`coil`, `discrete`, `input`, `holding`).
     pub fn name(self) -> &'static str {
         match self {
@@ -26,6 +29,45 @@ impl Table {
             Table::Input => "input",
             Table::Holding => "holding",
         }
+    }
+
+    /// The long form of the name that the command line also accepts (`holding_registers`, ...).
+    fn long_name(self) -> &'static str {
+        match self {
+            Table::Coil => "coils",
+            Table::Discrete => "discrete_inputs",
+            Table::Input => "input_registers",
+            Table::Holding => "holding_registers",
+        }
+    }
+}
+
+/// A name that is not in a closed vocabulary; the message lists the names that are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} is not one of {}", expected.join(", "))]
+pub struct UnknownName {
+    /// The text given.
+    pub given: String,
+    /// The accepted names.
+    pub expected: Vec<&'static str>,
+}
+
+impl std::str::FromStr for Table {
+    type Err = UnknownName;
+
+    /// Parses a table name: `coil`, `discrete`, `input` or `holding`, or its long form with or without
+    /// the final `s` (`coils`, `discrete_input`, `input_registers`, `holding_register`).
+    fn from_str(text: &str) -> Result<Table, UnknownName> {
+        Table::ALL
+            .into_iter()
+            .find(|table| {
+                let long = table.long_name();
+                text == table.name() || text == long || Some(text) == long.strip_suffix('s')
+            })
+            .ok_or_else(|| UnknownName {
+                given: text.to_owned(),
+                expected: Table::ALL.iter().map(|table| table.name()).collect(),
+            })
     }
 }
 
@@ -64,6 +106,34 @@ pub enum WordOrder {
     Little,
 }
 
+impl WordOrder {
+    /// Both orders, most significant word first first.
+    pub const ALL: [WordOrder; 2] = [WordOrder::Big, WordOrder::Little];
+
+    /// The name used in configuration files (`big`, `little`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WordOrder::Big => "big",
+            WordOrder::Little => "little",
+        }
+    }
+}
+
+impl std::str::FromStr for WordOrder {
+    type Err = UnknownName;
+
+    /// Parses a word order by its [`WordOrder::name`].
+    fn from_str(text: &str) -> Result<WordOrder, UnknownName> {
+        WordOrder::ALL
+            .into_iter()
+            .find(|order| order.name() == text)
+            .ok_or_else(|| UnknownName {
+                given: text.to_owned(),
+                expected: WordOrder::ALL.iter().map(|order| order.name()).collect(),
+            })
+    }
+}
+
 /// Everything needed to turn register words into a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Encoding {
@@ -97,6 +167,34 @@ pub enum DecodeError {
 }
 
 impl DataType {
+    /// Every data type, in the order configuration errors list them.
+    pub const ALL: [DataType; 9] = [
+        DataType::Bool,
+        DataType::U16,
+        DataType::I16,
+        DataType::U32,
+        DataType::I32,
+        DataType::U64,
+        DataType::I64,
+        DataType::F32,
+        DataType::F64,
+    ];
+
+    /// The name used in configuration files (`bool`, `u16`, ..., `f64`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::Bool => "bool",
+            DataType::U16 => "u16",
+            DataType::I16 => "i16",
+            DataType::U32 => "u32",
+            DataType::I32 => "i32",
+            DataType::U64 => "u64",
+            DataType::I64 => "i64",
+            DataType::F32 => "f32",
+            DataType::F64 => "f64",
+        }
+    }
+
     /// Number of 16-bit registers (or bits, for coils and discrete inputs) the type occupies.
     pub fn register_count(self) -> u16 {
         match self {
@@ -122,6 +220,21 @@ impl DataType {
             DataType::U32 => Some(1 << 32),
             _ => None,
         }
+    }
+}
+
+impl std::str::FromStr for DataType {
+    type Err = UnknownName;
+
+    /// Parses a data type by its [`DataType::name`].
+    fn from_str(text: &str) -> Result<DataType, UnknownName> {
+        DataType::ALL
+            .into_iter()
+            .find(|data_type| data_type.name() == text)
+            .ok_or_else(|| UnknownName {
+                given: text.to_owned(),
+                expected: DataType::ALL.iter().map(|t| t.name()).collect(),
+            })
     }
 }
 
@@ -447,6 +560,43 @@ mod tests {
         assert_eq!(DataType::I32.default_modulus(), None);
         assert!(DataType::U64.is_unsigned_integer());
         assert!(!DataType::I16.is_unsigned_integer());
+    }
+
+    #[test]
+    fn given_every_table_and_type_when_named_then_the_name_parses_back() {
+        for table in Table::ALL {
+            assert_eq!(table.name().parse::<Table>(), Ok(table));
+            // The serde name is the same word.
+            assert_eq!(
+                serde_json::to_value(table).unwrap(),
+                serde_json::json!(table.name())
+            );
+        }
+        for data_type in DataType::ALL {
+            assert_eq!(data_type.name().parse::<DataType>(), Ok(data_type));
+            assert_eq!(
+                serde_json::to_value(data_type).unwrap(),
+                serde_json::json!(data_type.name())
+            );
+        }
+        for order in WordOrder::ALL {
+            assert_eq!(order.name().parse::<WordOrder>(), Ok(order));
+            assert_eq!(
+                serde_json::to_value(order).unwrap(),
+                serde_json::json!(order.name())
+            );
+        }
+        assert_eq!("holding_registers".parse::<Table>(), Ok(Table::Holding));
+        assert_eq!("discrete_input".parse::<Table>(), Ok(Table::Discrete));
+        assert_eq!("coils".parse::<Table>(), Ok(Table::Coil));
+        assert_eq!(
+            "register".parse::<Table>().unwrap_err().to_string(),
+            r#""register" is not one of coil, discrete, input, holding"#
+        );
+        assert_eq!(
+            "float".parse::<DataType>().unwrap_err().to_string(),
+            r#""float" is not one of bool, u16, i16, u32, i32, u64, i64, f32, f64"#
+        );
     }
 
     #[test]

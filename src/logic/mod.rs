@@ -1,6 +1,7 @@
 //! Pure core: decoding, counter deltas, windows, rollups, KPIs and payloads.
 //! Nothing here performs I/O or reads a clock; time is always an argument (`Millis`).
 
+pub mod calendar;
 pub mod clock;
 pub mod counter;
 pub mod decode;

@@ -53,11 +53,14 @@ pub enum EventKind {
     /// (Gateway event topic) the broker refused publishes with an MQTT 5 failure reason code, or
     /// never delivered MQTT 3.1.1 rows back.
     PublishFailure,
+    /// A quarantined counter delta was released by an operator and counted in the windows of its
+    /// interval, which are restated.
+    QuarantineReleased,
 }
 
 impl EventKind {
     /// Every event kind, in declaration order.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Gap,
         EventKind::CounterAnomaly,
         EventKind::DeviceUp,
@@ -69,6 +72,7 @@ impl EventKind {
         EventKind::PayloadRefused,
         EventKind::StoreRecovered,
         EventKind::PublishFailure,
+        EventKind::QuarantineReleased,
     ];
 
     /// The snake_case name, as serialized.
@@ -85,6 +89,7 @@ impl EventKind {
             EventKind::PayloadRefused => "payload_refused",
             EventKind::StoreRecovered => "store_recovered",
             EventKind::PublishFailure => "publish_failure",
+            EventKind::QuarantineReleased => "quarantine_released",
         }
     }
 }

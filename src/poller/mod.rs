@@ -25,6 +25,10 @@
 //! when the stream is in doubt (half a frame at the deadline, an unknown transaction id, a broken header, EOF)
 //! or when nothing on it answers (two timeouts in a row before any answer, or a whole cycle without one).
 //! Healthy units are polled first in every cycle, so a failing unit's timeout never delays their readings.
+//!
+//! Schedule: cycles run on the multiples of `poll_interval` of the wall clock, plus one extra cycle at every
+//! shift and break start or end of the calendar, so machine-state time splits exactly where planned time
+//! begins or ends; the extra cycles leave the regular ones where they are.
 
 pub mod connection;
 mod cycle;
@@ -43,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Clock as _, SharedClock};
 use crate::config::PlcConfig;
+use crate::logic::calendar::Calendar;
 use crate::logic::Millis;
 
 pub use connection::{ConnectError, Connection, ReadError};
@@ -133,7 +138,27 @@ impl Sample {
     }
 }
 
-/// Polls one PLC until `shutdown` with the machine's clock; see [`run_with_clock`].
+/// When a poller task polls: the clock it reads and stamps samples with, and the calendar whose
+/// shift and break boundaries get an extra cycle each.
+#[derive(Debug, Clone)]
+pub struct PollTiming {
+    /// The clock the task reads (tests inject a steppable one).
+    pub clock: SharedClock,
+    /// The shift calendar; without one there are no extra cycles.
+    pub calendar: Calendar,
+}
+
+impl PollTiming {
+    /// The machine's clock and no calendar: regular cycles only.
+    pub fn system() -> PollTiming {
+        PollTiming {
+            clock: clock::system(),
+            calendar: Calendar::all_planned(jiff::tz::TimeZone::UTC),
+        }
+    }
+}
+
+/// Polls one PLC until `shutdown` with the machine's clock and no calendar; see [`run_with_clock`].
 pub async fn run(
     plc: usize,
     plc_config: PlcConfig,
@@ -142,21 +167,22 @@ pub async fn run(
     health: HealthBoard,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let clock = clock::system();
-    run_with_clock(plc, plc_config, plan, sample_tx, health, clock, shutdown).await
+    let timing = PollTiming::system();
+    run_with_clock(plc, plc_config, plan, sample_tx, health, timing, shutdown).await
 }
 
 /// Polls one PLC until `shutdown`; sends one [`Sample`] per cycle (or failed connect) to `sample_tx`,
-/// stamped by `clock`.
+/// stamped by `timing.clock`, with an extra cycle at each boundary of `timing.calendar`.
 pub async fn run_with_clock(
     plc: usize,
     plc_config: PlcConfig,
     plan: ReadPlan,
     sample_tx: mpsc::Sender<Sample>,
     health: HealthBoard,
-    clock: SharedClock,
+    timing: PollTiming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let PollTiming { clock, calendar } = timing;
     let mut poller = Poller::new(plc, plc_config, plan);
     {
         let mut board = health.lock().expect("health board lock is never poisoned");
@@ -167,6 +193,9 @@ pub async fn run_with_clock(
     let mut seq: u64 = 0;
     let backoff_start = BACKOFF_START.min(poller.config().backoff_max);
     let mut backoff = backoff_start;
+    // The calendar boundary the last cycle was scheduled on, so a timer that wakes a hair early on
+    // the wall clock does not poll the same boundary twice.
+    let mut last_boundary: Option<Millis> = None;
 
     while !shutdown.is_cancelled() {
         if poller.connection.is_none() {
@@ -195,8 +224,15 @@ pub async fn run_with_clock(
                 continue;
             }
         }
-        // Cycles are aligned to the clock, so that with a 1 s poll every window boundary gets a poll.
-        let (wait, tick_at) = next_tick(poller.config().poll_interval, clock.utc());
+        // Cycles are aligned to the clock, so that with a 1 s poll every window boundary gets a poll;
+        // shift and break boundaries get one of their own.
+        let (wait, tick_at, boundary) = next_poll(
+            poller.config().poll_interval,
+            &calendar,
+            last_boundary,
+            clock.utc(),
+        );
+        last_boundary = boundary.or(last_boundary);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
@@ -259,8 +295,83 @@ fn next_tick(interval: Duration, now: Millis) -> (Duration, Millis) {
     (Duration::from_millis((next - now) as u64), next)
 }
 
+/// Time to sleep from `now` until the next cycle and that instant: the next regular tick, or the next
+/// calendar boundary (other than `last_boundary`, already polled) when it comes first. The third
+/// value is that boundary when the cycle is a boundary's.
+fn next_poll(
+    interval: Duration,
+    calendar: &Calendar,
+    last_boundary: Option<Millis>,
+    now: Millis,
+) -> (Duration, Millis, Option<Millis>) {
+    let (wait, tick_at) = next_tick(interval, now);
+    let boundary = match calendar.next_boundary_after(now) {
+        Some(boundary) if Some(boundary) == last_boundary => calendar.next_boundary_after(boundary),
+        other => other,
+    };
+    match boundary {
+        Some(boundary) if boundary <= tick_at => {
+            let wait = Duration::from_millis(u64::try_from(boundary - now).unwrap_or(0));
+            (wait, boundary, Some(boundary))
+        }
+        _ => (wait, tick_at, None),
+    }
+}
+
 /// The machine's wall clock in UTC milliseconds; only adapters read it, never `logic`. Tasks wired by
 /// the supervisor read their injected [`crate::clock::Clock`] instead.
 pub fn now_millis() -> Millis {
     clock::SystemClock.utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::civil::time;
+    use jiff::tz::TimeZone;
+
+    use super::*;
+    use crate::logic::calendar::ShiftSpec;
+
+    const SECOND: Millis = 1_000;
+
+    /// A UTC calendar with one shift 06:00 for 8 hours.
+    fn early_shift() -> Calendar {
+        let shift = ShiftSpec {
+            name: "early".into(),
+            start: time(6, 0, 0, 0),
+            duration_ms: 8 * 3_600 * SECOND,
+            breaks: vec![],
+        };
+        Calendar::new(TimeZone::UTC, vec![shift], vec![]).unwrap()
+    }
+
+    #[test]
+    fn a_boundary_before_the_next_tick_gets_its_own_poll() {
+        let six = 6 * 3_600 * SECOND;
+        let interval = Duration::from_millis(3_500);
+        let now = six - 300;
+        let (wait, at, boundary) = next_poll(interval, &early_shift(), None, now);
+        assert_eq!(
+            (wait, at, boundary),
+            (Duration::from_millis(300), six, Some(six))
+        );
+        // Once polled, the same boundary is not polled again even if the clock reads a hair early.
+        let (_, at, boundary) = next_poll(interval, &early_shift(), Some(six), six - 1);
+        assert_eq!((at, boundary), (next_tick(interval, six - 1).1, None));
+    }
+
+    #[test]
+    fn the_regular_schedule_is_kept_around_boundaries() {
+        let six = 6 * 3_600 * SECOND;
+        let interval = Duration::from_millis(3_500);
+        // Right after the boundary the next poll is the regular tick.
+        let (_, at, boundary) = next_poll(interval, &early_shift(), Some(six), six + 1);
+        assert_eq!((at, boundary), ((six / 3_500 + 1) * 3_500, None));
+        // Without a calendar every poll is a regular tick.
+        let none = Calendar::all_planned(TimeZone::UTC);
+        assert_eq!(
+            next_poll(interval, &none, None, six - 300).1,
+            next_tick(interval, six - 300).1
+        );
+    }
 }

@@ -51,12 +51,13 @@ impl Order {
     }
 
     /// The configuration keys selecting this order.
-    pub fn config_keys(self) -> &'static str {
-        match self {
-            Order::Abcd => r#"word_order = "big""#,
-            Order::Cdab => r#"word_order = "little""#,
-            Order::Badc => r#"word_order = "big", byte_swap = true"#,
-            Order::Dcba => r#"word_order = "little", byte_swap = true"#,
+    pub fn config_keys(self) -> String {
+        let encoding = self.encoding(DataType::U32);
+        let word_order = format!("word_order = \"{}\"", encoding.word_order.name());
+        if encoding.byte_swap {
+            format!("{word_order}, byte_swap = true")
+        } else {
+            word_order
         }
     }
 

@@ -153,17 +153,12 @@ pub async fn run(
     Ok(render::render(&report, find))
 }
 
-/// Parses a table name for the command line: coil, discrete, input or holding.
+/// Parses a table name for the command line, in any case: coil, discrete, input or holding (or a long form
+/// such as `holding_registers`, as [`Table`]'s `FromStr` accepts).
 pub fn parse_table(text: &str) -> Result<Table, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "coil" | "coils" => Ok(Table::Coil),
-        "discrete" | "discrete_input" | "discrete_inputs" => Ok(Table::Discrete),
-        "input" | "input_register" | "input_registers" => Ok(Table::Input),
-        "holding" | "holding_register" | "holding_registers" => Ok(Table::Holding),
-        other => Err(format!(
-            "{other:?} is not one of coil, discrete, input, holding"
-        )),
-    }
+    text.to_ascii_lowercase()
+        .parse::<Table>()
+        .map_err(|error| error.to_string())
 }
 
 /// Reads the whole range in requests of at most 125 registers (2000 bits). A span refused with 02 or 03 is

@@ -20,15 +20,6 @@ pub fn reference(table: Table, address: u16) -> u32 {
     base + u32::from(address)
 }
 
-fn table_name(table: Table) -> &'static str {
-    match table {
-        Table::Coil => "coil",
-        Table::Discrete => "discrete",
-        Table::Input => "input",
-        Table::Holding => "holding",
-    }
-}
-
 fn shown(row: Option<&Row>) -> String {
     match row {
         None => "-".into(),
@@ -56,7 +47,7 @@ pub(super) fn render(report: &ProbeReport, find: Option<f64>) -> String {
         "probe {} unit {} {} {}..={} (ref {}..={}), {} sample(s){}, {} request(s); read-only (function codes 1-4)",
         request.address,
         request.unit_id,
-        table_name(table),
+        table.name(),
         request.start,
         last_address,
         reference(table, request.start),
@@ -176,7 +167,7 @@ pub(super) fn render(report: &ProbeReport, find: Option<f64>) -> String {
                     out,
                     "  {:>5} {:<3} {:<4} {} -> {} (+{})",
                     candidate.address,
-                    format!("{:?}", candidate.data_type).to_lowercase(),
+                    candidate.data_type.name(),
                     candidate.order.map_or("", Order::name),
                     candidate.first,
                     candidate.last,
@@ -191,9 +182,9 @@ pub(super) fn render(report: &ProbeReport, find: Option<f64>) -> String {
             let _ = writeln!(
                 out,
                 "Best guess: {{ table = \"{}\", address = {}, type = \"{}\"{keys} }}  (ref {})",
-                table_name(table),
+                table.name(),
                 best.address,
-                format!("{:?}", best.data_type).to_lowercase(),
+                best.data_type.name(),
                 reference(table, best.address)
             );
         }
@@ -206,7 +197,7 @@ pub(super) fn render(report: &ProbeReport, find: Option<f64>) -> String {
                 out,
                 "  {:>5} {:<3} {}",
                 row.address,
-                format!("{:?}", row.data_type).to_lowercase(),
+                row.data_type.name(),
                 row.order.map_or("", Order::name)
             );
         }

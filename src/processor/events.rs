@@ -220,7 +220,7 @@ impl Processor {
     ) {
         let mono = self.clock.now().mono;
         for draft in refused {
-            let role = roles.get(draft.index).copied().unwrap_or(DraftRole::Data);
+            let role = roles.get(draft.index).copied().unwrap_or(DraftRole::Event);
             let alarm = role == DraftRole::RefusalAlarm;
             self.refusals.record(draft, alarm, mono);
             if alarm {
@@ -292,7 +292,12 @@ pub(super) fn apply_step(
             }
         }
     }
-    if matches!(step.kind, StepKind::Reset | StepKind::Rejected) {
+    // An episode of invalid values is announced at its first one, not at every poll.
+    let announce = match step.kind {
+        StepKind::Invalid => channel.invalid_since.is_none(),
+        kind => kind.is_anomaly(),
+    };
+    if announce {
         let body = payload::event_payload(
             identity,
             &machine.line,
@@ -305,6 +310,7 @@ pub(super) fn apply_step(
                 "delta": step.delta,
                 "raw": step.raw,
                 "counted": amount,
+                "modulus": channel.tag.counter.modulus,
             }),
         );
         pending.push(OutboxDraft {

@@ -4,10 +4,10 @@
 //!
 //! Layout: this file (machine state, one cycle's work, the commit), `clock` (wall-clock steps at the
 //! intake), `events` (durable events about devices, drops and recovery), `live` (live snapshots, health
-//! and the terminal view), `retention` (windows loaded for late facts, evicted after commits, and store
-//! pruning), `run` (the task).
+//! and the terminal view), `restore` (construction from restored state, with or without a store),
+//! `retention` (windows loaded for late facts, evicted after commits, and store pruning), `run` (the task).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,10 +31,17 @@ use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
 mod clock;
+#[cfg(test)]
+mod core_tests;
+#[cfg(test)]
+mod counter_tests;
 mod events;
 mod live;
+mod quarantine;
+mod restore;
 mod retention;
 mod run;
+mod standalone;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +50,7 @@ use events::apply_step;
 pub use live::MachineView;
 pub use retention::PruneReport;
 pub use run::run;
+pub use standalone::DraftKind;
 
 /// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.
 const MAX_PENDING_DELTAS: usize = 100_000;
@@ -69,6 +77,8 @@ struct CounterChannel {
     state: CounterState,
     /// True once the state changed since the last commit.
     dirty: bool,
+    /// Since when the counter reads values at or above its modulus (announced once per episode).
+    invalid_since: Option<Millis>,
 }
 
 struct MachineRuntime {
@@ -99,14 +109,19 @@ struct Pending {
     deltas: Vec<DeltaRow>,
     outbox: Vec<QueuedDraft>,
     dropped_deltas: u64,
+    /// Quarantine releases applied to the windows, to be marked released with this work's commit.
+    releases: BTreeSet<i64>,
 }
 
 /// What a queued draft is, so that the store's refusal of it is announced only when it is not itself
-/// an announcement of a refusal (which would raise one more event per cycle, forever).
+/// an announcement of a refusal (which would raise one more event per cycle, forever), and so that a
+/// processor with no store behind it can tell its rollups from its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DraftRole {
-    /// A rollup or an event about the machines, the devices or the store.
-    Data,
+    /// The rollup of a closed window.
+    Rollup,
+    /// An event about the machines, the devices or the store.
+    Event,
     /// A `payload_refused` event: the announcement of a refused draft.
     RefusalAlarm,
 }
@@ -123,13 +138,22 @@ impl Pending {
             && self.windows.is_empty()
             && self.deltas.is_empty()
             && self.outbox.is_empty()
+            && self.releases.is_empty()
     }
 
-    /// Queues a rollup or an event for the next commit.
+    /// Queues an event for the next commit.
     fn push(&mut self, draft: OutboxDraft) {
         self.outbox.push(QueuedDraft {
             draft,
-            role: DraftRole::Data,
+            role: DraftRole::Event,
+        });
+    }
+
+    /// Queues a rollup for the next commit.
+    fn push_rollup(&mut self, draft: OutboxDraft) {
+        self.outbox.push(QueuedDraft {
+            draft,
+            role: DraftRole::Rollup,
         });
     }
 }
@@ -152,126 +176,23 @@ pub struct Processor {
     stored_ahead_logged: bool,
     /// Drafts the store refused for their size: counted, and logged at most once a minute.
     refusals: events::RefusalTally,
+    /// Quarantine releases whose counter is not in the configuration: logged once, left pending.
+    unmatched_releases: BTreeSet<i64>,
 }
 
 impl Processor {
-    /// Builds the processor and restores counter baselines and the open and dirty windows from the store
-    /// (other windows are loaded when a late fact touches them, [`Processor::load_deferred`]); `clock` is
-    /// the one the pollers stamp their samples with.
-    pub async fn new(
-        config: Arc<Config>,
-        identity: Identity,
-        plans: &[ReadPlan],
-        store: &StoreHandle,
-        clock: SharedClock,
-    ) -> anyhow::Result<Processor> {
-        let (counters, windows) = store
-            .call(|s| {
-                Ok::<_, crate::store::StoreError>((s.load_counters()?, s.load_unsettled_windows()?))
-            })
-            .await??;
-        let counters: BTreeMap<String, String> = counters.into_iter().collect();
-        let records = retention::parse_records(windows);
-
-        let horizon_ms = config::clock::millis(config.agent.restatement_horizon);
-        let mut machines = Vec::new();
-        for machine in &config.machines {
-            let plan = &plans[machine.plc];
-            let mut channels: Vec<(Channel, &str, &CounterTag)> =
-                vec![(Channel::Produced, "produced", &machine.produced)];
-            if let Some(defective) = &machine.defective {
-                channels.push((Channel::Defective, "defective", defective));
-            }
-            for (name, tag) in &machine.defect_reasons {
-                channels.push((Channel::Reason(name.clone()), name.as_str(), tag));
-            }
-            let mut counter_channels = Vec::new();
-            for (channel, name, tag) in channels {
-                let key = format!("{}/{}", machine.id, name);
-                let state = match counters.get(&key) {
-                    Some(json) => serde_json::from_str(json).unwrap_or_else(|error| {
-                        warn!(counter = %key, %error, "Unreadable counter baseline; starting a new one.");
-                        CounterState::default()
-                    }),
-                    None => CounterState::default(),
-                };
-                counter_channels.push(CounterChannel {
-                    key,
-                    channel,
-                    tag_index: plan
-                        .index_of(&tag.tag)
-                        .expect("every machine tag is in its PLC's plan"),
-                    tag: tag.clone(),
-                    state,
-                    dirty: false,
-                });
-            }
-            let windows = config
-                .agent
-                .periods
-                .iter()
-                .map(|p| {
-                    let mut acc = MachineWindows::new(
-                        machine.id.clone(),
-                        vec![p.period.clone()],
-                        config::clock::millis(p.grace),
-                        horizon_ms,
-                        config.agent.timezone.clone(),
-                    );
-                    acc.restore(
-                        records
-                            .iter()
-                            .filter(|r| r.machine == machine.id && r.period == p.period.name)
-                            .cloned()
-                            .collect(),
-                    );
-                    acc
-                })
-                .collect();
-            let tracker = restore_tracker(counters.get(&tracker_key(&machine.id)));
-            machines.push(MachineRuntime {
-                config: machine.clone(),
-                state_tag_index: machine.state.as_ref().map(|s| {
-                    plan.index_of(&s.tag)
-                        .expect("every machine tag is in its PLC's plan")
-                }),
-                stored_until: stored_until(&counter_channels, &tracker),
-                counters: counter_channels,
-                tracker,
-                tracker_key: tracker_key(&machine.id),
-                tracker_dirty: false,
-                current_state: None,
-                last_movement: None,
-                windows,
-                gap_since: None,
-            });
-        }
-        info!(
-            counters = counters.len(),
-            windows = records.len(),
-            "Restored counter baselines and the open and dirty windows."
-        );
-        let step_detectors = vec![StepDetector::new(); config.plcs.len()];
-        Ok(Processor {
-            config,
-            identity,
-            machines,
-            pending: Pending::default(),
-            mono_origin: clock.now().mono,
-            clock,
-            step_detectors,
-            step_log: StepLog::new(),
-            stored_ahead_logged: false,
-            refusals: events::RefusalTally::default(),
-        })
-    }
-
     /// Feeds one poll cycle into the pure core. Results wait in `pending` until [`Processor::commit`].
     pub fn on_sample(&mut self, sample: &Sample) {
+        self.feed(sample, |_| true);
+    }
+
+    /// Feeds one poll cycle to the machines of its PLC that `takes(machine index)` selects; the others
+    /// see nothing (not even a failed read) of this cycle.
+    fn feed(&mut self, sample: &Sample, takes: impl Fn(usize) -> bool) {
         self.record_poll_events(sample);
         let step = self.observe_clock(sample);
         for index in 0..self.machines.len() {
-            if self.machines[index].config.plc == sample.plc {
+            if self.machines[index].config.plc == sample.plc && takes(index) {
                 self.check_stored_time(index, sample.utc);
                 if let Some(step) = &step {
                     self.machines[index].clock_stepped(step);
@@ -279,11 +200,10 @@ impl Processor {
             }
         }
         let identity = &self.identity;
-        for machine in self
-            .machines
-            .iter_mut()
-            .filter(|m| m.config.plc == sample.plc)
-        {
+        for (index, machine) in self.machines.iter_mut().enumerate() {
+            if machine.config.plc != sample.plc || !takes(index) {
+                continue;
+            }
             let reads = machine.read_counters(sample, identity, &mut self.pending);
             let observed = machine.observe_state(sample, &reads, &self.config);
             machine.current_state = observed;
@@ -304,10 +224,17 @@ impl Processor {
 
     /// Closes every window whose grace has passed and queues its rollup. Returns how many closed.
     pub fn close_due(&mut self, now: Millis) -> usize {
+        self.close_as_of(|_grace| now)
+    }
+
+    /// Closes the windows each accumulator finds due at `now_for(its grace)` and queues their rollups.
+    /// Returns how many closed.
+    fn close_as_of(&mut self, now_for: impl Fn(Millis) -> Millis) -> usize {
         let mut closed = 0;
         for machine in &mut self.machines {
-            for acc in &mut machine.windows {
-                for record in acc.close_due(now) {
+            let graces = self.config.agent.periods.iter().map(|p| p.grace);
+            for (acc, grace) in machine.windows.iter_mut().zip(graces) {
+                for record in acc.close_due(now_for(config::clock::millis(grace))) {
                     let kpis = kpis_of(&machine.config, &record);
                     let body = payload::rollup_payload(
                         &self.identity,
@@ -316,7 +243,7 @@ impl Processor {
                         &kpis,
                         &self.config.agent.timezone,
                     );
-                    self.pending.push(OutboxDraft {
+                    self.pending.push_rollup(OutboxDraft {
                         topic: payload::rollup_topic(
                             &self.identity,
                             &machine.config.line,
@@ -398,7 +325,11 @@ impl Processor {
                 .collect(),
             now,
         };
-        match store.call(move |s| s.commit_cycle(&cycle)).await? {
+        let released: Vec<i64> = self.pending.releases.iter().copied().collect();
+        match store
+            .call(move |s| s.commit_cycle_releasing(&cycle, &released))
+            .await?
+        {
             Ok(outcome) => {
                 let dropped = std::mem::take(&mut self.pending.dropped_deltas);
                 if dropped > 0 {
@@ -491,9 +422,14 @@ impl MachineRuntime {
                     continue;
                 }
             };
-            reads.any_read = true;
             let step = channel.state.step(&channel.tag.counter, raw, sample.utc);
-            channel.dirty = true;
+            if step.kind == StepKind::Invalid {
+                // Not a reading: the counter is unread this cycle (a gap), its baseline untouched.
+                reads.unread = true;
+            } else {
+                reads.any_read = true;
+                channel.dirty = true;
+            }
             if matches!(channel.channel, Channel::Produced) && counted(&step) > 0 {
                 reads.produced_moved = true;
             }
@@ -505,6 +441,7 @@ impl MachineRuntime {
                 channel,
                 &step,
             );
+            channel.note_invalid(&step);
         }
         reads
     }
@@ -593,6 +530,28 @@ impl MachineRuntime {
     }
 }
 
+impl CounterChannel {
+    /// Tracks an episode of values at or above the modulus; its start and its end are logged once.
+    fn note_invalid(&mut self, step: &CounterStep) {
+        match (step.kind == StepKind::Invalid, self.invalid_since) {
+            (true, None) => {
+                warn!(
+                    counter = %self.key,
+                    raw = step.raw,
+                    modulus = self.tag.counter.modulus,
+                    "Counter reads a value at or above its modulus; it counts as unread until a valid value."
+                );
+                self.invalid_since = Some(step.t_to);
+            }
+            (false, Some(since)) => {
+                info!(counter = %self.key, invalid_ms = step.t_to - since, "Counter reads valid values again.");
+                self.invalid_since = None;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Units a step adds to the window sums; a quarantined delta adds nothing.
 fn counted(step: &CounterStep) -> u64 {
     if step.kind.is_counted() {
@@ -600,32 +559,6 @@ fn counted(step: &CounterStep) -> u64 {
     } else {
         0
     }
-}
-
-/// Latest time in a machine's restored state: its counter baselines and its state tracker.
-fn stored_until(counters: &[CounterChannel], tracker: &StateTracker) -> Option<Millis> {
-    let baselines = counters
-        .iter()
-        .filter(|c| c.state.last_raw().is_some())
-        .map(|c| c.state.last_at());
-    let held = tracker.current().map(|(_, since)| since);
-    baselines.chain(held).max()
-}
-
-/// Store key of a machine's persisted state tracker (beside its counter baselines).
-fn tracker_key(machine: &str) -> String {
-    format!("{machine}/$state")
-}
-
-/// Restores a machine's state tracker: the time since its last sample before the restart is
-/// unknown (the agent was not looking), until the first good sample after it.
-fn restore_tracker(json: Option<&String>) -> StateTracker {
-    let restored: Option<StateTracker> = json.and_then(|j| serde_json::from_str(j).ok());
-    let mut tracker = StateTracker::default();
-    if let Some((_, since)) = restored.and_then(|t| t.current()) {
-        tracker.observe(None, since);
-    }
-    tracker
 }
 
 fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {

@@ -38,14 +38,7 @@ impl Processor {
     /// Loads from the store the window records that deferred late facts touch, then applies those facts.
     /// Returns how many records were loaded.
     pub async fn load_deferred(&mut self, store: &StoreHandle) -> anyhow::Result<usize> {
-        let mut requests: Vec<(usize, usize, String, LoadRequest)> = Vec::new();
-        for (machine_index, machine) in self.machines.iter().enumerate() {
-            for (acc_index, acc) in machine.windows.iter().enumerate() {
-                for request in acc.load_requests() {
-                    requests.push((machine_index, acc_index, machine.config.id.clone(), request));
-                }
-            }
-        }
+        let requests = self.deferred_requests();
         if requests.is_empty() {
             return Ok(0);
         }
@@ -62,9 +55,48 @@ impl Processor {
             })
             .await?
             .context("loading window records for late facts")?;
+        let answers = answers.into_iter().map(parse_records).collect();
+        let loaded = self.apply_loaded(requests, answers);
+        debug!(loaded, "Loaded window records for late facts.");
+        Ok(loaded)
+    }
+
+    /// Like [`Processor::load_deferred`], with `load(machine, request)` answering each request in place
+    /// of a store: for a processor with no store behind it (the replay, tests), whose windows never left
+    /// memory, an empty answer is exact. Returns how many records were loaded.
+    pub fn load_deferred_with(
+        &mut self,
+        mut load: impl FnMut(&str, &LoadRequest) -> Vec<WindowRecord>,
+    ) -> usize {
+        let requests = self.deferred_requests();
+        let answers = requests
+            .iter()
+            .map(|(_, _, machine, request)| load(machine, request))
+            .collect();
+        self.apply_loaded(requests, answers)
+    }
+
+    /// Every load the deferred facts wait for: (machine index, accumulator index, machine id, request).
+    fn deferred_requests(&self) -> Vec<(usize, usize, String, LoadRequest)> {
+        let mut requests = Vec::new();
+        for (machine_index, machine) in self.machines.iter().enumerate() {
+            for (acc_index, acc) in machine.windows.iter().enumerate() {
+                for request in acc.load_requests() {
+                    requests.push((machine_index, acc_index, machine.config.id.clone(), request));
+                }
+            }
+        }
+        requests
+    }
+
+    /// Hands each request's answer to its accumulator, which applies the facts that waited for it.
+    fn apply_loaded(
+        &mut self,
+        requests: Vec<(usize, usize, String, LoadRequest)>,
+        answers: Vec<Vec<WindowRecord>>,
+    ) -> usize {
         let mut loaded = 0;
-        for ((machine_index, acc_index, _, request), answer) in requests.into_iter().zip(answers) {
-            let records = parse_records(answer);
+        for ((machine_index, acc_index, _, request), records) in requests.into_iter().zip(answers) {
             loaded += records.len();
             self.machines[machine_index].windows[acc_index].restore_range(
                 &request.period,
@@ -72,8 +104,7 @@ impl Processor {
                 records,
             );
         }
-        debug!(loaded, "Loaded window records for late facts.");
-        Ok(loaded)
+        loaded
     }
 
     /// Whether late facts still wait for window records from the store.

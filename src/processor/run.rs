@@ -20,6 +20,10 @@ pub async fn run(
     let mut prune_tick = tokio::time::interval(processor.prune_interval());
     prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut prune_failing = false;
+    // The first tick is at once: requests made while the agent was stopped are applied at start.
+    let mut release_tick = tokio::time::interval(super::quarantine::RELEASE_POLL_INTERVAL);
+    release_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut release_failing = false;
     // Latest live snapshots and latest health message; the publisher gets both on every change.
     let mut live: Vec<LiveMessage> = Vec::new();
     let mut health: Vec<LiveMessage> = Vec::new();
@@ -56,6 +60,17 @@ pub async fn run(
                 }
                 outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
                 continue;
+            }
+            _ = release_tick.tick() => {
+                // Applied releases are committed below, with the windows they restate.
+                let outcome = processor.pick_up_releases(&store).await;
+                if outcome.is_err() != release_failing {
+                    release_failing = outcome.is_err();
+                    match outcome {
+                        Err(error) => warn!(error = format!("{error:#}"), "Reading quarantine releases failed; retrying."),
+                        Ok(_) => info!("Reading quarantine releases works again."),
+                    }
+                }
             }
             _ = prune_tick.tick() => {
                 let outcome = processor.prune(&store, processor.clock.utc()).await;

@@ -6,11 +6,15 @@ use serde_json::json;
 
 use super::refusal::AlarmSummary;
 use crate::logic::payload::{self, Identity};
+use crate::logic::Millis;
 use crate::store::{CycleWrite, OutboxDraft};
 
-/// One store cycle holding the alarm event for `summary`, stamped with the current wall-clock time.
-pub(super) fn publish_failure_cycle(identity: &Identity, summary: &AlarmSummary) -> CycleWrite {
-    let at = crate::poller::now_millis();
+/// One store cycle holding the alarm event for `summary`, stamped `at` (UTC ms).
+pub(super) fn publish_failure_cycle(
+    identity: &Identity,
+    summary: &AlarmSummary,
+    at: Millis,
+) -> CycleWrite {
     let detail = json!({
         "refused": summary.refused,
         "reason_code": summary.last.code,
@@ -60,8 +64,9 @@ mod tests {
                 reason: "not_authorized",
             },
         };
-        let cycle = publish_failure_cycle(&identity, &summary);
+        let cycle = publish_failure_cycle(&identity, &summary, 1_790_000_000_000);
         assert_eq!(cycle.outbox.len(), 1);
+        assert_eq!(cycle.now, 1_790_000_000_000);
         let draft = &cycle.outbox[0];
         assert_eq!(draft.topic, "shopfloor/v1/s1/_gateway/gw-9/event");
         assert_eq!(

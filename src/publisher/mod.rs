@@ -95,6 +95,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::MqttProtocol;
 use crate::logic::payload::Identity;
 use crate::store::StoreHandle;
@@ -117,7 +118,7 @@ const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 const ALARM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Connection and delivery settings of the publisher.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PublisherConfig {
     /// Broker host name or IP address.
     pub host: String,
@@ -155,12 +156,14 @@ pub struct PublisherConfig {
     /// Identity for `publish_failure` events on the gateway event topic; `None` disables the events (refusals
     /// are still counted and logged).
     pub event_identity: Option<Identity>,
+    /// The wall clock that stamps `publish_failure` events (the one the pollers use; injectable in tests).
+    pub clock: SharedClock,
 }
 
 impl PublisherConfig {
     /// Settings with the given identity and the documented defaults: keep-alive 30 s, 256 in flight,
     /// connect timeout 10 s, no drain limit, 2 s shutdown grace, backoff 200 ms doubling to 30 s, MQTT 5,
-    /// 256 KiB maximum packet, no alarm events.
+    /// 256 KiB maximum packet, no alarm events, the system clock.
     pub fn new(
         host: impl Into<String>,
         port: u16,
@@ -186,6 +189,7 @@ impl PublisherConfig {
             protocol: MqttProtocol::V5,
             max_packet_size: 256 * 1024,
             event_identity: None,
+            clock: Arc::new(SystemClock),
         }
     }
 

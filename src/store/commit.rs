@@ -4,6 +4,7 @@
 
 use rusqlite::TransactionBehavior;
 
+use super::quarantine;
 use super::quota::{DropClass, DropPlan};
 use super::space::{Shortage, Space};
 use super::{schema, u64_to_sql, CommitOutcome, CycleWrite, RefusedDraft, Store, StoreError};
@@ -41,6 +42,16 @@ impl Store {
     /// attempt retried once. [`StoreError::Displaced`] means the database file is no longer at its path. On any
     /// error nothing is stored.
     pub fn commit_cycle(&mut self, cycle: &CycleWrite) -> Result<CommitOutcome, StoreError> {
+        self.commit_cycle_releasing(cycle, &[])
+    }
+
+    /// [`Store::commit_cycle`] that also marks the quarantine release requests of `released` (audit-row ids)
+    /// as applied, in the same transaction as the windows they restate.
+    pub fn commit_cycle_releasing(
+        &mut self,
+        cycle: &CycleWrite,
+        released: &[i64],
+    ) -> Result<CommitOutcome, StoreError> {
         self.check_in_place()?;
         let (accepted, refused) = self.screen_drafts(cycle)?;
         let step = (self.options.max_bytes / DROP_STEP_DIVISOR)
@@ -49,7 +60,8 @@ impl Store {
         let mut budget = 0_u64;
         let mut wal_released = false;
         loop {
-            let (source, exhausted) = match self.try_commit(cycle, &accepted, &refused, budget) {
+            let attempt = self.try_commit(cycle, released, &accepted, &refused, budget);
+            let (source, exhausted) = match attempt {
                 Ok(outcome) => {
                     self.note_space(Space::Available);
                     return Ok(outcome);
@@ -118,6 +130,7 @@ impl Store {
     fn try_commit(
         &mut self,
         cycle: &CycleWrite,
+        released: &[i64],
         accepted: &[Accepted],
         refused: &[RefusedDraft],
         budget: u64,
@@ -141,6 +154,7 @@ impl Store {
         let seqs = (|| {
             plan.execute(&tx)?;
             let seqs = write_cycle(&tx, cycle, accepted, &self.db_epoch)?;
+            quarantine::mark_released(&tx, released, cycle.now)?;
             counters.save(&tx, &self.drops)?;
             Ok::<_, StoreError>(seqs)
         })()

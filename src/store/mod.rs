@@ -25,6 +25,9 @@
 //!   needs a WAL of ~4 MiB, which a small filesystem may never hold), and the write is retried once. The cycle
 //!   then stays with the caller, and commits resume by themselves once there is room.
 //! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
+//! - Quarantine (`quarantine`): a release request is recorded by `shopfloor-agent quarantine release` on its own
+//!   connection and marked released by [`Store::commit_cycle_releasing`] in the transaction that commits the
+//!   windows it restates, so a release is applied exactly once, even across a crash.
 //! - Retention (`retention`): window records are read back by machine, period and start range and deleted by end
 //!   time, the delta audit log by age and beyond a byte share; in small batches, with cutoffs the caller chooses.
 //! - Start-up ([`Store::open`]): pragmas are set and read back, `PRAGMA quick_check` runs, every statement is
@@ -58,6 +61,7 @@ mod error;
 mod handle;
 mod meta;
 mod open;
+mod quarantine;
 mod quota;
 mod retention;
 mod schema;
@@ -79,6 +83,9 @@ pub use data_dir::{
 pub use error::StoreError;
 pub use handle::StoreHandle;
 pub use open::Recovery;
+pub use quarantine::{
+    QuarantineDb, QuarantineError, QuarantinedDelta, ReleaseRequest, ReleaseStatus,
+};
 pub use quota::{DropClass, DropCounters, DroppedRange};
 
 /// Settings of one store database file.

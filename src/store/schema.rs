@@ -33,7 +33,14 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_3_WINDOW_SPANS,
         backfill: None,
     },
+    Migration {
+        sql: MIGRATION_4_QUARANTINE_RELEASES,
+        backfill: None,
+    },
 ];
+
+/// Schema version from which the store has [`MIGRATION_4_QUARANTINE_RELEASES`].
+pub(super) const QUARANTINE_SCHEMA_VERSION: i64 = 4;
 
 const MIGRATION_1_INITIAL: &str = "
 CREATE TABLE meta (
@@ -178,6 +185,11 @@ pub(super) const ALL_STATEMENTS: &[&str] = &[
     SELECT_DELTA_ID_SPAN,
     SELECT_RECENT_DELTA_TEXT_BYTES,
     DELETE_OLDEST_DELTAS,
+    SELECT_QUARANTINED,
+    SELECT_DELTA_FOR_RELEASE,
+    INSERT_RELEASE_REQUEST,
+    SELECT_PENDING_RELEASES,
+    MARK_RELEASED,
 ];
 
 /// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
@@ -348,3 +360,40 @@ SELECT COALESCE(AVG(LENGTH(key) + LENGTH(kind)), 0) FROM (SELECT key, kind FROM 
 /// The `?1` oldest audit rows.
 pub(super) const DELETE_OLDEST_DELTAS: &str = "
 DELETE FROM deltas WHERE id IN (SELECT id FROM deltas ORDER BY id LIMIT ?1)";
+
+/// Release requests for quarantined deltas (`shopfloor-agent quarantine release`). A request copies what the
+/// release needs from its audit row (counter key, amount, interval), so pruning the audit log cannot lose a
+/// request between the moment it is made and the moment the agent applies it. `released_at` is set in the
+/// transaction that commits the restated windows. No foreign key: the audit row may be pruned by age.
+const MIGRATION_4_QUARANTINE_RELEASES: &str = "
+CREATE TABLE quarantine_releases (
+    delta_id     INTEGER PRIMARY KEY NOT NULL,
+    key          TEXT NOT NULL,
+    amount       INTEGER NOT NULL,
+    t_from       INTEGER NOT NULL,
+    t_to         INTEGER NOT NULL,
+    requested_at INTEGER NOT NULL,
+    released_at  INTEGER
+);
+CREATE INDEX quarantine_releases_pending ON quarantine_releases (delta_id) WHERE released_at IS NULL;
+";
+
+/// Audit rows of kind `?1` (the quarantined kind) with their release, if any, oldest first.
+pub(super) const SELECT_QUARANTINED: &str = "
+SELECT d.id, d.key, d.delta, d.raw, d.t_from, d.t_to, r.requested_at, r.released_at
+FROM deltas d LEFT JOIN quarantine_releases r ON r.delta_id = d.id
+WHERE d.kind = ?1 ORDER BY d.id";
+/// One audit row and its release, if any.
+pub(super) const SELECT_DELTA_FOR_RELEASE: &str = "
+SELECT d.id, d.key, d.kind, d.delta, d.raw, d.t_from, d.t_to, r.requested_at, r.released_at
+FROM deltas d LEFT JOIN quarantine_releases r ON r.delta_id = d.id
+WHERE d.id = ?1";
+pub(super) const INSERT_RELEASE_REQUEST: &str = "
+INSERT INTO quarantine_releases (delta_id, key, amount, t_from, t_to, requested_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// Requests not applied yet, oldest delta first.
+pub(super) const SELECT_PENDING_RELEASES: &str = "
+SELECT delta_id, key, amount, t_from, t_to, requested_at FROM quarantine_releases
+WHERE released_at IS NULL ORDER BY delta_id";
+pub(super) const MARK_RELEASED: &str =
+    "UPDATE quarantine_releases SET released_at = ?2 WHERE delta_id = ?1 AND released_at IS NULL";

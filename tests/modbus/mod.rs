@@ -8,7 +8,9 @@
 //! - `disabled`: a tag refused with 01/02/03 is probed with backoff and enabled again; no count is lost.
 //! - `fuzz`: arbitrary bytes as responses through a raw TCP server into the connection and the poller.
 //! - `probe`: the commissioning probe finds the produced counter and its word order on the simulator.
+//! - `calendar`: a shift boundary between two regular polls gets a poll of its own.
 
+mod calendar;
 mod disabled;
 mod faults;
 mod fuzz;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use shopfloor_agent::config::{Config, PlcConfig, TagAddress};
 use shopfloor_agent::logic::decode::{DataType, Encoding, Table, Value, WordOrder};
 use shopfloor_agent::poller::{
-    self, HealthBoard, PlcHealth, PollEvent, ReadPlan, Sample, TagError, Transition,
+    self, HealthBoard, PlcHealth, PollEvent, PollTiming, ReadPlan, Sample, TagError, Transition,
 };
 use simulators::MachineSpec;
 use tokio::task::JoinHandle;
@@ -129,16 +131,22 @@ pub struct Poll {
 impl Poll {
     /// Starts polling `tags` with `config` as PLC 0.
     pub fn start(config: PlcConfig, tags: Vec<TagAddress>) -> Poll {
+        Poll::start_with(config, tags, PollTiming::system())
+    }
+
+    /// Starts polling `tags` with `config` as PLC 0 on `timing`'s clock and calendar.
+    pub fn start_with(config: PlcConfig, tags: Vec<TagAddress>, timing: PollTiming) -> Poll {
         let plan = ReadPlan::from_tags(tags, &config);
         let health: HealthBoard = Arc::new(Mutex::new(vec![PlcHealth::default()]));
         let (sample_tx, mut sample_rx) = tokio::sync::mpsc::channel(64);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(poller::run(
+        let task = tokio::spawn(poller::run_with_clock(
             0,
             config,
             plan.clone(),
             sample_tx,
             health.clone(),
+            timing,
             shutdown.clone(),
         ));
         let samples = Arc::new(Mutex::new(Vec::new()));

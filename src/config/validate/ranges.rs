@@ -56,6 +56,11 @@ pub(super) const DISABLED_RETRY: Span = Span {
     min: ms(100),
     max: secs(DAY),
 };
+/// A counter's `t_max`: at least one poll of the fastest PLC, at most a day.
+pub(super) const COUNTER_T_MAX: Span = Span {
+    min: ms(10),
+    max: secs(DAY),
+};
 /// `[agent] live_interval` and `health_interval`.
 pub(super) const PUBLISH_INTERVAL: Span = Span {
     min: ms(100),

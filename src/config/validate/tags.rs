@@ -1,10 +1,13 @@
 //! Register tags: table, type, word order, counters, the state register and overlap checks.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::super::raw::{RawState, RawTag};
 use super::super::*;
+use super::ranges::COUNTER_T_MAX;
 use super::Validator;
+use crate::logic::counter::{DesignRate, DEFAULT_T_MAX_POLL_INTERVALS};
 
 /// The register fields shared by counters and the state register.
 pub(super) struct TagFields<'a> {
@@ -40,39 +43,25 @@ impl Validator<'_> {
             byte_swap,
             bit,
         } = fields;
-        let table = match table {
-            "coil" => Some(Table::Coil),
-            "discrete" => Some(Table::Discrete),
-            "input" => Some(Table::Input),
-            "holding" => Some(Table::Holding),
-            other => {
-                self.problem(
-                    format!("{path}.table"),
-                    format!("{other:?} is not one of coil, discrete, input, holding"),
-                );
+        let table = match table.parse::<Table>() {
+            Ok(table) => Some(table),
+            Err(error) => {
+                self.problem(format!("{path}.table"), error.to_string());
                 None
             }
         };
-        let data_type = match parse_data_type(data_type) {
-            Some(t) => Some(t),
-            None => {
-                self.problem(
-                    format!("{path}.type"),
-                    format!(
-                        "{data_type:?} is not one of bool, u16, i16, u32, i32, u64, i64, f32, f64"
-                    ),
-                );
+        let data_type = match data_type.parse::<DataType>() {
+            Ok(data_type) => Some(data_type),
+            Err(error) => {
+                self.problem(format!("{path}.type"), error.to_string());
                 None
             }
         };
-        let word_order = match word_order {
-            None | Some("big") => WordOrder::Big,
-            Some("little") => WordOrder::Little,
-            Some(other) => {
-                self.problem(
-                    format!("{path}.word_order"),
-                    format!("{other:?} is not one of big, little"),
-                );
+        let word_order = match word_order.map(str::parse::<WordOrder>) {
+            None => WordOrder::Big,
+            Some(Ok(order)) => order,
+            Some(Err(error)) => {
+                self.problem(format!("{path}.word_order"), error.to_string());
                 WordOrder::Big
             }
         };
@@ -114,7 +103,14 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn counter(&mut self, path: &str, raw: &RawTag, unit_id: u8) -> Option<CounterTag> {
+    /// A counter tag; `poll_interval` is its PLC's, from which `t_max` defaults.
+    pub(super) fn counter(
+        &mut self,
+        path: &str,
+        raw: &RawTag,
+        unit_id: u8,
+        poll_interval: Duration,
+    ) -> Option<CounterTag> {
         let tag = self.tag(path, tag_fields!(raw, None), unit_id)?;
         let type_modulus: u128 = match tag.encoding.data_type {
             DataType::U16 => 1 << 16,
@@ -143,15 +139,12 @@ impl Validator<'_> {
                 }
             },
         };
-        let on_decrease = match raw.on_decrease.as_deref() {
-            None | Some("reset") => OnDecrease::Reset,
-            Some("ignore") => OnDecrease::Ignore,
-            Some(other) => {
-                self.problem(
-                    format!("{path}.on_decrease"),
-                    format!("{other:?} is not one of reset, ignore"),
-                );
-                OnDecrease::Reset
+        let on_decrease = match raw.on_decrease.as_deref().map(str::parse::<OnDecrease>) {
+            None => OnDecrease::default(),
+            Some(Ok(policy)) => policy,
+            Some(Err(error)) => {
+                self.problem(format!("{path}.on_decrease"), error.to_string());
+                OnDecrease::default()
             }
         };
         if let Some(rate) = raw.design_rate {
@@ -162,6 +155,21 @@ impl Validator<'_> {
                 );
             }
         }
+        let t_max = match raw.t_max.as_deref() {
+            Some(_) if raw.design_rate.is_none() => {
+                self.problem(
+                    format!("{path}.t_max"),
+                    "bounds the plausibility guard, which needs design_rate: set design_rate or remove t_max",
+                );
+                None
+            }
+            Some(text) => self.duration_in(&format!("{path}.t_max"), text, COUNTER_T_MAX),
+            None => None,
+        };
+        // Three poll intervals by default: see `DEFAULT_T_MAX_POLL_INTERVALS` for why.
+        let t_max_ms = t_max.map(clock::millis).unwrap_or_else(|| {
+            clock::millis(poll_interval).saturating_mul(DEFAULT_T_MAX_POLL_INTERVALS)
+        });
         Some(CounterTag {
             tag,
             counter: CounterConfig {
@@ -169,7 +177,10 @@ impl Validator<'_> {
                 modulus: u64::try_from(modulus).unwrap_or(u64::MAX),
                 wrap: raw.wrap,
                 on_decrease,
-                design_rate: raw.design_rate,
+                design_rate: raw.design_rate.map(|units_per_s| DesignRate {
+                    units_per_s,
+                    t_max_ms,
+                }),
             },
         })
     }

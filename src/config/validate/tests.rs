@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::super::*;
+use crate::logic::counter::DesignRate;
 
 /// A valid file; each test puts one line back into one section.
 fn config_with(agent: &str, mqtt: &str, plc: &str, machine: &str) -> String {
@@ -278,6 +279,78 @@ fn an_address_past_the_register_space_is_a_problem_not_an_overflow() {
         found
             .iter()
             .any(|p| p.path == "machine[0].counters.produced.address"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn t_max_defaults_to_three_poll_intervals_of_the_counters_plc_and_is_checked() {
+    let counter = |keys: &str| {
+        config_with("", "", &format!("{ADDRESS}\npoll_interval = \"2s\""), "").replace(
+            "address = 100, type = \"u32\"",
+            &format!("address = 100, type = \"u32\"{keys}"),
+        )
+    };
+    let rate = |text: &str| {
+        Config::from_toml(text, "test.toml", false)
+            .unwrap()
+            .machines[0]
+            .produced
+            .counter
+            .design_rate
+    };
+    assert_eq!(
+        rate(&counter(", design_rate = 5.0")),
+        Some(DesignRate {
+            units_per_s: 5.0,
+            t_max_ms: 6_000
+        })
+    );
+    assert_eq!(
+        rate(&counter(", design_rate = 5.0, t_max = \"5s\"")),
+        Some(DesignRate {
+            units_per_s: 5.0,
+            t_max_ms: 5_000
+        })
+    );
+    assert_eq!(rate(&counter("")), None);
+    let found = problems(&counter(", t_max = \"5s\""));
+    assert!(
+        has_problem(
+            &found,
+            "machine[0].counters.produced.t_max",
+            "needs design_rate"
+        ),
+        "{found:?}"
+    );
+    let found = problems(&counter(", design_rate = 5.0, t_max = \"0s\""));
+    assert!(
+        has_problem(&found, "machine[0].counters.produced.t_max", ""),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn table_and_type_problems_list_the_closed_vocabulary() {
+    let text = config_with("", "", ADDRESS, "").replace(
+        "address = 100, type = \"u32\"",
+        "table = \"registers\", address = 100, type = \"uint32\"",
+    );
+    let found = problems(&text);
+    assert!(
+        has_problem(
+            &found,
+            "machine[0].counters.produced.table",
+            "is not one of coil, discrete, input, holding"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has_problem(
+            &found,
+            "machine[0].counters.produced.type",
+            "is not one of bool, u16, i16, u32, i32, u64, i64, f32, f64"
+        ),
         "{found:?}"
     );
 }

@@ -262,7 +262,8 @@ impl Session<'_, '_> {
         let Some(identity) = self.shared.cfg.event_identity.clone() else {
             return Ok(());
         };
-        let cycle = crate::publisher::alarm::publish_failure_cycle(&identity, &summary);
+        let at = self.shared.cfg.clock.utc();
+        let cycle = crate::publisher::alarm::publish_failure_cycle(&identity, &summary, at);
         let stored = self
             .shared
             .store

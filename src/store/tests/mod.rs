@@ -1,17 +1,20 @@
 //! Store tests against real SQLite files in temporary directories: `basics` (open, commit, retire, handle),
 //! `data_dir` (the client-id lock, a database deleted under the store),
-//! `quota` (overflow policy, refused payloads, migration of the drop class), `recovery` (corrupt, truncated,
+//! `quota` (overflow policy, refused payloads, migration of the drop class), `quarantine` (release requests),
+//! `recovery` (corrupt, truncated,
 //! stale and busy files at open) and `model` (a proptest of commit/retire/reopen against a `VecDeque`).
 
 mod basics;
 mod data_dir;
 mod model;
+mod quarantine;
 mod quota;
 mod recovery;
 
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::logic::counter::StepKind;
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,0 +1,236 @@
+//! The processor without a store: built by [`Processor::restore`] from empty state and fed samples
+//! built here, it queues the rollups and events `run` would commit. Pins the gap path, the inferred
+//! state of a machine without a state register, and counter anomalies (a reset, a quarantined delta).
+
+use super::*;
+use crate::poller::TagError;
+use serde_json::Value as Json;
+
+/// 2026-11-28T00:00:00Z.
+const T0: Millis = 1_795_824_000_000;
+const SECOND: Millis = 1_000;
+const MINUTE: Millis = 60_000;
+/// Late enough that every window of the first minute is past its grace.
+const CLOSE_AT: Millis = T0 + 10 * MINUTE;
+const RUNNING: u16 = 1;
+
+const WITH_STATE: &str = r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+timezone = "UTC"
+data_dir = "/tmp/unused"
+periods = ["1m"]
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:502"
+poll_interval = "10s"
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+counters.produced = { table = "holding", address = 0, type = "u16", design_rate = 1.0 }
+state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
+"#;
+
+const WITHOUT_STATE: &str = r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+timezone = "UTC"
+data_dir = "/tmp/unused"
+periods = ["1m"]
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:502"
+poll_interval = "1s"
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+ideal_cycle_time = "5s"
+counters.produced = { table = "holding", address = 0, type = "u16" }
+"#;
+
+/// A processor restored from nothing, and what a poller of its one PLC would send.
+struct Core {
+    processor: Processor,
+    plan: ReadPlan,
+    mono_at_t0: Instant,
+    seq: u64,
+}
+
+/// What one poll read of the machine.
+enum Read {
+    /// The connection failed: every tag is a transport error.
+    Lost,
+    /// The produced counter and, when configured, the state register.
+    Values { produced: u16, state: Option<u16> },
+}
+
+impl Core {
+    fn new(toml: &str) -> Core {
+        let config = Arc::new(Config::from_toml(toml, "test.toml", false).unwrap());
+        let plan = ReadPlan::for_plc(&config, 0);
+        let identity = crate::supervisor::identity(&config);
+        let processor = Processor::restore(
+            config,
+            identity,
+            std::slice::from_ref(&plan),
+            BTreeMap::new(),
+            Vec::new(),
+            crate::clock::system(),
+        );
+        Core {
+            processor,
+            plan,
+            mono_at_t0: Instant::now(),
+            seq: 0,
+        }
+    }
+
+    fn poll(&mut self, at: Millis, read: Read) {
+        let machine = &self.processor.config.machines[0];
+        let lost = || Err(TagError::Transport("connection refused".into()));
+        let mut readings = vec![lost(); self.plan.tags.len()];
+        if let Read::Values { produced, state } = read {
+            readings[self.plan.index_of(&machine.produced.tag).unwrap()] = Ok(vec![produced]);
+            if let (Some(value), Some(tag)) = (state, &machine.state) {
+                readings[self.plan.index_of(&tag.tag).unwrap()] = Ok(vec![value]);
+            }
+        }
+        self.seq += 1;
+        let sample = Sample {
+            plc: 0,
+            seq: self.seq,
+            mono: self.mono_at_t0 + Duration::from_millis((at - T0) as u64),
+            utc: at,
+            readings,
+            events: Vec::new(),
+        };
+        self.processor.on_sample(&sample);
+    }
+
+    /// Closes what is due at `now` and returns (rollups, events) queued so far. No store is behind
+    /// this processor, so no window ever left memory: an empty answer to its loads is exact.
+    fn close(&mut self, now: Millis) -> (Vec<Json>, Vec<Json>) {
+        self.processor.load_deferred_with(|_, _| Vec::new());
+        self.processor.close_due(now);
+        let bodies = self
+            .processor
+            .pending
+            .outbox
+            .iter()
+            .map(|q| q.draft.body.clone());
+        bodies.partition(|body| body.get("window").is_some())
+    }
+}
+
+fn values(produced: u16, state: Option<u16>) -> Read {
+    Read::Values { produced, state }
+}
+
+fn flags(rollup: &Json) -> Vec<&str> {
+    rollup["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn given_two_failed_polls_when_the_window_closes_then_their_time_is_unknown_flagged_gap_and_announced(
+) {
+    // Given: good polls every 10 s, except the two at 20 s and 30 s, which lose the connection.
+    let mut core = Core::new(WITH_STATE);
+    core.poll(T0, values(0, Some(RUNNING)));
+    core.poll(T0 + 10 * SECOND, values(10, Some(RUNNING)));
+    core.poll(T0 + 20 * SECOND, Read::Lost);
+    core.poll(T0 + 30 * SECOND, Read::Lost);
+    core.poll(T0 + 40 * SECOND, values(50, Some(RUNNING)));
+    core.poll(T0 + 50 * SECOND, values(60, Some(RUNNING)));
+    core.poll(T0 + MINUTE, values(60, Some(RUNNING)));
+
+    // When
+    let (rollups, events) = core.close(CLOSE_AT);
+
+    // Then: [20 s, 40 s) is unknown, the counts of the gap came with the next good poll, and one
+    // gap event spans the failed polls.
+    assert_eq!(rollups.len(), 1);
+    let window = &rollups[0];
+    assert_eq!(window["times_ms"]["running"], 40_000);
+    assert_eq!(window["times_ms"]["unknown"], 20_000);
+    assert_eq!(window["counts"]["produced"], 60);
+    assert_eq!(flags(window), vec!["gap"]);
+    let gaps: Vec<&Json> = events.iter().filter(|e| e["kind"] == "gap").collect();
+    assert_eq!(gaps.len(), 1, "{events:#?}");
+    assert_eq!(gaps[0]["detail"]["duration_ms"], 20_000);
+    assert_eq!(gaps[0]["detail"]["from"], "2026-11-28T00:00:20+00:00");
+    assert_eq!(gaps[0]["detail"]["to"], "2026-11-28T00:00:40+00:00");
+}
+
+#[test]
+fn given_no_state_register_when_the_counter_stops_moving_then_running_ends_after_the_inferred_window(
+) {
+    // Given: the counter moves every 5 s until 20 s, then stands. Without a state register the
+    // machine runs while the counter moved within max(3 x 5 s cycle, 2 x 1 s poll) = 15 s.
+    let mut core = Core::new(WITHOUT_STATE);
+    let produced = [0, 1, 2, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4];
+    for (i, value) in produced.into_iter().enumerate() {
+        core.poll(T0 + 5 * SECOND * i as Millis, values(value, None));
+    }
+
+    // When
+    let (rollups, events) = core.close(CLOSE_AT);
+
+    // Then: the first poll is a baseline (no movement yet): stopped [0, 5 s); running from the first
+    // movement at 5 s while 35 s - 20 s <= 15 s, i.e. [5 s, 40 s); stopped [40 s, 60 s). The poll at
+    // 60 s opens (and flags) the next window.
+    assert_eq!(rollups.len(), 2);
+    assert_eq!(rollups[0]["window"]["start"], "2026-11-28T00:00:00+00:00");
+    let window = &rollups[0];
+    assert_eq!(window["times_ms"]["running"], 35_000);
+    assert_eq!(window["times_ms"]["unplanned_stop"], 25_000);
+    assert_eq!(window["times_ms"]["unknown"], 0);
+    assert_eq!(window["counts"]["produced"], 4);
+    assert_eq!(flags(window), vec!["state_inferred"]);
+    assert!(events.is_empty(), "{events:#?}");
+}
+
+#[test]
+fn given_a_counter_reset_and_an_implausible_jump_when_the_window_closes_then_both_are_anomalies() {
+    // Given: 100 → 110, a reset to 5, then 8, then a jump of 992 in 10 s against a design rate of
+    // 1 unit/s (quarantined above 2 x 1 x 10 s = 20).
+    let mut core = Core::new(WITH_STATE);
+    core.poll(T0, values(100, Some(RUNNING)));
+    core.poll(T0 + 10 * SECOND, values(110, Some(RUNNING)));
+    core.poll(T0 + 20 * SECOND, values(5, Some(RUNNING)));
+    core.poll(T0 + 30 * SECOND, values(8, Some(RUNNING)));
+    core.poll(T0 + 40 * SECOND, values(1000, Some(RUNNING)));
+    core.poll(T0 + MINUTE, values(1000, Some(RUNNING)));
+
+    // When
+    let (rollups, events) = core.close(CLOSE_AT);
+
+    // Then: 10 + 5 (the reset's value counts) + 3 are counted, the jump is not; each anomaly is
+    // one counter_anomaly event and a flag on the window.
+    assert_eq!(rollups.len(), 1);
+    let window = &rollups[0];
+    assert_eq!(window["counts"]["produced"], 18);
+    assert_eq!(flags(window), vec!["rejected", "reset"]);
+    let anomalies: Vec<&Json> = events
+        .iter()
+        .filter(|e| e["kind"] == "counter_anomaly")
+        .collect();
+    assert_eq!(anomalies.len(), 2, "{events:#?}");
+    assert_eq!(anomalies[0]["detail"]["kind"], "reset");
+    assert_eq!(anomalies[0]["detail"]["counted"], 5);
+    assert_eq!(anomalies[1]["detail"]["kind"], "rejected");
+    assert_eq!(anomalies[1]["detail"]["delta"], 992);
+    assert_eq!(anomalies[1]["detail"]["counted"], 0);
+}
