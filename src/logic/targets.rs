@@ -275,6 +275,25 @@ mod tests {
     }
 
     #[test]
+    fn given_a_date_whose_midnight_falls_in_a_dst_gap_when_scheduled_then_it_holds_from_its_first_instant(
+    ) {
+        // Given Chile, where clocks jump from 00:00 to 01:00 on 2026-09-06 (04:00Z).
+        let tz = TimeZone::get("America/Santiago").unwrap();
+        let first_instant = jiff::Timestamp::from_second(1_788_667_200).unwrap();
+        assert_eq!(first_instant.to_zoned(tz.clone()).hour(), 1);
+        let schedule = TargetSchedule::new(
+            vec![dated(None, 100.0), dated(Some(date(2026, 9, 6)), 200.0)],
+            &tz,
+        )
+        .unwrap();
+
+        // Then the day's target holds from 01:00, its first instant, and the day before keeps the old one.
+        let at = first_instant.as_millisecond();
+        assert_eq!(schedule.at(at).map(|t| t.baseline), Some(200.0));
+        assert_eq!(schedule.at(at - 1).map(|t| t.baseline), Some(100.0));
+    }
+
+    #[test]
     fn given_a_schedule_starting_on_a_date_when_asked_before_it_then_there_is_no_target() {
         let schedule =
             TargetSchedule::new(vec![dated(Some(date(2026, 3, 1)), 200.0)], &TimeZone::UTC)
