@@ -29,7 +29,7 @@ fn core_throughput() {
         on_decrease: OnDecrease::Reset,
         design_rate: None,
     };
-    let mut windows = MachineWindows::new("m".into(), periods, 10_000, 72 * 3_600_000, tz.clone());
+    let mut windows = MachineWindows::new("m".into(), periods, 10_000, 72 * 3_600_000, tz);
     let mut produced = CounterState::default();
     let mut defective = CounterState::default();
     let samples: i64 = 500_000;
@@ -58,7 +58,7 @@ fn core_throughput() {
         windows.add_state(MachineState::Running, at - 1000, at);
         for record in windows.close_due(at) {
             let ideal = Some(std::time::Duration::from_millis(300));
-            let _ = kpi::of_window(&record, ideal, &Targets::default(), &tz);
+            let _ = kpi::of_window(&record, ideal, &Targets::default());
             closed += 1;
         }
         let _ = windows.touched();

@@ -227,12 +227,7 @@ fn a_sub_millisecond_ideal_cycle_time_from_the_config_gives_exact_performance() 
     };
 
     // When
-    let kpis = kpi::of_window(
-        &record,
-        machine.ideal_cycle_time,
-        &machine.targets,
-        &config.agent.timezone,
-    );
+    let kpis = kpi::of_window(&record, machine.ideal_cycle_time, &machine.targets);
 
     // Then performance is 1, not the 0.83 a cycle truncated to 3 ms gave.
     assert_eq!(kpis.value("performance"), Some(1.0));

@@ -53,7 +53,7 @@ impl Processor {
                 .windows
                 .iter()
                 .flat_map(|acc| acc.open_windows())
-                .map(|record| (record.clone(), kpis_of(&machine.config, record, tz)))
+                .map(|record| (record.clone(), kpis_of(&machine.config, record)))
                 .collect();
             let pairs: Vec<(&WindowRecord, &Kpis)> = open.iter().map(|(r, k)| (r, k)).collect();
             let body = payload::live_payload(

@@ -235,7 +235,7 @@ impl Processor {
             let graces = self.config.agent.periods.iter().map(|p| p.grace);
             for (acc, grace) in machine.windows.iter_mut().zip(graces) {
                 for record in acc.close_due(now_for(config::clock::millis(grace))) {
-                    let kpis = kpis_of(&machine.config, &record, &self.config.agent.timezone);
+                    let kpis = kpis_of(&machine.config, &record);
                     let body = payload::rollup_payload(
                         &self.identity,
                         &machine.config.line,
@@ -561,8 +561,8 @@ fn counted(step: &CounterStep) -> u64 {
     }
 }
 
-fn kpis_of(machine: &MachineConfig, record: &WindowRecord, tz: &jiff::tz::TimeZone) -> Kpis {
-    kpi::of_window(record, machine.ideal_cycle_time, &machine.targets, tz)
+fn kpis_of(machine: &MachineConfig, record: &WindowRecord) -> Kpis {
+    kpi::of_window(record, machine.ideal_cycle_time, &machine.targets)
 }
 
 fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {

@@ -191,8 +191,7 @@ fn widest_kpis(targets: &Targets) -> Kpis {
         defect_rate: flat(&targets.defect_rate),
         min_units: 0,
     };
-    let any_date = jiff::civil::date(2000, 1, 1);
-    let mut kpis = kpi::compute(&WindowSums::default(), None, &flat_targets, any_date);
+    let mut kpis = kpi::compute(&WindowSums::default(), None, &flat_targets, SOME_INSTANT);
     let longest_reason = NullReason::ALL
         .into_iter()
         .max_by_key(|reason| reason.as_str().len())

@@ -73,9 +73,8 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
         MachineState::UnplannedStop,
         MachineState::Unknown,
     ];
-    let kpis_of = |record: &WindowRecord| {
-        kpi::of_window(record, machine.ideal_cycle_time, &machine.targets, tz)
-    };
+    let kpis_of =
+        |record: &WindowRecord| kpi::of_window(record, machine.ideal_cycle_time, &machine.targets);
     let live_topic = payload::live_topic(&identity, &machine.line, &machine.id);
     let mut live_needs = 0;
     let mut closed = Vec::new();
