@@ -35,7 +35,7 @@ fn core_throughput() {
         periods,
         10_000,
         72 * 3_600_000,
-        Calendar::all_planned(tz.clone()),
+        Calendar::all_planned(tz),
     );
     let mut produced = CounterState::default();
     let mut defective = CounterState::default();
@@ -65,7 +65,7 @@ fn core_throughput() {
         windows.add_state(MachineState::Running, at - 1000, at);
         for record in windows.close_due(at) {
             let ideal = Some(std::time::Duration::from_millis(300));
-            let _ = kpi::of_window(&record, ideal, &Targets::default(), &tz, UnknownTime::Loss);
+            let _ = kpi::of_window(&record, ideal, &Targets::default(), UnknownTime::Loss);
             closed += 1;
         }
         let _ = windows.touched();

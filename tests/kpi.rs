@@ -233,7 +233,6 @@ fn a_sub_millisecond_ideal_cycle_time_from_the_config_gives_exact_performance() 
         &record,
         machine.ideal_cycle_time,
         &machine.targets,
-        &config.agent.timezone,
         config.agent.unknown_time,
     );
 

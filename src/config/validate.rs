@@ -54,6 +54,12 @@ impl Validator<'_> {
         let period_names = raw.agent.periods.clone();
         let default_min_units = raw.agent.targets.min_units.unwrap_or(DEFAULT_MIN_UNITS);
         let agent = self.agent(raw.agent);
+        let target_defaults = targets::TargetDefaults {
+            min_units: default_min_units,
+            timezone: agent
+                .as_ref()
+                .map_or(jiff::tz::TimeZone::UTC, |a| a.timezone.clone()),
+        };
         let mqtt = self.mqtt(raw.mqtt, &agent);
         let max_bytes = self
             .size_in("store.max_bytes", &raw.store.max_bytes, STORE_MAX_BYTES)
@@ -97,7 +103,7 @@ impl Validator<'_> {
                     format!("duplicate machine id {:?}", machine.id),
                 );
             }
-            if let Some(m) = self.machine(&path, machine, &plcs, default_min_units) {
+            if let Some(m) = self.machine(&path, machine, &plcs, &target_defaults) {
                 machines.push(m);
             }
         }
@@ -321,7 +327,7 @@ impl Validator<'_> {
         path: &str,
         raw: RawMachine,
         plcs: &[PlcConfig],
-        default_min_units: u64,
+        target_defaults: &targets::TargetDefaults,
     ) -> Option<MachineConfig> {
         self.id(&format!("{path}.id"), &raw.id);
         self.id(&format!("{path}.line"), &raw.line);
@@ -372,7 +378,7 @@ impl Validator<'_> {
             .state
             .as_ref()
             .and_then(|s| self.state(&format!("{path}.state"), s, unit_id));
-        let targets = self.targets(&format!("{path}.targets"), &raw.targets, default_min_units);
+        let targets = self.targets(&format!("{path}.targets"), &raw.targets, target_defaults);
         Some(MachineConfig {
             id: raw.id,
             line: raw.line,

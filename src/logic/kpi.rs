@@ -1,18 +1,17 @@
 //! Window sums → KPIs (ISO 22400-2 names, PQCD practice), with nulls that carry reasons; docs/kpi.md is
 //! the reference for every formula, null reason and flag. Every KPI is a ratio of additive sums, so a longer
 //! period is computed from merged sums, never from a mean of ratios. Undefined figures are `None` plus a
-//! reason, never 0. Pure: no I/O, no clock; the date that picks a window's targets is an argument.
+//! reason, never 0. Pure: no I/O, no clock; the window start that picks its targets is an argument.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use super::calendar::UnknownTime;
 use super::rollup::{WindowRecord, WindowSums};
 use super::targets::{self, finite, Direction, Target, Targets};
+use super::Millis;
 
 /// Why a KPI or goal figure is undefined (`nulls` in payloads; docs/kpi.md#null-reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -188,7 +187,7 @@ pub struct Kpis {
     pub values: BTreeMap<&'static str, Option<f64>>,
     /// Why a value is `None`: KPI name → reason; goal figures use keys like `"defect_rate.attainment"`.
     pub nulls: BTreeMap<&'static str, NullReason>,
-    /// Goal figures of the KPIs that have a target valid on the window's date.
+    /// Goal figures of the KPIs that have a target valid at the window's start.
     pub targets: BTreeMap<&'static str, TargetFigures>,
     /// KPI-derived flags, sorted and unique.
     pub flags: Vec<KpiFlag>,
@@ -247,13 +246,13 @@ impl Goal {
 
 /// Computes a window's KPIs (docs/kpi.md): availability = APT/PBT, performance = PRU·PQ/APT, quality =
 /// GQ/PQ, oee = PRU·GQ/PBT, defect_rate = (PQ−GQ)/PQ over all counts, productivity = GQ per planned hour;
-/// goal figures against the targets valid on `date` (the local date of the window's start);
-/// `unknown_time` says whether unknown time is in PBT.
+/// goal figures against the targets valid at `window_start`; `unknown_time` says whether unknown time
+/// is in PBT.
 pub fn compute(
     sums: &WindowSums,
     ideal_cycle_time: Option<Duration>,
     targets: &Targets,
-    date: Date,
+    window_start: Millis,
     unknown_time: UnknownTime,
 ) -> Kpis {
     let basis = KpiBasis::from_sums(sums, unknown_time);
@@ -298,7 +297,7 @@ pub fn compute(
         });
         match goal
             .schedule(targets)
-            .and_then(|schedule| schedule.at(date))
+            .and_then(|schedule| schedule.at(window_start))
         {
             Some(target) => kpis.record_goal(goal, actual, &target),
             None => {
@@ -311,16 +310,21 @@ pub fn compute(
     kpis
 }
 
-/// KPIs of one window record: [`compute`] with the targets valid on the local date of its start in `tz`.
+/// KPIs of one window record: [`compute`] with the targets valid at its start; `unknown_time` says
+/// whether unknown time is in PBT.
 pub fn of_window(
     record: &WindowRecord,
     ideal_cycle_time: Option<Duration>,
     targets: &Targets,
-    tz: &TimeZone,
     unknown_time: UnknownTime,
 ) -> Kpis {
-    let date = targets::local_date(record.start, tz);
-    compute(&record.sums, ideal_cycle_time, targets, date, unknown_time)
+    compute(
+        &record.sums,
+        ideal_cycle_time,
+        targets,
+        record.start,
+        unknown_time,
+    )
 }
 
 /// The eight KPI figures in [`KPI_NAMES`] order. `consistent` is false when more defective than produced

@@ -632,7 +632,7 @@ mod tests {
     use crate::logic::clock::StepDirection;
     use crate::logic::kpi::{compute, KpiFlag, Kpis, NullReason};
     use crate::logic::rollup::{Flag, WindowSums};
-    use crate::logic::targets::{local_date, Target, TargetSchedule, Targets};
+    use crate::logic::targets::{Target, TargetSchedule, Targets};
 
     const ROLLUP: &str = include_str!("../../schemas/rollup.schema.json");
     const LIVE: &str = include_str!("../../schemas/live.schema.json");
@@ -672,13 +672,14 @@ mod tests {
         }
     }
 
-    /// KPIs of a window, with the targets valid on its local start date in Seoul.
+    /// KPIs of a window, with the targets valid at its start.
     fn kpis_for(window: &WindowRecord, ideal_ms: Option<u64>, targets: &Targets) -> Kpis {
+        let ideal = ideal_ms.map(std::time::Duration::from_millis);
         compute(
             &window.sums,
-            ideal_ms.map(std::time::Duration::from_millis),
+            ideal,
             targets,
-            local_date(window.start, &seoul()),
+            window.start,
             UnknownTime::Loss,
         )
     }

@@ -1,10 +1,10 @@
 //! Programme targets (baseline → target) of a machine, valid from a local date on, and the goal figures
 //! computed against them: attainment, attainment ratio and improvement (docs/kpi.md#goal-attainment).
-//! Pure: a window picks its entry by the local date of its start, which the caller passes in.
+//! Pure: each entry's local date becomes the instant its day starts in the configured time zone once, at
+//! construction, so a window picks its entry by comparing its start instant.
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
 
 use super::kpi::NullReason;
 use super::Millis;
@@ -34,7 +34,14 @@ pub struct DatedTarget {
 /// The targets of one KPI over time, ordered by `valid_from`; each window uses the entry valid at its start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSchedule {
-    entries: Vec<DatedTarget>,
+    entries: Vec<ScheduledTarget>,
+}
+
+/// An entry with the instant its `valid_from` day starts (`Millis::MIN` for "since always").
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ScheduledTarget {
+    entry: DatedTarget,
+    from: Millis,
 }
 
 /// Why a list of dated targets is not a schedule; `index` is the offending entry.
@@ -57,17 +64,21 @@ pub enum ScheduleError {
 impl TargetSchedule {
     /// A schedule of one target that always holds (the single-table form of the configuration).
     pub fn single(target: Target) -> TargetSchedule {
+        let entry = DatedTarget {
+            valid_from: None,
+            target,
+        };
         TargetSchedule {
-            entries: vec![DatedTarget {
-                valid_from: None,
-                target,
+            entries: vec![ScheduledTarget {
+                entry,
+                from: Millis::MIN,
             }],
         }
     }
 
     /// A schedule from entries in configuration order: non-empty, only the first may omit `valid_from`,
-    /// and the dates strictly ascend.
-    pub fn new(entries: Vec<DatedTarget>) -> Result<TargetSchedule, ScheduleError> {
+    /// and the dates strictly ascend. A date holds from the first instant of that day in `tz`.
+    pub fn new(entries: Vec<DatedTarget>, tz: &TimeZone) -> Result<TargetSchedule, ScheduleError> {
         if entries.is_empty() {
             return Err(ScheduleError::Empty);
         }
@@ -81,23 +92,39 @@ impl TargetSchedule {
                 _ => {}
             }
         }
+        let entries = entries
+            .into_iter()
+            .map(|entry| ScheduledTarget {
+                entry,
+                from: entry
+                    .valid_from
+                    .map_or(Millis::MIN, |date| start_of_day(date, tz)),
+            })
+            .collect();
         Ok(TargetSchedule { entries })
     }
 
     /// The entries, ordered by `valid_from`.
-    pub fn entries(&self) -> &[DatedTarget] {
-        &self.entries
+    pub fn entries(&self) -> impl Iterator<Item = DatedTarget> + '_ {
+        self.entries.iter().map(|scheduled| scheduled.entry)
     }
 
-    /// The target valid on `date`: the last entry whose `valid_from` is on or before it; `None` before the
+    /// The target valid at instant `at`: the last entry whose day began at or before it; `None` before the
     /// first entry's date.
-    pub fn at(&self, date: Date) -> Option<Target> {
+    pub fn at(&self, at: Millis) -> Option<Target> {
         self.entries
             .iter()
             .rev()
-            .find(|entry| entry.valid_from.is_none_or(|from| from <= date))
-            .map(|entry| entry.target)
+            .find(|scheduled| scheduled.from <= at)
+            .map(|scheduled| scheduled.entry.target)
     }
+}
+
+/// The first instant of local `date` in `tz` (midnight, or the end of a gap that swallows it); dates
+/// past jiff's range saturate.
+fn start_of_day(date: Date, tz: &TimeZone) -> Millis {
+    date.to_zoned(tz.clone())
+        .map_or(Millis::MAX, |zoned| zoned.timestamp().as_millisecond())
 }
 
 /// Configured targets of one machine.
@@ -128,17 +155,6 @@ pub enum Direction {
     HigherIsBetter,
     /// Smaller is better (defect rate).
     LowerIsBetter,
-}
-
-/// The local date of an instant in `tz`: the date a window starting then picks its targets by.
-/// Instants outside jiff's range saturate at its limits.
-pub fn local_date(at: Millis, tz: &TimeZone) -> Date {
-    let timestamp = Timestamp::from_millisecond(at).unwrap_or(if at < 0 {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    });
-    timestamp.to_zoned(tz.clone()).date()
 }
 
 /// Goal attainment: (actual − baseline) / (target − baseline), the same formula for both directions.
@@ -204,65 +220,110 @@ mod tests {
         }
     }
 
+    fn seoul() -> TimeZone {
+        TimeZone::get("Asia/Seoul").unwrap()
+    }
+
+    /// The instant of a local civil time in `tz`.
+    fn local(tz: &TimeZone, y: i16, m: i8, d: i8, hour: i8, minute: i8) -> Millis {
+        date(y, m, d)
+            .at(hour, minute, 0, 0)
+            .to_zoned(tz.clone())
+            .unwrap()
+            .timestamp()
+            .as_millisecond()
+    }
+
     #[test]
-    fn given_a_schedule_when_asked_for_a_date_then_the_entry_valid_on_it_answers() {
-        // Given an open first entry, then new targets from March and from July.
-        let schedule = TargetSchedule::new(vec![
-            dated(None, 100.0),
-            dated(Some(date(2026, 3, 1)), 200.0),
-            dated(Some(date(2026, 7, 1)), 300.0),
-        ])
+    fn given_a_schedule_when_asked_for_an_instant_then_the_entry_valid_on_its_local_date_answers() {
+        // Given an open first entry, then new targets from March and from July, in Seoul.
+        let tz = seoul();
+        let schedule = TargetSchedule::new(
+            vec![
+                dated(None, 100.0),
+                dated(Some(date(2026, 3, 1)), 200.0),
+                dated(Some(date(2026, 7, 1)), 300.0),
+            ],
+            &tz,
+        )
         .unwrap();
 
-        // Then each date gets the last entry that started on or before it.
-        let baseline_on = |d: Date| schedule.at(d).map(|t| t.baseline);
-        assert_eq!(baseline_on(date(2025, 12, 31)), Some(100.0));
-        assert_eq!(baseline_on(date(2026, 2, 28)), Some(100.0));
-        assert_eq!(baseline_on(date(2026, 3, 1)), Some(200.0));
-        assert_eq!(baseline_on(date(2026, 6, 30)), Some(200.0));
-        assert_eq!(baseline_on(date(2026, 7, 1)), Some(300.0));
-        assert_eq!(baseline_on(date(2030, 1, 1)), Some(300.0));
+        // Then each instant gets the last entry that started on or before its local date.
+        let baseline_at = |at: Millis| schedule.at(at).map(|t| t.baseline);
+        assert_eq!(baseline_at(local(&tz, 2025, 12, 31, 12, 0)), Some(100.0));
+        assert_eq!(baseline_at(local(&tz, 2026, 2, 28, 23, 59)), Some(100.0));
+        assert_eq!(baseline_at(local(&tz, 2026, 3, 1, 0, 0)), Some(200.0));
+        assert_eq!(baseline_at(local(&tz, 2026, 6, 30, 23, 59)), Some(200.0));
+        assert_eq!(baseline_at(local(&tz, 2026, 7, 1, 0, 0)), Some(300.0));
+        assert_eq!(baseline_at(Millis::MAX), Some(300.0));
+        assert_eq!(schedule.entries().count(), 3);
+    }
+
+    #[test]
+    fn given_seoul_dates_when_asked_at_utc_instants_then_the_local_date_decides() {
+        // 2026-02-28T15:30Z is 2026-03-01 00:30 in Seoul (UTC+9): already March there.
+        let at = jiff::Timestamp::from_second(1_772_292_600)
+            .unwrap()
+            .as_millisecond();
+        let entries = || vec![dated(None, 100.0), dated(Some(date(2026, 3, 1)), 200.0)];
+
+        let in_seoul = TargetSchedule::new(entries(), &seoul()).unwrap();
+        let in_utc = TargetSchedule::new(entries(), &TimeZone::UTC).unwrap();
+
+        assert_eq!(in_seoul.at(at).map(|t| t.baseline), Some(200.0));
+        assert_eq!(in_utc.at(at).map(|t| t.baseline), Some(100.0));
+    }
+
+    #[test]
+    fn given_a_date_whose_midnight_falls_in_a_dst_gap_when_scheduled_then_it_holds_from_its_first_instant(
+    ) {
+        // Given Chile, where clocks jump from 00:00 to 01:00 on 2026-09-06 (04:00Z).
+        let tz = TimeZone::get("America/Santiago").unwrap();
+        let first_instant = jiff::Timestamp::from_second(1_788_667_200).unwrap();
+        assert_eq!(first_instant.to_zoned(tz.clone()).hour(), 1);
+        let schedule = TargetSchedule::new(
+            vec![dated(None, 100.0), dated(Some(date(2026, 9, 6)), 200.0)],
+            &tz,
+        )
+        .unwrap();
+
+        // Then the day's target holds from 01:00, its first instant, and the day before keeps the old one.
+        let at = first_instant.as_millisecond();
+        assert_eq!(schedule.at(at).map(|t| t.baseline), Some(200.0));
+        assert_eq!(schedule.at(at - 1).map(|t| t.baseline), Some(100.0));
     }
 
     #[test]
     fn given_a_schedule_starting_on_a_date_when_asked_before_it_then_there_is_no_target() {
-        let schedule = TargetSchedule::new(vec![dated(Some(date(2026, 3, 1)), 200.0)]).unwrap();
+        let schedule =
+            TargetSchedule::new(vec![dated(Some(date(2026, 3, 1)), 200.0)], &TimeZone::UTC)
+                .unwrap();
 
-        assert_eq!(schedule.at(date(2026, 2, 28)), None);
-        assert_eq!(
-            schedule.at(date(2026, 3, 1)).map(|t| t.baseline),
-            Some(200.0)
-        );
+        let march_first = local(&TimeZone::UTC, 2026, 3, 1, 0, 0);
+        assert_eq!(schedule.at(march_first - 1), None);
+        assert_eq!(schedule.at(march_first).map(|t| t.baseline), Some(200.0));
     }
 
     #[test]
     fn given_bad_entry_lists_when_scheduled_then_the_offending_entry_is_named() {
+        let tz = TimeZone::UTC;
         let march = Some(date(2026, 3, 1));
         let july = Some(date(2026, 7, 1));
-        assert_eq!(TargetSchedule::new(vec![]), Err(ScheduleError::Empty));
+        assert_eq!(TargetSchedule::new(vec![], &tz), Err(ScheduleError::Empty));
         assert_eq!(
-            TargetSchedule::new(vec![dated(march, 1.0), dated(None, 2.0)]),
+            TargetSchedule::new(vec![dated(march, 1.0), dated(None, 2.0)], &tz),
             Err(ScheduleError::MissingValidFrom { index: 1 })
         );
         assert_eq!(
-            TargetSchedule::new(vec![dated(july, 1.0), dated(march, 2.0)]),
+            TargetSchedule::new(vec![dated(july, 1.0), dated(march, 2.0)], &tz),
             Err(ScheduleError::NotAscending { index: 1 })
         );
         assert_eq!(
-            TargetSchedule::new(vec![dated(None, 0.0), dated(march, 1.0), dated(march, 2.0)]),
+            TargetSchedule::new(
+                vec![dated(None, 0.0), dated(march, 1.0), dated(march, 2.0)],
+                &tz
+            ),
             Err(ScheduleError::NotAscending { index: 2 })
         );
-    }
-
-    #[test]
-    fn given_an_instant_near_local_midnight_when_dated_then_the_zone_decides_the_date() {
-        // 2026-02-28T15:30Z is 2026-03-01 00:30 in Seoul (UTC+9).
-        let at = jiff::Timestamp::from_second(1_772_292_600)
-            .unwrap()
-            .as_millisecond();
-        let seoul = TimeZone::get("Asia/Seoul").unwrap();
-
-        assert_eq!(local_date(at, &seoul), date(2026, 3, 1));
-        assert_eq!(local_date(at, &TimeZone::UTC), date(2026, 2, 28));
     }
 }

@@ -56,7 +56,7 @@ impl Processor {
                 .map(|record| {
                     (
                         record.clone(),
-                        kpis_of(&machine.config, record, &self.config.agent),
+                        kpis_of(&machine.config, record, self.config.agent.unknown_time),
                     )
                 })
                 .collect();

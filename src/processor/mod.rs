@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::SharedClock;
-use crate::config::{self, AgentConfig, Config, CounterTag, MachineConfig};
+use crate::config::{self, Config, CounterTag, MachineConfig};
+use crate::logic::calendar::UnknownTime;
 use crate::logic::clock::{StepDetector, StepLog};
 use crate::logic::counter::{CounterState, CounterStep, StepKind};
 use crate::logic::decode::{decode_counter, Value};
@@ -235,7 +236,7 @@ impl Processor {
             let graces = self.config.agent.periods.iter().map(|p| p.grace);
             for (acc, grace) in machine.windows.iter_mut().zip(graces) {
                 for record in acc.close_due(now_for(config::clock::millis(grace))) {
-                    let kpis = kpis_of(&machine.config, &record, &self.config.agent);
+                    let kpis = kpis_of(&machine.config, &record, self.config.agent.unknown_time);
                     let body = payload::rollup_payload(
                         &self.identity,
                         &machine.config.line,
@@ -561,13 +562,13 @@ fn counted(step: &CounterStep) -> u64 {
     }
 }
 
-fn kpis_of(machine: &MachineConfig, record: &WindowRecord, agent: &AgentConfig) -> Kpis {
+/// KPIs of a window of `machine`, with the agent's choice of how unknown time counts in PBT.
+fn kpis_of(machine: &MachineConfig, record: &WindowRecord, unknown_time: UnknownTime) -> Kpis {
     kpi::of_window(
         record,
         machine.ideal_cycle_time,
         &machine.targets,
-        &agent.timezone,
-        agent.unknown_time,
+        unknown_time,
     )
 }
 

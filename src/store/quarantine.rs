@@ -123,7 +123,7 @@ pub enum QuarantineError {
         kind: String,
     },
     /// A release of this delta was requested before.
-    #[error("delta {id} is already {}: it cannot be released twice", status.name().replace('_', " "))]
+    #[error("delta {id} {}: it cannot be released twice", already(*status))]
     AlreadyReleased {
         /// The id asked for.
         id: i64,
@@ -133,6 +133,17 @@ pub enum QuarantineError {
     /// Any other store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How [`QuarantineError::AlreadyReleased`] puts an earlier request.
+fn already(status: ReleaseStatus) -> &'static str {
+    match status {
+        ReleaseStatus::Released { .. } => "was already released",
+        ReleaseStatus::Requested { .. } => {
+            "already has a release requested, which the agent applies within seconds or at its next start"
+        }
+        ReleaseStatus::Quarantined => "is quarantined",
+    }
 }
 
 impl From<rusqlite::Error> for QuarantineError {

@@ -51,12 +51,15 @@ impl Store {
 
     /// Deletes at most `limit` audit rows, oldest first: those whose `t_to` is before `older_than`, then, while
     /// the log is estimated above `max_bytes` ([`Store::audit_bytes`]), the oldest ones. Returns how many.
+    /// Applied quarantine releases of deltas older than `older_than` go with them; pending ones stay.
     pub fn prune_audit(
         &mut self,
         older_than: Millis,
         max_bytes: u64,
         limit: usize,
     ) -> Result<usize, StoreError> {
+        self.conn
+            .execute(schema::DELETE_APPLIED_RELEASES_BEFORE, [older_than])?;
         let aged = self.conn.execute(
             schema::DELETE_DELTAS_OLDER_THAN,
             (older_than, usize_to_sql(limit)),

@@ -190,6 +190,7 @@ pub(super) const ALL_STATEMENTS: &[&str] = &[
     INSERT_RELEASE_REQUEST,
     SELECT_PENDING_RELEASES,
     MARK_RELEASED,
+    DELETE_APPLIED_RELEASES_BEFORE,
 ];
 
 /// How long a statement waits for another connection's lock before failing with SQLITE_BUSY.
@@ -397,3 +398,6 @@ SELECT delta_id, key, amount, t_from, t_to, requested_at FROM quarantine_release
 WHERE released_at IS NULL ORDER BY delta_id";
 pub(super) const MARK_RELEASED: &str =
     "UPDATE quarantine_releases SET released_at = ?2 WHERE delta_id = ?1 AND released_at IS NULL";
+/// Applied releases of deltas whose interval ended before `?1` (their audit rows are pruned by age too).
+pub(super) const DELETE_APPLIED_RELEASES_BEFORE: &str =
+    "DELETE FROM quarantine_releases WHERE released_at IS NOT NULL AND t_to < ?1";

@@ -192,12 +192,11 @@ fn widest_kpis(targets: &Targets) -> Kpis {
         defect_rate: flat(&targets.defect_rate),
         min_units: 0,
     };
-    let any_date = jiff::civil::date(2000, 1, 1);
     let mut kpis = kpi::compute(
         &WindowSums::default(),
         None,
         &flat_targets,
-        any_date,
+        SOME_INSTANT,
         UnknownTime::Loss,
     );
     let longest_reason = NullReason::ALL

@@ -83,7 +83,6 @@ fn largest_real_packets(config: &Config) -> (u64, u64) {
             record,
             machine.ideal_cycle_time,
             &machine.targets,
-            tz,
             config.agent.unknown_time,
         )
     };

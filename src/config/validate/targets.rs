@@ -3,32 +3,41 @@
 //! The formulas the targets feed are in docs/kpi.md#goal-attainment.
 
 use jiff::civil::Date;
+use jiff::tz::TimeZone;
 
 use super::*;
 use crate::logic::targets::{
     DatedTarget, Direction, ScheduleError, Target, TargetSchedule, Targets,
 };
 
+/// What every machine's targets take from `[agent]`.
+pub(super) struct TargetDefaults {
+    /// `agent.targets.min_units`, or its default.
+    pub(super) min_units: u64,
+    /// `agent.timezone`: a `valid_from` date holds from the start of that day there.
+    pub(super) timezone: TimeZone,
+}
+
 impl Validator<'_> {
-    /// Typed targets of one machine; `default_min_units` is `agent.targets.min_units` (or its default).
+    /// Typed targets of one machine.
     pub(super) fn targets(
         &mut self,
         path: &str,
         raw: &RawTargets,
-        default_min_units: u64,
+        defaults: &TargetDefaults,
     ) -> Targets {
         let productivity = raw.productivity.as_ref().and_then(|spec| {
             let path = format!("{path}.productivity");
-            self.schedule(&path, spec, Direction::HigherIsBetter)
+            self.schedule(&path, spec, Direction::HigherIsBetter, &defaults.timezone)
         });
         let defect_rate = raw.defect_rate.as_ref().and_then(|spec| {
             let path = format!("{path}.defect_rate");
-            self.schedule(&path, spec, Direction::LowerIsBetter)
+            self.schedule(&path, spec, Direction::LowerIsBetter, &defaults.timezone)
         });
         Targets {
             productivity,
             defect_rate,
-            min_units: raw.min_units.unwrap_or(default_min_units),
+            min_units: raw.min_units.unwrap_or(defaults.min_units),
         }
     }
 
@@ -37,6 +46,7 @@ impl Validator<'_> {
         path: &str,
         spec: &RawTargetSpec,
         direction: Direction,
+        timezone: &TimeZone,
     ) -> Option<TargetSchedule> {
         let entries: Vec<(String, &RawTarget)> = match spec {
             RawTargetSpec::Single(single) => vec![(path.to_string(), single)],
@@ -52,7 +62,7 @@ impl Validator<'_> {
             .collect();
         // Every entry is checked (each problem reported) before one failure drops the schedule.
         let dated: Vec<DatedTarget> = checked.into_iter().collect::<Option<_>>()?;
-        match TargetSchedule::new(dated) {
+        match TargetSchedule::new(dated, timezone) {
             Ok(schedule) => Some(schedule),
             Err(ScheduleError::Empty) => {
                 self.problem(path, "needs at least one { baseline, target } entry");
@@ -130,6 +140,7 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use jiff::civil::date;
+    use jiff::tz::TimeZone;
 
     use super::super::super::*;
 
@@ -220,16 +231,17 @@ counters.produced = {{ address = 100, type = "u32" }}
         ));
 
         let schedule = targets.productivity.expect("a productivity target");
-        assert_eq!(schedule.entries().len(), 1);
-        let target = schedule.at(date(1999, 1, 1)).expect("valid since always");
+        assert_eq!(schedule.entries().count(), 1);
+        let target = schedule.at(i64::MIN).expect("valid since always");
         assert_eq!((target.baseline, target.target), (2400.0, 3000.0));
         assert_eq!(targets.defect_rate, None);
     }
 
     #[test]
     fn given_dated_targets_when_validated_then_each_date_gets_its_entry() {
+        // Given a plant in Seoul (UTC+9) whose defect-rate targets change on 1 March and 1 September.
         let targets = targets_of(&config_with(
-            "",
+            r#"timezone = "Asia/Seoul""#,
             r#"targets.defect_rate = [
   { baseline = 0.05, target = 0.03 },
   { baseline = 0.04, target = 0.02, valid_from = "2026-03-01" },
@@ -237,11 +249,19 @@ counters.produced = {{ address = 100, type = "u32" }}
 ]"#,
         ));
 
+        // Then a window gets the entry of the Seoul date it starts on.
         let schedule = targets.defect_rate.expect("a defect-rate target");
-        let baseline_on = |d| schedule.at(d).map(|t| t.baseline);
-        assert_eq!(baseline_on(date(2026, 2, 28)), Some(0.05));
-        assert_eq!(baseline_on(date(2026, 3, 1)), Some(0.04));
-        assert_eq!(baseline_on(date(2026, 9, 1)), Some(0.03));
+        let seoul = TimeZone::get("Asia/Seoul").unwrap();
+        let baseline_at = |day: jiff::civil::Date, hour: i8| {
+            let at = day.at(hour, 0, 0, 0).to_zoned(seoul.clone()).unwrap();
+            schedule
+                .at(at.timestamp().as_millisecond())
+                .map(|t| t.baseline)
+        };
+        assert_eq!(baseline_at(date(2026, 2, 28), 23), Some(0.05));
+        assert_eq!(baseline_at(date(2026, 3, 1), 0), Some(0.04));
+        assert_eq!(baseline_at(date(2026, 8, 31), 23), Some(0.04));
+        assert_eq!(baseline_at(date(2026, 9, 1), 0), Some(0.03));
     }
 
     #[test]

@@ -12,8 +12,15 @@ fn minutes(count: u64) -> Option<Duration> {
     Some(Duration::from_secs(60 * count))
 }
 
-fn some_day() -> Date {
-    date(2026, 11, 28)
+/// 2026-11-28T00:00:00Z.
+const SOME_DAY: Millis = 1_795_824_000_000;
+
+/// The first instant of a date in UTC.
+fn midnight_utc(day: jiff::civil::Date) -> Millis {
+    day.to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp()
+        .as_millisecond()
 }
 
 fn close(actual: Option<f64>, expected: f64) -> bool {
@@ -65,7 +72,7 @@ fn goals(productivity: Option<Target>, defect_rate: Option<Target>) -> Targets {
 }
 
 fn kpis_of(window: &WindowSums, ideal: Option<Duration>, targets: &Targets) -> Kpis {
-    compute(window, ideal, targets, some_day(), UnknownTime::Loss)
+    compute(window, ideal, targets, SOME_DAY, UnknownTime::Loss)
 }
 
 #[test]
@@ -336,16 +343,19 @@ fn given_nothing_produced_when_targets_apply_then_the_actuals_reason_comes_first
 #[test]
 fn given_targets_over_time_when_windows_on_different_dates_computed_then_each_uses_its_entry() {
     // Given a defect-rate baseline of 5 % until March, and 4 % → 1 % from 2026-03-01 on.
-    let schedule = TargetSchedule::new(vec![
-        DatedTarget {
-            valid_from: None,
-            target: target(0.05, 0.03),
-        },
-        DatedTarget {
-            valid_from: Some(date(2026, 3, 1)),
-            target: target(0.04, 0.01),
-        },
-    ])
+    let schedule = TargetSchedule::new(
+        vec![
+            DatedTarget {
+                valid_from: None,
+                target: target(0.05, 0.03),
+            },
+            DatedTarget {
+                valid_from: Some(date(2026, 3, 1)),
+                target: target(0.04, 0.01),
+            },
+        ],
+        &jiff::tz::TimeZone::UTC,
+    )
     .unwrap();
     let targets = Targets {
         productivity: None,
@@ -355,14 +365,15 @@ fn given_targets_over_time_when_windows_on_different_dates_computed_then_each_us
     let window = sums(1000, 20, 10 * MINUTE, 0);
 
     // When
+    let march_first = midnight_utc(date(2026, 3, 1));
     let february = compute(
         &window,
         None,
         &targets,
-        date(2026, 2, 28),
+        march_first - MINUTE,
         UnknownTime::Loss,
     );
-    let march = compute(&window, None, &targets, date(2026, 3, 1), UnknownTime::Loss);
+    let march = compute(&window, None, &targets, march_first, UnknownTime::Loss);
 
     // Then 2 % is (2 − 5) / (3 − 5) = 1.5 of the old goal and (2 − 4) / (1 − 4) = 2/3 of the new one.
     assert!(close(february.targets["defect_rate"].attainment, 1.5));
@@ -372,10 +383,13 @@ fn given_targets_over_time_when_windows_on_different_dates_computed_then_each_us
 
 #[test]
 fn given_a_schedule_starting_later_when_an_earlier_window_computed_then_no_target() {
-    let schedule = TargetSchedule::new(vec![DatedTarget {
-        valid_from: Some(date(2026, 3, 1)),
-        target: target(40.0, 50.0),
-    }])
+    let schedule = TargetSchedule::new(
+        vec![DatedTarget {
+            valid_from: Some(date(2026, 3, 1)),
+            target: target(40.0, 50.0),
+        }],
+        &jiff::tz::TimeZone::UTC,
+    )
     .unwrap();
     let targets = Targets {
         productivity: Some(schedule),
@@ -386,7 +400,7 @@ fn given_a_schedule_starting_later_when_an_earlier_window_computed_then_no_targe
         &sums(60, 0, 60 * MINUTE, 0),
         None,
         &targets,
-        date(2026, 2, 1),
+        midnight_utc(date(2026, 2, 1)),
         UnknownTime::Loss,
     );
 

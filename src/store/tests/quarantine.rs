@@ -114,7 +114,7 @@ fn given_a_quarantined_delta_when_released_beside_the_open_store_then_pending_un
     let error = review.request_release(quarantined, 43_000).unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!("delta {quarantined} is already released: it cannot be released twice")
+        format!("delta {quarantined} was already released: it cannot be released twice")
     );
 }
 
@@ -137,4 +137,63 @@ fn given_no_database_or_an_unmigrated_one_when_reviewed_then_a_clear_error() {
             ..
         })
     ));
+}
+
+#[test]
+fn given_the_agent_stopped_when_the_quarantine_is_listed_read_only_then_it_reads_the_closed_file() {
+    let (_dir, path) = temp_db();
+    let (store, _, quarantined) = seeded(&path);
+    drop(store);
+    let listed = QuarantineDb::open(&path, false).unwrap().list().unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![quarantined]
+    );
+    // A release recorded while the agent is stopped is pending at its next open.
+    QuarantineDb::open(&path, true)
+        .unwrap()
+        .request_release(quarantined, 50_000)
+        .unwrap();
+    let store = open(&path);
+    assert_eq!(store.pending_releases().unwrap().len(), 1);
+}
+
+#[test]
+fn given_applied_and_pending_releases_when_the_audit_log_is_pruned_by_age_then_only_pending_ones_stay(
+) {
+    let (_dir, path) = temp_db();
+    let (mut store, _, quarantined) = seeded(&path);
+    store
+        .commit_cycle(&CycleWrite {
+            deltas: vec![delta("press-01/produced", StepKind::Rejected, 700, 35_000)],
+            now: 35_000,
+            ..CycleWrite::default()
+        })
+        .unwrap();
+    let mut review = QuarantineDb::open(&path, true).unwrap();
+    review.request_release(quarantined, 40_000).unwrap();
+    let later = store.deltas_after(quarantined, 1).unwrap()[0].0;
+    review.request_release(later, 40_000).unwrap();
+    store
+        .commit_cycle_releasing(
+            &CycleWrite {
+                now: 41_000,
+                ..CycleWrite::default()
+            },
+            &[quarantined],
+        )
+        .unwrap();
+
+    // Every delta is past the retention: the applied release goes, the pending one stays to be applied.
+    store.prune_audit(1_000_000, u64::MAX, 100).unwrap();
+
+    let pending = store.pending_releases().unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|r| (r.delta_id, r.amount))
+            .collect::<Vec<_>>(),
+        vec![(later, 700)]
+    );
+    assert!(review.list().unwrap().is_empty());
 }

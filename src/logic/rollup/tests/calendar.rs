@@ -251,14 +251,7 @@ fn given_planned_stop_and_unknown_time_when_pbt_is_taken_then_planned_stop_is_ou
     );
     assert_eq!(exclude.planned_ms, 450 * MINUTE);
     let availability = |unknown_time| {
-        compute(
-            &sums,
-            None,
-            &Targets::default(),
-            date(2026, 11, 28),
-            unknown_time,
-        )
-        .values["availability"]
+        compute(&sums, None, &Targets::default(), T0, unknown_time).values["availability"]
     };
     assert_eq!(availability(UnknownTime::Loss), Some(420.0 / 480.0));
     assert_eq!(availability(UnknownTime::Exclude), Some(420.0 / 450.0));
@@ -537,7 +530,7 @@ proptest! {
             let mut own = shift.sums.clone();
             own.flags.clear();
             prop_assert_eq!(&own, &total);
-            let kpis = |sums: &WindowSums| compute(sums, Some(std::time::Duration::from_secs(2)), &Targets::default(), date(2026, 3, 27), UnknownTime::Loss);
+            let kpis = |sums: &WindowSums| compute(sums, Some(std::time::Duration::from_secs(2)), &Targets::default(), T0, UnknownTime::Loss);
             prop_assert_eq!(kpis(&own), kpis(&total));
             prop_assert!(inside.iter().all(|q| q.shift == shift.shift && q.production_date == shift.production_date));
         }
