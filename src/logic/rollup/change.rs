@@ -2,7 +2,7 @@
 
 use super::{Channel, Flag, MachineState, WindowSums};
 
-/// Whether a change's time or units lie in planned production time (SPEC: the calendar's plan).
+/// Whether a change's time or units lie in planned production time (docs/kpi.md, "Time model").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Plan {
     /// Inside a worked shift, outside its breaks.

@@ -1,5 +1,8 @@
 //! Deltas and state intervals → per-window sums, and the window lifecycle (open → final → restated).
 //! Pure: the driver passes time in and asks `next_deadline()` when to wake.
+//! Plan: every fact is split over the shift calendar first; in-plan time is kept by state and in-plan
+//! units by channel, out-of-plan time and units as totals (docs/kpi.md, "Time model"). Without a
+//! calendar all time is in plan and every window is flagged [`Flag::NoCalendar`].
 //! Late facts: a fact for a window already past the restatement horizon (end + horizon <= the
 //! latest time seen) is never dropped silently. Its counts go to the oldest window still kept,
 //! which is flagged [`Flag::Late`]; its state time cannot be re-homed (it would exceed the window), so it
