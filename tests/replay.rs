@@ -452,3 +452,208 @@ async fn given_the_same_polls_when_replayed_and_run_through_the_store_then_the_r
     let stored: Vec<Value> = stored.into_iter().map(content).collect();
     assert_eq!(replayed, stored);
 }
+
+/// The rollup of `machine` for the window of `period` starting at `start`.
+fn window<'a>(rollups: &'a [Value], machine: &str, period: &str, start: &str) -> &'a Value {
+    rollups
+        .iter()
+        .find(|r| {
+            r["machine"] == machine
+                && r["window"]["period"] == period
+                && r["window"]["start"] == start
+        })
+        .unwrap_or_else(|| panic!("no {period} window of {machine} at {start}"))
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+#[test]
+fn given_a_night_shift_across_midnight_with_a_break_when_replayed_then_the_break_is_out_of_plan() {
+    // Given a night shift 22:00-06:00 (production date 2026-11-26) with a break 02:00-02:30, polls
+    // every 15 min from 21:00 to 07:00, 1 unit per running minute, ideal cycle time 1 min.
+    // press-01 runs 21:30-06:30, through the break; press-02 runs 22:00-06:00 but stops (planned)
+    // exactly at the break's start and runs again exactly at its end.
+    // When it is replayed.
+    let rollups = replay_golden("night_shift");
+
+    // Then by hand, the shift window [22:00, 06:00): in plan 480 - 30 = 450 min, all running for both;
+    // the break's 30 min are out of plan whatever the state.
+    for machine in ["press-01", "press-02"] {
+        let shift = window(&rollups, machine, "shift", "2026-11-26T22:00:00+00:00");
+        assert_eq!(shift["window"]["end"], "2026-11-27T06:00:00+00:00");
+        assert_eq!(shift["window"]["shift"], "night");
+        assert_eq!(shift["window"]["production_date"], "2026-11-26");
+        assert_eq!(shift["times_ms"]["running"], 450 * MINUTE_MS, "{machine}");
+        assert_eq!(shift["times_ms"]["planned_stop"], 0, "{machine}");
+        assert_eq!(shift["times_ms"]["planned"], 450 * MINUTE_MS, "{machine}");
+        assert_eq!(
+            shift["times_ms"]["out_of_plan"],
+            30 * MINUTE_MS,
+            "{machine}"
+        );
+        assert_eq!(shift["counts"]["produced"], 450, "{machine}");
+        close(&shift["kpi"]["availability"], 1.0);
+        close(&shift["kpi"]["performance"], 1.0);
+    }
+    // press-01 produced 30 units in the break (out of plan); press-02 none.
+    let shift_01 = window(&rollups, "press-01", "shift", "2026-11-26T22:00:00+00:00");
+    assert_eq!(shift_01["out_of_plan"]["produced"], 30);
+    let shift_02 = window(&rollups, "press-02", "shift", "2026-11-26T22:00:00+00:00");
+    assert_eq!(shift_02["out_of_plan"]["produced"], 0);
+
+    // The hour 02:00-03:00 holds the break boundary: 30 min out of plan, 30 min running in plan; for
+    // press-02 the state change at 02:30 falls on the boundary, so no in-plan planned stop.
+    for (machine, out_of_plan_produced) in [("press-01", 30), ("press-02", 0)] {
+        let hour = window(&rollups, machine, "1h", "2026-11-27T02:00:00+00:00");
+        assert_eq!(hour["window"]["shift"], "night");
+        assert_eq!(hour["window"]["production_date"], "2026-11-26");
+        assert_eq!(hour["times_ms"]["running"], 30 * MINUTE_MS, "{machine}");
+        assert_eq!(hour["times_ms"]["planned_stop"], 0, "{machine}");
+        assert_eq!(hour["times_ms"]["out_of_plan"], 30 * MINUTE_MS, "{machine}");
+        assert_eq!(hour["counts"]["produced"], 30, "{machine}");
+        assert_eq!(
+            hour["out_of_plan"]["produced"], out_of_plan_produced,
+            "{machine}"
+        );
+    }
+    // The hour 21:00-22:00 is before the shift: all out of plan, in no shift; press-01's 30 units
+    // (21:30-22:00) are out-of-plan production.
+    let before = window(&rollups, "press-01", "1h", "2026-11-26T21:00:00+00:00");
+    assert!(before["window"].get("shift").is_none(), "{before}");
+    assert_eq!(before["times_ms"]["out_of_plan"], 60 * MINUTE_MS);
+    assert_eq!(before["times_ms"]["planned"], 0);
+    assert_eq!(before["counts"]["produced"], 0);
+    assert_eq!(before["out_of_plan"]["produced"], 30);
+    // The hour after midnight belongs to the shift of the day before.
+    let after_midnight = window(&rollups, "press-02", "1h", "2026-11-27T00:00:00+00:00");
+    assert_eq!(after_midnight["window"]["production_date"], "2026-11-26");
+    assert_eq!(after_midnight["counts"]["produced"], 60);
+    // 10 hourly windows and one shift window per machine.
+    assert_eq!(rollups.len(), 2 * 11);
+}
+
+const DAY_CONFIG: &str = r#"
+# Two shifts with breaks; the day before is a day off, so its night shift (ending 06:00) is not worked.
+[agent]
+site = "acme"
+gateway = "gw-01"
+timezone = "UTC"
+data_dir = "/nonexistent/replay-opens-no-store"
+periods = ["shift", "day"]
+
+[calendar]
+shifts = [
+  { name = "early", start = "06:00", duration = "8h", breaks = [{ start = "10:00", duration = "30m" }] },
+  { name = "night", start = "22:00", duration = "8h", breaks = [{ start = "02:00", duration = "30m" }] },
+]
+days_off = ["2026-11-26"]
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:502"
+poll_interval = "1m"
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+ideal_cycle_time = "1m"
+counters.produced = { table = "holding", address = 0, type = "u32" }
+counters.defective = { table = "holding", address = 2, type = "u16" }
+state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
+"#;
+
+/// The machine's state in minute `m` of 2026-11-27 (UTC): overtime 05:00-06:00 on the day off's night
+/// shift; the early shift with its break, an unplanned stop 08:00-08:45 and a changeover 12:00-12:20;
+/// idle until the night shift starts at 22:00.
+fn day_state(m: u32) -> u16 {
+    const RUNNING: u16 = 1;
+    const PLANNED_STOP: u16 = 2;
+    const UNPLANNED_STOP: u16 = 3;
+    match m {
+        300..360 => RUNNING,
+        600..630 | 720..740 => PLANNED_STOP,
+        480..525 => UNPLANNED_STOP,
+        360..840 => RUNNING,
+        1320.. => RUNNING,
+        _ => PLANNED_STOP,
+    }
+}
+
+#[test]
+fn given_a_24_hour_run_with_two_shifts_breaks_and_a_day_off_when_replayed_then_shift_and_day_match_the_hand_calculation(
+) {
+    // Given one poll a minute over 2026-11-27 00:00 → 2026-11-28 00:00 (1441 polls, generated): one
+    // unit per running minute (the counter at minute m counts the running minutes before m), a
+    // defective unit in every running minute that is a multiple of 20.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut produced, mut defective) = (0u32, 0u32);
+    let mut csv = String::from("utc,machine,produced,defective,state\n");
+    let day = jiff::Timestamp::from_millisecond(1_795_737_600_000).unwrap(); // 2026-11-27T00:00Z
+    for m in 0..=1440u32 {
+        if m > 0 && day_state(m - 1) == 1 {
+            produced += 1;
+            if (m - 1) % 20 == 0 {
+                defective += 1;
+            }
+        }
+        let at = day + jiff::SignedDuration::from_mins(i64::from(m));
+        csv.push_str(&format!(
+            "{at},press-01,{produced},{defective},{}\n",
+            day_state(m)
+        ));
+    }
+    let config = dir.path().join("day.toml");
+    let samples = dir.path().join("day.csv");
+    std::fs::write(&config, DAY_CONFIG).unwrap();
+    std::fs::write(&samples, csv).unwrap();
+
+    // When it is replayed.
+    let rollups = rollups_of(&run_replay(&config, &samples, None));
+
+    // Then two rollups close by 2026-11-28 00:00: the early shift and the day (the night shift of the
+    // 27th ends on the 28th at 06:00; the night shift of the 26th is not worked: a day off).
+    assert_eq!(rollups.len(), 2, "{rollups:#?}");
+
+    // The early shift [06:00, 14:00), break 10:00-10:30 (out of plan). In plan: unplanned stop 45 min,
+    // changeover 20 min, running 480 - 30 - 45 - 20 = 385 min; PBT = 385 + 45 = 430 min.
+    // Defective: multiples of 20 in [360, 840) are 24; less 600, 620 (break), 480, 500, 520 (stop),
+    // 720 (changeover) = 18. Availability 385/430, performance 385 x 1 min / 385 min = 1,
+    // quality 367/385, OEE 367/430.
+    let early = window(&rollups, "press-01", "shift", "2026-11-27T06:00:00+00:00");
+    assert_eq!(early["window"]["shift"], "early");
+    assert_eq!(early["window"]["production_date"], "2026-11-27");
+    assert_eq!(early["times_ms"]["running"], 385 * MINUTE_MS);
+    assert_eq!(early["times_ms"]["unplanned_stop"], 45 * MINUTE_MS);
+    assert_eq!(early["times_ms"]["planned_stop"], 20 * MINUTE_MS);
+    assert_eq!(early["times_ms"]["planned"], 430 * MINUTE_MS);
+    assert_eq!(early["times_ms"]["out_of_plan"], 30 * MINUTE_MS);
+    assert_eq!(early["counts"]["produced"], 385);
+    assert_eq!(early["counts"]["defective"], 18);
+    assert_eq!(early["out_of_plan"]["produced"], 0);
+    close(&early["kpi"]["availability"], 385.0 / 430.0);
+    close(&early["kpi"]["performance"], 1.0);
+    close(&early["kpi"]["quality"], 367.0 / 385.0);
+    close(&early["kpi"]["oee"], 367.0 / 430.0);
+
+    // The day [27th 00:00, 28th 00:00). In plan: the early shift (450 min) and the night shift's first
+    // 120 min (22:00-24:00, running) = 570 min; out of plan 1440 - 570 = 870 min (00:00-06:00 of the
+    // day off's night shift, the break, 14:00-22:00). Running 385 + 120 = 505, PBT 505 + 45 = 550.
+    // Out of plan the machine ran 05:00-06:00: 60 units, of which 300, 320, 340 defective.
+    // Defective in plan 18 + 6 (1320..1420) = 24: quality 481/505, OEE 505/550 x 1 x 481/505 = 481/550.
+    let day = window(&rollups, "press-01", "day", "2026-11-27T00:00:00+00:00");
+    assert_eq!(day["window"]["end"], "2026-11-28T00:00:00+00:00");
+    assert_eq!(day["window"]["production_date"], "2026-11-27");
+    assert_eq!(day["times_ms"]["running"], 505 * MINUTE_MS);
+    assert_eq!(day["times_ms"]["unplanned_stop"], 45 * MINUTE_MS);
+    assert_eq!(day["times_ms"]["planned_stop"], 20 * MINUTE_MS);
+    assert_eq!(day["times_ms"]["planned"], 550 * MINUTE_MS);
+    assert_eq!(day["times_ms"]["out_of_plan"], 870 * MINUTE_MS);
+    assert_eq!(day["counts"]["produced"], 505);
+    assert_eq!(day["counts"]["defective"], 24);
+    assert_eq!(day["out_of_plan"]["produced"], 60);
+    assert_eq!(day["out_of_plan"]["good"], 57);
+    close(&day["kpi"]["availability"], 505.0 / 550.0);
+    close(&day["kpi"]["quality"], 481.0 / 505.0);
+    close(&day["kpi"]["oee"], 481.0 / 550.0);
+}
