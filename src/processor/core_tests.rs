@@ -1,6 +1,7 @@
 //! The processor without a store: built by [`Processor::restore`] from empty state and fed samples
 //! built here, it queues the rollups and events `run` would commit. Pins the gap path, the inferred
-//! state of a machine without a state register, and counter anomalies (a reset, a quarantined delta).
+//! state of a machine without a state register, counter anomalies (a reset, a quarantined delta), and
+//! the calendar (a break and the time after a shift are out of plan).
 
 use super::*;
 use crate::poller::TagError;
@@ -233,4 +234,92 @@ fn given_a_counter_reset_and_an_implausible_jump_when_the_window_closes_then_bot
     assert_eq!(anomalies[1]["detail"]["kind"], "rejected");
     assert_eq!(anomalies[1]["detail"]["delta"], 992);
     assert_eq!(anomalies[1]["detail"]["counted"], 0);
+}
+
+const WITH_CALENDAR: &str = r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+timezone = "UTC"
+data_dir = "/tmp/unused"
+periods = ["1m", "shift"]
+
+[calendar]
+shifts = [{ name = "early", start = "00:00", duration = "10m", breaks = [{ start = "00:04", duration = "2m" }] }]
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:502"
+poll_interval = "30s"
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+ideal_cycle_time = "1s"
+counters.produced = { table = "holding", address = 0, type = "u16" }
+state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
+"#;
+
+#[test]
+fn given_a_calendar_when_a_machine_runs_through_a_break_and_past_its_shift_then_that_time_and_those_units_are_out_of_plan(
+) {
+    // Given a 10-minute shift from 00:00 with a break 00:04-00:06, and a machine running at 1 unit/s
+    // from 00:00 to 00:12, polled every 30 s (the break and shift boundaries fall on polls).
+    let mut core = Core::new(WITH_CALENDAR);
+    for step in 0..=24 {
+        core.poll(
+            T0 + step * 30 * SECOND,
+            values((step * 30) as u16, Some(RUNNING)),
+        );
+    }
+
+    // When every window up to 00:12 has closed,
+    let (rollups, _) = core.close(T0 + 30 * MINUTE);
+
+    // Then the shift window holds 8 min in plan (480 units) and the break's 2 min (120 units) out of plan,
+    let shift: Vec<&Json> = rollups
+        .iter()
+        .filter(|r| r["window"]["period"] == "shift")
+        .collect();
+    assert_eq!(shift.len(), 1, "{rollups:#?}");
+    let shift = shift[0];
+    assert_eq!(shift["window"]["shift"], "early");
+    assert_eq!(shift["window"]["production_date"], "2026-11-28");
+    assert_eq!(shift["times_ms"]["planned"], 8 * MINUTE);
+    assert_eq!(shift["times_ms"]["running"], 8 * MINUTE);
+    assert_eq!(shift["times_ms"]["out_of_plan"], 2 * MINUTE);
+    assert_eq!(shift["counts"]["produced"], 480);
+    assert_eq!(shift["out_of_plan"]["produced"], 120);
+    assert_eq!(shift["kpi"]["availability"], 1.0);
+    assert_eq!(shift["kpi"]["performance"], 1.0);
+    assert!(flags(shift).is_empty(), "{shift:#?}");
+    // and a minute inside the break, or after the shift, has no planned time: its units are out of plan.
+    let minute = |start: Millis| {
+        rollups
+            .iter()
+            .find(|r| {
+                r["window"]["period"] == "1m"
+                    && r["window"]["start"]
+                        == crate::logic::window::rfc3339(start, &jiff::tz::TimeZone::UTC)
+            })
+            .unwrap_or_else(|| panic!("no 1m window at {start}: {rollups:#?}"))
+    };
+    for start in [
+        T0 + 4 * MINUTE,
+        T0 + 5 * MINUTE,
+        T0 + 10 * MINUTE,
+        T0 + 11 * MINUTE,
+    ] {
+        let window = minute(start);
+        assert_eq!(window["times_ms"]["planned"], 0, "{window:#?}");
+        assert_eq!(window["times_ms"]["out_of_plan"], MINUTE);
+        assert_eq!(window["counts"]["produced"], 0);
+        assert_eq!(window["out_of_plan"]["produced"], 60);
+        assert_eq!(window["nulls"]["availability"], "no_planned_time");
+    }
+    let in_plan = minute(T0 + 3 * MINUTE);
+    assert_eq!(in_plan["times_ms"]["planned"], MINUTE);
+    assert_eq!(in_plan["counts"]["produced"], 60);
+    assert_eq!(in_plan["window"]["shift"], "early");
 }
