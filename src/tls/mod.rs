@@ -5,6 +5,8 @@
 
 mod cause;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 mod verify;
 
@@ -48,6 +50,15 @@ pub struct TlsSettings {
     pub server_name: Option<String>,
     /// mTLS identity, when configured.
     pub client: Option<ClientIdentityFiles>,
+}
+
+/// An MQTT login: the username and the file its password is read from at each connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// MQTT username.
+    pub username: String,
+    /// File holding the password (resolved path).
+    pub password_file: PathBuf,
 }
 
 /// A password read from a file; its `Debug` and `Display` never show it.
@@ -337,4 +348,40 @@ fn roots(ca: &CaSource) -> Result<(RootCertStore, Option<CertFacts>), TlsError> 
             Ok((store, None))
         }
     }
+}
+
+/// One certificate of the configured files, for `validate` and the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateLine {
+    /// "ca" or "client".
+    pub role: &'static str,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Its facts.
+    pub facts: CertFacts,
+}
+
+/// Every certificate in the configured CA file and the client certificate chain, read now.
+pub fn certificate_report(settings: &TlsSettings) -> Result<Vec<CertificateLine>, TlsError> {
+    let mut lines = Vec::new();
+    let mut add = |role: &'static str, file: &Path| -> Result<(), TlsError> {
+        for cert in load_certs(file)? {
+            let facts = cert_facts(&cert).ok_or_else(|| TlsError::BadCertificate {
+                path: file.to_path_buf(),
+            })?;
+            lines.push(CertificateLine {
+                role,
+                file: file.to_path_buf(),
+                facts,
+            });
+        }
+        Ok(())
+    };
+    if let CaSource::File(path) = &settings.ca {
+        add("ca", path)?;
+    }
+    if let Some(client) = &settings.client {
+        add("client", &client.cert_file)?;
+    }
+    Ok(lines)
 }
