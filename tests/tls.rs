@@ -381,7 +381,13 @@ impl Uplink {
     }
 
     /// Freezes production before a 10 s boundary, then runs the oracle and the secrets grep.
-    async fn finish(self, scenario: &str, agent: ChildAgent, before: &[Truth]) -> String {
+    async fn finish(
+        self,
+        scenario: &str,
+        agent: ChildAgent,
+        before: &[Truth],
+        more: (&[&str], &[&Identity]),
+    ) -> String {
         let frozen_at = freeze_before_boundary(&self.plant, Duration::from_secs(1)).await;
         let (_, log) = settle_child(
             scenario,
@@ -394,7 +400,12 @@ impl Uplink {
         )
         .await;
         assert!(!log.contains("panicked"), "[{scenario}] a panic:\n{log}");
-        let secrets = Secrets::new(PASSWORD, &[&self.identity]);
+        let passwords: Vec<&str> = [PASSWORD].iter().chain(more.0).copied().collect();
+        let keys: Vec<&Identity> = [&self.identity]
+            .into_iter()
+            .chain(more.1.iter().copied())
+            .collect();
+        let secrets = Secrets::new(&passwords, &keys);
         let searched = secrets.assert_absent(self.dir.path(), &self.recorder);
         support::report(&format!(
             "[{scenario}] secrets grep: no password or key material in {searched} bytes the agent wrote or published"
@@ -413,6 +424,8 @@ fn assert_logged(log: &str, fault: &str, causes: &[&str]) {
     );
 }
 
+/// A wrong password the agent is given for a while (a secret too).
+const WRONG_PASSWORD: &str = "not-the-Pa55word-either";
 /// The client certificate's CN after a rotation.
 const ROTATED: &str = "gw-01-next";
 
@@ -445,7 +458,9 @@ mod agent {
 
         // Then every row arrives and the final rollups equal the simulator's truth.
         let denied = uplink.broker.log().matches("Denied PUBLISH").count();
-        let log = uplink.finish("tls acl refusal", agent, &before).await;
+        let log = uplink
+            .finish("tls acl refusal", agent, &before, (&[], &[]))
+            .await;
         support::report(&format!(
             "[tls acl refusal] broker denied {denied} publishes; agent log {} bytes",
             log.len()
@@ -481,7 +496,7 @@ mod agent {
             uplink.wait_login(USER, logins).await;
         }
         uplink
-            .finish("tls server certificate faults", agent, &before)
+            .finish("tls server certificate faults", agent, &before, (&[], &[]))
             .await;
     }
 
@@ -522,7 +537,9 @@ mod agent {
         install_identity(&uplink.identity, &uplink.cert_path(), &uplink.key_path());
         uplink.wait_login(USER, logins).await;
 
-        uplink.finish("tls trust faults", agent, &before).await;
+        uplink
+            .finish("tls trust faults", agent, &before, (&[], &[&foreign]))
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,7 +572,7 @@ mod agent {
 
         // Restarted with its certificate but a wrong password: CONNACK refuses the login.
         let logins = uplink.logins(USER);
-        uplink.install_password("not-the-password");
+        uplink.install_password(WRONG_PASSWORD);
         let mut agent = uplink.start_agent(ClientCert::Configured);
         uplink
             .wait_refused_twice(&mut agent, "wrong password")
@@ -574,7 +591,9 @@ mod agent {
         uplink.install_password(PASSWORD);
         uplink.wait_login(USER, logins).await;
 
-        uplink.finish("tls login faults", agent, &before).await;
+        uplink
+            .finish("tls login faults", agent, &before, (&[WRONG_PASSWORD], &[]))
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,6 +618,8 @@ mod agent {
              logged the new identity",
             uplink.identity.serial, uplink.identity.cn, next.serial, next.cn
         ));
-        uplink.finish("tls rotation", agent, &before).await;
+        uplink
+            .finish("tls rotation", agent, &before, (&[], &[&next]))
+            .await;
     }
 }

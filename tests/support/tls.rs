@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SerialNumber,
 };
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
@@ -69,7 +69,8 @@ pub struct Authority {
     /// PEM certificate file of the CA.
     pub cert_path: PathBuf,
     cert_der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
+    cert: rcgen::Certificate,
+    key: KeyPair,
 }
 
 /// Every certificate the TLS tests use, generated at test time into one temporary directory.
@@ -141,7 +142,7 @@ impl Minter<'_> {
         params.serial_number = Some(serial_number(serial));
         let key = KeyPair::generate().expect("a key pair");
         let cert = params
-            .signed_by(&key, &ca.issuer)
+            .signed_by(&key, &ca.cert, &ca.key)
             .expect("the CA signs the certificate");
         let cert_path = self.dir.join(format!("{file}.pem"));
         let key_path = self.dir.join(format!("{file}.key"));
@@ -248,7 +249,8 @@ fn authority(dir: &Path, file: &str, cn: &str) -> Authority {
     Authority {
         cert_path,
         cert_der: cert.der().clone(),
-        issuer: Issuer::new(params, key),
+        cert,
+        key,
     }
 }
 
@@ -745,9 +747,12 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// The password, and of each private key every base64 line of its PEM and its DER bytes in hex.
-    pub fn new(password: &str, keys: &[&Identity]) -> Secrets {
-        let mut needles = vec![("the password".to_string(), password.as_bytes().to_vec())];
+    /// The passwords, and of each private key every base64 line of its PEM and its DER bytes in hex.
+    pub fn new(passwords: &[&str], keys: &[&Identity]) -> Secrets {
+        let mut needles: Vec<(String, Vec<u8>)> = passwords
+            .iter()
+            .map(|password| ("a password".to_string(), password.as_bytes().to_vec()))
+            .collect();
         for key in keys {
             for line in key
                 .key_pem
@@ -821,7 +826,7 @@ mod tests {
     ) {
         let pki = Pki::generate();
         let key = pki.client("gw", "gw-01");
-        let secrets = Secrets::new("hunter2-but-longer", &[&key]);
+        let secrets = Secrets::new(&["hunter2-but-longer"], &[&key]);
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join("clean.log"),
@@ -848,7 +853,7 @@ mod tests {
             "{leaks:?}"
         );
         assert!(
-            leaks[1].starts_with("the password in ") && leaks[1].ends_with("b.log"),
+            leaks[1].starts_with("a password in ") && leaks[1].ends_with("b.log"),
             "{leaks:?}"
         );
     }
