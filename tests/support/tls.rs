@@ -849,11 +849,11 @@ mod tests {
         assert!(searched > 0);
         assert_eq!(leaks.len(), 2, "{leaks:?}");
         assert!(
-            leaks[0].starts_with("key gw-01 (PEM) in ") && leaks[0].ends_with("a.log"),
+            leaks[1].starts_with("key gw-01 (PEM) in ") && leaks[1].ends_with("a.log"),
             "{leaks:?}"
         );
         assert!(
-            leaks[1].starts_with("a password in ") && leaks[1].ends_with("b.log"),
+            leaks[0].starts_with("a password in ") && leaks[0].ends_with("b.log"),
             "{leaks:?}"
         );
     }
