@@ -77,7 +77,7 @@ mod harness {
             &pki,
             broker.port,
             "selftest",
-            &identity,
+            Some(&identity),
             Some((USER, PASSWORD)),
         );
 
@@ -113,7 +113,7 @@ mod harness {
             &pki,
             broker.port,
             "wrong-pw",
-            &identity,
+            Some(&identity),
             Some((USER, "nope")),
         );
         let refused = try_connect(wrong)
@@ -135,7 +135,7 @@ mod harness {
             &pki,
             broker.port,
             "wrong-pw",
-            &identity,
+            Some(&identity),
             Some((USER, "nope")),
         );
         try_connect(reloaded)
@@ -148,7 +148,7 @@ mod harness {
             &pki,
             broker.port,
             "foreign",
-            &foreign,
+            Some(&foreign),
             Some((USER, PASSWORD)),
         );
         let refused = try_connect(options)
@@ -158,10 +158,30 @@ mod harness {
             !matches!(refused, ConnectionError::ConnectionRefused(_)),
             "{refused:?}"
         );
+        support::report(&format!(
+            "tls harness: client certificate of another CA: {refused:?}"
+        ));
         support::wait_until(
             PATIENCE,
             "the broker to log the refused certificate",
             || broker.log().contains("certificate verify failed"),
+        )
+        .await;
+
+        // No client certificate at all: the broker requires one.
+        let options = client_options(&pki, broker.port, "no-cert", None, Some((USER, PASSWORD)));
+        let refused = try_connect(options)
+            .await
+            .expect_err("a missing client certificate is refused");
+        assert!(
+            !matches!(refused, ConnectionError::ConnectionRefused(_)),
+            "{refused:?}"
+        );
+        support::report(&format!("tls harness: no client certificate: {refused:?}"));
+        support::wait_until(
+            PATIENCE,
+            "the broker to log the missing certificate",
+            || broker.log().contains("peer did not return a certificate"),
         )
         .await;
 
@@ -170,8 +190,13 @@ mod harness {
             (broker.expired_port, "Expired"),
             (broker.wrong_name_port, "NotValidForName"),
         ] {
-            let options =
-                client_options(&pki, port, "bad-server", &identity, Some((USER, PASSWORD)));
+            let options = client_options(
+                &pki,
+                port,
+                "bad-server",
+                Some(&identity),
+                Some((USER, PASSWORD)),
+            );
             let refused = try_connect(options)
                 .await
                 .expect_err("a bad server certificate is refused");
@@ -191,7 +216,15 @@ mod harness {
         };
         let identity = pki.client("gw-01", USER);
         let port = broker.port;
-        let options = || client_options(&pki, port, "restart", &identity, Some((USER, PASSWORD)));
+        let options = || {
+            client_options(
+                &pki,
+                port,
+                "restart",
+                Some(&identity),
+                Some((USER, PASSWORD)),
+            )
+        };
 
         broker.restart_with(&pki, ServerCert::Expired);
         let refused = try_connect(options())

@@ -600,28 +600,34 @@ impl Switch {
     }
 }
 
-/// rumqttc options for a TLS client of `broker` on `port` that trusts the CA of `pki`, presents `identity`
-/// and logs in as `username`/`password` when given; the host name checked is `localhost`.
+/// rumqttc options for a TLS client on 127.0.0.1:`port` that trusts the CA of `pki`, presents `identity`
+/// (none when `None`) and logs in as `login` when given; the host name checked is `localhost`.
 pub fn client_options(
     pki: &Pki,
     port: u16,
     client_id: &str,
-    identity: &Identity,
+    identity: Option<&Identity>,
     login: Option<(&str, &str)>,
 ) -> MqttOptions {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(pki.ca.cert_der.clone())
         .expect("the CA certificate is usable as a root");
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("default TLS versions")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(vec![identity.cert_der.clone()], key)
-    .expect("the client certificate and key match");
+    .with_root_certificates(roots);
+    let config = match identity {
+        Some(identity) => {
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
+            builder
+                .with_client_auth_cert(vec![identity.cert_der.clone()], key)
+                .expect("the client certificate and key match")
+        }
+        None => builder.with_no_client_auth(),
+    };
     let mut options = MqttOptions::new(client_id, "localhost", port);
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         Arc::new(config),
@@ -641,7 +647,7 @@ pub async fn recorder(pki: &Pki, broker: &TlsBroker, filter: &str) -> Recorder {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let options = client_options(pki, broker.identity_port, &id, &pki.recorder, None);
+    let options = client_options(pki, broker.identity_port, &id, Some(&pki.recorder), None);
     Recorder::subscribe_with(options, filter).await
 }
 
