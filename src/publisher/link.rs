@@ -177,6 +177,12 @@ impl LinkError {
                 | V5Code::NotAuthorized
                 | V5Code::BadAuthenticationMethod,
             )) => Some(UplinkFailure::BadCredentials),
+            // rumqttc's MQTT 5 state error does not expose its decoding error as a source, and a TLS alert
+            // that arrives while the CONNACK is read (TLS 1.3 checks the client certificate after the
+            // handshake) travels inside it.
+            LinkError::V5(v5::ConnectionError::MqttState(v5::StateError::Deserialization(
+                inner,
+            ))) => tls::classify_tls_error(inner, has_client_cert),
             _ => tls::classify_tls_error(self, has_client_cert),
         }
     }
@@ -497,6 +503,54 @@ mod tests {
                 AckOutcome::Accepted => panic!("{reason:?} must not retire a row"),
             }
         }
+    }
+
+    #[test]
+    fn given_tls_alerts_and_login_refusals_as_rumqttc_reports_them_then_each_cause_is_named() {
+        let alert = |description| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(description),
+            )
+        };
+        // MQTT 5: the alert inside the state error's decoding error (no `source` link there).
+        let v5_alert = LinkError::V5(v5::ConnectionError::MqttState(
+            v5::StateError::Deserialization(v5::mqttbytes::Error::Io(alert(
+                rustls::AlertDescription::CertificateRequired,
+            ))),
+        ));
+        assert_eq!(
+            v5_alert.uplink_failure(false),
+            Some(UplinkFailure::ClientCertificateMissing)
+        );
+        // MQTT 3.1.1: the same alert through the `source` chain.
+        let v4_alert = LinkError::V4(rumqttc::ConnectionError::MqttState(
+            rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(alert(
+                rustls::AlertDescription::UnknownCA,
+            ))),
+        ));
+        assert_eq!(
+            v4_alert.uplink_failure(true),
+            Some(UplinkFailure::ClientCertificateRefused)
+        );
+        let refused = LinkError::V5(v5::ConnectionError::ConnectionRefused(
+            v5::mqttbytes::v5::ConnectReturnCode::NotAuthorized,
+        ));
+        assert_eq!(
+            refused.uplink_failure(true),
+            Some(UplinkFailure::BadCredentials)
+        );
+        let v4_refused = LinkError::V4(rumqttc::ConnectionError::ConnectionRefused(
+            rumqttc::ConnectReturnCode::BadUserNamePassword,
+        ));
+        assert_eq!(
+            v4_refused.uplink_failure(true),
+            Some(UplinkFailure::BadCredentials)
+        );
+        let reset = LinkError::V4(rumqttc::ConnectionError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(reset.uplink_failure(true), None);
     }
 
     #[test]
