@@ -36,6 +36,8 @@
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
 //! - `replay`: `shopfloor-agent replay` on golden CSV inputs with hand-computed rollups; bad input names line
 //!   and column.
+//! - `tls`: the agent binary against Mosquitto with TLS, client certificates and passwords: refusals named and
+//!   survived, rotation without restart, ACL refusals after login, no secret in anything it writes.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 //! - `windows`: shift, day and hourly rollups of a night shift through `replay`: in and out of plan, labels.
 
@@ -57,4 +59,5 @@ mod quota;
 mod replay;
 mod soak;
 mod store_fs;
+mod tls;
 mod windows;

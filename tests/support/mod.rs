@@ -1,6 +1,6 @@
 //! Test support: a real MQTT broker per test, a recording subscriber and its counting report, a TCP fault
 //! proxy, the real agent with simulated PLCs (`agent`, in process; `child`, the binary), a small tmpfs that fills up (`tmpfs`), a polling
-//! `wait_until` and JSON Schema checks.
+//! `wait_until` and JSON Schema checks; `tls`: Mosquitto with TLS, client certificates and passwords.
 //! Nothing here fakes a seam; it only observes and breaks real connections.
 //!
 //! The broker is Mosquitto when installed (CI), else rumqttd in-process; `SHOPFLOOR_TEST_BROKER` forces
@@ -12,6 +12,7 @@ pub mod child;
 mod counting;
 mod forwarder;
 mod recorder;
+pub mod tls;
 pub mod tmpfs;
 
 use std::time::Duration;

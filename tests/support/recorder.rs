@@ -42,7 +42,14 @@ impl Recorder {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        let options = MqttOptions::new(id, "127.0.0.1", port);
+        Self::subscribe_with(options, filter).await
+    }
+
+    /// Like [`Recorder::subscribe`] with the caller's connection options (transport, credentials, client
+    /// id); keep-alive and packet limits are set here.
+    pub async fn subscribe_with(mut options: MqttOptions, filter: &str) -> Recorder {
+        let port = options.broker_address().1;
         options
             .set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(1024 * 1024, 1024 * 1024);
