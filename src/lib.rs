@@ -12,6 +12,7 @@
 //! - [`publisher`]: moves outbox rows to the MQTT broker; retires a row only after its PUBACK.
 //! - [`replay`]: recorded poll values from a CSV through the same processor, rollups as JSON lines.
 //! - [`quarantine`]: the operator's view of quarantined counter deltas, and their release.
+//! - [`tls`]: the uplink's TLS material: PEM files, the rustls client configuration, certificate facts.
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
@@ -29,3 +30,4 @@ pub mod quarantine;
 pub mod replay;
 pub mod store;
 pub mod supervisor;
+pub mod tls;

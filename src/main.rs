@@ -242,10 +242,46 @@ fn validate(path: &std::path::Path) -> ExitCode {
                     );
                 }
             }
+            tls_report(&config, &mut text);
             print_out(&text);
             ExitCode::SUCCESS
         }
         Err(error) => config_error(&error),
+    }
+}
+
+/// `validate`'s lines about the secure uplink: every certificate's subject and expiry, and secrets files that
+/// others can read.
+fn tls_report(config: &Config, text: &mut String) {
+    use std::fmt::Write as _;
+    if let Some(tls) = &config.mqtt.tls {
+        match shopfloor_agent::tls::certificate_report(tls) {
+            Ok(lines) => {
+                for line in lines {
+                    let _ = writeln!(
+                        text,
+                        "tls {} certificate {}: subject {}, serial {}, valid until {}",
+                        line.role,
+                        line.file.display(),
+                        line.facts.subject,
+                        line.facts.serial,
+                        line.facts.not_after
+                    );
+                }
+            }
+            Err(error) => {
+                let _ = writeln!(text, "tls: {error}");
+            }
+        }
+    }
+    for file in config.mqtt.secret_files() {
+        if shopfloor_agent::tls::readable_by_others(file) == Some(true) {
+            let _ = writeln!(
+                text,
+                "warning: {} is readable by group or others; chmod 600 it (or use LoadCredential=)",
+                file.display()
+            );
+        }
     }
 }
 

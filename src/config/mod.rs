@@ -145,6 +145,26 @@ pub struct MqttConfig {
     pub drain_rate: Option<u32>,
     /// Largest payload the broker accepts; larger messages are refused at enqueue and recorded.
     pub max_packet_size: u64,
+    /// TLS settings (`tls = true`), with file paths resolved; `None` for plain TCP.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Username and password file, when the broker wants a login.
+    pub credentials: Option<crate::tls::Credentials>,
+}
+
+impl MqttConfig {
+    /// The configured files that hold secrets (client key, password), which no one else should read.
+    pub fn secret_files(&self) -> Vec<&Path> {
+        let key = self
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.client.as_ref())
+            .map(|client| client.key_file.as_path());
+        let password = self
+            .credentials
+            .as_ref()
+            .map(|credentials| credentials.password_file.as_path());
+        key.into_iter().chain(password).collect()
+    }
 }
 
 /// MQTT protocol version spoken to the broker.

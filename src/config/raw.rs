@@ -120,6 +120,15 @@ pub(super) struct RawMqtt {
     pub(super) drain_rate: u32,
     #[serde(default = "default_max_packet_size")]
     pub(super) max_packet_size: String,
+    pub(super) ca_file: Option<String>,
+    pub(super) ca: Option<String>,
+    pub(super) server_name: Option<String>,
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) password_file: Option<String>,
+    /// Refused when present; its value is never kept, so it cannot reach a message.
+    pub(super) password: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for RawMqtt {
@@ -136,6 +145,14 @@ impl Default for RawMqtt {
             protocol: default_protocol(),
             drain_rate: default_drain_rate(),
             max_packet_size: default_max_packet_size(),
+            ca_file: None,
+            ca: None,
+            server_name: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password_file: None,
+            password: None,
         }
     }
 }

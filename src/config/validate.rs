@@ -15,6 +15,7 @@ mod tags;
 mod targets;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use ranges::*;
 
@@ -60,7 +61,7 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or(jiff::tz::TimeZone::UTC, |a| a.timezone.clone()),
         };
-        let mqtt = self.mqtt(raw.mqtt, &agent);
+        let mqtt = self.mqtt(raw.mqtt, &agent, &tls::FileRoots::for_config_file(file));
         let max_bytes = self
             .size_in("store.max_bytes", &raw.store.max_bytes, STORE_MAX_BYTES)
             .unwrap_or(STORE_MAX_BYTES.min);
@@ -205,17 +206,18 @@ impl Validator<'_> {
         })
     }
 
-    fn mqtt(&mut self, raw: RawMqtt, agent: &Option<AgentConfig>) -> MqttConfig {
+    fn mqtt(
+        &mut self,
+        raw: RawMqtt,
+        agent: &Option<AgentConfig>,
+        roots: &tls::FileRoots,
+    ) -> MqttConfig {
         self.broker_host("mqtt.host", &raw.host);
         if raw.port == 0 {
             self.problem("mqtt.port", "must be between 1 and 65535");
         }
-        if raw.tls {
-            self.problem(
-                "mqtt.tls",
-                "TLS is not supported by this build yet; set tls = false on a trusted network",
-            );
-        }
+        let tls = self.mqtt_tls(&raw, roots);
+        let credentials = self.mqtt_login(&raw, roots);
         if let Some(message) = network::topic_prefix_problem(&raw.topic_prefix) {
             self.problem("mqtt.topic_prefix", message);
         }
@@ -270,6 +272,8 @@ impl Validator<'_> {
             protocol,
             drain_rate: (raw.drain_rate > 0).then_some(raw.drain_rate),
             max_packet_size,
+            tls,
+            credentials,
         }
     }
 
