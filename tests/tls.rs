@@ -370,8 +370,9 @@ impl Uplink {
     /// Starts the agent, waits until every machine's first 2 s rollup arrived (so it polled and delivers),
     /// takes the truth and starts production.
     async fn start_producing(&self) -> (ChildAgent, Vec<Truth>) {
-        let agent = self.start_agent(ClientCert::Configured);
+        let mut agent = self.start_agent(ClientCert::Configured);
         support::wait_until(PATIENCE, "a first rollup of every machine", || {
+            assert!(agent.running(), "the agent ended:\n{}", agent.log());
             self.plant.machines().iter().all(|machine| {
                 !self
                     .recorder
