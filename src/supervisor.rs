@@ -225,6 +225,9 @@ pub async fn run_with_clock(
     publisher_config.max_packet_size = config.mqtt.max_packet_size;
     publisher_config.event_identity = Some(identity.clone());
     publisher_config.clock = clock.clone();
+    publisher_config.tls = config.mqtt.tls.clone();
+    publisher_config.credentials = config.mqtt.credentials.clone();
+    publisher::announce_uplink(&config.mqtt);
     let mut publisher_task = tokio::spawn(
         publisher::run(
             publisher_config,

@@ -578,6 +578,32 @@ pub fn insert_mqtt_health(body: &mut Value, mqtt: MqttHealth) {
     }
 }
 
+/// The secure uplink as reported on the health topic (`tls`), when `[mqtt] tls = true`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsHealth {
+    /// Expiry of the client certificate read at the latest connection attempt; `None` without mTLS.
+    pub client_cert_not_after: Option<Millis>,
+    /// Expiry of the CA from `ca_file` that expires first; `None` with the platform's roots.
+    pub ca_not_after: Option<Millis>,
+    /// Failed secure connection attempts by cause name (the publisher's closed set of causes).
+    pub failures: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// Adds `tls: {client_cert_not_after, ca_not_after, failures}` to a body built by [`health_payload`] (not part
+/// of its `msg_id`).
+pub fn insert_tls_health(body: &mut Value, tls: &TlsHealth) {
+    if let Some(body) = body.as_object_mut() {
+        body.insert(
+            "tls".into(),
+            json!({
+                "client_cert_not_after": tls.client_cert_not_after.map(rfc3339_utc),
+                "ca_not_after": tls.ca_not_after.map(rfc3339_utc),
+                "failures": tls.failures,
+            }),
+        );
+    }
+}
+
 /// A machine or gateway event of `kind`, without `seq` and `db_epoch`.
 /// Its `msg_id` derives from site, gateway, machine, kind, time and detail, so a re-derived event keeps its id.
 pub fn event_payload(
@@ -1180,6 +1206,37 @@ mod tests {
         let mut missing = empty;
         missing.as_object_mut().unwrap().remove("drops");
         assert!(!validate(HEALTH, &missing).is_empty());
+    }
+
+    #[test]
+    fn given_tls_health_when_inserted_then_it_validates_and_unknown_causes_do_not() {
+        let mut body = health_payload(
+            &identity(),
+            NINE_AM_SEOUL,
+            BacklogReport::default(),
+            0,
+            Vec::new(),
+            None,
+        );
+        let id_before = body["msg_id"].clone();
+        let tls = TlsHealth {
+            client_cert_not_after: Some(NINE_AM_SEOUL),
+            ca_not_after: None,
+            failures: [("unknown_ca", 3), ("bad_credentials", 1)]
+                .into_iter()
+                .collect(),
+        };
+        insert_tls_health(&mut body, &tls);
+        assert_eq!(validate(HEALTH, &body), Vec::<String>::new());
+        assert_eq!(
+            body["tls"],
+            json!({"client_cert_not_after": "2026-11-28T00:00:00+00:00", "ca_not_after": null,
+                   "failures": {"bad_credentials": 1, "unknown_ca": 3}})
+        );
+        assert_eq!(body["msg_id"], id_before);
+        let mut unknown = body.clone();
+        unknown["tls"]["failures"]["made_up"] = json!(1);
+        assert!(!validate(HEALTH, &unknown).is_empty());
     }
 
     #[test]

@@ -199,6 +199,14 @@ pub(super) async fn health_message(
         fallback: link.fallback.load(std::sync::atomic::Ordering::Relaxed),
     };
     payload::insert_mqtt_health(&mut body, mqtt);
+    if processor.config.mqtt.tls.is_some() {
+        let tls = payload::TlsHealth {
+            client_cert_not_after: link.client_cert_not_after(),
+            ca_not_after: link.ca_not_after(),
+            failures: link.tls_failures(),
+        };
+        payload::insert_tls_health(&mut body, &tls);
+    }
     Some(LiveMessage {
         topic: payload::health_topic(&processor.identity),
         payload: serde_json::to_vec(&body).expect("JSON values always serialise"),

@@ -15,6 +15,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::PublisherConfig;
 use crate::config::MqttProtocol;
+use crate::tls::{self, Secret, TlsError, UplinkFailure};
 
 /// Events buffered between the event-loop task and the session (bounded: the task waits when full).
 const EVENT_QUEUE: usize = 256;
@@ -161,6 +162,32 @@ impl LinkError {
     }
 }
 
+impl LinkError {
+    /// The named cause when this is a TLS handshake failure or a CONNACK that refused the login;
+    /// `has_client_cert` tells a missing client certificate from a refused one. `None` for anything else.
+    pub fn uplink_failure(&self, has_client_cert: bool) -> Option<UplinkFailure> {
+        use rumqttc::ConnectReturnCode as V4Code;
+        use v5::mqttbytes::v5::ConnectReturnCode as V5Code;
+        match self {
+            LinkError::V4(rumqttc::ConnectionError::ConnectionRefused(
+                V4Code::BadUserNamePassword | V4Code::NotAuthorized,
+            ))
+            | LinkError::V5(v5::ConnectionError::ConnectionRefused(
+                V5Code::BadUserNamePassword
+                | V5Code::NotAuthorized
+                | V5Code::BadAuthenticationMethod,
+            )) => Some(UplinkFailure::BadCredentials),
+            // rumqttc's MQTT 5 state error does not expose its decoding error as a source, and a TLS alert
+            // that arrives while the CONNACK is read (TLS 1.3 checks the client certificate after the
+            // handshake) travels inside it.
+            LinkError::V5(v5::ConnectionError::MqttState(v5::StateError::Deserialization(
+                inner,
+            ))) => tls::classify_tls_error(inner, has_client_cert),
+            _ => tls::classify_tls_error(self, has_client_cert),
+        }
+    }
+}
+
 /// Whether an I/O error somewhere in the cause chain says the peer closed or reset the connection (rumqttc
 /// wraps it at different depths depending on whether it happened reading, writing or decoding).
 fn closed_by_peer(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -247,9 +274,52 @@ pub(super) struct Link {
     pub(super) task: AbortOnDropHandle<()>,
 }
 
+/// What one connection attempt carries besides plain TCP, read from the configured files just now.
+struct Security {
+    tls: Option<tls::Loaded>,
+    login: Option<(String, Secret)>,
+}
+
+impl Security {
+    /// Reads the CA, client certificate, key and password files again, so replaced files take effect at the
+    /// next connection attempt.
+    fn load(cfg: &PublisherConfig) -> Result<Security, TlsError> {
+        let tls = match &cfg.tls {
+            Some(settings) => Some(tls::load(settings, &cfg.host)?),
+            None => None,
+        };
+        let login = match &cfg.credentials {
+            Some(credentials) => Some((
+                credentials.username.clone(),
+                tls::load_password(&credentials.password_file)?,
+            )),
+            None => None,
+        };
+        Ok(Security { tls, login })
+    }
+
+    fn transport(&self) -> Option<rumqttc::Transport> {
+        self.tls.as_ref().map(|loaded| {
+            rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(loaded.config.clone()))
+        })
+    }
+}
+
 /// Builds a fresh client and event loop speaking `protocol`, with a clean session and the offline status as
-/// retained last will, and starts connecting.
-pub(super) fn open(cfg: &PublisherConfig, protocol: MqttProtocol) -> Link {
+/// retained last will, and starts connecting. The TLS and login files are read here, at every attempt; a file
+/// that cannot be read or used is an error before any connection is made.
+pub(super) fn open(
+    cfg: &PublisherConfig,
+    protocol: MqttProtocol,
+    stats: &super::PublisherStats,
+) -> Result<Link, TlsError> {
+    let security = Security::load(cfg)?;
+    if let Some(loaded) = &security.tls {
+        let ms = |facts: &Option<tls::CertFacts>| {
+            facts.as_ref().map(|facts| facts.not_after.as_millisecond())
+        };
+        stats.set_cert_expiry(ms(&loaded.client_cert), ms(&loaded.ca));
+    }
     let max_inflight = cfg.max_inflight.max(1);
     // MQTT 3.1.1 may queue one SUBSCRIBE per publish (a row on a topic not yet read back), so room for both.
     let capacity = 2 * usize::from(max_inflight) + REQUEST_HEADROOM;
@@ -275,14 +345,20 @@ pub(super) fn open(cfg: &PublisherConfig, protocol: MqttProtocol) -> Link {
                     QoS::AtLeastOnce,
                     true,
                 ));
+            if let Some(transport) = security.transport() {
+                options.set_transport(transport);
+            }
+            if let Some((username, password)) = &security.login {
+                options.set_credentials(username, password.expose());
+            }
             let (client, mut event_loop) = rumqttc::AsyncClient::new(options, capacity);
             event_loop.set_network_options(network);
             let task = tokio::spawn(drive_v4(event_loop, events_tx));
-            Link {
+            Ok(Link {
                 client: LinkClient::V4(client),
                 events_rx,
                 task: AbortOnDropHandle::new(task),
-            }
+            })
         }
         MqttProtocol::V5 => {
             let mut options = v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
@@ -299,13 +375,19 @@ pub(super) fn open(cfg: &PublisherConfig, protocol: MqttProtocol) -> Link {
                     true,
                     None,
                 ));
+            if let Some(transport) = security.transport() {
+                options.set_transport(transport);
+            }
+            if let Some((username, password)) = &security.login {
+                options.set_credentials(username, password.expose());
+            }
             let (client, event_loop) = v5::AsyncClient::new(options, capacity);
             let task = tokio::spawn(drive_v5(event_loop, events_tx));
-            Link {
+            Ok(Link {
                 client: LinkClient::V5(client),
                 events_rx,
                 task: AbortOnDropHandle::new(task),
-            }
+            })
         }
     }
 }
@@ -421,6 +503,54 @@ mod tests {
                 AckOutcome::Accepted => panic!("{reason:?} must not retire a row"),
             }
         }
+    }
+
+    #[test]
+    fn given_tls_alerts_and_login_refusals_as_rumqttc_reports_them_then_each_cause_is_named() {
+        let alert = |description| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(description),
+            )
+        };
+        // MQTT 5: the alert inside the state error's decoding error (no `source` link there).
+        let v5_alert = LinkError::V5(v5::ConnectionError::MqttState(
+            v5::StateError::Deserialization(v5::mqttbytes::Error::Io(alert(
+                rustls::AlertDescription::CertificateRequired,
+            ))),
+        ));
+        assert_eq!(
+            v5_alert.uplink_failure(false),
+            Some(UplinkFailure::ClientCertificateMissing)
+        );
+        // MQTT 3.1.1: the same alert through the `source` chain.
+        let v4_alert = LinkError::V4(rumqttc::ConnectionError::MqttState(
+            rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(alert(
+                rustls::AlertDescription::UnknownCA,
+            ))),
+        ));
+        assert_eq!(
+            v4_alert.uplink_failure(true),
+            Some(UplinkFailure::ClientCertificateRefused)
+        );
+        let refused = LinkError::V5(v5::ConnectionError::ConnectionRefused(
+            v5::mqttbytes::v5::ConnectReturnCode::NotAuthorized,
+        ));
+        assert_eq!(
+            refused.uplink_failure(true),
+            Some(UplinkFailure::BadCredentials)
+        );
+        let v4_refused = LinkError::V4(rumqttc::ConnectionError::ConnectionRefused(
+            rumqttc::ConnectReturnCode::BadUserNamePassword,
+        ));
+        assert_eq!(
+            v4_refused.uplink_failure(true),
+            Some(UplinkFailure::BadCredentials)
+        );
+        let reset = LinkError::V4(rumqttc::ConnectionError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(reset.uplink_failure(true), None);
     }
 
     #[test]

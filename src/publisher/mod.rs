@@ -158,6 +158,10 @@ pub struct PublisherConfig {
     pub event_identity: Option<Identity>,
     /// The wall clock that stamps `publish_failure` events (the one the pollers use; injectable in tests).
     pub clock: SharedClock,
+    /// TLS settings; `None` for plain TCP. The files are read again at every connection attempt.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Username and password file; `None` for no login. The password is read again at every attempt.
+    pub credentials: Option<crate::tls::Credentials>,
 }
 
 impl PublisherConfig {
@@ -190,6 +194,8 @@ impl PublisherConfig {
             max_packet_size: 256 * 1024,
             event_identity: None,
             clock: Arc::new(SystemClock),
+            tls: None,
+            credentials: None,
         }
     }
 
@@ -254,6 +260,15 @@ pub enum PublishError {
     /// the connection is given up and made again once the store's retry is due.
     #[error("the outbox store is failing")]
     StoreUnavailable,
+    /// A TLS or login file could not be read or used for this attempt (it is read again at the next one).
+    #[error("cannot prepare the secure connection to {address}")]
+    CredentialFiles {
+        /// Broker address.
+        address: String,
+        /// Which file, and why (never its contents).
+        #[source]
+        source: crate::tls::TlsError,
+    },
     /// The store thread has stopped; this ends the publisher, since no row can be read or retired any more.
     #[error("the outbox store thread has stopped")]
     StoreGone(#[source] anyhow::Error),
@@ -290,6 +305,9 @@ pub async fn run(
     let mut protocol = ProtocolChoice::new(cfg.protocol);
     let mut live_open = true;
     let mut outage_logged = false;
+    // The cause of the latest failed secure attempt: a new cause is a mode change and logged once.
+    let mut last_uplink_failure: Option<crate::tls::UplinkFailure> = None;
+    let has_client_cert = cfg.tls.as_ref().is_some_and(|tls| tls.client.is_some());
     while !shutdown.is_cancelled() {
         protocol.before_attempt(std::time::Instant::now());
         let mut report = SessionReport::default();
@@ -326,7 +344,11 @@ pub async fn run(
         let chain = error_chain(&error);
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
         stats.set_last_error(chain.clone());
-        if report.connected_at.is_none() {
+        let uplink_failure = error.uplink_failure(has_client_cert);
+        if let Some(cause) = uplink_failure {
+            stats.count_uplink_failure(cause);
+        }
+        if report.connected_at.is_none() && uplink_failure.is_none() {
             let v5_refused =
                 matches!(&error, PublishError::Connection { source, .. } if source.is_v5_refusal());
             if protocol.on_connect_failed(v5_refused) == ProtocolStep::ProbeV4 {
@@ -342,6 +364,20 @@ pub async fn run(
                 backoff.reset();
             }
             outage_logged = true;
+            last_uplink_failure = None;
+        } else if let Some(cause) = uplink_failure {
+            if last_uplink_failure != Some(cause) {
+                tracing::warn!(
+                    %address,
+                    cause = cause.as_str(),
+                    error = %chain,
+                    "Secure connection to the broker refused; retrying with backoff."
+                );
+                last_uplink_failure = Some(cause);
+                outage_logged = true;
+            } else {
+                tracing::debug!(%address, cause = cause.as_str(), "Secure connection still refused.");
+            }
         } else if !outage_logged {
             tracing::warn!(%address, error = %chain, "Cannot reach broker; retrying with backoff.");
             outage_logged = true;
@@ -356,6 +392,51 @@ pub async fn run(
     }
     tracing::info!(%address, "Publisher stopped.");
     Ok(())
+}
+
+impl PublishError {
+    /// The named cause when this attempt failed in TLS, at the login, or on a TLS or password file.
+    fn uplink_failure(&self, has_client_cert: bool) -> Option<crate::tls::UplinkFailure> {
+        match self {
+            PublishError::CredentialFiles { .. } => {
+                Some(crate::tls::UplinkFailure::CredentialFiles)
+            }
+            PublishError::Connection { source, .. } => source.uplink_failure(has_client_cert),
+            _ => None,
+        }
+    }
+}
+
+/// Logs, once at start, the certificates the uplink will present and trust (subject, expiry), and warns about
+/// each secrets file (client key, password) that its group or others can read.
+pub fn announce_uplink(mqtt: &crate::config::MqttConfig) {
+    if let Some(settings) = &mqtt.tls {
+        match crate::tls::certificate_report(settings) {
+            Ok(lines) => {
+                for line in lines {
+                    tracing::info!(
+                        role = line.role,
+                        file = %line.file.display(),
+                        subject = %line.facts.subject,
+                        serial = %line.facts.serial,
+                        not_after = %line.facts.not_after,
+                        "TLS certificate."
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read the TLS certificates; retried at each connection.")
+            }
+        }
+    }
+    for file in mqtt.secret_files() {
+        if crate::tls::readable_by_others(file) == Some(true) {
+            tracing::warn!(
+                file = %file.display(),
+                "A secrets file is readable by group or others; chmod 600 it (or use LoadCredential=)."
+            );
+        }
+    }
 }
 
 /// A connection got its CONNACK: when that was the MQTT 3.1.1 attempt after MQTT 5 was refused, the run stays

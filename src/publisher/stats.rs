@@ -1,13 +1,17 @@
 //! Counters the publisher updates as it works, for health reporting, the demo view and tests. Each figure is
 //! an independent atomic; nothing here decides anything.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use crate::config::MqttProtocol;
+use crate::tls::UplinkFailure;
+
+/// Stands for "no certificate" in the expiry atomics.
+const NO_CERT: i64 = i64::MIN;
 
 /// Counters the publisher updates as it works; read by health reporting and the demo view.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PublisherStats {
     /// True between a CONNACK and the end of that connection.
     pub connected: AtomicBool,
@@ -41,6 +45,37 @@ pub struct PublisherStats {
     pub store_failures: AtomicU64,
     /// The most recent connection error, with its cause chain.
     pub last_error: Mutex<Option<String>>,
+    /// Failed secure connection attempts by cause, indexed by [`UplinkFailure::index`].
+    tls_failures: [AtomicU64; UplinkFailure::ALL.len()],
+    /// Expiry (Unix ms) of the client certificate read at the latest attempt; [`NO_CERT`] when none.
+    client_cert_not_after: AtomicI64,
+    /// Expiry (Unix ms) of the CA (from `ca_file`) that expires first, read at the latest attempt.
+    ca_not_after: AtomicI64,
+}
+
+impl Default for PublisherStats {
+    fn default() -> Self {
+        Self {
+            connected: AtomicBool::default(),
+            protocol: AtomicU8::default(),
+            fallback: AtomicBool::default(),
+            published: AtomicU64::default(),
+            acked: AtomicU64::default(),
+            live_published: AtomicU64::default(),
+            reconnects: AtomicU64::default(),
+            unsendable: AtomicU64::default(),
+            refused: AtomicU64::default(),
+            alarms: AtomicU64::default(),
+            replayed: AtomicU64::default(),
+            watchdog_trips: AtomicU64::default(),
+            in_flight: AtomicU64::default(),
+            store_failures: AtomicU64::default(),
+            last_error: Mutex::default(),
+            tls_failures: Default::default(),
+            client_cert_not_after: AtomicI64::new(NO_CERT),
+            ca_not_after: AtomicI64::new(NO_CERT),
+        }
+    }
 }
 
 /// A point-in-time copy of [`PublisherStats`].
@@ -77,6 +112,8 @@ pub struct PublisherSnapshot {
     pub store_failures: u64,
     /// See [`PublisherStats::last_error`].
     pub last_error: Option<String>,
+    /// Failed secure connection attempts by cause name; causes never seen are left out.
+    pub tls_failures: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl PublisherStats {
@@ -99,7 +136,45 @@ impl PublisherStats {
             in_flight: read(&self.in_flight),
             store_failures: read(&self.store_failures),
             last_error: self.last_error(),
+            tls_failures: self.tls_failures(),
         }
+    }
+
+    /// Counts one failed secure connection attempt.
+    pub(super) fn count_uplink_failure(&self, cause: UplinkFailure) {
+        self.tls_failures[cause.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed secure connection attempts by cause name; causes never seen are left out.
+    pub fn tls_failures(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        UplinkFailure::ALL
+            .iter()
+            .map(|cause| {
+                (
+                    cause.as_str(),
+                    self.tls_failures[cause.index()].load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect()
+    }
+
+    /// Records the expiry dates (Unix ms) of the certificates the latest attempt was built from.
+    pub(super) fn set_cert_expiry(&self, client_cert: Option<i64>, ca: Option<i64>) {
+        self.client_cert_not_after
+            .store(client_cert.unwrap_or(NO_CERT), Ordering::Relaxed);
+        self.ca_not_after
+            .store(ca.unwrap_or(NO_CERT), Ordering::Relaxed);
+    }
+
+    /// Expiry (Unix ms) of the client certificate read at the latest connection attempt.
+    pub fn client_cert_not_after(&self) -> Option<i64> {
+        Some(self.client_cert_not_after.load(Ordering::Relaxed)).filter(|&ms| ms != NO_CERT)
+    }
+
+    /// Expiry (Unix ms) of the file CA that expires first, read at the latest connection attempt.
+    pub fn ca_not_after(&self) -> Option<i64> {
+        Some(self.ca_not_after.load(Ordering::Relaxed)).filter(|&ms| ms != NO_CERT)
     }
 
     /// Protocol of the latest accepted connection; `None` before the first CONNACK.

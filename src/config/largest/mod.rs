@@ -401,6 +401,18 @@ fn largest_health(config: &Config, identity: &Identity) -> MessageBound {
             fallback: true,
         },
     );
+    if config.mqtt.tls.is_some() {
+        let failures = crate::tls::UplinkFailure::ALL
+            .iter()
+            .map(|cause| (cause.as_str(), u64::MAX))
+            .collect();
+        let tls = payload::TlsHealth {
+            client_cert_not_after: Some(SOME_INSTANT),
+            ca_not_after: Some(SOME_INSTANT),
+            failures,
+        };
+        payload::insert_tls_health(&mut body, &tls);
+    }
     let topic = payload::health_topic(identity);
     bound(config, MessageKind::Health, topic, &body)
 }

@@ -162,7 +162,12 @@ impl<'a, 'b> Session<'a, 'b> {
             client,
             mut events_rx,
             task,
-        } = link::open(cfg, protocol);
+        } = link::open(cfg, protocol, shared.stats).map_err(|source| {
+            PublishError::CredentialFiles {
+                address: address.clone(),
+                source,
+            }
+        })?;
         let first = tokio::select! {
             () = shared.shutdown.cancelled() => return Ok(None),
             first = tokio::time::timeout(cfg.connect_timeout, events_rx.recv()) => first,
