@@ -10,7 +10,7 @@
 //!   server certificate for another name, a wrong CA file, a client certificate of another CA, no client
 //!   certificate, a wrong password (each refused, named in the agent's log, retried, survived), and a client
 //!   certificate rotated on disk (the broker logs the new certificate's CN); nothing the agent wrote or
-//!   published holds its password or key material.
+//!   published, nor `validate`'s output, holds its password or key material.
 
 use std::time::Duration;
 
@@ -444,6 +444,28 @@ impl Uplink {
         ));
     }
 
+    /// Runs `validate` on the agent's configuration (it must pass and print the certificate facts) and keeps
+    /// its output in the agent's directory, so the secrets grep covers it too.
+    fn validate_into_dir(&self, scenario: &str) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_shopfloor-agent"))
+            .args(["validate", "--config"])
+            .arg(self.dir.path().join("agent.toml"))
+            .output()
+            .expect("validate runs");
+        let text = [output.stdout, output.stderr].concat();
+        std::fs::write(self.dir.path().join("validate.out"), &text)
+            .expect("keep validate's output");
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            output.status.success(),
+            "[{scenario}] validate failed:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("CN={USER}")),
+            "[{scenario}] validate names no certificate:\n{text}"
+        );
+    }
+
     /// Freezes production before a 10 s boundary, then runs the oracle and the secrets grep.
     async fn finish(
         self,
@@ -469,6 +491,7 @@ impl Uplink {
         for (_, body) in &health {
             support::assert_valid(&support::schema("health"), body);
         }
+        self.validate_into_dir(scenario);
         let passwords: Vec<&str> = [PASSWORD].iter().chain(more.0).copied().collect();
         let keys: Vec<&Identity> = [&self.identity]
             .into_iter()

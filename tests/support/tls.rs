@@ -15,9 +15,9 @@
 //!   current connections (the broker "drops the connection"), so only the agent is affected, never the
 //!   recording subscriber.
 //! - [`client_options`]: a rumqttc TLS client (the recording subscriber, the harness self-tests).
-//! - [`ChildOracle`]: the end-to-end oracle for the agent binary: every enqueued seq at the subscriber, final
+//! - [`settle_child`]: the end-to-end oracle for the agent binary: every enqueued seq at the subscriber, final
 //!   rollups equal to the simulator's truth, the store's integrity after the agent stopped.
-//! - [`assert_no_secrets`]: greps every file the agent wrote, and everything it published, for secrets.
+//! - [`Secrets`]: greps every file the agent wrote, and everything it published, for its password and keys.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
