@@ -128,7 +128,7 @@ pub(super) struct RawMqtt {
     pub(super) username: Option<String>,
     pub(super) password_file: Option<String>,
     /// Refused when present; its value is never kept, so it cannot reach a message.
-    pub(super) password: Option<serde::de::IgnoredAny>,
+    pub(super) password: Option<Discarded>,
 }
 
 impl Default for RawMqtt {
@@ -396,4 +396,16 @@ pub(super) struct RawState {
     pub(super) planned_stop: Vec<i64>,
     #[serde(default)]
     pub(super) unplanned_stop: Vec<i64>,
+}
+
+/// A value that is read and thrown away (an inline `[mqtt] password`): validation only needs to know it was
+/// there, and nothing can print what was never kept. Read as a value (not `IgnoredAny`) so that it is not
+/// reported as an unknown key as well.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Discarded;
+
+impl<'de> Deserialize<'de> for Discarded {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(|_| Discarded)
+    }
 }

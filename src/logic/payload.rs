@@ -56,11 +56,13 @@ pub enum EventKind {
     /// A quarantined counter delta was released by an operator and counted in the windows of its
     /// interval, which are restated.
     QuarantineReleased,
+    /// (Gateway event topic) a certificate of the uplink (client certificate or CA) expires within 14 days.
+    CertExpiring,
 }
 
 impl EventKind {
     /// Every event kind, in declaration order.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Gap,
         EventKind::CounterAnomaly,
         EventKind::DeviceUp,
@@ -73,6 +75,7 @@ impl EventKind {
         EventKind::StoreRecovered,
         EventKind::PublishFailure,
         EventKind::QuarantineReleased,
+        EventKind::CertExpiring,
     ];
 
     /// The snake_case name, as serialized.
@@ -90,6 +93,7 @@ impl EventKind {
             EventKind::StoreRecovered => "store_recovered",
             EventKind::PublishFailure => "publish_failure",
             EventKind::QuarantineReleased => "quarantine_released",
+            EventKind::CertExpiring => "cert_expiring",
         }
     }
 }

@@ -75,6 +75,7 @@
 //! mid-write by our `select!`.
 
 mod alarm;
+mod expiry;
 mod inflight;
 mod lanes;
 mod link;
@@ -288,6 +289,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let address = cfg.address();
+    let _expiry_task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(expiry::run(
+        cfg.clone(),
+        store.clone(),
+        stats.clone(),
+        outbox_notify.clone(),
+        shutdown.clone(),
+    )));
     let shared = Shared {
         cfg: &cfg,
         store: &store,

@@ -305,8 +305,9 @@ fn key_error(files: &ClientIdentityFiles, error: rustls::Error) -> TlsError {
             cert: files.cert_file.clone(),
             key: files.key_file.clone(),
         },
+        // rustls reads the certificate to compare keys; a certificate it cannot use (X.509 v1, say) fails here.
         other => TlsError::Unusable {
-            path: files.key_file.clone(),
+            path: files.cert_file.clone(),
             reason: other.to_string(),
         },
     }

@@ -172,7 +172,9 @@ impl Validator<'_> {
         match (&raw.username, &raw.password_file) {
             (None, None) => None,
             (Some(_), None) => {
-                self.problem("mqtt.password_file", "username needs a password_file");
+                if raw.password.is_none() {
+                    self.problem("mqtt.password_file", "username needs a password_file");
+                }
                 None
             }
             (None, Some(_)) => {
@@ -303,6 +305,11 @@ counters.produced = { address = 100, type = "u32" }
         )
         .unwrap_err();
         assert!(has(&inline, "mqtt.password", "password_file"), "{inline:?}");
+        assert_eq!(
+            inline.len(),
+            1,
+            "one problem, not also an unknown key: {inline:?}"
+        );
         assert!(!format!("{inline:?}").contains("hunter2-secret"));
     }
 
