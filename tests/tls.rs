@@ -10,7 +10,7 @@
 //!   server certificate for another name, a wrong CA file, a client certificate of another CA, no client
 //!   certificate, a wrong password (each refused, named in the agent's log, retried, survived), and a client
 //!   certificate rotated on disk (the broker logs the new certificate's CN); nothing the agent wrote or
-//!   published holds its password or key material.
+//!   published, nor `validate`'s output, holds its password or key material.
 
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use crate::support::tls::{
     Identity, Pki, Secrets, ServerCert, Switch, TlsBroker,
 };
 use crate::support::{self, Recorder};
+use shopfloor_agent::tls::UplinkFailure;
 
 /// Overall safety net of every wait; never an expectation about speed.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -370,8 +371,9 @@ impl Uplink {
     /// Starts the agent, waits until every machine's first 2 s rollup arrived (so it polled and delivers),
     /// takes the truth and starts production.
     async fn start_producing(&self) -> (ChildAgent, Vec<Truth>) {
-        let agent = self.start_agent(ClientCert::Configured);
+        let mut agent = self.start_agent(ClientCert::Configured);
         support::wait_until(PATIENCE, "a first rollup of every machine", || {
+            assert!(agent.running(), "the agent ended:\n{}", agent.log());
             self.plant.machines().iter().all(|machine| {
                 !self
                     .recorder
@@ -413,6 +415,57 @@ impl Uplink {
         .await;
     }
 
+    /// Injects a fault with `inject`, waits until the agent retried under it and named `cause` in a warning,
+    /// repairs it with `repair`, then waits until it logged in again and its health topic counts at least two
+    /// failures of `cause` (every attempt counted; it retried).
+    async fn survive(
+        &self,
+        agent: &mut ChildAgent,
+        cause: UplinkFailure,
+        inject: impl FnOnce(),
+        repair: impl FnOnce(),
+    ) {
+        let logins = self.logins(USER);
+        inject();
+        self.switch.cut();
+        self.wait_refused_twice(agent, cause.as_str()).await;
+        assert_logged(&agent.log(), cause);
+        repair();
+        self.wait_login(USER, logins).await;
+        let what = format!("{} counted twice on the health topic", cause.as_str());
+        support::wait_until(PATIENCE, &what, || {
+            failures_on_health(&self.recorder, cause) >= 2
+        })
+        .await;
+        support::report(&format!(
+            "tls fault {cause}: refused, named in the log, retried, repaired; health tls.failures.{cause} = {}",
+            failures_on_health(&self.recorder, cause),
+            cause = cause.as_str(),
+        ));
+    }
+
+    /// Runs `validate` on the agent's configuration (it must pass and print the certificate facts) and keeps
+    /// its output in the agent's directory, so the secrets grep covers it too.
+    fn validate_into_dir(&self, scenario: &str) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_shopfloor-agent"))
+            .args(["validate", "--config"])
+            .arg(self.dir.path().join("agent.toml"))
+            .output()
+            .expect("validate runs");
+        let text = [output.stdout, output.stderr].concat();
+        std::fs::write(self.dir.path().join("validate.out"), &text)
+            .expect("keep validate's output");
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            output.status.success(),
+            "[{scenario}] validate failed:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("CN={USER}")),
+            "[{scenario}] validate names no certificate:\n{text}"
+        );
+    }
+
     /// Freezes production before a 10 s boundary, then runs the oracle and the secrets grep.
     async fn finish(
         self,
@@ -433,6 +486,12 @@ impl Uplink {
         )
         .await;
         assert!(!log.contains("panicked"), "[{scenario}] a panic:\n{log}");
+        let health = self.recorder.messages_matching("/health");
+        assert!(!health.is_empty(), "[{scenario}] no health message");
+        for (_, body) in &health {
+            support::assert_valid(&support::schema("health"), body);
+        }
+        self.validate_into_dir(scenario);
         let passwords: Vec<&str> = [PASSWORD].iter().chain(more.0).copied().collect();
         let keys: Vec<&Identity> = [&self.identity]
             .into_iter()
@@ -448,19 +507,31 @@ impl Uplink {
     }
 }
 
-/// The agent's log names `fault` with one of `causes` (case-insensitive).
-fn assert_logged(log: &str, fault: &str, causes: &[&str]) {
-    let lower = log.to_lowercase();
+/// The agent's log names `cause` (its name on the health topic, as the agent logs it) in a warning.
+fn assert_logged(log: &str, cause: UplinkFailure) {
     assert!(
-        causes.iter().any(|cause| lower.contains(cause)),
-        "the agent's log does not name the cause of: {fault} (any of {causes:?}):\n{log}"
+        log.lines()
+            .any(|line| line.contains(cause.as_str()) && line.contains("WARN")),
+        "no warning in the agent's log names the cause {}:\n{log}",
+        cause.as_str()
     );
+}
+
+/// `tls.failures.<cause>` of the latest health message, 0 when absent.
+fn failures_on_health(recorder: &Recorder, cause: UplinkFailure) -> u64 {
+    recorder
+        .messages_matching("/health")
+        .last()
+        .and_then(|(_, body)| body["tls"]["failures"][cause.as_str()].as_u64())
+        .unwrap_or(0)
 }
 
 /// A wrong password the agent is given for a while (a secret too).
 const WRONG_PASSWORD: &str = "not-the-Pa55word-either";
 /// The client certificate's CN after a rotation.
 const ROTATED: &str = "gw-01-next";
+/// The year the rotated client certificate expires in (the first one expires in `VALID_UNTIL`).
+const ROTATED_UNTIL: i32 = 2110;
 
 mod agent {
     use super::*;
@@ -507,26 +578,23 @@ mod agent {
             return;
         };
         let (mut agent, before) = uplink.start_producing().await;
-        let faults = [
+        let good = uplink.broker.port;
+        for (cause, port) in [
+            (UplinkFailure::Expired, uplink.broker.expired_port),
             (
-                "expired server certificate",
-                uplink.broker.expired_port,
-                &["expired"][..],
-            ),
-            (
-                "hostname mismatch",
+                UplinkFailure::HostnameMismatch,
                 uplink.broker.wrong_name_port,
-                &["hostname", "notvalidforname", "not valid for name"][..],
             ),
-        ];
-        for (fault, port, causes) in faults {
-            let logins = uplink.logins(USER);
-            uplink.switch.point_to(port);
-            uplink.switch.cut();
-            uplink.wait_refused_twice(&mut agent, fault).await;
-            assert_logged(&agent.log(), fault, causes);
-            uplink.switch.point_to(uplink.broker.port);
-            uplink.wait_login(USER, logins).await;
+        ] {
+            let switch = &uplink.switch;
+            uplink
+                .survive(
+                    &mut agent,
+                    cause,
+                    || switch.point_to(port),
+                    || switch.point_to(good),
+                )
+                .await;
         }
         uplink
             .finish("tls server certificate faults", agent, &before, (&[], &[]))
@@ -542,33 +610,27 @@ mod agent {
         let (mut agent, before) = uplink.start_producing().await;
 
         // The CA file replaced with another CA: the agent cannot verify the broker.
-        let logins = uplink.logins(USER);
-        uplink.install_ca(&uplink.pki.other_ca.cert_path);
-        uplink.switch.cut();
-        uplink.wait_refused_twice(&mut agent, "wrong CA").await;
-        assert_logged(
-            &agent.log(),
-            "wrong CA",
-            &["unknown ca", "unknownissuer", "unknown issuer"],
-        );
-        uplink.install_ca(&uplink.pki.ca.cert_path);
-        uplink.wait_login(USER, logins).await;
+        let (ca, other_ca) = (&uplink.pki.ca.cert_path, &uplink.pki.other_ca.cert_path);
+        uplink
+            .survive(
+                &mut agent,
+                UplinkFailure::UnknownCa,
+                || uplink.install_ca(other_ca),
+                || uplink.install_ca(ca),
+            )
+            .await;
 
         // The client certificate replaced with one of another CA: the broker refuses it.
-        let logins = uplink.logins(USER);
         let foreign = uplink.pki.client_of_other_ca("foreign", USER);
-        install_identity(&foreign, &uplink.cert_path(), &uplink.key_path());
-        uplink.switch.cut();
+        let (cert, key) = (uplink.cert_path(), uplink.key_path());
         uplink
-            .wait_refused_twice(&mut agent, "client certificate of another CA")
+            .survive(
+                &mut agent,
+                UplinkFailure::ClientCertificateRefused,
+                || install_identity(&foreign, &cert, &key),
+                || install_identity(&uplink.identity, &cert, &key),
+            )
             .await;
-        assert_logged(
-            &agent.log(),
-            "client certificate of another CA",
-            &["client certificate", "unknownca", "unknown ca"],
-        );
-        install_identity(&uplink.identity, &uplink.cert_path(), &uplink.key_path());
-        uplink.wait_login(USER, logins).await;
 
         uplink
             .finish("tls trust faults", agent, &before, (&[], &[&foreign]))
@@ -587,42 +649,24 @@ mod agent {
         assert!(agent.stop().await.success());
         let mut agent = uplink.start_agent(ClientCert::Left);
         uplink
-            .wait_refused_twice(&mut agent, "missing client certificate")
+            .wait_refused_twice(&mut agent, "no client certificate")
             .await;
         let first_log = agent.log();
-        assert_logged(
-            &first_log,
-            "missing client certificate",
-            &[
-                "client certificate",
-                "certificaterequired",
-                "certificate required",
-            ],
-        );
+        assert_logged(&first_log, UplinkFailure::ClientCertificateMissing);
         assert!(agent.stop().await.success());
         std::fs::write(uplink.dir.path().join("agent-without-cert.log"), &first_log)
             .expect("keep the first run's log for the secrets grep");
 
-        // Restarted with its certificate but a wrong password: CONNACK refuses the login.
-        let logins = uplink.logins(USER);
-        uplink.install_password(WRONG_PASSWORD);
+        // Restarted with its certificate: a wrong password in the file is refused at CONNACK, then repaired.
         let mut agent = uplink.start_agent(ClientCert::Configured);
         uplink
-            .wait_refused_twice(&mut agent, "wrong password")
+            .survive(
+                &mut agent,
+                UplinkFailure::BadCredentials,
+                || uplink.install_password(WRONG_PASSWORD),
+                || uplink.install_password(PASSWORD),
+            )
             .await;
-        assert_logged(
-            &agent.log(),
-            "wrong password",
-            &[
-                "not authorized",
-                "notauthorized",
-                "bad user name or password",
-                "badusernamepassword",
-                "credentials",
-            ],
-        );
-        uplink.install_password(PASSWORD);
-        uplink.wait_login(USER, logins).await;
 
         uplink
             .finish("tls login faults", agent, &before, (&[WRONG_PASSWORD], &[]))
@@ -640,12 +684,34 @@ mod agent {
         assert!(uplink.logins(USER) >= 1, "{}", uplink.broker.log());
 
         // When the certificate is replaced on disk while the agent runs and the broker drops the connection,
-        let next = uplink.pki.client("gw-01-next", ROTATED);
+        let next = uplink
+            .pki
+            .client_until("gw-01-next", ROTATED, ROTATED_UNTIL);
         install_identity(&next, &uplink.cert_path(), &uplink.key_path());
         uplink.switch.cut();
 
         // then the agent logs in with the new certificate, without a restart, and nothing is lost.
         uplink.wait_login(ROTATED, 0).await;
+        // and says so on its health topic: the client certificate's expiry is the new one's.
+        support::wait_until(
+            PATIENCE,
+            "the new certificate's expiry on the health topic",
+            || {
+                uplink
+                    .recorder
+                    .messages_matching("/health")
+                    .last()
+                    .and_then(|(_, body)| {
+                        body["tls"]["client_cert_not_after"]
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                    .is_some_and(|not_after| {
+                        not_after.starts_with(&format!("{ROTATED_UNTIL}-01-01"))
+                    })
+            },
+        )
+        .await;
         support::report(&format!(
             "[tls rotation] client certificate serial {:#x} (CN {}) replaced by serial {:#x} (CN {}): the broker \
              logged the new identity",

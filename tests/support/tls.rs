@@ -15,9 +15,9 @@
 //!   current connections (the broker "drops the connection"), so only the agent is affected, never the
 //!   recording subscriber.
 //! - [`client_options`]: a rumqttc TLS client (the recording subscriber, the harness self-tests).
-//! - [`ChildOracle`]: the end-to-end oracle for the agent binary: every enqueued seq at the subscriber, final
+//! - [`settle_child`]: the end-to-end oracle for the agent binary: every enqueued seq at the subscriber, final
 //!   rollups equal to the simulator's truth, the store's integrity after the agent stopped.
-//! - [`assert_no_secrets`]: greps every file the agent wrote, and everything it published, for secrets.
+//! - [`Secrets`]: greps every file the agent wrote, and everything it published, for its password and keys.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -109,12 +109,13 @@ struct Minter<'a> {
 }
 
 impl Minter<'_> {
-    fn client(&self, file: &str, cn: &str, ca: &Authority) -> Identity {
+    fn client(&self, file: &str, cn: &str, ca: &Authority, not_after_year: i32) -> Identity {
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         set_validity(&mut params, false);
+        params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
         self.sign(file, cn, params, ca)
     }
 
@@ -161,14 +162,14 @@ impl Minter<'_> {
     }
 }
 
-/// Valid from 2020 to 2120, or expired since 2021.
+/// Certificates are valid until 1 January of this year unless a test asks otherwise.
+pub const VALID_UNTIL: i32 = 2120;
+
+/// Valid from 2020 to [`VALID_UNTIL`], or expired since 2021.
 fn set_validity(params: &mut CertificateParams, expired: bool) {
     params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = if expired {
-        rcgen::date_time_ymd(2021, 1, 1)
-    } else {
-        rcgen::date_time_ymd(2120, 1, 1)
-    };
+    let until = if expired { 2021 } else { VALID_UNTIL };
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
 }
 
 impl Pki {
@@ -191,7 +192,7 @@ impl Pki {
             false,
             &ca,
         );
-        let recorder = minter.client("recorder", "recorder", &ca);
+        let recorder = minter.client("recorder", "recorder", &ca, VALID_UNTIL);
         Pki {
             dir,
             ca,
@@ -214,12 +215,17 @@ impl Pki {
     /// A client certificate with common name `cn`, signed by the trusted CA, written as `{file}.pem` and
     /// `{file}.key`; each one gets a new serial.
     pub fn client(&self, file: &str, cn: &str) -> Identity {
-        self.minter().client(file, cn, &self.ca)
+        self.minter().client(file, cn, &self.ca, VALID_UNTIL)
+    }
+
+    /// Like [`Pki::client`], valid until 1 January of `year` (a replacement told apart by its expiry).
+    pub fn client_until(&self, file: &str, cn: &str, year: i32) -> Identity {
+        self.minter().client(file, cn, &self.ca, year)
     }
 
     /// A client certificate with common name `cn` signed by the CA nobody trusts.
     pub fn client_of_other_ca(&self, file: &str, cn: &str) -> Identity {
-        self.minter().client(file, cn, &self.other_ca)
+        self.minter().client(file, cn, &self.other_ca, VALID_UNTIL)
     }
 
     /// The server certificate `which` names.
