@@ -121,7 +121,6 @@ fn store_commit_throughput() {
                 Vec::new()
             },
             now,
-            ..CycleWrite::default()
         };
         let t = Instant::now();
         store.commit_cycle(&cycle).expect("commit succeeds");

@@ -317,7 +317,6 @@ impl Processor {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            windows_removed: Vec::new(),
             outbox: self
                 .pending
                 .outbox

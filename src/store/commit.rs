@@ -256,10 +256,6 @@ fn write_cycle(
         for (key, record) in &cycle.windows {
             upsert.execute((key, record, cycle.now))?;
         }
-        let mut delete = tx.prepare_cached(schema::DELETE_WINDOW)?;
-        for key in &cycle.windows_removed {
-            delete.execute([key])?;
-        }
     }
     let mut seqs = Vec::with_capacity(accepted.len());
     let mut insert = tx.prepare_cached(schema::INSERT_OUTBOX)?;

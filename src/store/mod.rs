@@ -116,8 +116,6 @@ pub struct CycleWrite {
     pub deltas: Vec<DeltaRow>,
     /// Window records to upsert: (window key, `WindowRecord` JSON).
     pub windows: Vec<(String, String)>,
-    /// Keys of windows that left the restatement horizon; deleted after the upserts (removal wins).
-    pub windows_removed: Vec<String>,
     /// Messages to enqueue; the store adds `seq` and `db_epoch` to each body.
     pub outbox: Vec<OutboxDraft>,
     /// Time of the cycle, stamped on updated rows and as `enqueued_at`.
@@ -253,13 +251,6 @@ impl Store {
     pub fn load_counters(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(schema::SELECT_COUNTERS)?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// All persisted window records (`WindowRecord` JSON), ordered by key.
-    pub fn load_windows(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(schema::SELECT_WINDOWS)?;
-        let rows = stmt.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -52,8 +52,7 @@ fn production_cycle(index: i64) -> CycleWrite {
                 )
             })
             .collect(),
-        windows: vec![(format!("w/{index}"), "{}".to_owned())],
-        windows_removed: vec![format!("w/{}", index - 1)],
+        windows: vec![("w".to_owned(), "{}".to_owned())],
         outbox: production_drafts(index),
         now: 1_000 * index,
         ..CycleWrite::default()
