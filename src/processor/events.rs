@@ -270,11 +270,10 @@ pub(super) fn apply_step(
     channel: &CounterChannel,
     step: &CounterStep,
 ) {
-    let kind = step.kind.as_str();
     if step.kind != StepKind::Baseline || pending.deltas.len() < MAX_PENDING_DELTAS {
         pending.deltas.push(DeltaRow {
             key: channel.key.clone(),
-            kind: kind.to_string(),
+            kind: step.kind,
             delta: step.delta,
             raw: step.raw,
             t_from: step.t_from,
@@ -306,7 +305,7 @@ pub(super) fn apply_step(
             step.t_to,
             serde_json::json!({
                 "counter": channel.key,
-                "kind": kind,
+                "kind": step.kind.as_str(),
                 "delta": step.delta,
                 "raw": step.raw,
                 "counted": amount,

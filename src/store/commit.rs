@@ -219,7 +219,7 @@ fn cycle_bytes(cycle: &CycleWrite) -> u64 {
     let deltas: usize = cycle
         .deltas
         .iter()
-        .map(|delta| delta.key.len() + delta.kind.len() + 32)
+        .map(|delta| delta.key.len() + delta.kind.as_str().len() + 32)
         .sum();
     let total = text(&cycle.counters) + text(&cycle.windows) + drafts + deltas;
     u64::try_from(total).unwrap_or(u64::MAX)

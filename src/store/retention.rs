@@ -115,6 +115,7 @@ impl Store {
 mod tests {
     use std::collections::BTreeMap;
 
+    use crate::logic::counter::StepKind;
     use crate::logic::rollup::{WindowRecord, WindowStatus, WindowSums};
     use crate::store::{CycleWrite, DeltaRow, StoreOptions};
 
@@ -280,7 +281,7 @@ mod tests {
             deltas: (0..counters)
                 .map(|i| DeltaRow {
                     key: format!("machine-{:02}/produced", i),
-                    kind: "normal".into(),
+                    kind: StepKind::Normal,
                     delta: 1,
                     raw: 1_000_000 + u64::try_from(now / 1_000).unwrap(),
                     t_from: now - 1_000,

@@ -202,7 +202,7 @@ fn committed_baseline(store: &mut Store) {
             counters: vec![("c".into(), "old".into())],
             deltas: vec![DeltaRow {
                 key: "c".into(),
-                kind: "baseline".into(),
+                kind: StepKind::Baseline,
                 delta: 0,
                 raw: 7,
                 t_from: 10,
@@ -220,7 +220,7 @@ fn poisoned_cycle(poison: OutboxDraft) -> CycleWrite {
         counters: vec![("c".into(), "new".into()), ("d".into(), "new".into())],
         deltas: vec![DeltaRow {
             key: "c".into(),
-            kind: "normal".into(),
+            kind: StepKind::Normal,
             delta: 3,
             raw: 10,
             t_from: 10,
@@ -285,7 +285,7 @@ fn given_deltas_when_pruned_then_only_older_entries_go_and_u64_values_round_trip
     let mut store = open(&path);
     let row = |t_to: Millis, raw: u64| DeltaRow {
         key: "c".into(),
-        kind: "normal".into(),
+        kind: StepKind::Normal,
         delta: 1,
         raw,
         t_from: t_to - 1,
@@ -341,4 +341,86 @@ async fn given_a_store_handle_when_called_from_async_tasks_then_requests_run_and
     wal.push("-wal");
     assert!(!Path::new(&wal).exists());
     assert_eq!(open(&path).last_seq().unwrap(), 4);
+}
+
+#[test]
+fn given_delta_rows_written_as_text_by_earlier_builds_when_read_then_each_kind_reads_back() {
+    // The delta log has always stored a step kind as its serde name; rows written before the kind was typed
+    // must read the same.
+    let stored = [
+        ("baseline", StepKind::Baseline),
+        ("normal", StepKind::Normal),
+        ("wrap", StepKind::Wrap),
+        ("reset", StepKind::Reset),
+        ("glitch_zero", StepKind::GlitchZero),
+        ("held_zero", StepKind::HeldZero),
+        ("ignored_decrease", StepKind::IgnoredDecrease),
+        ("rejected", StepKind::Rejected),
+        ("invalid", StepKind::Invalid),
+    ];
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    for (name, _) in stored {
+        store
+            .conn
+            .execute(
+                "INSERT INTO deltas (key, kind, delta, raw, t_from, t_to) VALUES ('m/produced', ?1, 1, 2, 3, 4)",
+                [name],
+            )
+            .unwrap();
+    }
+    drop(store);
+    let store = open(&path);
+    let kinds: Vec<StepKind> = store
+        .deltas_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, row)| row.kind)
+        .collect();
+    assert_eq!(kinds, stored.map(|(_, kind)| kind).to_vec());
+}
+
+#[test]
+fn given_a_typed_step_kind_when_committed_then_the_stored_text_is_its_serde_name() {
+    let (_dir, path) = temp_db();
+    let mut store = open(&path);
+    store
+        .commit_cycle(&CycleWrite {
+            deltas: vec![DeltaRow {
+                key: "m/produced".into(),
+                kind: StepKind::IgnoredDecrease,
+                delta: 0,
+                raw: 5,
+                t_from: 1,
+                t_to: 2,
+            }],
+            ..CycleWrite::default()
+        })
+        .unwrap();
+    let text: String = store
+        .conn
+        .query_row("SELECT kind FROM deltas", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(text, "ignored_decrease");
+    assert_eq!(
+        serde_json::to_value(StepKind::IgnoredDecrease).unwrap(),
+        json!(text)
+    );
+}
+
+#[test]
+fn given_a_step_kind_this_build_does_not_know_when_read_then_it_is_an_error_not_a_guess() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    store
+        .conn
+        .execute(
+            "INSERT INTO deltas (key, kind, delta, raw, t_from, t_to) VALUES ('m/produced', 'warp', 1, 2, 3, 4)",
+            [],
+        )
+        .unwrap();
+    assert!(matches!(
+        store.deltas_after(0, 100),
+        Err(StoreError::Sqlite(_))
+    ));
 }
