@@ -126,22 +126,13 @@ impl Processor {
                 .filter(|m| m.config.plc == sample.plc)
                 .filter(|m| audience.includes(m))
             {
-                let body = payload::event_payload(
+                self.pending.push(machine_event(
                     &self.identity,
-                    &machine.config.line,
-                    &machine.config.id,
+                    &machine.config,
                     kind,
                     at,
                     detail.clone(),
-                );
-                self.pending.push(OutboxDraft {
-                    topic: payload::event_topic(
-                        &self.identity,
-                        &machine.config.line,
-                        &machine.config.id,
-                    ),
-                    body,
-                });
+                ));
             }
         }
     }
@@ -297,10 +288,9 @@ pub(super) fn apply_step(
         kind => kind.is_anomaly(),
     };
     if announce {
-        let body = payload::event_payload(
+        let draft = machine_event(
             identity,
-            &machine.line,
-            &machine.id,
+            machine,
             EventKind::CounterAnomaly,
             step.t_to,
             serde_json::json!({
@@ -312,9 +302,20 @@ pub(super) fn apply_step(
                 "modulus": channel.tag.counter.modulus,
             }),
         );
-        pending.push(OutboxDraft {
-            topic: payload::event_topic(identity, &machine.line, &machine.id),
-            body,
-        });
+        pending.push(draft);
+    }
+}
+
+/// An event about `machine`, on its event topic.
+pub(super) fn machine_event(
+    identity: &Identity,
+    machine: &MachineConfig,
+    kind: EventKind,
+    at: Millis,
+    detail: serde_json::Value,
+) -> OutboxDraft {
+    OutboxDraft {
+        topic: payload::event_topic(identity, &machine.line, &machine.id),
+        body: payload::event_payload(identity, &machine.line, &machine.id, kind, at, detail),
     }
 }
