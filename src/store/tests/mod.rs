@@ -26,7 +26,8 @@ fn open(path: &Path) -> Store {
     Store::open(path, &StoreOptions::default()).expect("open store")
 }
 
-fn open_with_quota(path: &Path, max_bytes: u64) -> Store {
+/// A store at `path` with a byte quota of `max_bytes`.
+pub(super) fn open_with_quota(path: &Path, max_bytes: u64) -> Store {
     Store::open(
         path,
         &StoreOptions {
