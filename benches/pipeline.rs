@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use shopfloor_agent::logic::calendar::{Calendar, UnknownTime};
-use shopfloor_agent::logic::counter::{CounterConfig, CounterState, OnDecrease};
+use shopfloor_agent::logic::counter::{CounterConfig, CounterState, OnDecrease, StepKind};
 use shopfloor_agent::logic::kpi;
 use shopfloor_agent::logic::rollup::{Channel, MachineState, MachineWindows};
 use shopfloor_agent::logic::targets::Targets;
@@ -97,7 +97,7 @@ fn store_commit_throughput() {
             deltas: (0..3)
                 .map(|c| DeltaRow {
                     key: format!("m{c}/produced"),
-                    kind: "normal".into(),
+                    kind: StepKind::Normal,
                     delta: 1,
                     raw: i as u64,
                     t_from: now - 1000,
@@ -121,7 +121,6 @@ fn store_commit_throughput() {
                 Vec::new()
             },
             now,
-            ..CycleWrite::default()
         };
         let t = Instant::now();
         store.commit_cycle(&cycle).expect("commit succeeds");

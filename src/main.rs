@@ -238,7 +238,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
                         request.table.name(),
                         request.start,
                         request.count,
-                        one_based(request.table, request.start)
+                        shopfloor_agent::probe::reference(request.table, request.start)
                     );
                 }
             }
@@ -339,18 +339,6 @@ fn print_out(text: &str) {
             eprintln!("error: cannot write to stdout: {error}");
         }
     }
-}
-
-/// The conventional 1-based register number (e.g. holding address 0 = 40001).
-fn one_based(table: shopfloor_agent::logic::decode::Table, address: u16) -> String {
-    use shopfloor_agent::logic::decode::Table;
-    let base: u32 = match table {
-        Table::Coil => 1,
-        Table::Discrete => 10_001,
-        Table::Input => 30_001,
-        Table::Holding => 40_001,
-    };
-    (base + u32::from(address)).to_string()
 }
 
 fn config_error(error: &ConfigError) -> ExitCode {

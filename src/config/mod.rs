@@ -416,7 +416,7 @@ impl Config {
     }
 }
 
-pub mod clock;
+pub mod arith;
 pub mod largest;
 mod overrides;
 mod raw;

@@ -159,7 +159,7 @@ impl Connection {
         count: u16,
         timeout: Duration,
     ) -> Result<Vec<u16>, ReadError> {
-        let deadline = crate::config::clock::deadline_after(Instant::now(), timeout);
+        let deadline = crate::config::arith::deadline_after(Instant::now(), timeout);
         let transaction = self.next_transaction;
         self.next_transaction = self.next_transaction.wrapping_add(1);
         let request = encode_read(transaction, unit_id, table, start, count);

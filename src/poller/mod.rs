@@ -290,7 +290,7 @@ async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
 
 /// Time to sleep from `now` until the next multiple of `interval` on the wall clock, and that instant.
 fn next_tick(interval: Duration, now: Millis) -> (Duration, Millis) {
-    let interval_ms = crate::config::clock::millis(interval).max(1);
+    let interval_ms = crate::config::arith::millis(interval).max(1);
     let next = (now / interval_ms + 1) * interval_ms;
     (Duration::from_millis((next - now) as u64), next)
 }

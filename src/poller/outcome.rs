@@ -43,7 +43,7 @@ impl Poller {
                         self.config.unit_backoff
                     );
                 }
-                unit.skipped_until = Some(crate::config::clock::deadline_after(
+                unit.skipped_until = Some(crate::config::arith::deadline_after(
                     Instant::now(),
                     self.config.unit_backoff,
                 ));

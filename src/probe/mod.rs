@@ -16,6 +16,7 @@ use crate::poller::{ConnectError, Connection, ReadError};
 pub use interpret::{
     counter_candidates, interpretations, rows_equal_to, Candidate, Cell, Order, Row,
 };
+pub use render::reference;
 
 /// Most registers one probe request asks for.
 const MAX_REGISTERS: u16 = 125;

@@ -144,7 +144,7 @@ fn given_values_at_or_above_the_modulus_when_the_window_closes_then_a_gap_one_ev
         .pending
         .deltas
         .iter()
-        .filter(|d| d.kind == StepKind::Invalid.as_str())
+        .filter(|d| d.kind == StepKind::Invalid)
         .collect();
     assert_eq!(invalid.len(), 2);
     assert!(invalid.iter().all(|d| d.delta == 0));
@@ -169,7 +169,7 @@ fn given_a_released_quarantine_when_applied_then_its_window_is_restated_with_the
         .pending
         .deltas
         .iter()
-        .find(|d| d.kind == StepKind::Rejected.as_str())
+        .find(|d| d.kind == StepKind::Rejected)
         .cloned()
         .unwrap();
     assert_eq!(rejected.delta, 500);

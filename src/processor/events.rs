@@ -126,22 +126,13 @@ impl Processor {
                 .filter(|m| m.config.plc == sample.plc)
                 .filter(|m| audience.includes(m))
             {
-                let body = payload::event_payload(
+                self.pending.push(machine_event(
                     &self.identity,
-                    &machine.config.line,
-                    &machine.config.id,
+                    &machine.config,
                     kind,
                     at,
                     detail.clone(),
-                );
-                self.pending.push(OutboxDraft {
-                    topic: payload::event_topic(
-                        &self.identity,
-                        &machine.config.line,
-                        &machine.config.id,
-                    ),
-                    body,
-                });
+                ));
             }
         }
     }
@@ -270,11 +261,10 @@ pub(super) fn apply_step(
     channel: &CounterChannel,
     step: &CounterStep,
 ) {
-    let kind = step.kind.as_str();
     if step.kind != StepKind::Baseline || pending.deltas.len() < MAX_PENDING_DELTAS {
         pending.deltas.push(DeltaRow {
             key: channel.key.clone(),
-            kind: kind.to_string(),
+            kind: step.kind,
             delta: step.delta,
             raw: step.raw,
             t_from: step.t_from,
@@ -298,24 +288,34 @@ pub(super) fn apply_step(
         kind => kind.is_anomaly(),
     };
     if announce {
-        let body = payload::event_payload(
+        let draft = machine_event(
             identity,
-            &machine.line,
-            &machine.id,
+            machine,
             EventKind::CounterAnomaly,
             step.t_to,
             serde_json::json!({
                 "counter": channel.key,
-                "kind": kind,
+                "kind": step.kind.as_str(),
                 "delta": step.delta,
                 "raw": step.raw,
                 "counted": amount,
                 "modulus": channel.tag.counter.modulus,
             }),
         );
-        pending.push(OutboxDraft {
-            topic: payload::event_topic(identity, &machine.line, &machine.id),
-            body,
-        });
+        pending.push(draft);
+    }
+}
+
+/// An event about `machine`, on its event topic.
+pub(super) fn machine_event(
+    identity: &Identity,
+    machine: &MachineConfig,
+    kind: EventKind,
+    at: Millis,
+    detail: serde_json::Value,
+) -> OutboxDraft {
+    OutboxDraft {
+        topic: payload::event_topic(identity, &machine.line, &machine.id),
+        body: payload::event_payload(identity, &machine.line, &machine.id, kind, at, detail),
     }
 }

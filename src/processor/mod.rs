@@ -235,7 +235,7 @@ impl Processor {
         for machine in &mut self.machines {
             let graces = self.config.agent.periods.iter().map(|p| p.grace);
             for (acc, grace) in machine.windows.iter_mut().zip(graces) {
-                for record in acc.close_due(now_for(config::clock::millis(grace))) {
+                for record in acc.close_due(now_for(config::arith::millis(grace))) {
                     let kpis = kpis_of(&machine.config, &record, self.config.agent.unknown_time);
                     let body = payload::rollup_payload(
                         &self.identity,
@@ -317,7 +317,6 @@ impl Processor {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            windows_removed: Vec::new(),
             outbox: self
                 .pending
                 .outbox
@@ -573,10 +572,10 @@ fn kpis_of(machine: &MachineConfig, record: &WindowRecord, unknown_time: Unknown
 }
 
 fn inferred_running_window(machine: &MachineConfig, config: &Config) -> Millis {
-    let poll = config::clock::millis(config.plcs[machine.plc].poll_interval);
+    let poll = config::arith::millis(config.plcs[machine.plc].poll_interval);
     let cycle = machine
         .ideal_cycle_time
-        .map(config::clock::millis)
+        .map(config::arith::millis)
         .unwrap_or(0);
     cycle.saturating_mul(3).max(poll.saturating_mul(2))
 }

@@ -50,10 +50,9 @@ impl Processor {
                     None,
                 );
             }
-            let body = payload::event_payload(
+            let draft = events::machine_event(
                 &self.identity,
-                &machine.config.line,
-                &machine.config.id,
+                &machine.config,
                 EventKind::QuarantineReleased,
                 at,
                 serde_json::json!({
@@ -65,14 +64,7 @@ impl Processor {
                     "requested_at": payload_time(request.requested_at, &self.config),
                 }),
             );
-            self.pending.push(OutboxDraft {
-                topic: payload::event_topic(
-                    &self.identity,
-                    &machine.config.line,
-                    &machine.config.id,
-                ),
-                body,
-            });
+            self.pending.push(draft);
             info!(
                 delta_id = request.delta_id,
                 counter = %channel.key,

@@ -78,7 +78,7 @@ impl MachineRuntime {
         records: &[WindowRecord],
     ) -> MachineRuntime {
         let counter_channels = counter_channels(machine, plan, counters);
-        let horizon_ms = config::clock::millis(config.agent.restatement_horizon);
+        let horizon_ms = config::arith::millis(config.agent.restatement_horizon);
         let windows = config
             .agent
             .periods
@@ -87,7 +87,7 @@ impl MachineRuntime {
                 let mut acc = MachineWindows::new(
                     machine.id.clone(),
                     vec![p.period.clone()],
-                    config::clock::millis(p.grace),
+                    config::arith::millis(p.grace),
                     horizon_ms,
                     config.calendar.clone(),
                 );

@@ -107,7 +107,7 @@ impl Harness {
     async fn stored_windows(&self) -> Vec<WindowRecord> {
         let texts = self
             .store
-            .call(|s| s.load_windows())
+            .call(|s| s.load_windows_between("press-01", "1m", 0, Millis::MAX))
             .await
             .unwrap()
             .unwrap();

@@ -219,7 +219,7 @@ fn cycle_bytes(cycle: &CycleWrite) -> u64 {
     let deltas: usize = cycle
         .deltas
         .iter()
-        .map(|delta| delta.key.len() + delta.kind.len() + 32)
+        .map(|delta| delta.key.len() + delta.kind.as_str().len() + 32)
         .sum();
     let total = text(&cycle.counters) + text(&cycle.windows) + drafts + deltas;
     u64::try_from(total).unwrap_or(u64::MAX)
@@ -255,10 +255,6 @@ fn write_cycle(
         let mut upsert = tx.prepare_cached(schema::UPSERT_WINDOW)?;
         for (key, record) in &cycle.windows {
             upsert.execute((key, record, cycle.now))?;
-        }
-        let mut delete = tx.prepare_cached(schema::DELETE_WINDOW)?;
-        for key in &cycle.windows_removed {
-            delete.execute([key])?;
         }
     }
     let mut seqs = Vec::with_capacity(accepted.len());

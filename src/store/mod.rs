@@ -72,8 +72,12 @@ mod tests;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql, TransactionBehavior};
+use serde::de::IntoDeserializer as _;
+use serde::Deserialize as _;
 
+use crate::logic::counter::StepKind;
 use crate::logic::Millis;
 
 pub use data_dir::{
@@ -116,8 +120,6 @@ pub struct CycleWrite {
     pub deltas: Vec<DeltaRow>,
     /// Window records to upsert: (window key, `WindowRecord` JSON).
     pub windows: Vec<(String, String)>,
-    /// Keys of windows that left the restatement horizon; deleted after the upserts (removal wins).
-    pub windows_removed: Vec<String>,
     /// Messages to enqueue; the store adds `seq` and `db_epoch` to each body.
     pub outbox: Vec<OutboxDraft>,
     /// Time of the cycle, stamped on updated rows and as `enqueued_at`.
@@ -129,8 +131,8 @@ pub struct CycleWrite {
 pub struct DeltaRow {
     /// Counter key (machine and channel).
     pub key: String,
-    /// Step kind in its serde name (`normal`, `wrap`, `reset`, ...).
-    pub kind: String,
+    /// What the step was; stored as its serde name (`normal`, `wrap`, `reset`, ...).
+    pub kind: StepKind,
     /// Counted (or, for `rejected`, quarantined) amount.
     pub delta: u64,
     /// Raw register value the step was derived from.
@@ -253,13 +255,6 @@ impl Store {
     pub fn load_counters(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(schema::SELECT_COUNTERS)?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// All persisted window records (`WindowRecord` JSON), ordered by key.
-    pub fn load_windows(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(schema::SELECT_WINDOWS)?;
-        let rows = stmt.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -402,6 +397,22 @@ impl Store {
 /// SQLite integers are signed 64-bit; u64 values are stored by bit pattern so none is lost or rejected.
 fn u64_to_sql(value: u64) -> i64 {
     value as i64
+}
+
+/// The delta log stores a step kind as its serde name, [`StepKind::as_str`].
+impl ToSql for StepKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+/// Reads a stored step kind back by its serde name; a name this build does not know is a conversion error.
+impl FromSql for StepKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        StepKind::deserialize(name.into_deserializer())
+            .map_err(|error: serde::de::value::Error| FromSqlError::Other(Box::new(error)))
+    }
 }
 
 /// Inverse of [`u64_to_sql`].

@@ -115,12 +115,12 @@ pub enum QuarantineError {
         id: i64,
     },
     /// The audit row is a counted step, not a quarantined one.
-    #[error("delta {id} is a {kind:?} step, not a quarantined delta; only rejected deltas can be released")]
+    #[error("delta {id} is a \"{}\" step, not a quarantined delta; only rejected deltas can be released", kind.as_str())]
     NotQuarantined {
         /// The id asked for.
         id: i64,
-        /// Its step kind as stored.
-        kind: String,
+        /// Its step kind.
+        kind: StepKind,
     },
     /// A release of this delta was requested before.
     #[error("delta {id} {}: it cannot be released twice", already(*status))]
@@ -196,7 +196,7 @@ impl QuarantineDb {
     /// Every quarantined delta still in the audit log, oldest first, with its release status.
     pub fn list(&self) -> Result<Vec<QuarantinedDelta>, QuarantineError> {
         let mut stmt = self.conn.prepare(schema::SELECT_QUARANTINED)?;
-        let rows = stmt.query_map([StepKind::Rejected.as_str()], |row| {
+        let rows = stmt.query_map([StepKind::Rejected], |row| {
             Ok(QuarantinedDelta {
                 id: row.get(0)?,
                 key: row.get(1)?,
@@ -222,7 +222,7 @@ impl QuarantineDb {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found = tx
             .query_row(schema::SELECT_DELTA_FOR_RELEASE, [id], |row| {
-                let kind: String = row.get(2)?;
+                let kind: StepKind = row.get(2)?;
                 let delta = QuarantinedDelta {
                     id: row.get(0)?,
                     key: row.get(1)?,
@@ -238,7 +238,7 @@ impl QuarantineDb {
         let Some((kind, mut delta)) = found else {
             return Err(QuarantineError::UnknownId { id });
         };
-        if kind != StepKind::Rejected.as_str() {
+        if kind != StepKind::Rejected {
             return Err(QuarantineError::NotQuarantined { id, kind });
         }
         if delta.release != ReleaseStatus::Quarantined {

@@ -115,23 +115,14 @@ impl Store {
 mod tests {
     use std::collections::BTreeMap;
 
+    use crate::logic::counter::StepKind;
     use crate::logic::rollup::{WindowRecord, WindowStatus, WindowSums};
-    use crate::store::{CycleWrite, DeltaRow, StoreOptions};
+    use crate::store::tests::{open_with_quota as open, window_records};
+    use crate::store::{CycleWrite, DeltaRow};
 
     use super::*;
 
     const MINUTE: Millis = 60_000;
-
-    fn open(path: &std::path::Path, max_bytes: u64) -> Store {
-        Store::open(
-            path,
-            &StoreOptions {
-                max_bytes,
-                ..StoreOptions::default()
-            },
-        )
-        .expect("open store")
-    }
 
     fn record(machine: &str, period: &str, start: Millis, status: WindowStatus) -> WindowRecord {
         WindowRecord {
@@ -226,7 +217,7 @@ mod tests {
         assert_eq!(store.prune_windows(5 * MINUTE, 10).unwrap(), 10);
         assert_eq!(store.prune_windows(5 * MINUTE, 10).unwrap(), 6);
         assert_eq!(store.prune_windows(5 * MINUTE, 10).unwrap(), 0);
-        assert_eq!(store.load_windows().unwrap().len(), 40 - 16);
+        assert_eq!(window_records(&store).len(), 40 - 16);
         assert!(
             store
                 .load_windows_between("m10", "1h", 0, Millis::MAX)
@@ -269,7 +260,7 @@ mod tests {
             vec![("m1".to_owned(), "1m".to_owned(), 7 * MINUTE)]
         );
         assert_eq!(store.prune_windows(Millis::MAX, 100).unwrap(), 1);
-        assert_eq!(store.load_windows().unwrap(), vec!["old".to_owned()]);
+        assert_eq!(window_records(&store), vec!["old".to_owned()]);
     }
 
     fn audit_cycle(now: Millis, counters: usize) -> CycleWrite {
@@ -277,7 +268,7 @@ mod tests {
             deltas: (0..counters)
                 .map(|i| DeltaRow {
                     key: format!("machine-{:02}/produced", i),
-                    kind: "normal".into(),
+                    kind: StepKind::Normal,
                     delta: 1,
                     raw: 1_000_000 + u64::try_from(now / 1_000).unwrap(),
                     t_from: now - 1_000,

@@ -122,8 +122,6 @@ pub(super) const SELECT_COUNTERS: &str = "SELECT key, state FROM counter_state O
 pub(super) const UPSERT_WINDOW: &str = "
 INSERT INTO windows (key, record, updated_at) VALUES (?1, ?2, ?3)
 ON CONFLICT (key) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at";
-pub(super) const DELETE_WINDOW: &str = "DELETE FROM windows WHERE key = ?1";
-pub(super) const SELECT_WINDOWS: &str = "SELECT record FROM windows ORDER BY key";
 
 pub(super) const INSERT_DELTA: &str =
     "INSERT INTO deltas (key, kind, delta, raw, t_from, t_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
@@ -164,8 +162,6 @@ pub(super) const ALL_STATEMENTS: &[&str] = &[
     UPSERT_COUNTER,
     SELECT_COUNTERS,
     UPSERT_WINDOW,
-    DELETE_WINDOW,
-    SELECT_WINDOWS,
     INSERT_DELTA,
     SELECT_DELTAS_AFTER,
     DELETE_DELTAS_BEFORE,

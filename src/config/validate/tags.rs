@@ -167,8 +167,8 @@ impl Validator<'_> {
             None => None,
         };
         // Three poll intervals by default: see `DEFAULT_T_MAX_POLL_INTERVALS` for why.
-        let t_max_ms = t_max.map(clock::millis).unwrap_or_else(|| {
-            clock::millis(poll_interval).saturating_mul(DEFAULT_T_MAX_POLL_INTERVALS)
+        let t_max_ms = t_max.map(arith::millis).unwrap_or_else(|| {
+            arith::millis(poll_interval).saturating_mul(DEFAULT_T_MAX_POLL_INTERVALS)
         });
         Some(CounterTag {
             tag,

@@ -113,10 +113,7 @@ fn given_committed_state_when_reopened_then_db_epoch_counters_and_windows_surviv
             ("press-01/produced".to_owned(), r#"{"last":12}"#.to_owned()),
         ]
     );
-    assert_eq!(
-        store.load_windows().unwrap(),
-        vec![r#"{"start":0}"#.to_owned()]
-    );
+    assert_eq!(window_records(&store), vec![r#"{"start":0}"#.to_owned()]);
 }
 
 #[test]
@@ -205,7 +202,7 @@ fn committed_baseline(store: &mut Store) {
             counters: vec![("c".into(), "old".into())],
             deltas: vec![DeltaRow {
                 key: "c".into(),
-                kind: "baseline".into(),
+                kind: StepKind::Baseline,
                 delta: 0,
                 raw: 7,
                 t_from: 10,
@@ -214,7 +211,6 @@ fn committed_baseline(store: &mut Store) {
             windows: vec![("w".into(), "old".into())],
             outbox: vec![draft("t", json!({"n": 1}))],
             now: 10,
-            ..CycleWrite::default()
         })
         .unwrap();
 }
@@ -224,14 +220,13 @@ fn poisoned_cycle(poison: OutboxDraft) -> CycleWrite {
         counters: vec![("c".into(), "new".into()), ("d".into(), "new".into())],
         deltas: vec![DeltaRow {
             key: "c".into(),
-            kind: "normal".into(),
+            kind: StepKind::Normal,
             delta: 3,
             raw: 10,
             t_from: 10,
             t_to: 20,
         }],
         windows: vec![("w".into(), "new".into()), ("w2".into(), "new".into())],
-        windows_removed: vec!["w".into()],
         outbox: vec![draft("t", json!({"n": 2})), poison],
         now: 20,
     }
@@ -242,7 +237,7 @@ fn assert_only_baseline(store: &Store) {
         store.load_counters().unwrap(),
         vec![("c".into(), "old".into())]
     );
-    assert_eq!(store.load_windows().unwrap(), vec!["old".to_owned()]);
+    assert_eq!(window_records(store), vec!["old".to_owned()]);
     assert_eq!(store.deltas_after(0, 100).unwrap().len(), 1);
     assert_eq!(store.unacked(0, 100).unwrap().len(), 1);
     assert_eq!(
@@ -285,32 +280,12 @@ fn given_a_failing_outbox_insert_when_committing_then_the_whole_cycle_rolls_back
 }
 
 #[test]
-fn given_windows_removed_when_committing_then_they_are_deleted_after_upserts() {
-    let (_dir, path) = temp_db();
-    let mut store = open(&path);
-    store
-        .commit_cycle(&CycleWrite {
-            windows: vec![("a".into(), "1".into()), ("b".into(), "1".into())],
-            ..CycleWrite::default()
-        })
-        .unwrap();
-    store
-        .commit_cycle(&CycleWrite {
-            windows: vec![("b".into(), "2".into()), ("c".into(), "2".into())],
-            windows_removed: vec!["a".into(), "c".into(), "unknown".into()],
-            ..CycleWrite::default()
-        })
-        .unwrap();
-    assert_eq!(store.load_windows().unwrap(), vec!["2".to_owned()]);
-}
-
-#[test]
 fn given_deltas_when_pruned_then_only_older_entries_go_and_u64_values_round_trip() {
     let (_dir, path) = temp_db();
     let mut store = open(&path);
     let row = |t_to: Millis, raw: u64| DeltaRow {
         key: "c".into(),
-        kind: "normal".into(),
+        kind: StepKind::Normal,
         delta: 1,
         raw,
         t_from: t_to - 1,
@@ -366,4 +341,86 @@ async fn given_a_store_handle_when_called_from_async_tasks_then_requests_run_and
     wal.push("-wal");
     assert!(!Path::new(&wal).exists());
     assert_eq!(open(&path).last_seq().unwrap(), 4);
+}
+
+#[test]
+fn given_delta_rows_written_as_text_by_earlier_builds_when_read_then_each_kind_reads_back() {
+    // The delta log has always stored a step kind as its serde name; rows written before the kind was typed
+    // must read the same.
+    let stored = [
+        ("baseline", StepKind::Baseline),
+        ("normal", StepKind::Normal),
+        ("wrap", StepKind::Wrap),
+        ("reset", StepKind::Reset),
+        ("glitch_zero", StepKind::GlitchZero),
+        ("held_zero", StepKind::HeldZero),
+        ("ignored_decrease", StepKind::IgnoredDecrease),
+        ("rejected", StepKind::Rejected),
+        ("invalid", StepKind::Invalid),
+    ];
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    for (name, _) in stored {
+        store
+            .conn
+            .execute(
+                "INSERT INTO deltas (key, kind, delta, raw, t_from, t_to) VALUES ('m/produced', ?1, 1, 2, 3, 4)",
+                [name],
+            )
+            .unwrap();
+    }
+    drop(store);
+    let store = open(&path);
+    let kinds: Vec<StepKind> = store
+        .deltas_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, row)| row.kind)
+        .collect();
+    assert_eq!(kinds, stored.map(|(_, kind)| kind).to_vec());
+}
+
+#[test]
+fn given_a_typed_step_kind_when_committed_then_the_stored_text_is_its_serde_name() {
+    let (_dir, path) = temp_db();
+    let mut store = open(&path);
+    store
+        .commit_cycle(&CycleWrite {
+            deltas: vec![DeltaRow {
+                key: "m/produced".into(),
+                kind: StepKind::IgnoredDecrease,
+                delta: 0,
+                raw: 5,
+                t_from: 1,
+                t_to: 2,
+            }],
+            ..CycleWrite::default()
+        })
+        .unwrap();
+    let text: String = store
+        .conn
+        .query_row("SELECT kind FROM deltas", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(text, "ignored_decrease");
+    assert_eq!(
+        serde_json::to_value(StepKind::IgnoredDecrease).unwrap(),
+        json!(text)
+    );
+}
+
+#[test]
+fn given_a_step_kind_this_build_does_not_know_when_read_then_it_is_an_error_not_a_guess() {
+    let (_dir, path) = temp_db();
+    let store = open(&path);
+    store
+        .conn
+        .execute(
+            "INSERT INTO deltas (key, kind, delta, raw, t_from, t_to) VALUES ('m/produced', 'warp', 1, 2, 3, 4)",
+            [],
+        )
+        .unwrap();
+    assert!(matches!(
+        store.deltas_after(0, 100),
+        Err(StoreError::Sqlite(_))
+    ));
 }

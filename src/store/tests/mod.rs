@@ -26,7 +26,8 @@ fn open(path: &Path) -> Store {
     Store::open(path, &StoreOptions::default()).expect("open store")
 }
 
-fn open_with_quota(path: &Path, max_bytes: u64) -> Store {
+/// A store at `path` with a byte quota of `max_bytes`.
+pub(super) fn open_with_quota(path: &Path, max_bytes: u64) -> Store {
     Store::open(
         path,
         &StoreOptions {
@@ -35,6 +36,16 @@ fn open_with_quota(path: &Path, max_bytes: u64) -> Store {
         },
     )
     .expect("open store")
+}
+
+/// Every stored window record, by key, read with plain SQL: production code reads windows only by span.
+pub(super) fn window_records(store: &Store) -> Vec<String> {
+    let mut stmt = store
+        .conn
+        .prepare("SELECT record FROM windows ORDER BY key")
+        .expect("prepare");
+    let rows = stmt.query_map([], |row| row.get(0)).expect("query");
+    rows.collect::<Result<_, _>>().expect("rows")
 }
 
 fn draft(topic: &str, body: serde_json::Value) -> OutboxDraft {

@@ -6,7 +6,7 @@ use super::*;
 fn delta(key: &str, kind: StepKind, amount: u64, t_to: Millis) -> DeltaRow {
     DeltaRow {
         key: key.to_owned(),
-        kind: kind.as_str().to_owned(),
+        kind,
         delta: amount,
         raw: 1_000 + amount,
         t_from: t_to - 10_000,
@@ -89,7 +89,7 @@ fn given_a_quarantined_delta_when_released_beside_the_open_store_then_pending_un
     ));
     assert!(matches!(
         review.request_release(counted, 41_000),
-        Err(QuarantineError::NotQuarantined { ref kind, .. }) if kind == "normal"
+        Err(QuarantineError::NotQuarantined { kind, .. }) if kind == StepKind::Normal
     ));
 
     // The cycle that applies it marks it released; it is no longer pending, and still cannot be released again.

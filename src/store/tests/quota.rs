@@ -52,8 +52,7 @@ fn production_cycle(index: i64) -> CycleWrite {
                 )
             })
             .collect(),
-        windows: vec![(format!("w/{index}"), "{}".to_owned())],
-        windows_removed: vec![format!("w/{}", index - 1)],
+        windows: vec![("w".to_owned(), "{}".to_owned())],
         outbox: production_drafts(index),
         now: 1_000 * index,
         ..CycleWrite::default()
@@ -282,7 +281,7 @@ fn given_delta_audit_rows_when_the_quota_fills_then_they_are_pruned_oldest_first
     let mut store = open_with_quota(&path, 192 * 1024);
     let delta = |n: i64| DeltaRow {
         key: format!("press-01/produced/{n:06}"),
-        kind: "normal".into(),
+        kind: StepKind::Normal,
         delta: 1,
         raw: u64::try_from(n).unwrap(),
         t_from: n,

@@ -1,4 +1,4 @@
-//! Clock arithmetic on configured durations that cannot panic: tokio's `Instant + Duration` panics on
+//! Saturating arithmetic on configured durations that cannot panic: tokio's `Instant + Duration` panics on
 //! overflow and `as_millis() as i64` would wrap. Validation keeps every duration in a sane range; these
 //! keep the runtime safe even so.
 
