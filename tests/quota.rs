@@ -39,6 +39,13 @@ fn dropped_counts(recorder: &Recorder) -> BTreeMap<String, (u64, u64, u64)> {
 async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_are_announced_with_their_counts(
 ) {
     // Given an agent with a 192 KiB store publishing through a fault proxy, machines producing.
+    let started = std::time::Instant::now();
+    let phase = |name: &str| {
+        crate::support::report(&format!(
+            "quota: {name} after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+    };
     let broker = support::broker();
     let recorder = Recorder::subscribe(broker.port, "shopfloor/v1/#").await;
     let proxy = FaultProxy::start(0, broker.port).await;
@@ -48,6 +55,8 @@ async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_ar
         live_interval: "1s",
         mqtt: "connect_timeout = \"2s\"",
         agent: "restatement_horizon = \"15s\"",
+        // Not the 128 KiB minimum: there, new rollups are dropped during the reconnect wait, before the last
+        // windows can be delivered, so the last-windows wait below can never end.
         store: "max_bytes = \"192KiB\"",
     };
     proxy.set_mode(Mode::Refuse);
@@ -60,16 +69,28 @@ async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_ar
         || async { agent.dropped_rows().await > 0 },
     )
     .await;
+    phase("first drop");
     let frozen_at = freeze_before_boundary(&plant, Duration::from_secs(1)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.set_mode(Mode::Pass);
 
     // Then, once everything left has been delivered, received + announced-dropped counts = truth.
+    // The publisher's reconnect backoff grew during the outage (up to its cap): wait for the reconnect here,
+    // generously, so the waits below cover delivery alone.
+    support::wait_until(
+        Duration::from_secs(120),
+        "the publisher to reconnect",
+        || agent.stats().connected,
+    )
+    .await;
+    phase("reconnected");
     wait_for_last_windows(&plant, &recorder, frozen_at).await;
-    support::wait_until_async(Duration::from_secs(60), "the backlog to drain", || async {
+    phase("last windows received");
+    support::wait_until_async(Duration::from_secs(120), "the backlog to drain", || async {
         agent.backlog().await.rows == 0
     })
     .await;
+    phase("backlog drained");
     let after = plant.truth();
     let dropped_rows = agent.dropped_rows().await;
     agent.stop().await;

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::poller::DisabledTag;
-use crate::store::{DroppedRange, RefusedDraft};
+use crate::store::{DraftOwner, DroppedRange, RefusedDraft};
 
 /// Least time between two log lines about refused payloads; the refusals between them are summed.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -148,21 +148,21 @@ impl Processor {
         })
     }
 
-    /// An event about the messages of `topic`: on its machine's event topic when it is a machine's,
-    /// else on the gateway's event topic.
-    pub(super) fn event_for_topic(
+    /// An event about a row whose payload names `owner`: on that machine's event topic when it is one of
+    /// ours, else on the gateway's event topic.
+    pub(super) fn event_for_owner(
         &self,
-        topic: &str,
+        owner: Option<&DraftOwner>,
         kind: EventKind,
         at: Millis,
         detail: serde_json::Value,
     ) -> OutboxDraft {
-        let owner = self.machines.iter().find(|m| {
-            let base = payload::event_topic(&self.identity, &m.config.line, &m.config.id);
-            let base = base.trim_end_matches("/event");
-            topic.starts_with(&format!("{base}/"))
+        let machine = owner.and_then(|owner| {
+            self.machines
+                .iter()
+                .find(|m| m.config.line == owner.line && m.config.id == owner.machine)
         });
-        let (line, machine, topic) = match owner {
+        let (line, machine, topic) = match machine {
             Some(m) => (
                 m.config.line.clone(),
                 m.config.id.clone(),
@@ -196,7 +196,7 @@ impl Processor {
                 "from": payload_time(range.first_enqueued_at, &self.config),
                 "to": payload_time(range.last_enqueued_at, &self.config),
             });
-            let draft = self.event_for_topic(&range.topic, EventKind::Gap, now, detail);
+            let draft = self.event_for_owner(range.owner.as_ref(), EventKind::Gap, now, detail);
             self.pending.push(draft);
         }
     }
@@ -221,7 +221,8 @@ impl Processor {
                 "topic": draft.topic,
                 "bytes": draft.bytes,
             });
-            let event = self.event_for_topic(&draft.topic, EventKind::PayloadRefused, now, detail);
+            let event =
+                self.event_for_owner(draft.owner.as_ref(), EventKind::PayloadRefused, now, detail);
             self.pending.outbox.push(QueuedDraft {
                 draft: event,
                 role: DraftRole::RefusalAlarm,

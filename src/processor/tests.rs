@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::poller::TagError;
-use crate::store::{Store, StoreOptions};
+use crate::store::{DraftOwner, DroppedRange, RefusedDraft, Store, StoreOptions};
 
 /// 2026-11-28T00:00:00Z.
 const T0: Millis = 1_795_824_000_000;
@@ -257,5 +257,76 @@ async fn given_a_payload_limit_below_every_draft_when_many_cycles_commit_then_re
         "{} log lines: {}",
         log.lines(),
         log.text()
+    );
+}
+
+/// A dropped range of one row on `topic`, whose payloads named `owner`.
+fn dropped_range(topic: &str, owner: Option<DraftOwner>) -> DroppedRange {
+    DroppedRange {
+        topic: topic.into(),
+        class: crate::store::DropClass::Rollup1m,
+        first_seq: 1,
+        last_seq: 1,
+        rows: 1,
+        first_enqueued_at: T0,
+        last_enqueued_at: T0,
+        produced: 3,
+        defective: 0,
+        owner,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn given_dropped_and_refused_rows_when_announced_then_each_event_goes_to_the_machine_their_payload_named(
+) {
+    // Given a processor with machine press-01 on line-a,
+    let mut harness = Harness::new(1 << 20).await;
+    let identity = harness.processor.identity.clone();
+    let press = payload::event_topic(&identity, "line-a", "press-01");
+    let gateway = payload::gateway_event_topic(&identity);
+    let named = |line: &str, machine: &str| {
+        Some(DraftOwner {
+            line: line.into(),
+            machine: machine.into(),
+        })
+    };
+    let rollup_topic = press.replace("/event", "/rollup/1m");
+
+    // when the store reports dropped and refused rows with the machine their payloads named,
+    // (topics that do not follow the machine's topic prefix, so only the reported owner can place them)
+    let queued = harness.processor.pending.outbox.len();
+    harness.processor.announce_drops(
+        &[
+            dropped_range(&rollup_topic, named("line-a", "press-01")),
+            dropped_range("elsewhere/rollup/1m", named("line-a", "press-01")),
+            dropped_range(&rollup_topic, named("line-b", "press-01")),
+            dropped_range(&rollup_topic, None),
+        ],
+        T0,
+    );
+    let refused = RefusedDraft {
+        index: 0,
+        topic: "elsewhere/event".into(),
+        bytes: 99,
+        owner: named("line-a", "press-01"),
+    };
+    harness
+        .processor
+        .announce_refusals(&[refused], &[DraftRole::Event], T0);
+
+    // then each event is on the named machine's event topic when that machine is ours, else the gateway's.
+    let topics: Vec<&str> = harness.processor.pending.outbox[queued..]
+        .iter()
+        .map(|queued| queued.draft.topic.as_str())
+        .collect();
+    assert_eq!(
+        topics,
+        vec![
+            press.as_str(),
+            press.as_str(),
+            gateway.as_str(),
+            gateway.as_str(),
+            press.as_str()
+        ]
     );
 }

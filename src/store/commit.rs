@@ -7,7 +7,9 @@ use rusqlite::TransactionBehavior;
 use super::quarantine;
 use super::quota::{DropClass, DropPlan};
 use super::space::{Shortage, Space};
-use super::{schema, u64_to_sql, CommitOutcome, CycleWrite, RefusedDraft, Store, StoreError};
+use super::{
+    schema, u64_to_sql, CommitOutcome, CycleWrite, DraftOwner, RefusedDraft, Store, StoreError,
+};
 
 /// Each overflow attempt frees this fraction of the quota more than the previous one (1/20 = 5 %).
 const DROP_STEP_DIVISOR: u64 = 20;
@@ -114,6 +116,7 @@ impl Store {
                     index,
                     topic: draft.topic.clone(),
                     bytes,
+                    owner: DraftOwner::of_body(&body),
                 });
             } else {
                 accepted.push(Accepted {

@@ -187,6 +187,40 @@ pub struct RefusedDraft {
     pub topic: String,
     /// Its serialized size in bytes, with `seq` counted at its widest.
     pub bytes: u64,
+    /// The line and machine its payload names; `None` when it names none.
+    pub owner: Option<DraftOwner>,
+}
+
+/// The line and machine a stored payload names in its `line` and `machine` fields, so whoever announces a
+/// refused or dropped row learns whose it was from the payload's fields, not from its topic.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DraftOwner {
+    /// The payload's `line`.
+    pub line: String,
+    /// The payload's `machine`.
+    pub machine: String,
+}
+
+impl DraftOwner {
+    /// The owner named by `body`, or `None` unless both `line` and `machine` are strings.
+    pub fn of_body(body: &serde_json::Map<String, serde_json::Value>) -> Option<DraftOwner> {
+        Self::of_fields(
+            body.get("line")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            body.get("machine")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+        )
+    }
+
+    /// The owner from a payload's `line` and `machine` fields, each as read (absent or not a string: `None`).
+    pub(crate) fn of_fields(line: Option<String>, machine: Option<String>) -> Option<DraftOwner> {
+        Some(DraftOwner {
+            line: line?,
+            machine: machine?,
+        })
+    }
 }
 
 /// Size of the unsent outbox.

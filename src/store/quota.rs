@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::schema;
-use super::StoreError;
+use super::{DraftOwner, StoreError};
 use crate::logic::window::Period;
 use crate::logic::Millis;
 
@@ -244,6 +244,9 @@ pub struct DroppedRange {
     pub produced: u64,
     /// Sum of `counts.defective` of the dropped rows.
     pub defective: u64,
+    /// The line and machine the range's payloads name (every row of a topic names the same); `None` when
+    /// they name none.
+    pub owner: Option<DraftOwner>,
 }
 
 /// Victims chosen for one attempt: everything up to a cut-off, per table and class.
@@ -259,6 +262,20 @@ pub(super) struct DropPlan {
     pub ranges: Vec<DroppedRange>,
     /// True when every audit-log entry and every unclaimed outbox row was chosen: nothing more can be freed.
     pub exhausted: bool,
+}
+
+/// The owner named by an outbox row of [`schema::SELECT_OUTBOX_CLASS`] (its `line` and `machine` columns);
+/// a field that is absent or not text names no one.
+fn owner_of(row: &rusqlite::Row<'_>) -> Result<Option<DraftOwner>, StoreError> {
+    let text = |column: usize| -> Result<Option<String>, StoreError> {
+        Ok(match row.get_ref(column)? {
+            rusqlite::types::ValueRef::Text(bytes) => {
+                Some(String::from_utf8_lossy(bytes).into_owned())
+            }
+            _ => None,
+        })
+    };
+    Ok(DraftOwner::of_fields(text(6)?, text(7)?))
 }
 
 impl DropPlan {
@@ -326,6 +343,7 @@ impl DropPlan {
                         last_enqueued_at: enqueued_at,
                         produced,
                         defective,
+                        owner: owner_of(row)?,
                     });
             }
             ranges.extend(by_topic.into_values());

@@ -150,7 +150,9 @@ pub(super) const DELETE_DELTAS_UP_TO: &str = "DELETE FROM deltas WHERE id <= ?1"
 pub(super) const SELECT_OUTBOX_CLASS: &str = "
 SELECT seq, topic, LENGTH(topic) + LENGTH(payload), enqueued_at,
        COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.produced'), 0),
-       COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.defective'), 0)
+       COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.defective'), 0),
+       json_extract(CAST(payload AS TEXT), '$.line'),
+       json_extract(CAST(payload AS TEXT), '$.machine')
 FROM outbox WHERE drop_class = ?1 ORDER BY seq";
 
 /// Every statement the store runs after open; preparing them all at open proves the schema is what this

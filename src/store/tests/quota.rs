@@ -405,6 +405,7 @@ fn given_an_oversized_draft_when_committed_then_it_is_refused_counted_and_the_re
             index: 1,
             topic: "t/rollup/1m".into(),
             bytes: 1025,
+            owner: None,
         }]
     );
     let rows = all_unacked(&store);
@@ -452,4 +453,64 @@ fn given_a_version_1_file_with_queued_rows_when_opened_then_rows_get_their_drop_
     assert_eq!(classes, vec![0, 1, 3, 4, 2]);
     assert!(store.recovery().is_none());
     assert_eq!(all_unacked(&store).len(), 5);
+}
+
+#[test]
+fn given_rows_whose_payloads_name_a_machine_when_dropped_or_refused_then_the_store_reports_that_machine(
+) {
+    let (_dir, path) = temp_db();
+    let mut store = open_with_quota(&path, 192 * 1024);
+    let owner = DraftOwner {
+        line: "line-a".into(),
+        machine: "press-01".into(),
+    };
+    let mut ranges = Vec::new();
+    for index in 0..400 {
+        let cycle = CycleWrite {
+            outbox: vec![
+                // The topic names no machine: the owner can only come from the payload's fields.
+                draft(
+                    "t/rollup/1m",
+                    json!({"line": "line-a", "machine": "press-01", "filler": "r".repeat(560)}),
+                ),
+                draft(
+                    "u/rollup/1m",
+                    json!({"machine": 7, "filler": "r".repeat(560)}),
+                ),
+            ],
+            now: 1_000 * index,
+            ..CycleWrite::default()
+        };
+        ranges.extend(store.commit_cycle(&cycle).unwrap().dropped);
+    }
+    assert!(ranges.iter().any(|range| range.topic == "t/rollup/1m"));
+    assert!(ranges.iter().any(|range| range.topic == "u/rollup/1m"));
+    for range in &ranges {
+        let expected = (range.topic == "t/rollup/1m").then(|| owner.clone());
+        assert_eq!(range.owner, expected, "{range:?}");
+    }
+
+    let options = StoreOptions {
+        max_payload_bytes: 64,
+        ..StoreOptions::default()
+    };
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, &options).unwrap();
+    let cycle = CycleWrite {
+        outbox: vec![
+            draft(
+                "t/rollup/1m",
+                json!({"line": "line-a", "machine": "press-01", "filler": "r".repeat(64)}),
+            ),
+            draft(
+                "t/event",
+                json!({"line": "line-a", "filler": "r".repeat(64)}),
+            ),
+        ],
+        now: 7,
+        ..CycleWrite::default()
+    };
+    let refused = store.commit_cycle(&cycle).unwrap().refused;
+    let owners: Vec<_> = refused.into_iter().map(|draft| draft.owner).collect();
+    assert_eq!(owners, vec![Some(owner), None]);
 }

@@ -74,6 +74,13 @@ proptest! {
         }
         prop_assert!(latest.values().all(|r| r.status != WindowStatus::Open && !r.dirty));
     }
+}
+
+proptest! {
+    // Each case replays its steps twice (an evicting store and a never-evicting twin) and compares every
+    // record: about 1 s per case in a debug build, the costliest property of the crate. 32 cases keep
+    // the property with half the cost.
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn evicting_windows_keeps_memory_bounded_and_every_record_equal_to_a_never_evicting_twin(
@@ -145,6 +152,10 @@ proptest! {
             prop_assert!(before <= at - horizon);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn state_time_over_windows_sums_to_the_observed_interval(
