@@ -58,7 +58,8 @@ impl Validator<'_> {
             }
             return None;
         }
-        let ca = self.ca_source(raw, roots)?;
+        // Every file is checked, also when the CA is unusable, so that one run names every problem.
+        let ca = self.ca_source(raw, roots);
         if let Some(name) = &raw.server_name {
             if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
                 self.problem(
@@ -69,7 +70,7 @@ impl Validator<'_> {
         }
         let client = self.client_identity(raw, roots);
         let settings = TlsSettings {
-            ca,
+            ca: ca?,
             server_name: raw.server_name.clone(),
             client,
         };
@@ -202,7 +203,14 @@ impl Validator<'_> {
         match result {
             Ok(()) => true,
             Err(error) => {
-                self.problem(path, error.to_string());
+                let fix = match &error {
+                    tls::TlsError::Read { .. } => {
+                        "; a relative path is looked up in $CREDENTIALS_DIRECTORY (when set), then next to \
+                         the config file: put the file there or give an absolute path"
+                    }
+                    _ => "",
+                };
+                self.problem(path, format!("{error}{fix}"));
                 false
             }
         }
@@ -287,6 +295,18 @@ counters.produced = { address = 100, type = "u32" }
         let tls = "tls = true\nca_file = \"ca.pem\"\ncert_file = \"client.pem\"\n";
         let missing = validate(dir.path(), &format!("{tls}key_file = \"gone.key\"")).unwrap_err();
         assert!(has(&missing, "mqtt.key_file", "gone.key"), "{missing:?}");
+        assert!(
+            has(&missing, "mqtt.key_file", "absolute path"),
+            "{missing:?}"
+        );
+        // A missing CA file does not hide a missing key file: one run names both.
+        let both = validate(
+            dir.path(),
+            "tls = true\nca_file = \"no-ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"gone.key\"",
+        )
+        .unwrap_err();
+        assert!(has(&both, "mqtt.ca_file", "no-ca.pem"), "{both:?}");
+        assert!(has(&both, "mqtt.key_file", "gone.key"), "{both:?}");
 
         let mismatched =
             validate(dir.path(), &format!("{tls}key_file = \"other.key\"")).unwrap_err();
