@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::clock::ClockStep;
 use super::kpi::Kpis;
-use super::rollup::{MachineState, WindowRecord, WindowStatus};
+use super::rollup::{MachineState, WindowRecord};
 use super::Millis;
 
 /// Schema tag of a closed window (final or restated).
@@ -305,23 +305,6 @@ fn rfc3339_utc(at: Millis) -> String {
     rfc3339(at, &TimeZone::fixed(Offset::UTC))
 }
 
-fn status_name(status: WindowStatus) -> &'static str {
-    match status {
-        WindowStatus::Open => "open",
-        WindowStatus::Final => "final",
-        WindowStatus::Restated => "restated",
-    }
-}
-
-fn state_name(state: MachineState) -> &'static str {
-    match state {
-        MachineState::Running => "running",
-        MachineState::PlannedStop => "planned_stop",
-        MachineState::UnplannedStop => "unplanned_stop",
-        MachineState::Unknown => "unknown",
-    }
-}
-
 /// `{period, start, end}`, plus `shift` and `production_date` when the window has them.
 fn window_object(record: &WindowRecord, tz: &TimeZone) -> Value {
     let mut window = Map::new();
@@ -373,7 +356,7 @@ fn window_fields(record: &WindowRecord, kpis: &Kpis, tz: &TimeZone) -> Map<Strin
 
     let mut fields = Map::new();
     fields.insert("window".into(), window_object(record, tz));
-    fields.insert("status".into(), json!(status_name(record.status)));
+    fields.insert("status".into(), json!(record.status.name()));
     fields.insert("revision".into(), json!(record.revision));
     fields.insert(
         "times_ms".into(),
@@ -466,7 +449,7 @@ pub fn live_payload(
     body.insert("machine".into(), json!(machine));
     body.insert("gateway".into(), json!(id.gateway));
     body.insert("at".into(), json!(rfc3339(at, tz)));
-    body.insert("state".into(), json!(state.map(state_name)));
+    body.insert("state".into(), json!(state.map(MachineState::name)));
     body.insert("windows".into(), Value::Array(windows));
     insert_versions(&mut body, id);
     Value::Object(body)
@@ -661,6 +644,7 @@ mod tests {
     use crate::logic::calendar::UnknownTime;
     use crate::logic::clock::StepDirection;
     use crate::logic::kpi::{compute, KpiFlag, Kpis, NullReason};
+    use crate::logic::rollup::WindowStatus;
     use crate::logic::rollup::{Flag, WindowSums};
     use crate::logic::targets::{Target, TargetSchedule, Targets};
 

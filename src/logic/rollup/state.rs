@@ -21,6 +21,18 @@ pub enum MachineState {
     Unknown,
 }
 
+impl MachineState {
+    /// The snake_case name, as serialized and published.
+    pub fn name(self) -> &'static str {
+        match self {
+            MachineState::Running => "running",
+            MachineState::PlannedStop => "planned_stop",
+            MachineState::UnplannedStop => "unplanned_stop",
+            MachineState::Unknown => "unknown",
+        }
+    }
+}
+
 /// Sample-and-hold machine state: a state lasts from its sample until the next sample; after a
 /// failed poll the time is `Unknown` until the next good sample.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

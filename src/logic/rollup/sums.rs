@@ -53,6 +53,17 @@ pub enum WindowStatus {
     Restated,
 }
 
+impl WindowStatus {
+    /// The snake_case name, as serialized and published.
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowStatus::Open => "open",
+            WindowStatus::Final => "final",
+            WindowStatus::Restated => "restated",
+        }
+    }
+}
+
 /// One machine's window, as persisted and as published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowRecord {

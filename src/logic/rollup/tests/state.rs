@@ -179,3 +179,22 @@ fn given_open_window_ahead_of_the_clock_when_closing_then_closed_at_once_and_res
         vec![(WindowStatus::Restated, 1, 5)]
     );
 }
+
+#[test]
+fn given_every_state_and_status_when_named_then_the_name_is_the_serialized_form() {
+    for state in [
+        MachineState::Running,
+        MachineState::PlannedStop,
+        MachineState::UnplannedStop,
+        MachineState::Unknown,
+    ] {
+        assert_eq!(serde_json::to_value(state).unwrap(), state.name());
+    }
+    for status in [
+        WindowStatus::Open,
+        WindowStatus::Final,
+        WindowStatus::Restated,
+    ] {
+        assert_eq!(serde_json::to_value(status).unwrap(), status.name());
+    }
+}
