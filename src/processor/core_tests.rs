@@ -1,19 +1,14 @@
-//! The processor without a store: built by [`Processor::restore`] from empty state and fed samples
-//! built here, it queues the rollups and events `run` would commit. Pins the gap path, the inferred
+//! The processor without a store (the harness is `test_core`), queueing the rollups and events `run`
+//! would commit. Pins the gap path, the inferred
 //! state of a machine without a state register, counter anomalies (a reset, a quarantined delta), and
 //! the calendar (a break and the time after a shift are out of plan).
 
+use super::test_core::*;
 use super::*;
-use crate::poller::TagError;
 use serde_json::Value as Json;
 
-/// 2026-11-28T00:00:00Z.
-const T0: Millis = 1_795_824_000_000;
-const SECOND: Millis = 1_000;
-const MINUTE: Millis = 60_000;
 /// Late enough that every window of the first minute is past its grace.
 const CLOSE_AT: Millis = T0 + 10 * MINUTE;
-const RUNNING: u16 = 1;
 
 const WITH_STATE: &str = r#"
 [agent]
@@ -56,93 +51,6 @@ plc = "plc-a"
 ideal_cycle_time = "5s"
 counters.produced = { table = "holding", address = 0, type = "u16" }
 "#;
-
-/// A processor restored from nothing, and what a poller of its one PLC would send.
-struct Core {
-    processor: Processor,
-    plan: ReadPlan,
-    mono_at_t0: Instant,
-    seq: u64,
-}
-
-/// What one poll read of the machine.
-enum Read {
-    /// The connection failed: every tag is a transport error.
-    Lost,
-    /// The produced counter and, when configured, the state register.
-    Values { produced: u16, state: Option<u16> },
-}
-
-impl Core {
-    fn new(toml: &str) -> Core {
-        let config = Arc::new(Config::from_toml(toml, "test.toml", false).unwrap());
-        let plan = ReadPlan::for_plc(&config, 0);
-        let identity = crate::supervisor::identity(&config);
-        let processor = Processor::restore(
-            config,
-            identity,
-            std::slice::from_ref(&plan),
-            BTreeMap::new(),
-            Vec::new(),
-            crate::clock::system(),
-        );
-        Core {
-            processor,
-            plan,
-            mono_at_t0: Instant::now(),
-            seq: 0,
-        }
-    }
-
-    fn poll(&mut self, at: Millis, read: Read) {
-        let machine = &self.processor.config.machines[0];
-        let lost = || Err(TagError::Transport("connection refused".into()));
-        let mut readings = vec![lost(); self.plan.tags.len()];
-        if let Read::Values { produced, state } = read {
-            readings[self.plan.index_of(&machine.produced.tag).unwrap()] = Ok(vec![produced]);
-            if let (Some(value), Some(tag)) = (state, &machine.state) {
-                readings[self.plan.index_of(&tag.tag).unwrap()] = Ok(vec![value]);
-            }
-        }
-        self.seq += 1;
-        let sample = Sample {
-            plc: 0,
-            seq: self.seq,
-            mono: self.mono_at_t0 + Duration::from_millis((at - T0) as u64),
-            utc: at,
-            readings,
-            events: Vec::new(),
-        };
-        self.processor.on_sample(&sample);
-    }
-
-    /// Closes what is due at `now` and returns (rollups, events) queued so far. No store is behind
-    /// this processor, so no window ever left memory: an empty answer to its loads is exact.
-    fn close(&mut self, now: Millis) -> (Vec<Json>, Vec<Json>) {
-        self.processor.load_deferred_with(|_, _| Vec::new());
-        self.processor.close_due(now);
-        let bodies = self
-            .processor
-            .pending
-            .outbox
-            .iter()
-            .map(|q| q.draft.body.clone());
-        bodies.partition(|body| body.get("window").is_some())
-    }
-}
-
-fn values(produced: u16, state: Option<u16>) -> Read {
-    Read::Values { produced, state }
-}
-
-fn flags(rollup: &Json) -> Vec<&str> {
-    rollup["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect()
-}
 
 #[test]
 fn given_two_failed_polls_when_the_window_closes_then_their_time_is_unknown_flagged_gap_and_announced(

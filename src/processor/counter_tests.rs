@@ -2,16 +2,10 @@
 //! that counter with one `counter_anomaly` event per episode, and a released quarantine restates the windows
 //! of the delta's interval with the released units.
 
+use super::test_core::*;
 use super::*;
-use crate::poller::TagError;
 use crate::store::ReleaseRequest;
 use serde_json::Value as Json;
-
-/// 2026-11-28T00:00:00Z.
-const T0: Millis = 1_795_824_000_000;
-const SECOND: Millis = 1_000;
-const MINUTE: Millis = 60_000;
-const RUNNING: u16 = 1;
 
 /// A 10000-modulus counter on a PLC polled every 10 s, guarded at 1 unit/s (W = 20 per 10 s poll).
 const CONFIG: &str = r#"
@@ -35,74 +29,6 @@ counters.produced = { table = "holding", address = 0, type = "u16", modulus = "1
 state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
 "#;
 
-struct Core {
-    processor: Processor,
-    plan: ReadPlan,
-    mono_at_t0: Instant,
-    seq: u64,
-}
-
-impl Core {
-    fn new() -> Core {
-        let config = Arc::new(Config::from_toml(CONFIG, "test.toml", false).unwrap());
-        let plan = ReadPlan::for_plc(&config, 0);
-        let identity = crate::supervisor::identity(&config);
-        let processor = Processor::restore(
-            config,
-            identity,
-            std::slice::from_ref(&plan),
-            BTreeMap::new(),
-            Vec::new(),
-            crate::clock::system(),
-        );
-        Core {
-            processor,
-            plan,
-            mono_at_t0: Instant::now(),
-            seq: 0,
-        }
-    }
-
-    /// One poll at `at`: the produced counter reads `produced`, the machine runs.
-    fn poll(&mut self, at: Millis, produced: u16) {
-        let machine = &self.processor.config.machines[0];
-        let mut readings = vec![Err(TagError::Transport("unread".into())); self.plan.tags.len()];
-        readings[self.plan.index_of(&machine.produced.tag).unwrap()] = Ok(vec![produced]);
-        let state = &machine.state.as_ref().unwrap().tag;
-        readings[self.plan.index_of(state).unwrap()] = Ok(vec![RUNNING]);
-        self.seq += 1;
-        let sample = Sample {
-            plc: 0,
-            seq: self.seq,
-            mono: self.mono_at_t0 + Duration::from_millis((at - T0) as u64),
-            utc: at,
-            readings,
-            events: Vec::new(),
-        };
-        self.processor.on_sample(&sample);
-    }
-
-    /// Closes what is due at `now`; returns (rollups, events) queued since the last call.
-    fn close(&mut self, now: Millis) -> (Vec<Json>, Vec<Json>) {
-        self.processor.load_deferred_with(|_, _| Vec::new());
-        self.processor.close_due(now);
-        let queued = std::mem::take(&mut self.processor.pending.outbox);
-        queued
-            .into_iter()
-            .map(|q| q.draft.body)
-            .partition(|body| body.get("window").is_some())
-    }
-}
-
-fn flags(rollup: &Json) -> Vec<&str> {
-    rollup["flags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect()
-}
-
 fn anomalies(events: &[Json]) -> Vec<&Json> {
     events
         .iter()
@@ -113,14 +39,14 @@ fn anomalies(events: &[Json]) -> Vec<&Json> {
 #[test]
 fn given_values_at_or_above_the_modulus_when_the_window_closes_then_a_gap_one_event_and_no_count() {
     // Given: 9990, then two polls at or above the modulus 10000, then 9999, a wrap to 3, and 8.
-    let mut core = Core::new();
-    core.poll(T0, 9_990);
-    core.poll(T0 + 10 * SECOND, 10_005);
-    core.poll(T0 + 20 * SECOND, 12_345);
-    core.poll(T0 + 30 * SECOND, 9_999);
-    core.poll(T0 + 40 * SECOND, 3);
-    core.poll(T0 + 50 * SECOND, 8);
-    core.poll(T0 + MINUTE, 8);
+    let mut core = Core::new(CONFIG);
+    core.poll_running(T0, 9_990);
+    core.poll_running(T0 + 10 * SECOND, 10_005);
+    core.poll_running(T0 + 20 * SECOND, 12_345);
+    core.poll_running(T0 + 30 * SECOND, 9_999);
+    core.poll_running(T0 + 40 * SECOND, 3);
+    core.poll_running(T0 + 50 * SECOND, 8);
+    core.poll_running(T0 + MINUTE, 8);
 
     // When
     let (rollups, events) = core.close(T0 + 10 * MINUTE);
@@ -153,11 +79,11 @@ fn given_values_at_or_above_the_modulus_when_the_window_closes_then_a_gap_one_ev
 #[test]
 fn given_a_released_quarantine_when_applied_then_its_window_is_restated_with_the_units() {
     // Given: a jump of 500 in 10 s against W = 20 is quarantined, and the window is published.
-    let mut core = Core::new();
-    core.poll(T0, 100);
-    core.poll(T0 + 10 * SECOND, 110);
-    core.poll(T0 + 20 * SECOND, 610);
-    core.poll(T0 + MINUTE, 615);
+    let mut core = Core::new(CONFIG);
+    core.poll_running(T0, 100);
+    core.poll_running(T0 + 10 * SECOND, 110);
+    core.poll_running(T0 + 20 * SECOND, 610);
+    core.poll_running(T0 + MINUTE, 615);
     let (first, _) = core.close(T0 + 2 * MINUTE);
     assert_eq!(first.len(), 1);
     assert_eq!(

@@ -44,6 +44,8 @@ mod retention;
 mod run;
 mod standalone;
 #[cfg(test)]
+mod test_core;
+#[cfg(test)]
 mod tests;
 
 use events::apply_step;

@@ -1,0 +1,105 @@
+//! A processor without a store for unit tests: restored from nothing by [`Processor::restore`] and fed
+//! samples built here, it queues the rollups and events `run` would commit.
+
+use super::*;
+use crate::poller::TagError;
+use serde_json::Value as Json;
+
+/// 2026-11-28T00:00:00Z.
+pub(super) const T0: Millis = 1_795_824_000_000;
+pub(super) const SECOND: Millis = 1_000;
+pub(super) const MINUTE: Millis = 60_000;
+/// The state register value the test configurations map to `running`.
+pub(super) const RUNNING: u16 = 1;
+
+/// A processor restored from nothing, and what a poller of its one PLC would send.
+pub(super) struct Core {
+    pub(super) processor: Processor,
+    plan: ReadPlan,
+    mono_at_t0: Instant,
+    seq: u64,
+}
+
+/// What one poll read of the machine.
+pub(super) enum Read {
+    /// The connection failed: every tag is a transport error.
+    Lost,
+    /// The produced counter and, when configured, the state register.
+    Values { produced: u16, state: Option<u16> },
+}
+
+impl Core {
+    pub(super) fn new(toml: &str) -> Core {
+        let config = Arc::new(Config::from_toml(toml, "test.toml", false).unwrap());
+        let plan = ReadPlan::for_plc(&config, 0);
+        let identity = crate::supervisor::identity(&config);
+        let processor = Processor::restore(
+            config,
+            identity,
+            std::slice::from_ref(&plan),
+            BTreeMap::new(),
+            Vec::new(),
+            crate::clock::system(),
+        );
+        Core {
+            processor,
+            plan,
+            mono_at_t0: Instant::now(),
+            seq: 0,
+        }
+    }
+
+    pub(super) fn poll(&mut self, at: Millis, read: Read) {
+        let machine = &self.processor.config.machines[0];
+        let lost = || Err(TagError::Transport("connection refused".into()));
+        let mut readings = vec![lost(); self.plan.tags.len()];
+        if let Read::Values { produced, state } = read {
+            readings[self.plan.index_of(&machine.produced.tag).unwrap()] = Ok(vec![produced]);
+            if let (Some(value), Some(tag)) = (state, &machine.state) {
+                readings[self.plan.index_of(&tag.tag).unwrap()] = Ok(vec![value]);
+            }
+        }
+        self.seq += 1;
+        let sample = Sample {
+            plc: 0,
+            seq: self.seq,
+            mono: self.mono_at_t0 + Duration::from_millis((at - T0) as u64),
+            utc: at,
+            readings,
+            events: Vec::new(),
+        };
+        self.processor.on_sample(&sample);
+    }
+
+    /// One poll at `at` of a running machine whose produced counter reads `produced`.
+    pub(super) fn poll_running(&mut self, at: Millis, produced: u16) {
+        self.poll(at, values(produced, Some(RUNNING)));
+    }
+
+    /// Closes what is due at `now` and returns (rollups, events) queued since the last call. No store
+    /// is behind this processor, so no window ever left memory: an empty answer to its loads is exact.
+    pub(super) fn close(&mut self, now: Millis) -> (Vec<Json>, Vec<Json>) {
+        self.processor.load_deferred_with(|_, _| Vec::new());
+        self.processor.close_due(now);
+        let queued = std::mem::take(&mut self.processor.pending.outbox);
+        queued
+            .into_iter()
+            .map(|q| q.draft.body)
+            .partition(|body| body.get("window").is_some())
+    }
+}
+
+/// What one poll read: the produced counter and, when configured, the state register.
+pub(super) fn values(produced: u16, state: Option<u16>) -> Read {
+    Read::Values { produced, state }
+}
+
+/// A rollup's flags, in payload order.
+pub(super) fn flags(rollup: &Json) -> Vec<&str> {
+    rollup["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect()
+}
