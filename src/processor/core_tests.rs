@@ -1,7 +1,7 @@
 //! The processor without a store (the harness is `test_core`), queueing the rollups and events `run`
-//! would commit. Pins the gap path, the inferred
-//! state of a machine without a state register, counter anomalies (a reset, a quarantined delta), and
-//! the calendar (a break and the time after a shift are out of plan).
+//! would commit. Pins the gap path, the inferred state of a machine without a state register, counter
+//! anomalies (a reset, a quarantined delta), and the calendar (a break and the time after a shift are
+//! out of plan).
 
 use super::test_core::*;
 use super::*;
