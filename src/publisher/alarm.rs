@@ -1,8 +1,9 @@
 //! The `publish_failure` alarm: turns a summary of broker refusals (MQTT 5 reason codes, or MQTT 3.1.1 rows
 //! never read back, `reason_code` null) into a durable event row on the gateway event topic (ARCHITECTURE.md,
-//! invariant 5: nothing lost silently). Topic and payload come from `logic::payload`.
+//! invariant 5: nothing lost silently). Topic and payload come from `logic::payload`. Also holds the builder of
+//! any one-row gateway event cycle, which the `cert_expiring` event shares.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::refusal::AlarmSummary;
 use crate::logic::payload::{self, Identity};
@@ -23,11 +24,22 @@ pub(super) fn publish_failure_cycle(
         "last_seq": summary.last_seq,
         "retried": true,
     });
+    gateway_event_cycle(identity, payload::EventKind::PublishFailure, detail, at)
+}
+
+/// One store cycle holding a single event of `kind` about the gateway itself (line [`payload::GATEWAY_LINE`],
+/// the gateway as machine) on the gateway event topic, stamped `at` (UTC ms).
+pub(super) fn gateway_event_cycle(
+    identity: &Identity,
+    kind: payload::EventKind,
+    detail: Value,
+    at: Millis,
+) -> CycleWrite {
     let body = payload::event_payload(
         identity,
         payload::GATEWAY_LINE,
         &identity.gateway,
-        payload::EventKind::PublishFailure,
+        kind,
         at,
         detail,
     );

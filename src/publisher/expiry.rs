@@ -10,10 +10,11 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::alarm::gateway_event_cycle;
 use super::{PublisherConfig, PublisherStats};
 use crate::logic::payload::{self, Identity};
 use crate::logic::Millis;
-use crate::store::{CycleWrite, OutboxDraft, StoreHandle};
+use crate::store::{CycleWrite, StoreHandle};
 
 /// A certificate this close to its expiry raises the event.
 pub const EXPIRY_WARNING: Millis = 14 * DAY;
@@ -83,22 +84,12 @@ pub(super) fn cert_expiring_cycle(
             })
         })
         .collect();
-    let body = payload::event_payload(
+    gateway_event_cycle(
         identity,
-        payload::GATEWAY_LINE,
-        &identity.gateway,
         payload::EventKind::CertExpiring,
-        at,
         json!({ "certificates": certificates }),
-    );
-    CycleWrite {
-        outbox: vec![OutboxDraft {
-            topic: payload::gateway_event_topic(identity),
-            body,
-        }],
-        now: at,
-        ..CycleWrite::default()
-    }
+        at,
+    )
 }
 
 /// Checks the expiry dates the latest connection attempt read, once an hour, until `shutdown`; a due event is
