@@ -206,6 +206,10 @@ fn fixed_end(length_ms: i64, at: Millis, tz: &TimeZone) -> Millis {
 
 /// The local day containing `at`: `[midnight, next midnight)` (the first instant of each date
 /// when midnight itself does not exist). Falls back to fixed 24h alignment at the ends of jiff's range.
+///
+/// The day is the latest date whose first instant is at or before `at`, so days tile time even where
+/// the clock goes back across midnight (America/St_Johns in 2005 went back at 00:01 to 23:01): the
+/// instants that read the previous date again belong to the day that has already begun.
 fn day_bounds(at: Millis, tz: &TimeZone) -> (Millis, Millis) {
     let at = clamp(at);
     let date = local_date(at, tz);
@@ -214,10 +218,15 @@ fn day_bounds(at: Millis, tz: &TimeZone) -> (Millis, Millis) {
             .and_then(|zoned| zoned.start_of_day())
             .map(|zoned| zoned.timestamp().as_millisecond())
     };
-    match (start_of(date), date.tomorrow().and_then(start_of)) {
-        (Ok(start), Ok(end)) if start <= at && at < end => (start, end),
-        _ => (fixed_start(DAY_MS, at, tz), fixed_end(DAY_MS, at, tz)),
-    }
+    let bounds = |date: Date| match (start_of(date), date.tomorrow().and_then(start_of)) {
+        (Ok(start), Ok(end)) if start <= at && at < end => Some((start, end)),
+        _ => None,
+    };
+    [date.tomorrow(), Ok(date), date.yesterday()]
+        .into_iter()
+        .flatten()
+        .find_map(bounds)
+        .unwrap_or_else(|| (fixed_start(DAY_MS, at, tz), fixed_end(DAY_MS, at, tz)))
 }
 
 /// The local date of `at` in `tz`.

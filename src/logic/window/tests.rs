@@ -261,6 +261,29 @@ fn instant() -> impl Strategy<Value = Millis> {
     946_684_800_000i64..2_208_988_800_000i64
 }
 
+#[test]
+fn given_a_clock_that_goes_back_across_midnight_when_windowed_by_day_then_days_still_tile_time() {
+    // America/St_Johns, 2005-10-30: at 00:01 NDT (02:31Z) the clock went back to 23:01 NST of the 29th,
+    // so the hour after 02:31Z reads 29 October again. It belongs to the day of the 30th, which began at
+    // 02:30Z and lasts until midnight NST of the 31st (03:30Z): 25 h.
+    let zone = TimeZone::get("America/St_Johns").unwrap();
+    let day = period("day");
+    let began = 1_130_639_400_000; // 2005-10-30T02:30:00Z
+    let ends = 1_130_729_400_000; // 2005-10-31T03:30:00Z
+    for at in [
+        began,
+        began + 60_000,
+        1_130_643_000_000 - 1,
+        1_130_643_000_000,
+        ends - 1,
+    ] {
+        assert_eq!(window_start(&day, at, &zone), began, "at {at}");
+        assert_eq!(window_end(&day, at, &zone), ends, "at {at}");
+    }
+    assert_eq!(window_start(&day, ends, &zone), ends);
+    assert_eq!(window_end(&day, began - 1, &zone), began);
+}
+
 proptest! {
     #[test]
     fn windows_tile_time_without_gaps_or_overlaps(at in instant(), zone in zone_strategy(), p in period_strategy()) {
