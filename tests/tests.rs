@@ -41,6 +41,9 @@
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 //! - `windows`: shift, day and hourly rollups of a night shift through `replay`: in and out of plan, labels.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod cli;

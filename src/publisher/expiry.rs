@@ -17,7 +17,7 @@ use crate::logic::Millis;
 use crate::store::{CycleWrite, StoreHandle};
 
 /// A certificate this close to its expiry raises the event.
-pub const EXPIRY_WARNING: Millis = 14 * DAY;
+pub(super) const EXPIRY_WARNING: Millis = 14 * DAY;
 /// At most one event per this much wall-clock time.
 const DAY: Millis = 24 * 60 * 60 * 1000;
 /// How often the task looks (the event itself is rate-limited by [`DAY`]).
@@ -25,7 +25,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(3600);
 
 /// One certificate close to its expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expiring {
+pub(super) struct Expiring {
     /// "client" or "ca".
     pub role: &'static str,
     /// Its expiry (UTC ms).
@@ -34,14 +34,14 @@ pub struct Expiring {
 
 /// Remembers when the event was last raised.
 #[derive(Debug, Default)]
-pub struct ExpiryWatch {
+pub(super) struct ExpiryWatch {
     last_raised: Option<Millis>,
 }
 
 impl ExpiryWatch {
     /// The certificates to announce now: those expiring within 14 days of `now` (already expired included),
     /// unless the event was raised less than a day ago. Empty when nothing is due.
-    pub fn check(
+    pub(super) fn check(
         &mut self,
         now: Millis,
         certificates: &[(&'static str, Option<Millis>)],

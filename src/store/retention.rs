@@ -11,7 +11,7 @@ use super::{schema, usize_to_sql, Store, StoreError};
 
 /// Bytes of one audit row besides its key and kind text: the integers, the record and cell headers, the
 /// `deltas_by_t_to` index entry, and the slack of partly filled pages (measured: see the tests).
-pub const AUDIT_ROW_FIXED_BYTES: u64 = 34;
+pub(super) const AUDIT_ROW_FIXED_BYTES: u64 = 34;
 
 impl Store {
     /// Window records still open or changed since they were emitted (`WindowRecord` JSON), by key: what a

@@ -30,11 +30,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Safety net of every wait; reached only when something is broken.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A validated PLC config pointing at `address`, tuned for tests (100 ms polls, 400 ms timeout, short
 /// backoffs), then adjusted by `tweak`.
-pub fn plc_config(address: &str, tweak: impl FnOnce(&mut PlcConfig)) -> PlcConfig {
+pub(crate) fn plc_config(address: &str, tweak: impl FnOnce(&mut PlcConfig)) -> PlcConfig {
     let text = format!(
         r#"
 [agent]
@@ -69,12 +69,12 @@ counters.produced = {{ address = 0, type = "u32" }}
 }
 
 /// A tag of `unit_id` at `address`, big word order, no byte swap.
-pub fn tag(unit_id: u8, table: Table, address: u16, data_type: DataType) -> TagAddress {
+pub(crate) fn tag(unit_id: u8, table: Table, address: u16, data_type: DataType) -> TagAddress {
     ordered(unit_id, table, address, data_type, WordOrder::Big, false)
 }
 
 /// A tag with an explicit word order and byte swap.
-pub fn ordered(
+pub(crate) fn ordered(
     unit_id: u8,
     table: Table,
     address: u16,
@@ -96,7 +96,7 @@ pub fn ordered(
 }
 
 /// The produced counter (u32 at +0) and the state register (+20) of a simulated machine, plus its running coil.
-pub fn machine_tags(unit_id: u8, base: u16) -> Vec<TagAddress> {
+pub(crate) fn machine_tags(unit_id: u8, base: u16) -> Vec<TagAddress> {
     vec![
         tag(unit_id, Table::Holding, base, DataType::U32),
         tag(unit_id, Table::Holding, base + 20, DataType::U16),
@@ -105,7 +105,7 @@ pub fn machine_tags(unit_id: u8, base: u16) -> Vec<TagAddress> {
 }
 
 /// A simulated machine whose production is driven only by the test (`set_counter`, `advance`).
-pub fn frozen_machine(unit_id: u8) -> MachineSpec {
+pub(crate) fn frozen_machine(unit_id: u8) -> MachineSpec {
     MachineSpec {
         cycle_time: Duration::from_secs(3600),
         stop_probability: 0.0,
@@ -117,7 +117,7 @@ pub fn frozen_machine(unit_id: u8) -> MachineSpec {
 type Tasks = (JoinHandle<anyhow::Result<()>>, JoinHandle<()>);
 
 /// A running `poller::run` task and everything it produced so far.
-pub struct Poll {
+pub(crate) struct Poll {
     /// The plan it runs.
     pub plan: ReadPlan,
     /// Every sample, in order.
@@ -130,12 +130,12 @@ pub struct Poll {
 
 impl Poll {
     /// Starts polling `tags` with `config` as PLC 0.
-    pub fn start(config: PlcConfig, tags: Vec<TagAddress>) -> Poll {
+    pub(crate) fn start(config: PlcConfig, tags: Vec<TagAddress>) -> Poll {
         Poll::start_with(config, tags, PollTiming::system())
     }
 
     /// Starts polling `tags` with `config` as PLC 0 on `timing`'s clock and calendar.
-    pub fn start_with(config: PlcConfig, tags: Vec<TagAddress>, timing: PollTiming) -> Poll {
+    pub(crate) fn start_with(config: PlcConfig, tags: Vec<TagAddress>, timing: PollTiming) -> Poll {
         let plan = ReadPlan::from_tags(tags, &config);
         let health: HealthBoard = Arc::new(Mutex::new(vec![PlcHealth::default()]));
         let (sample_tx, mut sample_rx) = tokio::sync::mpsc::channel(64);
@@ -166,7 +166,7 @@ impl Poll {
     }
 
     /// Samples in which tag `index` was read.
-    pub fn reads(&self, index: usize) -> usize {
+    pub(crate) fn reads(&self, index: usize) -> usize {
         self.samples
             .lock()
             .unwrap()
@@ -176,18 +176,18 @@ impl Poll {
     }
 
     /// Samples so far.
-    pub fn sample_count(&self) -> usize {
+    pub(crate) fn sample_count(&self) -> usize {
         self.samples.lock().unwrap().len()
     }
 
     /// Waits until tag `index` has been read `more` more times than now.
-    pub async fn wait_reads(&self, index: usize, more: usize, what: &str) {
+    pub(crate) async fn wait_reads(&self, index: usize, more: usize, what: &str) {
         let target = self.reads(index) + more;
         crate::support::wait_until(PATIENCE, what, || self.reads(index) >= target).await;
     }
 
     /// Every reading of tag `index` so far, oldest first.
-    pub fn readings(&self, index: usize) -> Vec<Result<Vec<u16>, TagError>> {
+    pub(crate) fn readings(&self, index: usize) -> Vec<Result<Vec<u16>, TagError>> {
         self.samples
             .lock()
             .unwrap()
@@ -197,7 +197,7 @@ impl Poll {
     }
 
     /// The decoded values of every successful reading of tag `index`.
-    pub fn values(&self, index: usize) -> Vec<Value> {
+    pub(crate) fn values(&self, index: usize) -> Vec<Value> {
         let tag = self.plan.tags[index];
         self.readings(index)
             .into_iter()
@@ -207,7 +207,7 @@ impl Poll {
     }
 
     /// Every event so far.
-    pub fn events(&self) -> Vec<PollEvent> {
+    pub(crate) fn events(&self) -> Vec<PollEvent> {
         self.samples
             .lock()
             .unwrap()
@@ -217,7 +217,7 @@ impl Poll {
     }
 
     /// Up/down transitions of the PLC (`unit = None`) or of one unit.
-    pub fn transitions(&self, unit: Option<u8>) -> Vec<Transition> {
+    pub(crate) fn transitions(&self, unit: Option<u8>) -> Vec<Transition> {
         self.events()
             .into_iter()
             .filter_map(|event| match event {
@@ -228,12 +228,12 @@ impl Poll {
     }
 
     /// A copy of the PLC's health entry.
-    pub fn health(&self) -> PlcHealth {
+    pub(crate) fn health(&self) -> PlcHealth {
         self.health.lock().unwrap()[0].clone()
     }
 
     /// Stops the task and waits for it; what it produced stays readable.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.shutdown.cancel();
         let Some((task, collector)) = self.tasks.lock().unwrap().take() else {
             return;

@@ -9,14 +9,14 @@ const BINARY: &str = env!("CARGO_BIN_EXE_shopfloor-agent");
 
 /// A running `shopfloor-agent run` child, logging to `agent.log` next to its configuration; killed on drop if
 /// it is still running.
-pub struct ChildAgent {
+pub(crate) struct ChildAgent {
     child: Child,
     log: PathBuf,
 }
 
 impl ChildAgent {
     /// Writes `config_text` to `dir/agent.toml` and starts the binary on it, logging at info level.
-    pub fn start(dir: &Path, config_text: &str) -> ChildAgent {
+    pub(crate) fn start(dir: &Path, config_text: &str) -> ChildAgent {
         let config = dir.join("agent.toml");
         std::fs::write(&config, config_text).expect("write the agent configuration");
         let log = dir.join("agent.log");
@@ -33,7 +33,7 @@ impl ChildAgent {
     }
 
     /// VmRSS of the agent in KiB; 0 where /proc is missing, or once it has exited.
-    pub fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|status| {
@@ -46,17 +46,17 @@ impl ChildAgent {
     }
 
     /// Whether the agent is still running (it must never end on its own).
-    pub fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         self.child.try_wait().expect("wait on the agent").is_none()
     }
 
     /// What the agent has logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Sends SIGTERM and waits (15 s at most, then SIGKILL and a panic) for the exit status.
-    pub async fn stop(mut self) -> ExitStatus {
+    pub(crate) async fn stop(mut self) -> ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

@@ -8,7 +8,7 @@ use super::recorder::Received;
 
 /// What one scenario's subscriber saw, in numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CountingReport {
+pub(crate) struct CountingReport {
     /// Rows the agent enqueued and no longer holds (so they must have been delivered).
     pub expected: usize,
     /// Distinct `msg_id`s received.
@@ -23,14 +23,14 @@ pub struct CountingReport {
 
 /// What the agent's store says it enqueued: per `db_epoch`, the highest seq and the seqs still unsent.
 #[derive(Debug, Clone, Default)]
-pub struct Enqueued {
+pub(crate) struct Enqueued {
     /// db_epoch → (last seq assigned, seqs still in the outbox).
     pub epochs: BTreeMap<String, (i64, BTreeSet<i64>)>,
 }
 
 impl CountingReport {
     /// Counts `messages` against `enqueued`; also returns the missing `(db_epoch, seq)` pairs.
-    pub fn count(
+    pub(crate) fn count(
         messages: &[Received],
         enqueued: &Enqueued,
     ) -> (CountingReport, Vec<(String, i64)>) {
@@ -79,7 +79,7 @@ impl CountingReport {
     }
 
     /// Prints the report on stdout (shown with `--nocapture`) and stderr (shown for a failing test).
-    pub fn print(&self, scenario: &str) {
+    pub(crate) fn print(&self, scenario: &str) {
         let line = format!(
             "counting report [{scenario}]: expected {} received_unique {} duplicates {} missing {} \
              misordered {}",

@@ -23,7 +23,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 /// What the proxy does with connections (see the module header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Relay.
     Pass,
     /// Close everything; new connections are closed at once.
@@ -40,7 +40,7 @@ const CHUNK_QUEUE: usize = 64;
 const CHUNK_BYTES: usize = 16 * 1024;
 
 /// A fault proxy listening on 127.0.0.1:`port`, relaying to `upstream`.
-pub struct FaultProxy {
+pub(crate) struct FaultProxy {
     /// The port clients connect to.
     pub port: u16,
     shared: Arc<Shared>,
@@ -48,7 +48,7 @@ pub struct FaultProxy {
 }
 
 /// The name the first tests used; it is the same proxy.
-pub type Forwarder = FaultProxy;
+pub(crate) type Forwarder = FaultProxy;
 
 struct Shared {
     upstream: std::net::SocketAddr,
@@ -64,12 +64,12 @@ struct Shared {
 
 impl FaultProxy {
     /// Listens on `port` (0 = any free port) and relays each connection to 127.0.0.1:`upstream`.
-    pub async fn start(port: u16, upstream: u16) -> FaultProxy {
+    pub(crate) async fn start(port: u16, upstream: u16) -> FaultProxy {
         Self::start_to(port, ([127, 0, 0, 1], upstream).into()).await
     }
 
     /// Listens on `port` (0 = any free port) and relays each connection to `upstream`.
-    pub async fn start_to(port: u16, upstream: std::net::SocketAddr) -> FaultProxy {
+    pub(crate) async fn start_to(port: u16, upstream: std::net::SocketAddr) -> FaultProxy {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("the proxy port is free");
@@ -112,7 +112,7 @@ impl FaultProxy {
     }
 
     /// Switches the mode; `Refuse` and `Reset` act on existing connections at once.
-    pub fn set_mode(&self, mode: Mode) {
+    pub(crate) fn set_mode(&self, mode: Mode) {
         self.shared.mode_tx.send_replace(mode);
         match mode {
             Mode::Refuse => self.cut(),
@@ -125,20 +125,20 @@ impl FaultProxy {
     }
 
     /// Caps each direction of every connection at `bytes_per_second`; `None` removes the cap.
-    pub fn throttle(&self, bytes_per_second: Option<u64>) {
+    pub(crate) fn throttle(&self, bytes_per_second: Option<u64>) {
         self.shared
             .throttle
             .store(bytes_per_second.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Delivers every chunk `delay` after it was read (latency, not a throughput limit).
-    pub fn delay(&self, delay: Duration) {
+    pub(crate) fn delay(&self, delay: Duration) {
         let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.shared.delay_ms.store(millis, Ordering::Relaxed);
     }
 
     /// Closes every relayed connection now (both sockets); new connections are still accepted.
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         let connections: Vec<AbortHandle> = self
             .shared
             .connections
@@ -152,12 +152,12 @@ impl FaultProxy {
     }
 
     /// While `on`, bytes from the server are read and dropped: the client hears nothing back.
-    pub fn swallow_replies(&self, on: bool) {
+    pub(crate) fn swallow_replies(&self, on: bool) {
         self.shared.swallow_replies.store(on, Ordering::Relaxed);
     }
 
     /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::Relaxed)
     }
 }

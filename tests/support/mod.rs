@@ -7,29 +7,29 @@
 //! either (`mosquitto` | `inprocess`). Every helper waits with a generous overall deadline and never
 //! asserts on timing.
 
-pub mod agent;
-pub mod child;
+pub(crate) mod agent;
+pub(crate) mod child;
 mod counting;
 mod forwarder;
 mod recorder;
-pub mod tls;
-pub mod tmpfs;
+pub(crate) mod tls;
+pub(crate) mod tmpfs;
 
 use std::time::Duration;
 
 use shopfloor_agent::broker::{self, Broker, MosquittoSettings};
 
-pub use counting::CountingReport;
-pub use forwarder::{FaultProxy, Forwarder, Mode};
-pub use recorder::Recorder;
+pub(crate) use counting::CountingReport;
+pub(crate) use forwarder::{FaultProxy, Forwarder, Mode};
+pub(crate) use recorder::Recorder;
 
 /// Starts this test's own broker on a free port and says which one it is (the report names the broker).
-pub fn broker() -> Broker {
+pub(crate) fn broker() -> Broker {
     broker_on(None)
 }
 
 /// Starts this test's own broker, on `port` when given.
-pub fn broker_on(port: Option<u16>) -> Broker {
+pub(crate) fn broker_on(port: Option<u16>) -> Broker {
     let broker = broker::start_for_tests_or_demo(port).expect("a test MQTT broker must start");
     announce(&broker);
     broker
@@ -53,7 +53,7 @@ fn announce(broker: &Broker) {
 
 /// A Mosquitto broker with `settings` for tests that kill, restart or limit the broker; `None` (after saying
 /// so) when Mosquitto is not installed, unless `SHOPFLOOR_TEST_BROKER=mosquitto` demands it.
-pub fn mosquitto(settings: &MosquittoSettings) -> Option<Broker> {
+pub(crate) fn mosquitto(settings: &MosquittoSettings) -> Option<Broker> {
     let demanded = std::env::var(broker::TEST_BROKER_ENV)
         .is_ok_and(|choice| choice.trim().eq_ignore_ascii_case("mosquitto"));
     if !broker::mosquitto_available() && !demanded {
@@ -67,7 +67,7 @@ pub fn mosquitto(settings: &MosquittoSettings) -> Option<Broker> {
 
 /// Prints a scenario's figures (counting reports, totals) and, when `SHOPFLOOR_TEST_REPORT` names a file,
 /// appends them there too, so CI can show them although cargo test captures passing tests' output.
-pub fn report(line: &str) {
+pub(crate) fn report(line: &str) {
     println!("{line}");
     if let Ok(path) = std::env::var("SHOPFLOOR_TEST_REPORT") {
         use std::io::Write;
@@ -82,13 +82,13 @@ pub fn report(line: &str) {
 }
 
 /// A port on 127.0.0.1 with nothing listening on it (a moment ago).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     broker::free_local_port().expect("the OS hands out a free port")
 }
 
 /// Polls `condition` every 20 ms until it holds; panics naming `what` after `timeout`. The timeout is a
 /// safety net against hangs, never an expectation about speed.
-pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !condition() {
         assert!(
@@ -100,7 +100,7 @@ pub async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut
 }
 
 /// Like [`wait_until`] for conditions that need to `.await` (e.g. a store query).
-pub async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+pub(crate) async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -118,7 +118,7 @@ where
 /// The compiled JSON Schema `schemas/{name}.schema.json`, compiled once per test process and shared: compiling
 /// one of ours (jsonschema 0.33) raises the process's resident memory by 4–70 MB that is not given back, so
 /// compiling one per message, in whichever threads the tests run, inflates the test process shared by all tests.
-pub fn schema(name: &str) -> std::sync::Arc<jsonschema::Validator> {
+pub(crate) fn schema(name: &str) -> std::sync::Arc<jsonschema::Validator> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock, PoisonError};
     static COMPILED: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = OnceLock::new();
@@ -141,7 +141,7 @@ fn compile_schema(name: &str) -> jsonschema::Validator {
 }
 
 /// Panics with every violation when `body` does not satisfy `schema`.
-pub fn assert_valid(schema: &jsonschema::Validator, body: &serde_json::Value) {
+pub(crate) fn assert_valid(schema: &jsonschema::Validator, body: &serde_json::Value) {
     let errors: Vec<String> = schema
         .iter_errors(body)
         .map(|e| format!("{} at {}", e, e.instance_path))

@@ -12,7 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 /// One message as the subscriber saw it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Received {
+pub(crate) struct Received {
     /// Topic it was published on.
     pub topic: String,
     /// Payload parsed as JSON (a JSON string holding the raw text when it is not JSON).
@@ -24,7 +24,7 @@ pub struct Received {
 }
 
 /// A subscriber recording everything on its filter until dropped.
-pub struct Recorder {
+pub(crate) struct Recorder {
     received: Arc<Mutex<Vec<Received>>>,
     subscriptions: Arc<AtomicU64>,
     /// Kept so the event loop's request channel stays open.
@@ -35,7 +35,7 @@ pub struct Recorder {
 impl Recorder {
     /// Connects to 127.0.0.1:`port`, subscribes to `filter` and returns once the broker confirmed the
     /// subscription, so nothing published afterwards can be missed.
-    pub async fn subscribe(port: u16, filter: &str) -> Recorder {
+    pub(crate) async fn subscribe(port: u16, filter: &str) -> Recorder {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = format!(
             "recorder-{}-{}",
@@ -48,7 +48,7 @@ impl Recorder {
 
     /// Like [`Recorder::subscribe`] with the caller's connection options (transport, credentials, client
     /// id); keep-alive and packet limits are set here.
-    pub async fn subscribe_with(mut options: MqttOptions, filter: &str) -> Recorder {
+    pub(crate) async fn subscribe_with(mut options: MqttOptions, filter: &str) -> Recorder {
         let port = options.broker_address().1;
         options
             .set_keep_alive(Duration::from_secs(5))
@@ -113,17 +113,17 @@ impl Recorder {
     }
 
     /// Subscriptions the broker confirmed so far (1 after `subscribe`, +1 per resubscription).
-    pub fn subscriptions(&self) -> u64 {
+    pub(crate) fn subscriptions(&self) -> u64 {
         self.subscriptions.load(Ordering::Relaxed)
     }
 
     /// Everything received so far, in arrival order.
-    pub fn messages(&self) -> Vec<Received> {
+    pub(crate) fn messages(&self) -> Vec<Received> {
         self.received.lock().expect("recorder lock").clone()
     }
 
     /// (topic, body) of every message whose topic contains `topic_part`, in arrival order.
-    pub fn messages_matching(&self, topic_part: &str) -> Vec<(String, Value)> {
+    pub(crate) fn messages_matching(&self, topic_part: &str) -> Vec<(String, Value)> {
         self.messages()
             .into_iter()
             .filter(|m| m.topic.contains(topic_part))

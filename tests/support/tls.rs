@@ -47,7 +47,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A certificate and its private key, as PEM files and in memory.
 #[derive(Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The subject's common name (for a client: the user name under `use_identity_as_username`).
     pub cn: String,
     /// The serial number the certificate was issued with.
@@ -65,7 +65,7 @@ pub struct Identity {
 }
 
 /// A CA: its certificate file and the key that signs the certificates issued below it.
-pub struct Authority {
+pub(crate) struct Authority {
     /// PEM certificate file of the CA.
     pub cert_path: PathBuf,
     cert_der: CertificateDer<'static>,
@@ -74,7 +74,7 @@ pub struct Authority {
 }
 
 /// Every certificate the TLS tests use, generated at test time into one temporary directory.
-pub struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     /// The CA the broker and the agent trust.
     pub ca: Authority,
@@ -93,7 +93,7 @@ pub struct Pki {
 
 /// Which server certificate the broker's main listener presents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerCert {
+pub(crate) enum ServerCert {
     /// Valid, for `localhost` and 127.0.0.1.
     Good,
     /// For the right names, expired.
@@ -163,7 +163,7 @@ impl Minter<'_> {
 }
 
 /// Certificates are valid until 1 January of this year unless a test asks otherwise.
-pub const VALID_UNTIL: i32 = 2120;
+pub(crate) const VALID_UNTIL: i32 = 2120;
 
 /// Valid from 2020 to [`VALID_UNTIL`], or expired since 2021.
 fn set_validity(params: &mut CertificateParams, expired: bool) {
@@ -174,7 +174,7 @@ fn set_validity(params: &mut CertificateParams, expired: bool) {
 
 impl Pki {
     /// Generates the CAs, the server certificates and the recorder's client certificate.
-    pub fn generate() -> Pki {
+    pub(crate) fn generate() -> Pki {
         let dir = tempfile::tempdir().expect("a temporary directory for the PKI");
         let next_serial = AtomicU64::new(0x1001);
         let ca = authority(dir.path(), "ca", "shopfloor test CA");
@@ -214,22 +214,22 @@ impl Pki {
 
     /// A client certificate with common name `cn`, signed by the trusted CA, written as `{file}.pem` and
     /// `{file}.key`; each one gets a new serial.
-    pub fn client(&self, file: &str, cn: &str) -> Identity {
+    pub(crate) fn client(&self, file: &str, cn: &str) -> Identity {
         self.minter().client(file, cn, &self.ca, VALID_UNTIL)
     }
 
     /// Like [`Pki::client`], valid until 1 January of `year` (a replacement told apart by its expiry).
-    pub fn client_until(&self, file: &str, cn: &str, year: i32) -> Identity {
+    pub(crate) fn client_until(&self, file: &str, cn: &str, year: i32) -> Identity {
         self.minter().client(file, cn, &self.ca, year)
     }
 
     /// A client certificate with common name `cn` signed by the CA nobody trusts.
-    pub fn client_of_other_ca(&self, file: &str, cn: &str) -> Identity {
+    pub(crate) fn client_of_other_ca(&self, file: &str, cn: &str) -> Identity {
         self.minter().client(file, cn, &self.other_ca, VALID_UNTIL)
     }
 
     /// The server certificate `which` names.
-    pub fn server_cert(&self, which: ServerCert) -> &Identity {
+    pub(crate) fn server_cert(&self, which: ServerCert) -> &Identity {
         match which {
             ServerCert::Good => &self.server,
             ServerCert::Expired => &self.server_expired,
@@ -274,7 +274,7 @@ fn serial_number(serial: u64) -> SerialNumber {
 }
 
 /// Writes a secrets file readable by its owner only (the agent warns about anything looser).
-pub fn write_private(path: &Path, contents: &[u8]) {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, contents).expect("write a secrets file");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -282,14 +282,14 @@ pub fn write_private(path: &Path, contents: &[u8]) {
 }
 
 /// Copies `identity`'s certificate and key over `cert_path` and `key_path` (a rotation, or a fault, on disk).
-pub fn install_identity(identity: &Identity, cert_path: &Path, key_path: &Path) {
+pub(crate) fn install_identity(identity: &Identity, cert_path: &Path, key_path: &Path) {
     std::fs::write(cert_path, &identity.cert_pem).expect("write the certificate");
     write_private(key_path, identity.key_pem.as_bytes());
 }
 
 /// What a [`TlsBroker`] is started with.
 #[derive(Debug, Clone)]
-pub struct BrokerSetup {
+pub(crate) struct BrokerSetup {
     /// The server certificate of the main listener (`port`).
     pub server: ServerCert,
     /// User names and passwords of the password file (hashed by `mosquitto_passwd -U`).
@@ -300,7 +300,7 @@ pub struct BrokerSetup {
 
 /// An ACL giving each of `users` read and write access to `filter`, and the recorder read access to every
 /// topic.
-pub fn acl_for(users: &[&str], filter: &str) -> String {
+pub(crate) fn acl_for(users: &[&str], filter: &str) -> String {
     let mut text = String::new();
     for user in users {
         text.push_str(&format!("user {user}\ntopic readwrite {filter}\n\n"));
@@ -310,7 +310,7 @@ pub fn acl_for(users: &[&str], filter: &str) -> String {
 }
 
 /// A running Mosquitto with TLS listeners (see the module header); killed when dropped.
-pub struct TlsBroker {
+pub(crate) struct TlsBroker {
     /// Main listener: the server certificate of the setup, client certificate and password required.
     pub port: u16,
     /// The good server certificate; the client certificate's CN is the user name.
@@ -328,7 +328,7 @@ impl TlsBroker {
     /// Starts Mosquitto with the certificates of `pki` and `setup`; returns once every listener accepts
     /// TCP connections. `None` (after saying so) when Mosquitto is not installed, unless
     /// `SHOPFLOOR_TEST_BROKER=mosquitto` demands it (as CI does).
-    pub fn start(pki: &Pki, setup: BrokerSetup) -> Option<TlsBroker> {
+    pub(crate) fn start(pki: &Pki, setup: BrokerSetup) -> Option<TlsBroker> {
         let demanded = std::env::var(shopfloor_agent::broker::TEST_BROKER_ENV)
             .is_ok_and(|choice| choice.trim().eq_ignore_ascii_case("mosquitto"));
         if find_executable("mosquitto").is_none() && !demanded {
@@ -350,19 +350,19 @@ impl TlsBroker {
     }
 
     /// Mosquitto's log so far (connections, refusals with their OpenSSL or CONNACK cause, ACL denials).
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
     /// Replaces the ACL and reloads it (SIGHUP); connections stay up. Returns once Mosquitto says it reloaded.
-    pub async fn set_acl(&mut self, acl: &str) {
+    pub(crate) async fn set_acl(&mut self, acl: &str) {
         self.setup.acl = acl.to_string();
         std::fs::write(self.dir.path().join("acl"), acl).expect("write the ACL file");
         self.reload().await;
     }
 
     /// Replaces the password file and reloads it (SIGHUP); connections stay up.
-    pub async fn set_users(&mut self, users: &[(&str, &str)]) {
+    pub(crate) async fn set_users(&mut self, users: &[(&str, &str)]) {
         self.setup.users = users
             .iter()
             .map(|(user, password)| (user.to_string(), password.to_string()))
@@ -388,7 +388,7 @@ impl TlsBroker {
 
     /// Kills Mosquitto and starts it again on the same ports with `server` on the main listener; every
     /// client loses its connection.
-    pub fn restart_with(&mut self, pki: &Pki, server: ServerCert) {
+    pub(crate) fn restart_with(&mut self, pki: &Pki, server: ServerCert) {
         self.stop();
         self.setup.server = server;
         self.spawn(pki);
@@ -542,7 +542,7 @@ fn find_executable(name: &str) -> Option<PathBuf> {
 
 /// A TCP relay on 127.0.0.1: each connection goes to the upstream port set when it was accepted; the test
 /// re-points it or cuts the current connections.
-pub struct Switch {
+pub(crate) struct Switch {
     /// The port clients connect to.
     pub port: u16,
     upstream: Arc<AtomicU16>,
@@ -553,7 +553,7 @@ pub struct Switch {
 
 impl Switch {
     /// Listens on a free port and relays to 127.0.0.1:`upstream`.
-    pub async fn start(upstream: u16) -> Switch {
+    pub(crate) async fn start(upstream: u16) -> Switch {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("a free port for the switch");
@@ -589,17 +589,17 @@ impl Switch {
     }
 
     /// New connections go to 127.0.0.1:`upstream`; existing ones are left alone.
-    pub fn point_to(&self, upstream: u16) {
+    pub(crate) fn point_to(&self, upstream: u16) {
         self.upstream.store(upstream, Ordering::Relaxed);
     }
 
     /// Connections accepted so far (each one a connection attempt of the client).
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }
 
     /// Closes every relayed connection (the client sees the broker drop it).
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         for handle in self.connections.lock().expect("switch lock").drain(..) {
             handle.abort();
         }
@@ -608,7 +608,7 @@ impl Switch {
 
 /// rumqttc options for a TLS client on 127.0.0.1:`port` that trusts the CA of `pki`, presents `identity`
 /// (none when `None`) and logs in as `login` when given; the host name checked is `localhost`.
-pub fn client_options(
+pub(crate) fn client_options(
     pki: &Pki,
     port: u16,
     client_id: &str,
@@ -646,7 +646,7 @@ pub fn client_options(
 
 /// A recording subscriber on the broker's identity listener (user `recorder`, by its certificate), so
 /// faults injected on the agent's side never touch it.
-pub async fn recorder(pki: &Pki, broker: &TlsBroker, filter: &str) -> Recorder {
+pub(crate) async fn recorder(pki: &Pki, broker: &TlsBroker, filter: &str) -> Recorder {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let id = format!(
         "tls-recorder-{}-{}",
@@ -659,7 +659,7 @@ pub async fn recorder(pki: &Pki, broker: &TlsBroker, filter: &str) -> Recorder {
 
 /// db_epoch, the highest seq ever assigned and the seqs still in the outbox of the agent's database, read
 /// through a short read-only connection while the agent runs; `None` until the database exists.
-pub fn enqueued_in_file(database: &Path) -> Option<Enqueued> {
+pub(crate) fn enqueued_in_file(database: &Path) -> Option<Enqueued> {
     let conn =
         rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .ok()?;
@@ -691,7 +691,7 @@ pub fn enqueued_in_file(database: &Path) -> Option<Enqueued> {
 /// agent (exit status 0), checks the store's integrity, prints the counting report and asserts that nothing
 /// is missing and that per machine and period the de-duplicated final rollups sum exactly to the truth
 /// since `before`. Returns the report and what the agent logged.
-pub async fn settle_child(
+pub(crate) async fn settle_child(
     scenario: &str,
     plant: &Plant,
     agent: ChildAgent,
@@ -754,13 +754,13 @@ pub async fn settle_child(
 }
 
 /// The secrets a test handed the agent, in the forms they could leak in.
-pub struct Secrets {
+pub(crate) struct Secrets {
     needles: Vec<(String, Vec<u8>)>,
 }
 
 impl Secrets {
     /// The passwords, and of each private key every base64 line of its PEM and its DER bytes in hex.
-    pub fn new(passwords: &[&str], keys: &[&Identity]) -> Secrets {
+    pub(crate) fn new(passwords: &[&str], keys: &[&Identity]) -> Secrets {
         let mut needles: Vec<(String, Vec<u8>)> = passwords
             .iter()
             .map(|password| ("a password".to_string(), password.as_bytes().to_vec()))
@@ -788,7 +788,7 @@ impl Secrets {
 
     /// Panics naming the file (or message) and the secret if any file under `dir` or any message `recorder`
     /// received holds one of them. Returns how many bytes were searched.
-    pub fn assert_absent(&self, dir: &Path, recorder: &Recorder) -> usize {
+    pub(crate) fn assert_absent(&self, dir: &Path, recorder: &Recorder) -> usize {
         let (mut searched, mut leaks) = self.leaks_in_files(dir);
         for message in recorder.messages() {
             let text = format!("{} {}", message.topic, message.body);

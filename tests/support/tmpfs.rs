@@ -6,13 +6,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// A tmpfs of a given size mounted on a temporary directory, unmounted on drop.
-pub struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// Mounts it; `None` (after saying why) when this is not possible here. Under `CI=true` that is a failure.
-    pub fn mount(size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -33,7 +33,7 @@ impl Tmpfs {
     }
 
     /// The mount point.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 }
@@ -54,7 +54,7 @@ impl Drop for Tmpfs {
 }
 
 /// Appends to a filler file at `path` until the filesystem refuses more.
-pub fn fill(path: &Path) {
+pub(crate) fn fill(path: &Path) {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

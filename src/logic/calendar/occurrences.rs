@@ -30,7 +30,7 @@ pub(super) struct Worked {
 
 impl Worked {
     /// The occurrence minus its breaks, in order.
-    pub fn in_plan_intervals(&self) -> Vec<(Millis, Millis)> {
+    pub(super) fn in_plan_intervals(&self) -> Vec<(Millis, Millis)> {
         let mut intervals = Vec::with_capacity(self.breaks.len() + 1);
         let mut cursor = self.occurrence.start;
         for &(break_start, break_end) in &self.breaks {
@@ -46,7 +46,7 @@ impl Worked {
     }
 
     /// Every instant where the occurrence or one of its breaks starts or ends.
-    pub fn boundaries(&self) -> impl Iterator<Item = Millis> + '_ {
+    pub(super) fn boundaries(&self) -> impl Iterator<Item = Millis> + '_ {
         [self.occurrence.start, self.occurrence.end]
             .into_iter()
             .chain(self.breaks.iter().flat_map(|&(start, end)| [start, end]))

@@ -23,10 +23,10 @@ use super::recorder::Recorder;
 
 mod plant;
 
-pub use plant::Plant;
+pub(crate) use plant::Plant;
 
 /// The rollup periods of every scenario, and the long one in milliseconds.
-pub const PERIODS: [&str; 2] = ["2s", "10s"];
+pub(crate) const PERIODS: [&str; 2] = ["2s", "10s"];
 const LONG_PERIOD_MS: i64 = 10_000;
 /// Timezone of the scenarios (its offset is a multiple of 10 s, so 10 s windows align as in UTC).
 const TIMEZONE: &str = "Asia/Kolkata";
@@ -34,7 +34,7 @@ const TIMEZONE: &str = "Asia/Kolkata";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Per-scenario settings of the agent under test.
-pub struct Tuning<'a> {
+pub(crate) struct Tuning<'a> {
     /// `[agent] live_interval` (live traffic competes with rows for the in-flight window).
     pub live_interval: &'a str,
     /// More `[mqtt]` lines (protocol, max_inflight, drain_rate, ...).
@@ -46,7 +46,7 @@ pub struct Tuning<'a> {
 }
 
 /// A running agent and what a scenario needs to watch it.
-pub struct Agent {
+pub(crate) struct Agent {
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     observers: Option<Observers>,
@@ -56,7 +56,7 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent for `plant`, publishing to 127.0.0.1:`mqtt_port` with `tuning`. Returns once every
     /// PLC was polled twice.
-    pub async fn start(
+    pub(crate) async fn start(
         plant: &Plant,
         mqtt_port: u16,
         tuning: &Tuning<'_>,
@@ -102,12 +102,12 @@ impl Agent {
     }
 
     /// The publisher's counters now.
-    pub fn stats(&self) -> PublisherSnapshot {
+    pub(crate) fn stats(&self) -> PublisherSnapshot {
         self.observers().publisher_stats.snapshot()
     }
 
     /// The outbox backlog now.
-    pub async fn backlog(&self) -> Backlog {
+    pub(crate) async fn backlog(&self) -> Backlog {
         self.observers()
             .store
             .call(|store| store.backlog())
@@ -117,7 +117,7 @@ impl Agent {
     }
 
     /// Rows the store's quota policy has dropped so far.
-    pub async fn dropped_rows(&self) -> u64 {
+    pub(crate) async fn dropped_rows(&self) -> u64 {
         self.observers()
             .store
             .call(|store| store.drops().rows_dropped())
@@ -126,7 +126,7 @@ impl Agent {
     }
 
     /// db_epoch, last seq and the seqs still in the outbox, read through the running agent's store.
-    pub async fn enqueued(&self) -> Enqueued {
+    pub(crate) async fn enqueued(&self) -> Enqueued {
         self.observers()
             .store
             .call(|store| enqueued_in(store))
@@ -136,7 +136,7 @@ impl Agent {
 
     /// Cancels the agent, waits for it to return `Ok`, then reopens its database: `integrity_check` must be
     /// clean. Returns what the store still holds.
-    pub async fn stop(mut self) -> Enqueued {
+    pub(crate) async fn stop(mut self) -> Enqueued {
         drop(self.observers.take());
         self.shutdown.cancel();
         let result = tokio::time::timeout(PATIENCE, self.task)
@@ -170,7 +170,11 @@ fn enqueued_in(store: &Store) -> Enqueued {
 }
 
 /// Final rollups of one machine and period, de-duplicated: the highest revision per window start.
-pub fn final_rollups(recorder: &Recorder, machine: &str, period: &str) -> BTreeMap<i64, Value> {
+pub(crate) fn final_rollups(
+    recorder: &Recorder,
+    machine: &str,
+    period: &str,
+) -> BTreeMap<i64, Value> {
     let mut windows: BTreeMap<i64, Value> = BTreeMap::new();
     for (_, body) in recorder.messages_matching(&format!("/{machine}/rollup/{period}")) {
         let Some(start) = window_millis(&body, "start") else {
@@ -206,7 +210,7 @@ fn sum(windows: &BTreeMap<i64, Value>, field: &str) -> u64 {
 
 /// Keeps production running for at least `at_least`, then freezes it 1.5 s before the next 10 s boundary;
 /// returns the freeze time (UTC milliseconds).
-pub async fn freeze_before_boundary(plant: &Plant, at_least: Duration) -> i64 {
+pub(crate) async fn freeze_before_boundary(plant: &Plant, at_least: Duration) -> i64 {
     tokio::time::sleep(at_least).await;
     let now = shopfloor_agent::poller::now_millis();
     let mut boundary = (now / LONG_PERIOD_MS + 1) * LONG_PERIOD_MS;
@@ -224,7 +228,7 @@ pub async fn freeze_before_boundary(plant: &Plant, at_least: Duration) -> i64 {
 /// integrity checked), prints the counting report and asserts: nothing missing, and per machine and period
 /// the de-duplicated final rollups sum exactly to the truth between `before` and now. Returns the report and
 /// the publisher's last counters.
-pub async fn settle_and_check(
+pub(crate) async fn settle_and_check(
     scenario: &str,
     plant: &Plant,
     agent: Agent,
@@ -273,7 +277,7 @@ pub async fn settle_and_check(
 }
 
 /// Waits until, for every machine and period, the final window holding `frozen_at + 1 s` arrived.
-pub async fn wait_for_last_windows(plant: &Plant, recorder: &Recorder, frozen_at: i64) {
+pub(crate) async fn wait_for_last_windows(plant: &Plant, recorder: &Recorder, frozen_at: i64) {
     let settle_at = frozen_at + 1_000;
     super::wait_until(
         PATIENCE,
@@ -295,12 +299,12 @@ pub async fn wait_for_last_windows(plant: &Plant, recorder: &Recorder, frozen_at
 }
 
 /// Sum of `counts.<field>` over de-duplicated final rollups.
-pub fn sum_of(windows: &BTreeMap<i64, Value>, field: &str) -> u64 {
+pub(crate) fn sum_of(windows: &BTreeMap<i64, Value>, field: &str) -> u64 {
     sum(windows, field)
 }
 
 /// Starts the agent, takes the truth once every PLC has been polled, and starts production.
-pub async fn start_producing(
+pub(crate) async fn start_producing(
     plant: &Plant,
     mqtt_port: u16,
     tuning: &Tuning<'_>,

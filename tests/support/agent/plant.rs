@@ -8,7 +8,7 @@ use simulators::{MachineSpec, PlcSimulator, Truth};
 use super::{PERIODS, TIMEZONE};
 
 /// Simulated PLCs: plc-a serves m1 and m2, plc-b serves m3.
-pub struct Plant {
+pub(crate) struct Plant {
     plcs: Vec<PlcSimulator>,
     /// (index into `plcs`, unit id, machine id).
     units: Vec<(usize, u8, &'static str)>,
@@ -16,7 +16,7 @@ pub struct Plant {
 
 impl Plant {
     /// Starts both PLCs with production frozen; `seed` makes their behaviour reproducible.
-    pub async fn start(seed: u64) -> Plant {
+    pub(crate) async fn start(seed: u64) -> Plant {
         let spec = |unit_id, cycle_ms, initial_produced| MachineSpec {
             cycle_time: Duration::from_millis(cycle_ms),
             defect_probability: 0.1,
@@ -44,14 +44,14 @@ impl Plant {
     }
 
     /// Starts or freezes every machine.
-    pub fn set_producing(&self, on: bool) {
+    pub(crate) fn set_producing(&self, on: bool) {
         for (plc, unit, _) in &self.units {
             self.plcs[*plc].set_producing(*unit, on);
         }
     }
 
     /// Ground truth of every machine, in `machines()` order.
-    pub fn truth(&self) -> Vec<Truth> {
+    pub(crate) fn truth(&self) -> Vec<Truth> {
         self.units
             .iter()
             .map(|(plc, unit, _)| self.plcs[*plc].truth(*unit))
@@ -59,19 +59,19 @@ impl Plant {
     }
 
     /// Machine ids.
-    pub fn machines(&self) -> Vec<&'static str> {
+    pub(crate) fn machines(&self) -> Vec<&'static str> {
         self.units.iter().map(|(_, _, machine)| *machine).collect()
     }
 
     /// Stops the simulators.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         for plc in self.plcs {
             plc.shutdown().await;
         }
     }
 
     /// The agent configuration for this plant, publishing to 127.0.0.1:`mqtt_port`, with `tuning`.
-    pub fn config_text(
+    pub(crate) fn config_text(
         &self,
         mqtt_port: u16,
         tuning: &super::Tuning<'_>,
