@@ -10,53 +10,31 @@ use serde_json::Value as Json;
 /// Late enough that every window of the first minute is past its grace.
 const CLOSE_AT: Millis = T0 + 10 * MINUTE;
 
-const WITH_STATE: &str = r#"
-[agent]
-site = "acme"
-gateway = "gw-01"
-timezone = "UTC"
-data_dir = "/tmp/unused"
-periods = ["1m"]
+fn with_state() -> String {
+    one_machine(
+        r#""1m""#,
+        "",
+        "10s",
+        &format!(
+            "counters.produced = {{ table = \"holding\", address = 0, type = \"u16\", design_rate = 1.0 }}\n{STATE_LINE}"
+        ),
+    )
+}
 
-[[plc]]
-id = "plc-a"
-address = "127.0.0.1:502"
-poll_interval = "10s"
-
-[[machine]]
-id = "press-01"
-line = "line-a"
-plc = "plc-a"
-counters.produced = { table = "holding", address = 0, type = "u16", design_rate = 1.0 }
-state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
-"#;
-
-const WITHOUT_STATE: &str = r#"
-[agent]
-site = "acme"
-gateway = "gw-01"
-timezone = "UTC"
-data_dir = "/tmp/unused"
-periods = ["1m"]
-
-[[plc]]
-id = "plc-a"
-address = "127.0.0.1:502"
-poll_interval = "1s"
-
-[[machine]]
-id = "press-01"
-line = "line-a"
-plc = "plc-a"
-ideal_cycle_time = "5s"
-counters.produced = { table = "holding", address = 0, type = "u16" }
-"#;
+fn without_state() -> String {
+    one_machine(
+        r#""1m""#,
+        "",
+        "1s",
+        "ideal_cycle_time = \"5s\"\ncounters.produced = { table = \"holding\", address = 0, type = \"u16\" }",
+    )
+}
 
 #[test]
 fn given_two_failed_polls_when_the_window_closes_then_their_time_is_unknown_flagged_gap_and_announced(
 ) {
     // Given: good polls every 10 s, except the two at 20 s and 30 s, which lose the connection.
-    let mut core = Core::new(WITH_STATE);
+    let mut core = Core::new(&with_state());
     core.poll(T0, values(0, Some(RUNNING)));
     core.poll(T0 + 10 * SECOND, values(10, Some(RUNNING)));
     core.poll(T0 + 20 * SECOND, Read::Lost);
@@ -88,7 +66,7 @@ fn given_no_state_register_when_the_counter_stops_moving_then_running_ends_after
 ) {
     // Given: the counter moves every 5 s until 20 s, then stands. Without a state register the
     // machine runs while the counter moved within max(3 x 5 s cycle, 2 x 1 s poll) = 15 s.
-    let mut core = Core::new(WITHOUT_STATE);
+    let mut core = Core::new(&without_state());
     let produced = [0, 1, 2, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4];
     for (i, value) in produced.into_iter().enumerate() {
         core.poll(T0 + 5 * SECOND * i as Millis, values(value, None));
@@ -115,7 +93,7 @@ fn given_no_state_register_when_the_counter_stops_moving_then_running_ends_after
 fn given_a_counter_reset_and_an_implausible_jump_when_the_window_closes_then_both_are_anomalies() {
     // Given: 100 → 110, a reset to 5, then 8, then a jump of 992 in 10 s against a design rate of
     // 1 unit/s (quarantined above 2 x 1 x 10 s = 20).
-    let mut core = Core::new(WITH_STATE);
+    let mut core = Core::new(&with_state());
     core.poll(T0, values(100, Some(RUNNING)));
     core.poll(T0 + 10 * SECOND, values(110, Some(RUNNING)));
     core.poll(T0 + 20 * SECOND, values(5, Some(RUNNING)));
@@ -144,37 +122,23 @@ fn given_a_counter_reset_and_an_implausible_jump_when_the_window_closes_then_bot
     assert_eq!(anomalies[1]["detail"]["counted"], 0);
 }
 
-const WITH_CALENDAR: &str = r#"
-[agent]
-site = "acme"
-gateway = "gw-01"
-timezone = "UTC"
-data_dir = "/tmp/unused"
-periods = ["1m", "shift"]
-
-[calendar]
-shifts = [{ name = "early", start = "00:00", duration = "10m", breaks = [{ start = "00:04", duration = "2m" }] }]
-
-[[plc]]
-id = "plc-a"
-address = "127.0.0.1:502"
-poll_interval = "30s"
-
-[[machine]]
-id = "press-01"
-line = "line-a"
-plc = "plc-a"
-ideal_cycle_time = "1s"
-counters.produced = { table = "holding", address = 0, type = "u16" }
-state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
-"#;
+fn with_calendar() -> String {
+    one_machine(
+        r#""1m", "shift""#,
+        "\n[calendar]\nshifts = [{ name = \"early\", start = \"00:00\", duration = \"10m\", breaks = [{ start = \"00:04\", duration = \"2m\" }] }]\n",
+        "30s",
+        &format!(
+            "ideal_cycle_time = \"1s\"\ncounters.produced = {{ table = \"holding\", address = 0, type = \"u16\" }}\n{STATE_LINE}"
+        ),
+    )
+}
 
 #[test]
 fn given_a_calendar_when_a_machine_runs_through_a_break_and_past_its_shift_then_that_time_and_those_units_are_out_of_plan(
 ) {
     // Given a 10-minute shift from 00:00 with a break 00:04-00:06, and a machine running at 1 unit/s
     // from 00:00 to 00:12, polled every 30 s (the break and shift boundaries fall on polls).
-    let mut core = Core::new(WITH_CALENDAR);
+    let mut core = Core::new(&with_calendar());
     for step in 0..=24 {
         core.poll(
             T0 + step * 30 * SECOND,

@@ -8,26 +8,16 @@ use crate::store::ReleaseRequest;
 use serde_json::Value as Json;
 
 /// A 10000-modulus counter on a PLC polled every 10 s, guarded at 1 unit/s (W = 20 per 10 s poll).
-const CONFIG: &str = r#"
-[agent]
-site = "acme"
-gateway = "gw-01"
-timezone = "UTC"
-data_dir = "/tmp/unused"
-periods = ["1m"]
-
-[[plc]]
-id = "plc-a"
-address = "127.0.0.1:502"
-poll_interval = "10s"
-
-[[machine]]
-id = "press-01"
-line = "line-a"
-plc = "plc-a"
-counters.produced = { table = "holding", address = 0, type = "u16", modulus = "10000", design_rate = 1.0 }
-state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
-"#;
+fn config() -> String {
+    one_machine(
+        r#""1m""#,
+        "",
+        "10s",
+        &format!(
+            "counters.produced = {{ table = \"holding\", address = 0, type = \"u16\", modulus = \"10000\", design_rate = 1.0 }}\n{STATE_LINE}"
+        ),
+    )
+}
 
 fn anomalies(events: &[Json]) -> Vec<&Json> {
     events
@@ -39,7 +29,7 @@ fn anomalies(events: &[Json]) -> Vec<&Json> {
 #[test]
 fn given_values_at_or_above_the_modulus_when_the_window_closes_then_a_gap_one_event_and_no_count() {
     // Given: 9990, then two polls at or above the modulus 10000, then 9999, a wrap to 3, and 8.
-    let mut core = Core::new(CONFIG);
+    let mut core = Core::new(&config());
     core.poll_running(T0, 9_990);
     core.poll_running(T0 + 10 * SECOND, 10_005);
     core.poll_running(T0 + 20 * SECOND, 12_345);
@@ -79,7 +69,7 @@ fn given_values_at_or_above_the_modulus_when_the_window_closes_then_a_gap_one_ev
 #[test]
 fn given_a_released_quarantine_when_applied_then_its_window_is_restated_with_the_units() {
     // Given: a jump of 500 in 10 s against W = 20 is quarantined, and the window is published.
-    let mut core = Core::new(CONFIG);
+    let mut core = Core::new(&config());
     core.poll_running(T0, 100);
     core.poll_running(T0 + 10 * SECOND, 110);
     core.poll_running(T0 + 20 * SECOND, 610);

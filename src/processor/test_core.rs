@@ -103,3 +103,37 @@ pub(super) fn flags(rollup: &Json) -> Vec<&str> {
         .map(|f| f.as_str().unwrap())
         .collect()
 }
+
+/// A one-PLC, one-machine configuration: the `periods` array, `sections` placed after `[agent]` (a
+/// `[calendar]`), the PLC's `poll_interval`, and the machine's own lines after its id, line and plc.
+pub(super) fn one_machine(
+    periods: &str,
+    sections: &str,
+    poll_interval: &str,
+    machine: &str,
+) -> String {
+    format!(
+        r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+timezone = "UTC"
+data_dir = "/tmp/unused"
+periods = [{periods}]
+{sections}
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:502"
+poll_interval = "{poll_interval}"
+
+[[machine]]
+id = "press-01"
+line = "line-a"
+plc = "plc-a"
+{machine}
+"#
+    )
+}
+
+/// The state register the test machines use: 1 running, 2 planned stop, 3 unplanned stop.
+pub(super) const STATE_LINE: &str = r#"state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }"#;
