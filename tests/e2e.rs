@@ -164,18 +164,50 @@ async fn final_rollups_sum_exactly_to_the_simulator_truth() {
     })
     .await;
 
-    for (index, (_, _, machine)) in units.iter().enumerate() {
+    let machines: Vec<&str> = units.iter().map(|(_, _, machine)| *machine).collect();
+    assert_rollups_match_truth(&recorder, &machines, &before, &after);
+    // Windows are aligned to the local clock of Asia/Kolkata (+05:30).
+    let any = final_rollups(&recorder, "m1", WINDOW);
+    let start = any.values().next().unwrap()["window"]["start"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(start.ends_with("+05:30"), "{start}");
+
+    assert_every_message_validates(&recorder);
+
+    // And the status topic says online, live messages arrived, and the agent stops cleanly.
+    assert!(recorder
+        .messages_matching("/_gateway/gw-e2e/status")
+        .iter()
+        .any(|(_, b)| b["state"] == "online"));
+    assert!(!recorder.messages_matching("/m1/live").is_empty());
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+    plc_a.shutdown().await;
+    plc_b.shutdown().await;
+}
+
+/// For every machine, the final rollups of both periods sum to the simulator's truth between `before` and
+/// `after`, and m1's defects by reason do too.
+fn assert_rollups_match_truth(
+    recorder: &Recorder,
+    machines: &[&str],
+    before: &[Truth],
+    after: &[Truth],
+) {
+    for (index, machine) in machines.iter().enumerate() {
         let (produced, defective) = minus(&after[index], &before[index]);
         assert!(produced > 20, "{machine} produced only {produced} units");
         for period in [WINDOW, "10s"] {
-            let windows = final_rollups(&recorder, machine, period);
+            let windows = final_rollups(recorder, machine, period);
             assert_eq!(
                 (sum_of(&windows, "produced"), sum_of(&windows, "defective")),
                 (produced, defective),
                 "{machine} {period}: rollups vs truth"
             );
         }
-        let by_reason: u64 = final_rollups(&recorder, machine, WINDOW)
+        let by_reason: u64 = final_rollups(recorder, machine, WINDOW)
             .values()
             .flat_map(|w| {
                 w["counts"]["by_reason"]
@@ -194,18 +226,13 @@ async fn final_rollups_sum_exactly_to_the_simulator_truth() {
         crate::support::report(&format!(
             "e2e {machine}: truth produced {produced} defective {defective}; final rollups match \
              ({} windows of {WINDOW})",
-            final_rollups(&recorder, machine, WINDOW).len()
+            final_rollups(recorder, machine, WINDOW).len()
         ));
     }
-    // Windows are aligned to the local clock of Asia/Kolkata (+05:30).
-    let any = final_rollups(&recorder, "m1", WINDOW);
-    let start = any.values().next().unwrap()["window"]["start"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(start.ends_with("+05:30"), "{start}");
+}
 
-    // Every message of every kind validates against the schema it names.
+/// Every message of every kind validates against the schema it names, and every kind was seen.
+fn assert_every_message_validates(recorder: &Recorder) {
     let mut kinds = BTreeMap::new();
     for (topic, body) in recorder.messages_matching("/") {
         let kind = body["schema"]
@@ -226,15 +253,4 @@ async fn final_rollups_sum_exactly_to_the_simulator_truth() {
             "no {kind} message seen: {kinds:?}"
         );
     }
-
-    // And the status topic says online, live messages arrived, and the agent stops cleanly.
-    assert!(recorder
-        .messages_matching("/_gateway/gw-e2e/status")
-        .iter()
-        .any(|(_, b)| b["state"] == "online"));
-    assert!(!recorder.messages_matching("/m1/live").is_empty());
-    shutdown.cancel();
-    agent.await.unwrap().unwrap();
-    plc_a.shutdown().await;
-    plc_b.shutdown().await;
 }

@@ -94,46 +94,7 @@ async fn given_a_pymodbus_server_when_polled_then_every_type_and_order_decodes_t
 
     // And a plan with every type in every order, bits of a register, coils, discrete and input registers,
     // an address past the server's last register, and a unit the server does not have.
-    let mut expected: Vec<(TagAddress, Value)> = vec![
-        (
-            tag(1, Table::Holding, 0, DataType::U16),
-            Value::UInt(54_321),
-        ),
-        (tag(1, Table::Holding, 1, DataType::I16), Value::Int(-1_234)),
-        (bit_of(74, 5), Value::Bool(true)),
-        (bit_of(74, 4), Value::Bool(false)),
-        (
-            tag(1, Table::Holding, 99, DataType::U16),
-            Value::UInt(4_242),
-        ),
-        (tag(1, Table::Input, 0, DataType::U16), Value::UInt(777)),
-        (tag(1, Table::Input, 1, DataType::F32), Value::Float(-0.5)),
-    ];
-    for (data_type, value, first) in multi_register_values() {
-        let width = data_type.register_count();
-        for (index, (word_order, byte_swap)) in ORDERS.into_iter().enumerate() {
-            let address = first + index as u16 * width;
-            expected.push((
-                ordered(1, Table::Holding, address, data_type, word_order, byte_swap),
-                value,
-            ));
-        }
-    }
-    for (address, bit) in [true, false, true, true, false, false, true, false]
-        .into_iter()
-        .enumerate()
-    {
-        expected.push((
-            tag(1, Table::Coil, address as u16, DataType::Bool),
-            Value::Bool(bit),
-        ));
-    }
-    for (address, bit) in [false, true, true, false].into_iter().enumerate() {
-        expected.push((
-            tag(1, Table::Discrete, address as u16, DataType::Bool),
-            Value::Bool(bit),
-        ));
-    }
+    let expected = served_tags();
     let illegal = tag(1, Table::Holding, 100, DataType::U16);
     let absent_unit = tag(2, Table::Holding, 0, DataType::U16);
     let mut tags: Vec<TagAddress> = expected.iter().map(|(tag, _)| *tag).collect();
@@ -186,4 +147,50 @@ async fn given_a_pymodbus_server_when_polled_then_every_type_and_order_decodes_t
         health.rtt_p50_ms,
         health.rtt_p99_ms
     );
+}
+
+/// Every tag the pymodbus script serves, with its value: every type in every order, bits of a register,
+/// coils, discrete and input registers.
+fn served_tags() -> Vec<(TagAddress, Value)> {
+    let mut expected: Vec<(TagAddress, Value)> = vec![
+        (
+            tag(1, Table::Holding, 0, DataType::U16),
+            Value::UInt(54_321),
+        ),
+        (tag(1, Table::Holding, 1, DataType::I16), Value::Int(-1_234)),
+        (bit_of(74, 5), Value::Bool(true)),
+        (bit_of(74, 4), Value::Bool(false)),
+        (
+            tag(1, Table::Holding, 99, DataType::U16),
+            Value::UInt(4_242),
+        ),
+        (tag(1, Table::Input, 0, DataType::U16), Value::UInt(777)),
+        (tag(1, Table::Input, 1, DataType::F32), Value::Float(-0.5)),
+    ];
+    for (data_type, value, first) in multi_register_values() {
+        let width = data_type.register_count();
+        for (index, (word_order, byte_swap)) in ORDERS.into_iter().enumerate() {
+            let address = first + index as u16 * width;
+            expected.push((
+                ordered(1, Table::Holding, address, data_type, word_order, byte_swap),
+                value,
+            ));
+        }
+    }
+    for (address, bit) in [true, false, true, true, false, false, true, false]
+        .into_iter()
+        .enumerate()
+    {
+        expected.push((
+            tag(1, Table::Coil, address as u16, DataType::Bool),
+            Value::Bool(bit),
+        ));
+    }
+    for (address, bit) in [false, true, true, false].into_iter().enumerate() {
+        expected.push((
+            tag(1, Table::Discrete, address as u16, DataType::Bool),
+            Value::Bool(bit),
+        ));
+    }
+    expected
 }

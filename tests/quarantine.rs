@@ -255,16 +255,7 @@ async fn a_quarantined_jump_released_through_the_cli_restates_its_window_with_th
     );
 
     // Then: releasing it twice, or an unknown id, is a clear error.
-    let (ok, _, stderr) = agent.quarantine(&["release", "--id", &id]).await;
-    assert!(
-        !ok && stderr.contains("cannot be released twice"),
-        "{stderr}"
-    );
-    let (ok, _, stderr) = agent.quarantine(&["release", "--id", "999999"]).await;
-    assert!(
-        !ok && stderr.contains("no delta with id 999999"),
-        "{stderr}"
-    );
+    assert_second_release_and_unknown_id_refused(&agent, &id).await;
 
     // And the agent restates the window(s) of the jump's 200 ms interval with the 500 units (split in
     // proportion to time should the interval straddle a window boundary), and announces the release.
@@ -381,4 +372,18 @@ async fn a_counter_read_above_its_modulus_is_a_gap_announced_once_and_never_coun
 
     agent.stop().await;
     plc.shutdown().await;
+}
+
+/// A second release of `id`, and a release of an id that does not exist, each fail with a clear error.
+async fn assert_second_release_and_unknown_id_refused(agent: &RunningAgent, id: &str) {
+    let (ok, _, stderr) = agent.quarantine(&["release", "--id", id]).await;
+    assert!(
+        !ok && stderr.contains("cannot be released twice"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = agent.quarantine(&["release", "--id", "999999"]).await;
+    assert!(
+        !ok && stderr.contains("no delta with id 999999"),
+        "{stderr}"
+    );
 }

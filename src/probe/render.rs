@@ -38,10 +38,51 @@ fn shown(row: Option<&Row>) -> String {
 
 /// The report as text; `find` marks rows equal to that value.
 pub(super) fn render(report: &ProbeReport, find: Option<f64>) -> String {
+    let mut out = String::new();
+    header(&mut out, report);
+    let registers = matches!(report.request.table, Table::Holding | Table::Input);
+    if registers {
+        let _ = writeln!(
+            out,
+            "{:>5} {:>6} {:>6} {:>6} {:>6} | {:<4} {:>11} {:>11} {:>14}",
+            "addr", "ref", "hex", "u16", "i16", "pair", "u32", "i32", "f32"
+        );
+    } else {
+        let _ = writeln!(out, "{:>5} {:>6} {:>5}", "addr", "ref", "bit");
+    }
+    for (offset, cell) in report.last.iter().enumerate() {
+        address_lines(&mut out, report, offset, cell, registers);
+    }
+    if registers {
+        let _ = writeln!(
+            out,
+            "· = implausible float, * = changed between the first and the last sample"
+        );
+    }
+    if report.samples > 1 && registers {
+        candidates(&mut out, report);
+    }
+    if let Some(target) = find {
+        let found = rows_equal_to(&report.rows, target);
+        let _ = writeln!(out, "\nInterpretations equal to {target}: {}", found.len());
+        for row in found {
+            let _ = writeln!(
+                out,
+                "  {:>5} {:<3} {}",
+                row.address,
+                row.data_type.name(),
+                row.order.map_or("", Order::name)
+            );
+        }
+    }
+    out
+}
+
+/// The request line, and how many addresses were refused.
+fn header(out: &mut String, report: &ProbeReport) {
     let request = &report.request;
     let table = request.table;
     let last_address = u32::from(request.start) + u32::from(request.count) - 1;
-    let mut out = String::new();
     let _ = writeln!(
         out,
         "probe {} unit {} {} {}..={} (ref {}..={}), {} sample(s){}, {} request(s); read-only (function codes 1-4)",
@@ -68,141 +109,123 @@ pub(super) fn render(report: &ProbeReport, find: Option<f64>) -> String {
     if refused > 0 {
         let _ = writeln!(out, "{refused} address(es) refused; they are marked below.");
     }
-    let registers = matches!(table, Table::Holding | Table::Input);
-    if registers {
-        let _ = writeln!(
-            out,
-            "{:>5} {:>6} {:>6} {:>6} {:>6} | {:<4} {:>11} {:>11} {:>14}",
-            "addr", "ref", "hex", "u16", "i16", "pair", "u32", "i32", "f32"
-        );
-    } else {
-        let _ = writeln!(out, "{:>5} {:>6} {:>5}", "addr", "ref", "bit");
-    }
-    for (offset, cell) in report.last.iter().enumerate() {
-        let address = request.start + offset as u16;
-        let changed = report.first.get(offset) != Some(cell);
-        let mark = if changed { "*" } else { " " };
-        let word = match cell {
-            Cell::Refused(code) => {
-                let _ = writeln!(
-                    out,
-                    "{address:>5} {:>6}  refused: exception {code:#04x} ({})",
-                    reference(table, address),
-                    exception_name(*code)
-                );
-                continue;
-            }
-            Cell::Value(word) => *word,
-        };
-        if !registers {
+}
+
+/// The line(s) of one address: a refusal, a bit, or a register with its 16- and 32-bit interpretations.
+fn address_lines(
+    out: &mut String,
+    report: &ProbeReport,
+    offset: usize,
+    cell: &Cell,
+    registers: bool,
+) {
+    let table = report.request.table;
+    let address = report.request.start + offset as u16;
+    let changed = report.first.get(offset) != Some(cell);
+    let mark = if changed { "*" } else { " " };
+    let word = match cell {
+        Cell::Refused(code) => {
             let _ = writeln!(
                 out,
-                "{address:>5} {:>6} {:>5}{mark}",
+                "{address:>5} {:>6}  refused: exception {code:#04x} ({})",
                 reference(table, address),
-                word
+                exception_name(*code)
             );
-            continue;
+            return;
         }
-        let at = |data_type: DataType, order: Option<Order>| {
-            report
-                .rows
-                .iter()
-                .find(|r| (r.address, r.data_type, r.order) == (address, data_type, order))
-        };
-        let mut first_line = format!(
-            "{address:>5} {:>6} {:>6} {:>6} {:>6}{mark}",
-            reference(table, address),
-            format!("{word:#06x}"),
-            shown(at(DataType::U16, None)),
-            shown(at(DataType::I16, None)),
-        );
-        if at(DataType::U32, Some(Order::Abcd)).is_none() {
-            let _ = writeln!(out, "{first_line}| (no readable next register)");
-            continue;
-        }
-        let u32s: Vec<String> = Order::ALL
-            .iter()
-            .map(|&order| shown(at(DataType::U32, Some(order))))
-            .collect();
-        if u32s.iter().all(|value| *value == u32s[0]) {
-            // All four orders agree (a zero pair, say): one line instead of four identical ones.
-            let _ = writeln!(
-                out,
-                "{first_line}| {:<4} {:>11} {:>11} {:>14}",
-                "any",
-                u32s[0],
-                shown(at(DataType::I32, Some(Order::Abcd))),
-                shown(at(DataType::F32, Some(Order::Abcd))),
-            );
-            continue;
-        }
-        for order in Order::ALL {
-            let _ = writeln!(
-                out,
-                "{first_line}| {:<4} {:>11} {:>11} {:>14}",
-                order.name(),
-                shown(at(DataType::U32, Some(order))),
-                shown(at(DataType::I32, Some(order))),
-                shown(at(DataType::F32, Some(order))),
-            );
-            first_line = " ".repeat(first_line.chars().count());
-        }
-    }
-    if registers {
+        Cell::Value(word) => *word,
+    };
+    if !registers {
         let _ = writeln!(
             out,
-            "· = implausible float, * = changed between the first and the last sample"
+            "{address:>5} {:>6} {:>5}{mark}",
+            reference(table, address),
+            word
+        );
+        return;
+    }
+    let at = |data_type: DataType, order: Option<Order>| {
+        report
+            .rows
+            .iter()
+            .find(|r| (r.address, r.data_type, r.order) == (address, data_type, order))
+    };
+    let mut first_line = format!(
+        "{address:>5} {:>6} {:>6} {:>6} {:>6}{mark}",
+        reference(table, address),
+        format!("{word:#06x}"),
+        shown(at(DataType::U16, None)),
+        shown(at(DataType::I16, None)),
+    );
+    if at(DataType::U32, Some(Order::Abcd)).is_none() {
+        let _ = writeln!(out, "{first_line}| (no readable next register)");
+        return;
+    }
+    let u32s: Vec<String> = Order::ALL
+        .iter()
+        .map(|&order| shown(at(DataType::U32, Some(order))))
+        .collect();
+    if u32s.iter().all(|value| *value == u32s[0]) {
+        // All four orders agree (a zero pair, say): one line instead of four identical ones.
+        let _ = writeln!(
+            out,
+            "{first_line}| {:<4} {:>11} {:>11} {:>14}",
+            "any",
+            u32s[0],
+            shown(at(DataType::I32, Some(Order::Abcd))),
+            shown(at(DataType::F32, Some(Order::Abcd))),
+        );
+        return;
+    }
+    for order in Order::ALL {
+        let _ = writeln!(
+            out,
+            "{first_line}| {:<4} {:>11} {:>11} {:>14}",
+            order.name(),
+            shown(at(DataType::U32, Some(order))),
+            shown(at(DataType::I32, Some(order))),
+            shown(at(DataType::F32, Some(order))),
+        );
+        first_line = " ".repeat(first_line.chars().count());
+    }
+}
+
+/// The counter candidates (values that increased between the samples) and the configuration line of the best.
+fn candidates(out: &mut String, report: &ProbeReport) {
+    let table = report.request.table;
+    if report.candidates.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNo value increased between the samples: is the machine producing?"
+        );
+        return;
+    }
+    let _ = writeln!(out, "\nCounter candidates (smallest step first):");
+    for candidate in report.candidates.iter().take(6) {
+        let _ = writeln!(
+            out,
+            "  {:>5} {:<3} {:<4} {} -> {} (+{})",
+            candidate.address,
+            candidate.data_type.name(),
+            candidate.order.map_or("", Order::name),
+            candidate.first,
+            candidate.last,
+            candidate.step()
         );
     }
-    if report.samples > 1 && registers {
-        if report.candidates.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nNo value increased between the samples: is the machine producing?"
-            );
-        } else {
-            let _ = writeln!(out, "\nCounter candidates (smallest step first):");
-            for candidate in report.candidates.iter().take(6) {
-                let _ = writeln!(
-                    out,
-                    "  {:>5} {:<3} {:<4} {} -> {} (+{})",
-                    candidate.address,
-                    candidate.data_type.name(),
-                    candidate.order.map_or("", Order::name),
-                    candidate.first,
-                    candidate.last,
-                    candidate.step()
-                );
-            }
-            let best = report.candidates[0];
-            let keys = best
-                .order
-                .map(|order| format!(", {}", order.config_keys()))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "Best guess: {{ table = \"{}\", address = {}, type = \"{}\"{keys} }}  (ref {})",
-                table.name(),
-                best.address,
-                best.data_type.name(),
-                reference(table, best.address)
-            );
-        }
-    }
-    if let Some(target) = find {
-        let found = rows_equal_to(&report.rows, target);
-        let _ = writeln!(out, "\nInterpretations equal to {target}: {}", found.len());
-        for row in found {
-            let _ = writeln!(
-                out,
-                "  {:>5} {:<3} {}",
-                row.address,
-                row.data_type.name(),
-                row.order.map_or("", Order::name)
-            );
-        }
-    }
-    out
+    let best = report.candidates[0];
+    let keys = best
+        .order
+        .map(|order| format!(", {}", order.config_keys()))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Best guess: {{ table = \"{}\", address = {}, type = \"{}\"{keys} }}  (ref {})",
+        table.name(),
+        best.address,
+        best.data_type.name(),
+        reference(table, best.address)
+    );
 }
 
 #[cfg(test)]

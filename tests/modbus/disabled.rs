@@ -281,11 +281,22 @@ async fn given_a_produced_counter_refused_with_exception_02_for_a_while_when_it_
     assert!(produced > 20, "produced only {produced}");
     assert_eq!(counted, (produced, defective), "final rollups vs truth");
 
-    // And the disabling and the re-enabling are one durable event each, valid against the schema; health
-    // showed the disabled tag with its next probe.
+    assert_disabling_and_enabling_announced(&recorder);
+    shutdown.cancel();
+    tokio::time::timeout(PATIENCE, agent)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
+    sim.shutdown().await;
+}
+
+/// The disabling and the re-enabling are one durable event each, valid against the schema; health showed
+/// the disabled tag with its next probe.
+fn assert_disabling_and_enabling_announced(recorder: &Recorder) {
     let event_schema = support::schema("event");
-    let disabled = events_of(&recorder, "tag_disabled");
-    let enabled = events_of(&recorder, "tag_enabled");
+    let disabled = events_of(recorder, "tag_disabled");
+    let enabled = events_of(recorder, "tag_enabled");
     assert_eq!((disabled.len(), enabled.len()), (1, 1));
     for event in disabled.iter().chain(&enabled) {
         support::assert_valid(&event_schema, event);
@@ -306,11 +317,4 @@ async fn given_a_produced_counter_refused_with_exception_02_for_a_while_when_it_
     for body in &reported {
         support::assert_valid(&health_schema, body);
     }
-    shutdown.cancel();
-    tokio::time::timeout(PATIENCE, agent)
-        .await
-        .expect("the agent stops")
-        .unwrap()
-        .unwrap();
-    sim.shutdown().await;
 }

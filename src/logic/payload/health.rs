@@ -243,9 +243,9 @@ mod tests {
         assert!(!validate(STATUS, &status_payload(&identity(), "sleeping", None)).is_empty());
     }
 
-    #[test]
-    fn given_backlog_and_devices_when_health_built_then_it_validates() {
-        let devices = vec![
+    /// Two PLCs: one up with a unit down and a disabled tag, one down.
+    fn two_devices() -> Vec<DeviceHealth> {
+        vec![
             DeviceHealth {
                 plc: "plc-1".into(),
                 up: true,
@@ -305,8 +305,12 @@ mod tests {
                 units: Vec::new(),
                 disabled_tags: Vec::new(),
             },
-        ];
+        ]
+    }
 
+    #[test]
+    fn given_backlog_and_devices_when_health_built_then_it_validates() {
+        let devices = two_devices();
         let backlog = BacklogReport {
             rows: 1_204,
             bytes: 3_100_000,
@@ -347,6 +351,11 @@ mod tests {
         let mut bad_unit = body.clone();
         bad_unit["devices"][0]["units"][0]["unit_id"] = json!(256);
         assert!(!validate(HEALTH, &bad_unit).is_empty());
+    }
+
+    #[test]
+    fn given_no_devices_when_health_built_then_it_validates_with_the_mqtt_part_and_not_without_drops(
+    ) {
         let empty = health_payload(
             &identity(),
             NINE_AM_SEOUL,

@@ -89,6 +89,133 @@ impl Harness {
     }
 }
 
+/// What the store must hold: the unacked rows in seq order, the last seq, the retired seqs and the drops.
+#[derive(Default)]
+struct Model {
+    rows: VecDeque<ModelRow>,
+    last_seq: i64,
+    retired: BTreeSet<i64>,
+    dropped: DropCounters,
+}
+
+impl Model {
+    /// Commits one cycle of `drafts` and checks the outcome, including what the quota dropped.
+    fn commit(
+        &mut self,
+        store: &mut Store,
+        step: usize,
+        drafts: &[(usize, usize)],
+    ) -> Result<(), TestCaseError> {
+        let cycle = CycleWrite {
+            counters: vec![("c".into(), step.to_string())],
+            outbox: drafts
+                .iter()
+                .map(|(topic, filler)| {
+                    draft(
+                        TOPICS[*topic],
+                        json!({"step": step, "f": "z".repeat(*filler)}),
+                    )
+                })
+                .collect(),
+            now: i64::try_from(step).unwrap(),
+            ..CycleWrite::default()
+        };
+        let outcome = match store.commit_cycle(&cycle) {
+            Ok(outcome) => outcome,
+            Err(StoreError::Full(_)) => return Ok(()),
+            Err(other) => return Err(TestCaseError::fail(format!("{other:?}"))),
+        };
+        prop_assert_eq!(outcome.seqs.len(), drafts.len());
+        self.drop_ranges(&outcome.dropped)?;
+        for (seq, (topic, _)) in outcome.seqs.iter().zip(drafts) {
+            prop_assert!(*seq > self.last_seq, "seq {} after {}", seq, self.last_seq);
+            self.last_seq = *seq;
+            self.rows.push_back(ModelRow {
+                seq: *seq,
+                topic: TOPICS[*topic].to_owned(),
+                class: DropClass::of_topic(TOPICS[*topic]),
+            });
+        }
+        prop_assert_eq!(
+            store.load_counters().unwrap(),
+            vec![("c".to_owned(), step.to_string())]
+        );
+        Ok(())
+    }
+
+    /// Removes the rows the quota dropped; cheaper classes go entirely, the dropped class its oldest rows.
+    fn drop_ranges(&mut self, dropped: &[DroppedRange]) -> Result<(), TestCaseError> {
+        for range in dropped {
+            let before = self.rows.len();
+            self.rows.retain(|row| {
+                !(row.topic == range.topic && (range.first_seq..=range.last_seq).contains(&row.seq))
+            });
+            let removed = u64::try_from(before - self.rows.len()).unwrap();
+            prop_assert_eq!(removed, range.rows, "range {:?} matches the model", range);
+            prop_assert_eq!(range.class, DropClass::of_topic(&range.topic));
+            match range.class {
+                DropClass::Rollup1m => self.dropped.rollup_1m += removed,
+                DropClass::Rollup15m => self.dropped.rollup_15m += removed,
+                DropClass::RollupUnknown => self.dropped.rollup_unknown += removed,
+                DropClass::Rollup1h => self.dropped.rollup_1h += removed,
+                DropClass::Durable => self.dropped.durable += removed,
+            }
+        }
+        let Some(highest) = dropped.iter().map(|range| range.class).max() else {
+            return Ok(());
+        };
+        let newest_dropped = dropped
+            .iter()
+            .filter(|range| range.class == highest)
+            .map(|range| range.last_seq)
+            .max()
+            .unwrap();
+        for row in &self.rows {
+            prop_assert!(row.class >= highest, "{:?} survived {:?}", row, highest);
+            prop_assert!(row.class != highest || row.seq > newest_dropped);
+        }
+        Ok(())
+    }
+
+    /// Retires the rows at `positions` (modulo the queue) plus one seq that does not exist.
+    fn retire(&mut self, store: &mut Store, positions: &[usize]) -> Result<(), TestCaseError> {
+        let mut seqs: Vec<i64> = positions
+            .iter()
+            .filter(|_| !self.rows.is_empty())
+            .map(|position| self.rows[position % self.rows.len()].seq)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let expected = seqs.len();
+        seqs.push(self.last_seq + 1_000);
+        prop_assert_eq!(store.retire(&seqs).unwrap(), expected);
+        self.rows.retain(|row| !seqs.contains(&row.seq));
+        self.retired.extend(seqs);
+        Ok(())
+    }
+
+    /// The store holds exactly the model's rows and drop counts, under the same epoch.
+    fn check(&self, store: &Store, epoch: &str) -> Result<(), TestCaseError> {
+        prop_assert!(store.recovery().is_none());
+        prop_assert_eq!(store.db_epoch(), epoch);
+        prop_assert_eq!(store.last_seq().unwrap(), self.last_seq);
+        let present: Vec<i64> = all_unacked(store).iter().map(|row| row.seq).collect();
+        let expected: Vec<i64> = self.rows.iter().map(|row| row.seq).collect();
+        prop_assert_eq!(&present, &expected);
+        prop_assert!(present.iter().all(|seq| !self.retired.contains(seq)));
+        let counters = store.drops();
+        for class in DropClass::ALL {
+            prop_assert_eq!(
+                counters.rows(class),
+                self.dropped.rows(class),
+                "{:?}",
+                class
+            );
+        }
+        Ok(())
+    }
+}
+
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.db");
@@ -99,125 +226,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         crashes: 0,
     };
     let epoch = harness.store().db_epoch().to_owned();
-    let mut model: VecDeque<ModelRow> = VecDeque::new();
-    let mut last_seq = 0_i64;
-    let mut retired: BTreeSet<i64> = BTreeSet::new();
-    let mut dropped_rows = DropCounters::default();
-
+    let mut model = Model::default();
     for (step, op) in ops.into_iter().enumerate() {
         match op {
-            Op::Commit(drafts) => {
-                let cycle = CycleWrite {
-                    counters: vec![("c".into(), step.to_string())],
-                    outbox: drafts
-                        .iter()
-                        .map(|(topic, filler)| {
-                            draft(
-                                TOPICS[*topic],
-                                json!({"step": step, "f": "z".repeat(*filler)}),
-                            )
-                        })
-                        .collect(),
-                    now: i64::try_from(step).unwrap(),
-                    ..CycleWrite::default()
-                };
-                match harness.store().commit_cycle(&cycle) {
-                    Ok(outcome) => {
-                        prop_assert_eq!(outcome.seqs.len(), drafts.len());
-                        let highest = outcome.dropped.iter().map(|range| range.class).max();
-                        for range in &outcome.dropped {
-                            let before = model.len();
-                            model.retain(|row| {
-                                !(row.topic == range.topic
-                                    && (range.first_seq..=range.last_seq).contains(&row.seq))
-                            });
-                            let removed = u64::try_from(before - model.len()).unwrap();
-                            prop_assert_eq!(
-                                removed,
-                                range.rows,
-                                "range {:?} matches the model",
-                                range
-                            );
-                            prop_assert_eq!(range.class, DropClass::of_topic(&range.topic));
-                            match range.class {
-                                DropClass::Rollup1m => dropped_rows.rollup_1m += removed,
-                                DropClass::Rollup15m => dropped_rows.rollup_15m += removed,
-                                DropClass::RollupUnknown => dropped_rows.rollup_unknown += removed,
-                                DropClass::Rollup1h => dropped_rows.rollup_1h += removed,
-                                DropClass::Durable => dropped_rows.durable += removed,
-                            }
-                        }
-                        if let Some(highest) = highest {
-                            // Cheaper classes are gone entirely; the dropped class lost its oldest rows.
-                            let newest_dropped = outcome
-                                .dropped
-                                .iter()
-                                .filter(|range| range.class == highest)
-                                .map(|range| range.last_seq)
-                                .max()
-                                .unwrap();
-                            for row in &model {
-                                prop_assert!(
-                                    row.class >= highest,
-                                    "{:?} survived {:?}",
-                                    row,
-                                    highest
-                                );
-                                prop_assert!(row.class != highest || row.seq > newest_dropped);
-                            }
-                        }
-                        for (seq, (topic, _)) in outcome.seqs.iter().zip(&drafts) {
-                            prop_assert!(*seq > last_seq, "seq {} after {}", seq, last_seq);
-                            last_seq = *seq;
-                            model.push_back(ModelRow {
-                                seq: *seq,
-                                topic: TOPICS[*topic].to_owned(),
-                                class: DropClass::of_topic(TOPICS[*topic]),
-                            });
-                        }
-                        prop_assert_eq!(
-                            harness.store().load_counters().unwrap(),
-                            vec![("c".to_owned(), step.to_string())]
-                        );
-                    }
-                    Err(StoreError::Full(_)) => {}
-                    Err(other) => return Err(TestCaseError::fail(format!("{other:?}"))),
-                }
-            }
-            Op::Retire(positions) => {
-                let mut seqs: Vec<i64> = positions
-                    .iter()
-                    .filter(|_| !model.is_empty())
-                    .map(|position| model[position % model.len()].seq)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                let expected = seqs.len();
-                seqs.push(last_seq + 1_000);
-                prop_assert_eq!(harness.store().retire(&seqs).unwrap(), expected);
-                model.retain(|row| !seqs.contains(&row.seq));
-                retired.extend(seqs);
-            }
+            Op::Commit(drafts) => model.commit(harness.store(), step, &drafts)?,
+            Op::Retire(positions) => model.retire(harness.store(), &positions)?,
             Op::Reopen => harness.reopen(),
             Op::Crash => harness.crash(),
         }
-        let store = harness.store();
-        prop_assert!(store.recovery().is_none());
-        prop_assert_eq!(store.db_epoch(), epoch.as_str());
-        prop_assert_eq!(store.last_seq().unwrap(), last_seq);
-        let present: Vec<i64> = all_unacked(store).iter().map(|row| row.seq).collect();
-        let expected: Vec<i64> = model.iter().map(|row| row.seq).collect();
-        prop_assert_eq!(&present, &expected);
-        prop_assert!(present.iter().all(|seq| !retired.contains(seq)));
-        let counters = store.drops();
-        for class in DropClass::ALL {
-            prop_assert_eq!(
-                counters.rows(class),
-                dropped_rows.rows(class),
-                "{:?}",
-                class
-            );
-        }
+        model.check(harness.store(), &epoch)?;
     }
     prop_assert!(harness.store().integrity_check().unwrap().is_empty());
     Ok(())

@@ -124,27 +124,10 @@ fn given_a_small_quota_and_no_retiring_when_cycles_keep_coming_then_commits_succ
         let dropped_now: BTreeSet<i64> = before.difference(&after).copied().collect();
         let reported: u64 = outcome.dropped.iter().map(|range| range.rows).sum();
         assert_eq!(u64::try_from(dropped_now.len()).unwrap(), reported);
-        if let Some(highest) = outcome.dropped.iter().map(|range| range.class).max() {
-            for class in outcome.dropped.iter().map(|range| range.class) {
-                first_drop_at.entry(class).or_insert(index);
-            }
-            for seq in before.intersection(&after) {
-                let (_, class) = &enqueued[seq];
-                // Every older row of a cheaper class is gone before a dearer class loses one.
-                assert!(
-                    *class >= highest,
-                    "cycle {index}: {class:?} survived a drop of {highest:?}"
-                );
-                if *class == highest {
-                    let newest_dropped = dropped_now
-                        .iter()
-                        .filter(|seq| enqueued[seq].1 == highest)
-                        .max()
-                        .unwrap();
-                    assert!(seq > newest_dropped, "oldest first within a class");
-                }
-            }
+        for class in outcome.dropped.iter().map(|range| range.class) {
+            first_drop_at.entry(class).or_insert(index);
         }
+        assert_cheapest_oldest_went_first(index, &outcome.dropped, &before, &after, &enqueued);
         ranges.extend(outcome.dropped);
     }
 
@@ -158,49 +141,10 @@ fn given_a_small_quota_and_no_retiring_when_cycles_keep_coming_then_commits_succ
         "events and shift rollups survive: {first_drop_at:?}"
     );
 
-    // Exact accounting: rows enqueued = rows present + rows dropped, per class, in the ranges and the counters.
-    let present: BTreeSet<i64> = all_unacked(&store).iter().map(|row| row.seq).collect();
-    let dropped: BTreeSet<i64> = enqueued
-        .keys()
-        .filter(|seq| !present.contains(seq))
-        .copied()
-        .collect();
-    for range in &ranges {
-        let in_range = dropped
-            .range(range.first_seq..=range.last_seq)
-            .filter(|seq| enqueued[seq].0 == range.topic)
-            .count();
-        assert_eq!(u64::try_from(in_range).unwrap(), range.rows, "{range:?}");
-        assert!(!present
-            .range(range.first_seq..=range.last_seq)
-            .any(|seq| enqueued[seq].0 == range.topic));
-    }
-    let counters = store.drops();
-    for class in DropClass::ALL {
-        let enqueued_rows = enqueued.values().filter(|(_, c)| *c == class).count();
-        let present_rows = present
-            .iter()
-            .filter(|seq| enqueued[seq].1 == class)
-            .count();
-        let ranged: u64 = ranges
-            .iter()
-            .filter(|range| range.class == class)
-            .map(|range| range.rows)
-            .sum();
-        assert_eq!(
-            u64::try_from(enqueued_rows - present_rows).unwrap(),
-            ranged,
-            "{class:?}"
-        );
-        assert_eq!(counters.rows(class), ranged, "{class:?}");
-    }
-    assert_eq!(
-        counters.rows_dropped(),
-        u64::try_from(dropped.len()).unwrap()
-    );
-    assert!(store.integrity_check().unwrap().is_empty());
+    let present = assert_exact_accounting(&store, &enqueued, &ranges);
 
     // Once everything is retired, the freed pages are reused: no further drops.
+    let counters = store.drops();
     let seqs: Vec<i64> = present.iter().copied().collect();
     store.retire(&seqs).unwrap();
     for index in 700..750 {
@@ -513,4 +457,85 @@ fn given_rows_whose_payloads_name_a_machine_when_dropped_or_refused_then_the_sto
     let refused = store.commit_cycle(&cycle).unwrap().refused;
     let owners: Vec<_> = refused.into_iter().map(|draft| draft.owner).collect();
     assert_eq!(owners, vec![Some(owner), None]);
+}
+
+/// Every surviving row of a cheaper class than the dearest dropped one is gone, and within that class the
+/// oldest rows went first.
+fn assert_cheapest_oldest_went_first(
+    index: i64,
+    dropped: &[DroppedRange],
+    before: &BTreeSet<i64>,
+    after: &BTreeSet<i64>,
+    enqueued: &BTreeMap<i64, (String, DropClass)>,
+) {
+    let Some(highest) = dropped.iter().map(|range| range.class).max() else {
+        return;
+    };
+    let dropped_now: BTreeSet<i64> = before.difference(after).copied().collect();
+    for seq in before.intersection(after) {
+        let (_, class) = &enqueued[seq];
+        assert!(
+            *class >= highest,
+            "cycle {index}: {class:?} survived a drop of {highest:?}"
+        );
+        if *class == highest {
+            let newest_dropped = dropped_now
+                .iter()
+                .filter(|seq| enqueued[seq].1 == highest)
+                .max()
+                .unwrap();
+            assert!(seq > newest_dropped, "oldest first within a class");
+        }
+    }
+}
+
+/// Exact accounting: rows enqueued = rows present + rows dropped, per class, in the ranges and the counters.
+/// Returns the seqs still present.
+fn assert_exact_accounting(
+    store: &Store,
+    enqueued: &BTreeMap<i64, (String, DropClass)>,
+    ranges: &[DroppedRange],
+) -> BTreeSet<i64> {
+    let present: BTreeSet<i64> = all_unacked(store).iter().map(|row| row.seq).collect();
+    let dropped: BTreeSet<i64> = enqueued
+        .keys()
+        .filter(|seq| !present.contains(seq))
+        .copied()
+        .collect();
+    for range in ranges {
+        let in_range = dropped
+            .range(range.first_seq..=range.last_seq)
+            .filter(|seq| enqueued[seq].0 == range.topic)
+            .count();
+        assert_eq!(u64::try_from(in_range).unwrap(), range.rows, "{range:?}");
+        assert!(!present
+            .range(range.first_seq..=range.last_seq)
+            .any(|seq| enqueued[seq].0 == range.topic));
+    }
+    let counters = store.drops();
+    for class in DropClass::ALL {
+        let enqueued_rows = enqueued.values().filter(|(_, c)| *c == class).count();
+        let present_rows = present
+            .iter()
+            .filter(|seq| enqueued[seq].1 == class)
+            .count();
+        let ranged: u64 = ranges
+            .iter()
+            .filter(|range| range.class == class)
+            .map(|range| range.rows)
+            .sum();
+        assert_eq!(
+            u64::try_from(enqueued_rows - present_rows).unwrap(),
+            ranged,
+            "{class:?}"
+        );
+        assert_eq!(counters.rows(class), ranged, "{class:?}");
+    }
+    assert_eq!(
+        counters.rows_dropped(),
+        u64::try_from(dropped.len()).unwrap()
+    );
+    assert!(store.integrity_check().unwrap().is_empty());
+
+    present
 }
