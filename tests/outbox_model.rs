@@ -151,12 +151,14 @@ impl Model {
     }
 }
 
+/// The period of the rows this model enqueues.
+fn one_minute() -> shopfloor_agent::logic::window::Period {
+    shopfloor_agent::logic::window::Period::parse("1m").unwrap()
+}
+
 fn enqueue(process: &mut Process, model: &mut Model, rows: usize) -> Result<(), TestCaseError> {
     let outbox = (0..rows)
-        .map(|n| OutboxDraft {
-            topic: "m/s/l/m1/rollup/1m".into(),
-            body: json!({"n": n}),
-        })
+        .map(|n| OutboxDraft::rollup("m/s/l/m1/rollup/1m".into(), json!({"n": n}), &one_minute()))
         .collect();
     let cycle = CycleWrite {
         outbox,

@@ -39,10 +39,11 @@ impl Ledger {
                 format!("m1/1m/{}", self.cycle % 30),
                 json!({ "cycle": self.cycle }).to_string(),
             )],
-            outbox: vec![OutboxDraft {
-                topic: "p/s/line/m1/rollup/1m".into(),
-                body: json!({ "counts": { "produced": self.pending }, "pad": "x".repeat(ROW_PADDING) }),
-            }],
+            outbox: vec![OutboxDraft::rollup(
+                "p/s/line/m1/rollup/1m".into(),
+                json!({ "counts": { "produced": self.pending }, "pad": "x".repeat(ROW_PADDING) }),
+                &shopfloor_agent::logic::window::Period::parse("1m").unwrap(),
+            )],
             now: i64::try_from(self.cycle).unwrap(),
             ..CycleWrite::default()
         };

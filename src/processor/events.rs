@@ -175,6 +175,7 @@ impl Processor {
             ),
         };
         OutboxDraft {
+            class: crate::store::DropClass::Durable,
             topic,
             body: payload::event_payload(&self.identity, &line, &machine, kind, at, detail),
         }
@@ -240,6 +241,7 @@ impl Processor {
             "note": "a fresh database with a new db_epoch was started; unsent rows of the old one were not published",
         });
         let draft = OutboxDraft {
+            class: crate::store::DropClass::Durable,
             topic: payload::gateway_event_topic(&self.identity),
             body: payload::event_payload(
                 &self.identity,
@@ -316,6 +318,7 @@ pub(super) fn machine_event(
     detail: serde_json::Value,
 ) -> OutboxDraft {
     OutboxDraft {
+        class: crate::store::DropClass::Durable,
         topic: payload::event_topic(identity, &machine.line, &machine.id),
         body: payload::event_payload(identity, &machine.line, &machine.id, kind, at, detail),
     }

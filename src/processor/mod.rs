@@ -235,9 +235,9 @@ impl Processor {
     fn close_as_of(&mut self, now_for: impl Fn(Millis) -> Millis) -> usize {
         let mut closed = 0;
         for machine in &mut self.machines {
-            let graces = self.config.agent.periods.iter().map(|p| p.grace);
-            for (acc, grace) in machine.windows.iter_mut().zip(graces) {
-                for record in acc.close_due(now_for(config::arith::millis(grace))) {
+            for (acc, period) in machine.windows.iter_mut().zip(&self.config.agent.periods) {
+                let class = crate::store::DropClass::of_period(&period.period);
+                for record in acc.close_due(now_for(config::arith::millis(period.grace))) {
                     let kpis = kpis_of(&machine.config, &record, self.config.agent.unknown_time);
                     let body = payload::rollup_payload(
                         &self.identity,
@@ -247,6 +247,7 @@ impl Processor {
                         &self.config.agent.timezone,
                     );
                     self.pending.push_rollup(OutboxDraft {
+                        class,
                         topic: payload::rollup_topic(
                             &self.identity,
                             &machine.config.line,
@@ -526,6 +527,7 @@ impl MachineRuntime {
             }),
         );
         pending.push(OutboxDraft {
+            class: crate::store::DropClass::Durable,
             topic: payload::event_topic(identity, &self.config.line, &self.config.id),
             body,
         });

@@ -45,6 +45,7 @@ pub(super) fn gateway_event_cycle(
     );
     CycleWrite {
         outbox: vec![OutboxDraft {
+            class: crate::store::DropClass::Durable,
             topic: payload::gateway_event_topic(identity),
             body,
         }],

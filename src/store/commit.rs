@@ -121,7 +121,7 @@ impl Store {
             } else {
                 accepted.push(Accepted {
                     topic: draft.topic.clone(),
-                    class: DropClass::of_topic(&draft.topic),
+                    class: draft.class,
                     body,
                 });
             }

@@ -78,6 +78,7 @@ use serde::de::IntoDeserializer as _;
 use serde::Deserialize as _;
 
 use crate::logic::counter::StepKind;
+use crate::logic::window::Period;
 use crate::logic::Millis;
 
 pub use data_dir::{
@@ -150,6 +151,28 @@ pub struct OutboxDraft {
     pub topic: String,
     /// Payload without `seq` and `db_epoch`; the store adds both.
     pub body: serde_json::Value,
+    /// Which rows the overflow policy drops first; set by the code that knows what the message is.
+    pub class: DropClass,
+}
+
+impl OutboxDraft {
+    /// A rollup of `period`: its drop class follows from the period.
+    pub fn rollup(topic: String, body: serde_json::Value, period: &Period) -> OutboxDraft {
+        OutboxDraft {
+            topic,
+            body,
+            class: DropClass::of_period(period),
+        }
+    }
+
+    /// An event, an alarm or any other message dropped only when nothing else is left.
+    pub fn durable(topic: String, body: serde_json::Value) -> OutboxDraft {
+        OutboxDraft {
+            topic,
+            body,
+            class: DropClass::Durable,
+        }
+    }
 }
 
 /// A durable message in the outbox, as handed to the publisher.

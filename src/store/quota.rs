@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::schema;
 use super::{DraftOwner, StoreError};
-use crate::logic::window::Period;
+use crate::logic::window::{Period, PeriodKind};
 use crate::logic::Millis;
 
 /// Estimated bytes a deleted outbox row frees beyond its topic and payload (record header, cell pointer,
@@ -54,24 +54,33 @@ impl DropClass {
         DropClass::Durable,
     ];
 
-    /// Classifies a topic by its suffix: `…/event` and `…/rollup/{shift,day}` are durable, `…/rollup/{period}`
-    /// ranks by the period's length, anything else is durable.
-    pub fn of_topic(topic: &str) -> DropClass {
+    /// The class of a rollup of `period`: shift and day rollups are durable, fixed periods rank by length.
+    pub fn of_period(period: &Period) -> DropClass {
+        match period.kind {
+            PeriodKind::Shift | PeriodKind::Day => DropClass::Durable,
+            PeriodKind::Fixed { length_ms } if length_ms < QUARTER_MS => DropClass::Rollup1m,
+            PeriodKind::Fixed { length_ms } if length_ms < HOUR_MS => DropClass::Rollup15m,
+            PeriodKind::Fixed { .. } => DropClass::Rollup1h,
+        }
+    }
+
+    /// Classifies a stored row by its topic's suffix, for rows written before the class had its own column
+    /// (the schema migration that added it): `…/event` and `…/rollup/{shift,day}` are durable,
+    /// `…/rollup/{period}` ranks by the period's length, a period that does not parse is `RollupUnknown`,
+    /// anything else is durable. New rows carry their class from the code that built them.
+    pub(super) fn of_stored_topic(topic: &str) -> DropClass {
         if topic.ends_with("/event") {
             return DropClass::Durable;
         }
         let Some((_, period)) = topic.rsplit_once("/rollup/") else {
             return DropClass::Durable;
         };
-        match period {
-            "shift" | "day" => DropClass::Durable,
-            _ if period.contains('/') => DropClass::Durable,
-            _ => match Period::parse(period) {
-                Ok(period) if period.nominal_ms() < QUARTER_MS => DropClass::Rollup1m,
-                Ok(period) if period.nominal_ms() < HOUR_MS => DropClass::Rollup15m,
-                Ok(_) => DropClass::Rollup1h,
-                Err(_) => DropClass::RollupUnknown,
-            },
+        if period.contains('/') {
+            return DropClass::Durable;
+        }
+        match Period::parse(period) {
+            Ok(period) => DropClass::of_period(&period),
+            Err(_) => DropClass::RollupUnknown,
         }
     }
 

@@ -89,7 +89,7 @@ fn backfill_drop_class(tx: &Transaction<'_>) -> Result<(), StoreError> {
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for (seq, topic) in rows {
-        let class = DropClass::of_topic(&topic);
+        let class = DropClass::of_stored_topic(&topic);
         if class != DropClass::Durable {
             update.execute((seq, class.rank()))?;
         }

@@ -140,10 +140,7 @@ impl Harness {
     ) -> Result<Vec<i64>, StoreError> {
         let outbox = bodies
             .into_iter()
-            .map(|body| OutboxDraft {
-                topic: topic.to_string(),
-                body,
-            })
+            .map(|body| OutboxDraft::durable(topic.to_string(), body))
             .collect();
         let cycle = CycleWrite {
             outbox,

@@ -52,6 +52,7 @@ fn draft(topic: &str, body: serde_json::Value) -> OutboxDraft {
     OutboxDraft {
         topic: topic.to_owned(),
         body,
+        class: DropClass::of_stored_topic(topic),
     }
 }
 

@@ -133,7 +133,7 @@ impl Model {
             self.rows.push_back(ModelRow {
                 seq: *seq,
                 topic: TOPICS[*topic].to_owned(),
-                class: DropClass::of_topic(TOPICS[*topic]),
+                class: DropClass::of_stored_topic(TOPICS[*topic]),
             });
         }
         prop_assert_eq!(
@@ -152,7 +152,7 @@ impl Model {
             });
             let removed = u64::try_from(before - self.rows.len()).unwrap();
             prop_assert_eq!(removed, range.rows, "range {:?} matches the model", range);
-            prop_assert_eq!(range.class, DropClass::of_topic(&range.topic));
+            prop_assert_eq!(range.class, DropClass::of_stored_topic(&range.topic));
             match range.class {
                 DropClass::Rollup1m => self.dropped.rollup_1m += removed,
                 DropClass::Rollup15m => self.dropped.rollup_15m += removed,

@@ -60,7 +60,7 @@ fn production_cycle(index: i64) -> CycleWrite {
 }
 
 #[test]
-fn given_topics_when_classified_then_the_drop_order_follows_design_section_8() {
+fn given_stored_topics_when_classified_then_short_rollups_go_first_and_events_last() {
     let cases = [
         ("rollup/1m", DropClass::Rollup1m),
         ("rollup/30s", DropClass::Rollup1m),
@@ -77,18 +77,30 @@ fn given_topics_when_classified_then_the_drop_order_follows_design_section_8() {
     ];
     for (suffix, expected) in cases {
         assert_eq!(
-            DropClass::of_topic(&topic("m", suffix)),
+            DropClass::of_stored_topic(&topic("m", suffix)),
             expected,
             "{suffix}"
         );
     }
     // A machine named "rollup" keeps its events durable.
     assert_eq!(
-        DropClass::of_topic("p/s/line/rollup/event"),
+        DropClass::of_stored_topic("p/s/line/rollup/event"),
         DropClass::Durable
     );
     let ranks: Vec<i64> = DropClass::ALL.iter().map(|class| class.rank()).collect();
     assert_eq!(ranks, vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn given_periods_when_classified_then_they_agree_with_the_classes_of_their_stored_topics() {
+    for name in ["1m", "30s", "5m", "15m", "30m", "1h", "8h", "shift", "day"] {
+        let period = crate::logic::window::Period::parse(name).unwrap();
+        assert_eq!(
+            DropClass::of_period(&period),
+            DropClass::of_stored_topic(&topic("m", &format!("rollup/{name}"))),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -109,7 +121,7 @@ fn given_a_small_quota_and_no_retiring_when_cycles_keep_coming_then_commits_succ
         assert_eq!(outcome.seqs.len(), cycle.outbox.len());
         assert!(outcome.refused.is_empty());
         for (seq, draft) in outcome.seqs.iter().zip(&cycle.outbox) {
-            let class = DropClass::of_topic(&draft.topic);
+            let class = draft.class;
             assert!(enqueued
                 .insert(*seq, (draft.topic.clone(), class))
                 .is_none());
