@@ -37,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::agent::{final_rollups, sum_of, wait_for_last_windows, Plant, PERIODS};
+use super::agent::{assert_matches_truth, wait_for_last_windows, Plant};
 use super::child::ChildAgent;
 use super::counting::{CountingReport, Enqueued};
 use super::recorder::Recorder;
@@ -728,28 +728,7 @@ pub(crate) async fn settle_child(
     })
     .await
     .expect("reopen task");
-    let (report, missing) = CountingReport::count(&recorder.messages(), &enqueued);
-    report.print(scenario);
-    assert!(
-        missing.is_empty(),
-        "[{scenario}] rows never delivered: {missing:?}"
-    );
-    for (index, machine) in plant.machines().into_iter().enumerate() {
-        let produced = after[index].produced - before[index].produced;
-        let defective = after[index].defective - before[index].defective;
-        assert!(produced > 0, "[{scenario}] {machine} produced nothing");
-        for period in PERIODS {
-            let windows = final_rollups(recorder, machine, period);
-            assert_eq!(
-                (sum_of(&windows, "produced"), sum_of(&windows, "defective")),
-                (produced, defective),
-                "[{scenario}] {machine} {period}: final rollups vs simulator truth"
-            );
-        }
-        super::report(&format!(
-            "[{scenario}] {machine}: truth produced {produced} defective {defective} = final rollups"
-        ));
-    }
+    let report = assert_matches_truth(scenario, plant, recorder, &enqueued, before, &after);
     (report, log)
 }
 

@@ -248,10 +248,24 @@ pub(crate) async fn settle_and_check(
     let after = plant.truth();
     let stats = agent.stats();
     let enqueued = agent.stop().await;
-    let (report, missing) = CountingReport::count(&recorder.messages(), &enqueued);
+    crate::support::report(&format!("publisher stats [{scenario}]: {stats:?}"));
+    let report = assert_matches_truth(scenario, plant, recorder, &enqueued, before, &after);
+    (report, stats)
+}
+
+/// The counting oracle: every enqueued row reached the subscriber (the report counts duplicates and
+/// missing rows), and for every machine and period the final rollups sum to the simulator's truth between
+/// `before` and `after`. Returns the report.
+pub(crate) fn assert_matches_truth(
+    scenario: &str,
+    plant: &Plant,
+    recorder: &Recorder,
+    enqueued: &Enqueued,
+    before: &[Truth],
+    after: &[Truth],
+) -> CountingReport {
+    let (report, missing) = CountingReport::count(&recorder.messages(), enqueued);
     report.print(scenario);
-    let line = format!("publisher stats [{scenario}]: {stats:?}");
-    crate::support::report(&line);
     assert!(
         missing.is_empty(),
         "[{scenario}] rows never delivered: {missing:?}"
@@ -268,12 +282,11 @@ pub(crate) async fn settle_and_check(
                 "[{scenario}] {machine} {period}: final rollups vs simulator truth"
             );
         }
-        let line = format!(
+        crate::support::report(&format!(
             "[{scenario}] {machine}: truth produced {produced} defective {defective} = final rollups"
-        );
-        crate::support::report(&line);
+        ));
     }
-    (report, stats)
+    report
 }
 
 /// Waits until, for every machine and period, the final window holding `frozen_at + 1 s` arrived.
