@@ -16,10 +16,15 @@
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
+//!
+//! `broker` and `demo` exist only with the cargo feature `demo` (on by default); the production build
+//! (`--no-default-features`, the Debian package) has neither, nor their dependencies.
 
+#[cfg(feature = "demo")]
 pub mod broker;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod logic;
 pub mod poller;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shopfloor_agent::config::{Config, ConfigError};
-use shopfloor_agent::{demo, poller, supervisor};
+use shopfloor_agent::{poller, supervisor};
 use tokio_util::sync::CancellationToken;
 
 /// Edge agent: polls PLCs over Modbus/TCP, buffers facts in SQLite, publishes KPI rollups over MQTT.
@@ -47,6 +47,7 @@ enum Command {
         action: QuarantineAction,
     },
     /// Simulated PLCs + local MQTT broker + agent + live figures in the terminal. Needs no files.
+    #[cfg(feature = "demo")]
     Demo {
         /// Stop by itself after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
@@ -120,7 +121,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    #[cfg(feature = "demo")]
     let demo_mode = matches!(cli.command, Command::Demo { .. });
+    #[cfg(not(feature = "demo"))]
+    let demo_mode = false;
     tracing_subscriber::fmt()
         .with_env_filter(if demo_mode {
             tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
             }))
         }
         Command::Quarantine { action } => quarantine(action),
+        #[cfg(feature = "demo")]
         Command::Demo { seconds, mqtt_port } => exit(runtime().block_on(async {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -181,7 +186,7 @@ fn main() -> ExitCode {
                     token.cancel();
                 });
             }
-            demo::run(mqtt_port, shutdown).await
+            shopfloor_agent::demo::run(mqtt_port, shutdown).await
         })),
     }
 }

@@ -24,8 +24,9 @@ use crate::store::{self, ClientIdLock, DataDirLock, Store, StoreHandle, StoreOpt
 const SAMPLE_CHANNEL_CAPACITY: usize = 1024;
 /// How often the database file is checked to still be the one at its path (one `stat`; commits check too).
 const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// How long the whole shutdown may take before stragglers are abandoned.
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
+/// How long the whole shutdown may take before stragglers are abandoned (the systemd unit's stop timeout
+/// must exceed it).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(8);
 
 /// Handles an embedding program (the demo, tests) can watch while the agent runs.
 #[derive(Clone)]

@@ -39,6 +39,7 @@
 //! - `tls`: the agent binary against Mosquitto with TLS, client certificates and passwords: refusals named and
 //!   survived, rotation without restart, ACL refusals after login, no secret in anything it writes.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
+//! - `unit_file`: the systemd unit carries its hardening and lifecycle directives; `systemd-analyze verify`.
 //! - `windows`: shift, day and hourly rollups of a night shift through `replay`: in and out of plan, labels.
 
 // Tests may unwrap: a failed unwrap is a failed test, with its location.
@@ -63,4 +64,5 @@ mod replay;
 mod soak;
 mod store_fs;
 mod tls;
+mod unit_file;
 mod windows;
