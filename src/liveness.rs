@@ -191,6 +191,50 @@ impl Inner {
     }
 }
 
+/// The longest one pass of a poll loop may take besides its planned wait: a connect, every request of the plan
+/// and a single read for every tag (a refused merged read is split), and a polite close, each within the PLC's
+/// `timeout` and followed by its `pause_between_requests`.
+pub fn poll_pass_budget(plc: &crate::config::PlcConfig, requests: usize, tags: usize) -> Duration {
+    let exchanges =
+        u32::try_from(requests.saturating_add(tags).saturating_add(2)).unwrap_or(u32::MAX);
+    plc.timeout
+        .saturating_add(plc.pause_between_requests)
+        .saturating_mul(exchanges)
+}
+
+/// Test switch: with `SHOPFLOOR_FAULT_STALL_PROCESSOR_AFTER=<seconds>` in the environment at start, the processor
+/// loop stops making progress that many seconds after it started (its task waits forever), so the watchdog can be
+/// seen to stop pinging. Unset in any real deployment.
+pub const STALL_PROCESSOR_AFTER_VARIABLE: &str = "SHOPFLOOR_FAULT_STALL_PROCESSOR_AFTER";
+
+/// The fault switch [`STALL_PROCESSOR_AFTER_VARIABLE`], read once when the processor loop starts.
+#[derive(Debug, Clone, Copy)]
+pub struct StallFault {
+    at: Option<Instant>,
+}
+
+impl StallFault {
+    /// Reads the switch; `now` is when the processor loop starts.
+    pub fn from_env(now: Instant) -> StallFault {
+        let at = std::env::var(STALL_PROCESSOR_AFTER_VARIABLE)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .map(|seconds| now + Duration::from_secs(seconds));
+        StallFault { at }
+    }
+
+    /// Never returns once the switch's time has come at `now`: the caller's loop stops making progress.
+    pub async fn hold_if_due(&self, now: Instant) {
+        if self.at.is_some_and(|at| now >= at) {
+            tracing::warn!(
+                variable = STALL_PROCESSOR_AFTER_VARIABLE,
+                "Fault switch: the processor stops making progress now."
+            );
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
