@@ -16,6 +16,7 @@
 //! - [`liveness`]: progress promises of the poll loops and the processor, for the watchdog and the health check.
 //! - [`logging`]: log lines on stderr for journald or a terminal: text or JSON, colour only on a terminal.
 //! - [`notify`]: the service manager's protocol: ready, status lines, the watchdog pinged only while nothing stalls.
+//! - [`outage`]: when a peer that stays down (PLC, unit, broker) is summarised in the log: every ten minutes.
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
@@ -28,6 +29,7 @@ pub mod liveness;
 pub mod logging;
 pub mod logic;
 pub mod notify;
+pub mod outage;
 pub mod poller;
 pub mod probe;
 pub mod processor;
