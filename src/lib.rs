@@ -13,6 +13,10 @@
 //! - [`replay`]: recorded poll values from a CSV through the same processor, rollups as JSON lines.
 //! - [`quarantine`]: the operator's view of quarantined counter deltas, and their release.
 //! - [`tls`]: the uplink's TLS material: PEM files, the rustls client configuration, certificate facts.
+//! - [`liveness`]: progress promises of the poll loops and the processor, for the watchdog and the health check.
+//! - [`logging`]: log lines on stderr for journald or a terminal: text or JSON, colour only on a terminal.
+//! - [`notify`]: the service manager's protocol: ready, status lines, the watchdog pinged only while nothing stalls.
+//! - [`outage`]: when a peer that stays down (PLC, unit, broker) is summarised in the log: every ten minutes.
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
@@ -26,7 +30,11 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod liveness;
+pub mod logging;
 pub mod logic;
+pub mod notify;
+pub mod outage;
 pub mod poller;
 pub mod probe;
 pub mod processor;

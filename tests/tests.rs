@@ -38,6 +38,8 @@
 //!   and column.
 //! - `tls`: the agent binary against Mosquitto with TLS, client certificates and passwords: refusals named and
 //!   survived, rotation without restart, ACL refusals after login, no secret in anything it writes.
+//! - `service`: the agent binary under a notify socket: ready, status lines, watchdog pings that stop for good
+//!   when the processor stalls; no colour escape codes in a log that is not a terminal.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 //! - `unit_file`: the systemd unit carries its hardening and lifecycle directives; `systemd-analyze verify`.
 //! - `windows`: shift, day and hourly rollups of a night shift through `replay`: in and out of plan, labels.
@@ -61,6 +63,7 @@ mod publisher;
 mod quarantine;
 mod quota;
 mod replay;
+mod service;
 mod soak;
 mod store_fs;
 mod tls;

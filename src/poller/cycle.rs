@@ -20,6 +20,7 @@ use super::retry::RetrySchedule;
 use super::TagError;
 use crate::config::PlcConfig;
 use crate::logic::Millis;
+use crate::outage::OutageLog;
 
 /// Timeouts in a row, with nothing answered yet in the cycle, after which the device counts as silent.
 const SILENT_AFTER_TIMEOUTS: u32 = 2;
@@ -32,6 +33,8 @@ pub(super) struct UnitState {
     pub(super) rtt: RttRing,
     pub(super) requests_per_poll: u32,
     pub(super) last_error: Option<String>,
+    /// The unit's current outage, summarised in the log every ten minutes.
+    pub(super) outage: OutageLog,
 }
 
 /// What happened to one unit within one cycle.
@@ -79,6 +82,8 @@ pub(crate) struct Poller {
     /// When the last request on the connection ended (answer, error or timeout).
     pub(super) last_exchange: Option<Instant>,
     pub(super) events: Vec<PollEvent>,
+    /// The PLC's current outage, summarised in the log every ten minutes.
+    pub(super) outage: OutageLog,
 }
 
 impl Poller {
@@ -107,6 +112,7 @@ impl Poller {
             late_answers_closed: 0,
             last_exchange: None,
             events: Vec::new(),
+            outage: OutageLog::default(),
         }
     }
 
@@ -130,6 +136,7 @@ impl Poller {
                     .plc_state
                     .record(false, self.config.unit_failure_threshold);
                 self.plc_transition(change, at, Some(&error));
+                self.note_plc_outage(false);
                 Err(error)
             }
         }

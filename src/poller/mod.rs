@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Clock as _, SharedClock};
 use crate::config::PlcConfig;
+use crate::liveness::{poll_pass_budget, Heartbeat};
 use crate::logic::calendar::Calendar;
 use crate::logic::Millis;
 
@@ -146,6 +147,8 @@ pub struct PollTiming {
     pub clock: SharedClock,
     /// The shift calendar; without one there are no extra cycles.
     pub calendar: Calendar,
+    /// Where the loop reports progress for the watchdog; `None` when nobody watches.
+    pub heartbeat: Option<Heartbeat>,
 }
 
 impl PollTiming {
@@ -154,6 +157,7 @@ impl PollTiming {
         PollTiming {
             clock: clock::system(),
             calendar: Calendar::all_planned(jiff::tz::TimeZone::UTC),
+            heartbeat: None,
         }
     }
 }
@@ -182,8 +186,23 @@ pub async fn run_with_clock(
     timing: PollTiming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let PollTiming { clock, calendar } = timing;
+    let PollTiming {
+        clock,
+        calendar,
+        heartbeat,
+    } = timing;
     let mut poller = Poller::new(plc, plc_config, plan);
+    // Each pass promises its next beat after its sleep plus what one pass may take.
+    let budget = poll_pass_budget(
+        poller.config(),
+        poller.plan.requests.len(),
+        poller.plan.tags.len(),
+    );
+    let beat = |sleep: Duration| {
+        if let Some(heartbeat) = &heartbeat {
+            heartbeat.beat(clock.now().mono, sleep.saturating_add(budget));
+        }
+    };
     {
         let mut board = health.lock().expect("health board lock is never poisoned");
         if let Some(entry) = board.get_mut(plc) {
@@ -219,7 +238,9 @@ pub async fn run_with_clock(
                 if sample_tx.send(sample).await.is_err() {
                     break;
                 }
-                sleep_or_cancel(jitter(backoff), &shutdown).await;
+                let pause = jitter(backoff);
+                beat(pause);
+                sleep_or_cancel(pause, &shutdown).await;
                 backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
                 continue;
             }
@@ -233,6 +254,7 @@ pub async fn run_with_clock(
             clock.utc(),
         );
         last_boundary = boundary.or(last_boundary);
+        beat(wait);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
@@ -266,7 +288,9 @@ pub async fn run_with_clock(
             backoff = backoff_start;
         }
         if report.lost.is_some() {
-            sleep_or_cancel(jitter(backoff), &shutdown).await;
+            let pause = jitter(backoff);
+            beat(pause);
+            sleep_or_cancel(pause, &shutdown).await;
             if !report.read_any {
                 backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
             }

@@ -1,14 +1,16 @@
 //! Health bookkeeping of one PLC task after each cycle: per-unit failure counting and backoff, up/down
-//! transitions with their events and log lines (each logged once), and the copy onto the shared health board.
+//! transitions with their events and log lines (each logged once, then a summary every ten minutes while a PLC or
+//! unit stays down, never a line per retry), and the copy onto the shared health board.
 //! The poll cycle itself is in `cycle`; this module decides what its outcome means.
 
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::connection::Connection;
-use super::cycle::{CycleRun, Poller};
+use super::cycle::{CycleRun, Poller, UnitState};
 use super::health::{unit_entries, HealthBoard, PlcHealth, PollEvent, Transition, UnitHealth};
 use crate::logic::Millis;
+use crate::outage;
 
 impl Poller {
     pub(super) fn after_cycle(&mut self, run: &CycleRun, started: Instant, at: Millis) {
@@ -30,6 +32,7 @@ impl Poller {
                 unit.last_error = unit_cycle.error.clone();
             }
             let change = unit.up_down.record(ok, threshold);
+            note_unit_outage(&self.config.id, *unit_id, unit, ok);
             if ok {
                 unit.skipped_until = None;
             } else if read_any && unit.up_down.consecutive_failures >= u64::from(threshold) {
@@ -85,6 +88,27 @@ impl Poller {
         let change = self.plc_state.record(read_any, threshold);
         let error = self.last_error.clone();
         self.plc_transition(change, at, error.as_deref());
+        self.note_plc_outage(read_any);
+    }
+
+    /// Counts a connect or cycle of the PLC into its outage: a summary line every ten minutes while it stays down
+    /// (the transition itself is logged by `plc_transition`), and the end of the outage on success.
+    pub(super) fn note_plc_outage(&mut self, ok: bool) {
+        let now = std::time::Instant::now();
+        if ok {
+            self.outage.recovered(now);
+            return;
+        }
+        let error = self.last_error.as_deref().unwrap_or("-");
+        if let Some(summary) = self.outage.failed(now, error) {
+            warn!(
+                device = %self.config.id,
+                down_for = %outage::Clock(summary.down_for),
+                attempts = summary.attempts,
+                last_error = %summary.last_error,
+                "PLC still down."
+            );
+        }
     }
 
     pub(super) fn plc_transition(
@@ -159,5 +183,25 @@ impl Poller {
             units: unit_entries(&self.plan),
             ..PlcHealth::default()
         }
+    }
+}
+
+/// Counts one cycle's attempt at `unit` into its outage, as `Poller::note_plc_outage` does for the PLC.
+fn note_unit_outage(plc_id: &str, unit_id: u8, unit: &mut UnitState, ok: bool) {
+    let now = std::time::Instant::now();
+    if ok {
+        unit.outage.recovered(now);
+        return;
+    }
+    let error = unit.last_error.as_deref().unwrap_or("-");
+    if let Some(summary) = unit.outage.failed(now, error) {
+        warn!(
+            device = %plc_id,
+            unit = unit_id,
+            down_for = %outage::Clock(summary.down_for),
+            attempts = summary.attempts,
+            last_error = %summary.last_error,
+            "Unit still down."
+        );
     }
 }

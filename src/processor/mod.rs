@@ -70,6 +70,8 @@ pub struct Outputs {
     pub plc_health: HealthBoard,
     /// The publisher's figures, for the health payload's `mqtt` part.
     pub publisher_stats: Arc<crate::publisher::PublisherStats>,
+    /// Where the loop reports progress and the outcome of its commits.
+    pub liveness: crate::liveness::Liveness,
 }
 
 struct CounterChannel {

@@ -313,6 +313,8 @@ pub async fn run(
     let mut protocol = ProtocolChoice::new(cfg.protocol);
     let mut live_open = true;
     let mut outage_logged = false;
+    // The broker's current outage: a summary every ten minutes while it stays unreachable.
+    let mut outage = crate::outage::OutageLog::default();
     // The cause of the latest failed secure attempt: a new cause is a mode change and logged once.
     let mut last_uplink_failure: Option<crate::tls::UplinkFailure> = None;
     let has_client_cert = cfg.tls.as_ref().is_some_and(|tls| tls.client.is_some());
@@ -364,6 +366,7 @@ pub async fn run(
                 continue;
             }
         }
+        note_broker_outage(&mut outage, report.connected_at.is_some(), &address, &chain);
         // One warning per outage: the loss of a connection, or the first failed attempt; retries are debug.
         if let Some(connected_at) = report.connected_at {
             let cause = oversize_cause(&mut state.oversize, &error, report.largest_unacked);
@@ -400,6 +403,29 @@ pub async fn run(
     }
     tracing::info!(%address, "Publisher stopped.");
     Ok(())
+}
+
+/// Counts a failed connection attempt into the broker's outage (a connection that reached CONNACK ended the
+/// previous one first), and logs the summary when one is due.
+fn note_broker_outage(
+    outage: &mut crate::outage::OutageLog,
+    had_connected: bool,
+    address: &str,
+    error: &str,
+) {
+    let now = std::time::Instant::now();
+    if had_connected {
+        outage.recovered(now);
+    }
+    if let Some(summary) = outage.failed(now, error) {
+        tracing::warn!(
+            %address,
+            down_for = %crate::outage::Clock(summary.down_for),
+            attempts = summary.attempts,
+            last_error = %summary.last_error,
+            "Broker still unreachable."
+        );
+    }
 }
 
 impl PublishError {
