@@ -38,6 +38,8 @@
 //!   and column.
 //! - `tls`: the agent binary against Mosquitto with TLS, client certificates and passwords: refusals named and
 //!   survived, rotation without restart, ACL refusals after login, no secret in anything it writes.
+//! - `status`: `status --json` (the binary, beside the running agent) and `/metrics` show the backlog grow while
+//!   Mosquitto is down and drain after; `status` without a store names the missing file.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
 //! - `windows`: shift, day and hourly rollups of a night shift through `replay`: in and out of plan, labels.
 
@@ -61,6 +63,7 @@ mod quarantine;
 mod quota;
 mod replay;
 mod soak;
+mod status;
 mod store_fs;
 mod tls;
 mod windows;

@@ -20,6 +20,7 @@ use super::retry::RetrySchedule;
 use super::TagError;
 use crate::config::PlcConfig;
 use crate::logic::Millis;
+use crate::metrics::SharedMetrics;
 
 /// Timeouts in a row, with nothing answered yet in the cycle, after which the device counts as silent.
 const SILENT_AFTER_TIMEOUTS: u32 = 2;
@@ -79,10 +80,17 @@ pub(crate) struct Poller {
     /// When the last request on the connection ended (answer, error or timeout).
     pub(super) last_exchange: Option<Instant>,
     pub(super) events: Vec<PollEvent>,
+    /// The process's metrics (polls, request errors by kind, round trips).
+    pub(super) metrics: SharedMetrics,
 }
 
 impl Poller {
-    pub(crate) fn new(plc: usize, config: PlcConfig, plan: ReadPlan) -> Self {
+    pub(crate) fn new(
+        plc: usize,
+        config: PlcConfig,
+        plan: ReadPlan,
+        metrics: SharedMetrics,
+    ) -> Self {
         let units = plan
             .units()
             .into_iter()
@@ -107,6 +115,7 @@ impl Poller {
             late_answers_closed: 0,
             last_exchange: None,
             events: Vec::new(),
+            metrics,
         }
     }
 
@@ -120,10 +129,12 @@ impl Poller {
             Ok(connection) => {
                 self.connection = Some(connection);
                 self.connects += 1;
+                self.metrics.connected(&self.config.id, self.connects);
                 Ok(())
             }
             Err(error) => {
                 let error = error.to_string();
+                self.metrics.connect_failed(&self.config.id);
                 self.failures += 1;
                 self.last_error = Some(error.clone());
                 let change = self
@@ -250,6 +261,8 @@ impl Poller {
             .await;
         self.last_exchange = Some(Instant::now());
         let rtt_ms = sent_at.elapsed().as_secs_f64() * 1000.0;
+        self.metrics
+            .request(&self.config.id, sent_at.elapsed(), &result);
         if !matches!(result, Err(ReadError::Timeout(_) | ReadError::Broken(_))) {
             run.answered_any = true;
             run.timeouts_in_a_row = 0;

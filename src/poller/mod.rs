@@ -49,6 +49,7 @@ use crate::clock::{self, Clock as _, SharedClock};
 use crate::config::PlcConfig;
 use crate::logic::calendar::Calendar;
 use crate::logic::Millis;
+use crate::metrics::SharedMetrics;
 
 pub use connection::{ConnectError, Connection, ReadError};
 pub use frame::{classify, ExceptionClass};
@@ -146,6 +147,8 @@ pub struct PollTiming {
     pub clock: SharedClock,
     /// The shift calendar; without one there are no extra cycles.
     pub calendar: Calendar,
+    /// The process's metrics; the supervisor passes its one registry so the series outlive the task.
+    pub metrics: SharedMetrics,
 }
 
 impl PollTiming {
@@ -154,6 +157,7 @@ impl PollTiming {
         PollTiming {
             clock: clock::system(),
             calendar: Calendar::all_planned(jiff::tz::TimeZone::UTC),
+            metrics: SharedMetrics::default(),
         }
     }
 }
@@ -182,8 +186,12 @@ pub async fn run_with_clock(
     timing: PollTiming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let PollTiming { clock, calendar } = timing;
-    let mut poller = Poller::new(plc, plc_config, plan);
+    let PollTiming {
+        clock,
+        calendar,
+        metrics,
+    } = timing;
+    let mut poller = Poller::new(plc, plc_config, plan, metrics.clone());
     {
         let mut board = health.lock().expect("health board lock is never poisoned");
         if let Some(entry) = board.get_mut(plc) {
@@ -251,6 +259,7 @@ pub async fn run_with_clock(
             report = poller.cycle(utc) => report,
         };
         poller.publish(&health);
+        metrics.poll(&poller.config().id);
         let sample = Sample {
             plc,
             seq,

@@ -70,7 +70,15 @@ async fn given_a_shift_start_between_two_regular_polls_when_the_clock_passes_it_
     let config = plc_config(&sim.local_addr().to_string(), |plc| {
         plc.poll_interval = Duration::from_millis(INTERVAL_MS as u64);
     });
-    let poll = Poll::start_with(config, machine_tags(1, 0), PollTiming { clock, calendar });
+    let poll = Poll::start_with(
+        config,
+        machine_tags(1, 0),
+        PollTiming {
+            clock,
+            calendar,
+            ..PollTiming::system()
+        },
+    );
 
     // When the poller's clock passes the shift start.
     wait_until(PATIENCE, "a sample at or after the shift start", || {
