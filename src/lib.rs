@@ -13,6 +13,9 @@
 //! - [`replay`]: recorded poll values from a CSV through the same processor, rollups as JSON lines.
 //! - [`quarantine`]: the operator's view of quarantined counter deltas, and their release.
 //! - [`tls`]: the uplink's TLS material: PEM files, the rustls client configuration, certificate facts.
+//! - [`liveness`]: progress promises of the poll loops and the processor, for the watchdog and the health check.
+//! - [`logging`]: log lines on stderr for journald or a terminal: text or JSON, colour only on a terminal.
+//! - [`notify`]: the service manager's protocol: ready, status lines, the watchdog pinged only while nothing stalls.
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
 //! - [`demo`]: simulated PLCs + broker + agent + live terminal view.
@@ -21,8 +24,11 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod liveness;
+pub mod logging;
 pub mod logic;
 pub mod metrics;
+pub mod notify;
 pub mod poller;
 pub mod probe;
 pub mod processor;

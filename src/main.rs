@@ -1,11 +1,11 @@
-//! The `shopfloor-agent` binary: command line, logging, exit codes. Everything else lives in the library.
+//! The `shopfloor-agent` binary: command line, exit codes; logging is set up by `logging`. Everything else lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shopfloor_agent::config::{Config, ConfigError};
-use shopfloor_agent::{demo, poller, supervisor};
+use shopfloor_agent::config::{Config, ConfigError, LogFormat};
+use shopfloor_agent::{demo, logging, poller, supervisor};
 use tokio_util::sync::CancellationToken;
 
 /// Edge agent: polls PLCs over Modbus/TCP, buffers facts in SQLite, publishes KPI rollups over MQTT.
@@ -128,18 +128,13 @@ const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let demo_mode = matches!(cli.command, Command::Demo { .. });
-    tracing_subscriber::fmt()
-        .with_env_filter(if demo_mode {
-            tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"))
-        } else {
-            filter
-        })
-        .with_writer(std::io::stderr)
-        .init();
+    // `run` logs in the format its configuration asks for, so its subscriber starts once that is loaded (a
+    // configuration error is printed on stderr either way).
+    match &cli.command {
+        Command::Run { .. } => {}
+        Command::Demo { .. } => logging::init(LogFormat::Text, "warn,rumqttd=off"),
+        _ => logging::init(LogFormat::Text, "info"),
+    }
 
     match cli.command {
         Command::Validate { config } => validate(&config),
@@ -148,6 +143,7 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(error) => return config_error(&error),
             };
+            logging::init(config.agent.log_format, "info");
             exit(runtime().block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -14,8 +14,10 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
+use crate::liveness::Liveness;
 use crate::logic::payload::{self, Identity};
 use crate::metrics::{self, Metrics};
+use crate::notify::{self, Notifier, StatusSources};
 use crate::poller::{self, HealthBoard, ReadPlan};
 use crate::processor::{self, MachineView, Outputs, Processor};
 use crate::publisher::{self, PublisherConfig, PublisherStats};
@@ -80,6 +82,13 @@ async fn watch_store_file(store: StoreHandle) -> anyhow::Error {
     }
 }
 
+/// The progress board of the poll loops and the processor, with one watchdog period of slack when systemd
+/// watches the agent.
+fn liveness_board(config: &Config, clock: &SharedClock, notifier: Option<&Notifier>) -> Liveness {
+    let plc_ids: Vec<String> = config.plcs.iter().map(|plc| plc.id.clone()).collect();
+    Liveness::new(&plc_ids, clock.now().mono, Notifier::slack(notifier))
+}
+
 /// The identity every payload carries.
 pub fn identity(config: &Config) -> Identity {
     Identity {
@@ -136,6 +145,8 @@ pub async fn run_with_clock(
         .collect();
     let plc_health = poller::health_board(&config);
     let metrics = Arc::new(Metrics::new());
+    let notifier = Notifier::from_env();
+    let liveness = liveness_board(&config, &clock, notifier.as_ref());
     let publisher_stats = Arc::new(PublisherStats::default());
     let mut processor = Processor::new(
         config.clone(),
@@ -185,6 +196,7 @@ pub async fn run_with_clock(
                     clock: clock.clone(),
                     calendar: config.calendar.clone(),
                     metrics: metrics.clone(),
+                    heartbeat: liveness.poller(index),
                 },
                 poll_token.clone(),
             )
@@ -204,6 +216,7 @@ pub async fn run_with_clock(
             plc_health: plc_health.clone(),
             publisher_stats: publisher_stats.clone(),
             metrics: metrics.clone(),
+            liveness: liveness.clone(),
         },
         process_token.clone(),
     ));
@@ -239,17 +252,14 @@ pub async fn run_with_clock(
             store.clone(),
             outbox_notify,
             live_rx,
-            publisher_stats,
+            publisher_stats.clone(),
             publish_token.clone(),
         )
         .instrument(tracing::info_span!("mqtt")),
     );
 
     let http_token = shutdown.child_token();
-    let health: metrics::HealthCheck = {
-        let (metrics, stall_after) = (metrics.clone(), metrics::stall_after(&config));
-        Arc::new(move || metrics.health(stall_after))
-    };
+    let health = metrics::liveness_check(liveness.clone(), clock.clone());
     let http = metrics::spawn_endpoint(
         &config,
         metrics,
@@ -269,6 +279,14 @@ pub async fn run_with_clock(
         broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
         "Agent running."
     );
+    let service = notifier.map(|notifier| {
+        let sources = StatusSources {
+            store: store.clone(),
+            plc_health: plc_health.clone(),
+            publisher_stats,
+        };
+        notify::Service::start(notifier, liveness, sources, clock.clone())
+    });
 
     // Wait for the stop signal or for any task to end on its own (which is a failure).
     let mut failure: Option<anyhow::Error> = None;
@@ -278,6 +296,9 @@ pub async fn run_with_clock(
         result = &mut processor_task => failure = Some(task_failure("processor", result)),
         result = &mut publisher_task => failure = Some(task_failure("publisher", result)),
         error = watch_store_file(store.clone()) => failure = Some(error),
+    }
+    if let Some(service) = service {
+        service.stopping();
     }
     if let Some(error) = &failure {
         error!(

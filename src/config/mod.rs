@@ -113,6 +113,24 @@ pub struct AgentConfig {
     pub restatement_horizon: Duration,
     /// How time in an unknown machine state counts in planned busy time.
     pub unknown_time: UnknownTime,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+}
+
+/// `agent.log_format`: how log lines are written to stderr (journald keeps them either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// Every accepted value of `agent.log_format`, by its name in the file.
+    pub const ALL: [(&'static str, LogFormat); 2] =
+        [("text", LogFormat::Text), ("json", LogFormat::Json)];
 }
 
 /// A rollup period and how long to wait for late facts before closing a window of it.

@@ -42,6 +42,8 @@ pub(super) struct RawAgent {
     pub(super) restatement_horizon: String,
     #[serde(default = "default_unknown_time")]
     pub(super) unknown_time: String,
+    #[serde(default = "default_log_format")]
+    pub(super) log_format: String,
     #[serde(default)]
     pub(super) targets: RawAgentTargets,
 }
@@ -73,6 +75,9 @@ pub(super) fn default_horizon() -> String {
 }
 pub(super) fn default_unknown_time() -> String {
     "loss".into()
+}
+pub(super) fn default_log_format() -> String {
+    "text".into()
 }
 
 /// `[calendar]`: shifts repeating daily in `agent.timezone`, and the days not worked.

@@ -211,6 +211,7 @@ impl Validator<'_> {
             )
             .unwrap_or(RESTATEMENT_HORIZON.min);
         let unknown_time = self.unknown_time(&raw.unknown_time);
+        let log_format = self.log_format(&raw.log_format);
         Some(AgentConfig {
             site: raw.site,
             gateway: raw.gateway,
@@ -222,7 +223,21 @@ impl Validator<'_> {
             health_interval,
             restatement_horizon,
             unknown_time,
+            log_format,
         })
+    }
+
+    /// `agent.log_format`: `"text"` (the default) or `"json"`.
+    fn log_format(&mut self, text: &str) -> LogFormat {
+        if let Some((_, format)) = LogFormat::ALL.iter().find(|(name, _)| *name == text) {
+            return *format;
+        }
+        let names: Vec<&str> = LogFormat::ALL.iter().map(|(name, _)| *name).collect();
+        self.problem(
+            "agent.log_format",
+            format!("{text:?} is not one of {}", names.join(", ")),
+        );
+        LogFormat::Text
     }
 
     fn mqtt(

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SharedMetrics;
 use crate::clock::SharedClock;
+use crate::liveness::Liveness;
 use crate::store::StoreHandle;
 
 /// Connections served at once; more wait in the kernel's accept queue.
@@ -152,20 +153,18 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-/// How long the poll loops may show no progress before `/healthz` says so: twice the longest a healthy loop
-/// may wait between two cycles or connection attempts (a poll interval, or the reconnect backoff plus the
-/// connect timeout), and at least 10 s.
-pub fn stall_after(config: &crate::config::Config) -> Duration {
-    let longest = config
-        .plcs
-        .iter()
-        .map(|plc| {
-            plc.poll_interval
-                .max(plc.backoff_max.saturating_add(plc.timeout))
-        })
-        .max()
-        .unwrap_or(Duration::ZERO);
-    longest.saturating_mul(2).max(Duration::from_secs(10))
+/// `/healthz` from the progress board: unhealthy while a poll loop or the processor has missed its promised
+/// beat (named), or while the latest store commit failed.
+pub fn liveness_check(liveness: Liveness, clock: SharedClock) -> HealthCheck {
+    Arc::new(move || {
+        if let Some(stall) = liveness.stalled(clock.now().mono) {
+            return Err(format!("stalled: {stall}"));
+        }
+        if !liveness.store_ok() {
+            return Err("store: the latest commit failed".to_owned());
+        }
+        Ok(())
+    })
 }
 
 /// Binds `[http] listen` (if configured) and serves on it until `shutdown`. A non-loopback address is logged

@@ -8,7 +8,6 @@
 
 mod http;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use crate::poller::connection::ReadError;
 use crate::poller::frame::ResponseError;
 use crate::store::{Backlog, DropClass, DropCounters, StoreHandle};
 
-pub use http::{serve, spawn_endpoint, stall_after, HealthCheck, HealthVerdict};
+pub use http::{liveness_check, serve, spawn_endpoint, HealthCheck, HealthVerdict};
 
 /// Why a poll request (or connection attempt) failed, as the poller classifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,24 +131,6 @@ pub struct Metrics {
     puback_seconds: Histogram,
     drops: Family<DropLabels, Counter>,
     mqtt_reconnects: Counter,
-    /// Progress seen by [`Metrics::health`].
-    progress: Progress,
-}
-
-/// When polling and the store last made progress, in milliseconds since the registry was created (0: never).
-#[derive(Debug)]
-struct Progress {
-    origin: std::time::Instant,
-    last_poll_ms: AtomicU64,
-    commit_failing: AtomicBool,
-}
-
-impl Progress {
-    fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
 }
 
 impl Default for Metrics {
@@ -178,11 +159,6 @@ impl Metrics {
             puback_seconds: latency_histogram(),
             drops: Family::default(),
             mqtt_reconnects: Counter::default(),
-            progress: Progress {
-                origin: std::time::Instant::now(),
-                last_poll_ms: AtomicU64::new(0),
-                commit_failing: AtomicBool::new(false),
-            },
         };
         metrics.register();
         metrics
@@ -276,40 +252,11 @@ impl Metrics {
     /// One poll cycle of `plc` ran.
     pub fn poll(&self, plc: &str) {
         self.polls.get_or_create(&plc_labels(plc)).inc();
-        self.polled();
     }
 
-    /// A connection attempt to `plc` failed (the poll loop still made progress).
+    /// A connection attempt to `plc` failed.
     pub fn connect_failed(&self, plc: &str) {
         self.poll_error(plc, PollErrorKind::Connect);
-        self.polled();
-    }
-
-    fn polled(&self) {
-        let now = self.progress.elapsed_ms();
-        self.progress.last_poll_ms.store(now, Ordering::Relaxed);
-    }
-
-    /// Healthy while some poll loop ran a cycle (or a connection attempt) within `stall_after` and the last
-    /// store commit succeeded; otherwise the short reason. Until the first cycle, `stall_after` from the start.
-    pub fn health(&self, stall_after: Duration) -> HealthVerdict {
-        if self.progress.commit_failing.load(Ordering::Relaxed) {
-            return Err("store: the last commit failed".to_owned());
-        }
-        let now = self.progress.elapsed_ms();
-        let last = self.progress.last_poll_ms.load(Ordering::Relaxed);
-        let stalled_ms = now.saturating_sub(last);
-        if Duration::from_millis(stalled_ms) > stall_after {
-            return Err(if last == 0 {
-                format!(
-                    "polling: no poll cycle since the start {}s ago",
-                    stalled_ms / 1000
-                )
-            } else {
-                format!("polling: no poll cycle for {}s", stalled_ms / 1000)
-            });
-        }
-        Ok(())
     }
 
     /// A connection to `plc` was established; every one after the first is a reconnect.
@@ -350,7 +297,6 @@ impl Metrics {
 
     /// A store commit of the processor ended after `latency`.
     pub fn commit(&self, latency: Duration, ok: bool) {
-        self.progress.commit_failing.store(!ok, Ordering::Relaxed);
         if ok {
             self.commits.inc();
             self.commit_seconds.observe(latency.as_secs_f64());

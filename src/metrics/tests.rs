@@ -120,29 +120,26 @@ fn every_read_error_has_its_kind() {
 }
 
 #[test]
-fn health_turns_unhealthy_when_polling_stalls_or_a_commit_fails() {
-    let metrics = Metrics::new();
-    metrics.poll("press");
-    assert_eq!(metrics.health(Duration::from_secs(3600)), Ok(()));
-    // No poll since: with no allowance at all, the loop counts as stalled once any time has passed.
-    std::thread::sleep(Duration::from_millis(5));
-    let stalled = metrics.health(Duration::ZERO).unwrap_err();
+fn healthz_turns_503_when_a_loop_stalls_or_a_commit_fails() {
+    use crate::liveness::{Liveness, MIN_SLACK, STARTUP_GRACE};
+
+    let clock = crate::clock::system();
+    let ids = ["press".to_owned()];
+    let liveness = Liveness::new(&ids, std::time::Instant::now(), Duration::ZERO);
+    let check = liveness_check(liveness.clone(), clock.clone());
+    assert_eq!(check(), Ok(()));
+    liveness.set_store_ok(false);
+    assert_eq!(check(), Err("store: the latest commit failed".to_owned()));
+    liveness.set_store_ok(true);
+    assert_eq!(check(), Ok(()));
+    // A board whose loops never beat since long before their start-up grace ended: the first one is named.
+    let long_ago = std::time::Instant::now()
+        .checked_sub(STARTUP_GRACE + MIN_SLACK + Duration::from_secs(60))
+        .expect("the machine has been up for a few minutes");
+    let check = liveness_check(Liveness::new(&ids, long_ago, Duration::ZERO), clock);
+    let stalled = check().unwrap_err();
     assert!(
-        stalled.starts_with("polling: no poll cycle for"),
+        stalled.starts_with("stalled: poller of PLC press"),
         "{stalled}"
     );
-    metrics.commit(Duration::from_millis(1), false);
-    assert_eq!(
-        metrics.health(Duration::from_secs(3600)),
-        Err("store: the last commit failed".to_owned())
-    );
-    metrics.commit(Duration::from_millis(1), true);
-    assert_eq!(metrics.health(Duration::from_secs(3600)), Ok(()));
-    // Before the first cycle, the allowance runs from the start.
-    let fresh = Metrics::new();
-    std::thread::sleep(Duration::from_millis(5));
-    assert!(fresh
-        .health(Duration::ZERO)
-        .unwrap_err()
-        .contains("since the start"));
 }

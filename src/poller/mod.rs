@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Clock as _, SharedClock};
 use crate::config::PlcConfig;
+use crate::liveness::{poll_pass_budget, Heartbeat};
 use crate::logic::calendar::Calendar;
 use crate::logic::Millis;
 use crate::metrics::SharedMetrics;
@@ -149,6 +150,8 @@ pub struct PollTiming {
     pub calendar: Calendar,
     /// The process's metrics; the supervisor passes its one registry so the series outlive the task.
     pub metrics: SharedMetrics,
+    /// Where the loop reports progress for the watchdog; `None` when nobody watches.
+    pub heartbeat: Option<Heartbeat>,
 }
 
 impl PollTiming {
@@ -158,6 +161,7 @@ impl PollTiming {
             clock: clock::system(),
             calendar: Calendar::all_planned(jiff::tz::TimeZone::UTC),
             metrics: SharedMetrics::default(),
+            heartbeat: None,
         }
     }
 }
@@ -190,8 +194,20 @@ pub async fn run_with_clock(
         clock,
         calendar,
         metrics,
+        heartbeat,
     } = timing;
     let mut poller = Poller::new(plc, plc_config, plan, metrics.clone());
+    // Each pass promises its next beat after its sleep plus what one pass may take.
+    let budget = poll_pass_budget(
+        poller.config(),
+        poller.plan.requests.len(),
+        poller.plan.tags.len(),
+    );
+    let beat = |sleep: Duration| {
+        if let Some(heartbeat) = &heartbeat {
+            heartbeat.beat(clock.now().mono, sleep.saturating_add(budget));
+        }
+    };
     {
         let mut board = health.lock().expect("health board lock is never poisoned");
         if let Some(entry) = board.get_mut(plc) {
@@ -227,7 +243,9 @@ pub async fn run_with_clock(
                 if sample_tx.send(sample).await.is_err() {
                     break;
                 }
-                sleep_or_cancel(jitter(backoff), &shutdown).await;
+                let pause = jitter(backoff);
+                beat(pause);
+                sleep_or_cancel(pause, &shutdown).await;
                 backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
                 continue;
             }
@@ -241,6 +259,7 @@ pub async fn run_with_clock(
             clock.utc(),
         );
         last_boundary = boundary.or(last_boundary);
+        beat(wait);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
@@ -275,7 +294,9 @@ pub async fn run_with_clock(
             backoff = backoff_start;
         }
         if report.lost.is_some() {
-            sleep_or_cancel(jitter(backoff), &shutdown).await;
+            let pause = jitter(backoff);
+            beat(pause);
+            sleep_or_cancel(pause, &shutdown).await;
             if !report.read_any {
                 backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
             }

@@ -72,6 +72,8 @@ pub struct Outputs {
     pub publisher_stats: Arc<crate::publisher::PublisherStats>,
     /// The process's metrics (store commits, PLCs up).
     pub metrics: crate::metrics::SharedMetrics,
+    /// Where the loop reports progress and the outcome of its commits.
+    pub liveness: crate::liveness::Liveness,
 }
 
 struct CounterChannel {

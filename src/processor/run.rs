@@ -30,8 +30,17 @@ pub async fn run(
     let mut store_failing = false;
     processor.metrics = outputs.metrics.clone();
     let mut health_history = crate::status::HealthHistory::default();
+    // Every branch below ends the iteration within the shortest tick (the release tick is 2 s).
+    let promise = live_every
+        .min(health_every)
+        .min(super::quarantine::RELEASE_POLL_INTERVAL);
+    let heartbeat = outputs.liveness.processor();
+    let stall_fault = crate::liveness::StallFault::from_env(processor.clock.now().mono);
 
     loop {
+        let mono = processor.clock.now().mono;
+        heartbeat.beat(mono, promise);
+        stall_fault.hold_if_due(mono).await;
         let now = processor.clock.utc();
         let until_close = processor
             .next_deadline()
@@ -92,7 +101,9 @@ pub async fn run(
         // Late facts first get the window records they restate; a failure shows at the commit, which retries.
         let _ = processor.load_deferred(&store).await;
         processor.close_due(now);
-        match processor.commit(&store, now).await {
+        let committed = processor.commit(&store, now).await;
+        outputs.liveness.set_store_ok(committed.is_ok());
+        match committed {
             Ok(rows) => {
                 if store_failing {
                     info!("Store accepts writes again.");

@@ -32,6 +32,33 @@ impl ChildAgent {
         ChildAgent { child, log }
     }
 
+    /// Like [`ChildAgent::start`], with `env` added to the agent's environment and `WATCHDOG_PID` set to the
+    /// agent's own pid (as systemd sets it): a shell exports its pid and `exec`s the binary, keeping the pid.
+    pub(crate) fn start_with_env(
+        dir: &Path,
+        config_text: &str,
+        env: &[(&str, &str)],
+    ) -> ChildAgent {
+        let config = dir.join("agent.toml");
+        std::fs::write(&config, config_text).expect("write the agent configuration");
+        let log = dir.join("agent.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                "WATCHDOG_PID=$$ exec \"$0\" run --config \"$1\"",
+                BINARY,
+            ])
+            .arg(&config)
+            .env("SHOPFLOOR_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("the agent binary starts");
+        ChildAgent { child, log }
+    }
+
     /// VmRSS of the agent in KiB; 0 where /proc is missing, or once it has exited.
     pub(crate) fn rss_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -467,3 +467,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn log_format_is_text_by_default_json_on_request_and_anything_else_names_its_path() {
+    let text = config_with("", "", ADDRESS, "");
+    let config = Config::from_toml(&text, "test.toml", false).unwrap();
+    assert_eq!(config.agent.log_format, LogFormat::Text);
+    let json = config_with("log_format = \"json\"", "", ADDRESS, "");
+    let config = Config::from_toml(&json, "test.toml", false).unwrap();
+    assert_eq!(config.agent.log_format, LogFormat::Json);
+    let found = problems(&config_with("log_format = \"ansi\"", "", ADDRESS, ""));
+    assert!(
+        has_problem(&found, "agent.log_format", "not one of text, json"),
+        "{found:?}"
+    );
+}
