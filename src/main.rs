@@ -46,6 +46,16 @@ enum Command {
         #[command(subcommand)]
         action: QuarantineAction,
     },
+    /// What the agent is doing, from its database (read-only; works while it runs): backlog, last publish,
+    /// drops, PLCs and units up or down, quarantined deltas, last restart.
+    Status {
+        /// The agent's TOML configuration file (for its data_dir and time zone).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON (stable field names; README, "Status and metrics") instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulated PLCs + local MQTT broker + agent + live figures in the terminal. Needs no files.
     #[cfg(feature = "demo")]
     Demo {
@@ -169,6 +179,13 @@ fn main() -> ExitCode {
             }))
         }
         Command::Quarantine { action } => quarantine(action),
+        Command::Status { config, json } => match Config::load(&config) {
+            Ok(config) => exit(
+                shopfloor_agent::status::run(&config, json, poller::now_millis())
+                    .map(|text| print_out(&text)),
+            ),
+            Err(error) => config_error(&error),
+        },
         #[cfg(feature = "demo")]
         Command::Demo { seconds, mqtt_port } => exit(runtime().block_on(async {
             let shutdown = CancellationToken::new();

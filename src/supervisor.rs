@@ -16,6 +16,7 @@ use crate::clock::{self, SharedClock};
 use crate::config::Config;
 use crate::liveness::Liveness;
 use crate::logic::payload::{self, Identity};
+use crate::metrics::{self, Metrics};
 use crate::notify::{self, Notifier, StatusSources};
 use crate::poller::{self, HealthBoard, ReadPlan};
 use crate::processor::{self, MachineView, Outputs, Processor};
@@ -144,6 +145,7 @@ pub async fn run_with_clock(
         .map(|plc| ReadPlan::for_plc(&config, plc))
         .collect();
     let plc_health = poller::health_board(&config);
+    let metrics = Arc::new(Metrics::new());
     let notifier = Notifier::from_env();
     let liveness = liveness_board(&config, &clock, notifier.as_ref());
     let publisher_stats = Arc::new(PublisherStats::default());
@@ -194,6 +196,7 @@ pub async fn run_with_clock(
                 poller::PollTiming {
                     clock: clock.clone(),
                     calendar: config.calendar.clone(),
+                    metrics: metrics.clone(),
                     heartbeat: liveness.poller(index),
                 },
                 poll_token.clone(),
@@ -213,6 +216,7 @@ pub async fn run_with_clock(
             view_tx,
             plc_health: plc_health.clone(),
             publisher_stats: publisher_stats.clone(),
+            metrics: metrics.clone(),
             liveness: liveness.clone(),
         },
         process_token.clone(),
@@ -241,6 +245,7 @@ pub async fn run_with_clock(
     publisher_config.clock = clock.clone();
     publisher_config.tls = config.mqtt.tls.clone();
     publisher_config.credentials = config.mqtt.credentials.clone();
+    publisher_config.metrics = metrics.clone();
     publisher::announce_uplink(&config.mqtt);
     let mut publisher_task = tokio::spawn(
         publisher::run(
@@ -253,6 +258,18 @@ pub async fn run_with_clock(
         )
         .instrument(tracing::info_span!("mqtt")),
     );
+
+    let http_token = shutdown.child_token();
+    let health = metrics::liveness_check(liveness.clone(), clock.clone());
+    let http = metrics::spawn_endpoint(
+        &config,
+        metrics,
+        store.clone(),
+        health,
+        clock.clone(),
+        http_token.clone(),
+    )
+    .await;
 
     if !config.calendar.is_configured() {
         info!("no [calendar]: all observed time counts as planned time");
@@ -314,6 +331,10 @@ pub async fn run_with_clock(
         warn!(deadline = ?SHUTDOWN_DEADLINE, "Shutdown deadline passed; abandoning stragglers.");
         processor_task.abort();
         publisher_task.abort();
+    }
+    http_token.cancel();
+    if let Some(http) = http {
+        let _ = http.await;
     }
     // Observers (the demo view, tests) may still hold handles; do not wait for them for long.
     if tokio::time::timeout(Duration::from_secs(2), store.close())

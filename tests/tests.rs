@@ -38,6 +38,8 @@
 //!   and column.
 //! - `tls`: the agent binary against Mosquitto with TLS, client certificates and passwords: refusals named and
 //!   survived, rotation without restart, ACL refusals after login, no secret in anything it writes.
+//! - `status`: `status --json` (the binary, beside the running agent) and `/metrics` show the backlog grow while
+//!   Mosquitto is down and drain after; `status` without a store names the missing file.
 //! - `service`: the agent binary under a notify socket: ready, status lines, watchdog pings that stop for good
 //!   when the processor stalls; no colour escape codes in a log that is not a terminal.
 //! - `soak`: the agent binary past a short restatement horizon: memory and database size stay flat.
@@ -65,6 +67,7 @@ mod quota;
 mod replay;
 mod service;
 mod soak;
+mod status;
 mod store_fs;
 mod tls;
 mod unit_file;

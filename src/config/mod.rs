@@ -80,6 +80,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[store]`.
     pub store: StoreConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
     /// `[[plc]]`, in file order.
     pub plcs: Vec<PlcConfig>,
     /// `[[machine]]`, in file order.
@@ -201,6 +203,13 @@ pub struct StoreConfig {
     pub max_bytes: u64,
     /// How long delta audit rows are kept; `None`: as long as the restatement horizon.
     pub audit_retention: Option<Duration>,
+}
+
+/// `[http]`: the metrics and health endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    /// Address `/metrics` and `/healthz` are served on; `None`: no listening socket at all.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[[plc]]`: one Modbus/TCP connection.

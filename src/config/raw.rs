@@ -13,6 +13,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) store: RawStore,
     #[serde(default)]
+    pub(super) http: RawHttp,
+    #[serde(default)]
     pub(super) plc: Vec<RawPlc>,
     #[serde(default)]
     pub(super) machine: Vec<RawMachine>,
@@ -188,6 +190,13 @@ pub(super) fn default_drain_rate() -> u32 {
 }
 pub(super) fn default_max_packet_size() -> String {
     "256KiB".into()
+}
+
+/// `[http]`: the optional metrics and health endpoint; absent `listen` means no listening socket.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawHttp {
+    #[serde(default)]
+    pub(super) listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -161,3 +161,19 @@ fn disabled_tag_retry_defaults_to_one_minute_doubling_to_fifteen_and_the_cap_can
         "{found:?}"
     );
 }
+
+#[test]
+fn http_listen_is_optional_and_a_bad_address_names_its_path() {
+    let config = Config::from_toml(MINIMAL, "test.toml", false).unwrap();
+    assert_eq!(config.http.listen, None);
+    let with = format!("{MINIMAL}\n[http]\nlisten = \"127.0.0.1:9464\"\n");
+    let config = Config::from_toml(&with, "test.toml", false).unwrap();
+    assert_eq!(config.http.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    let bad = format!("{MINIMAL}\n[http]\nlisten = \"localhost\"\n");
+    let found = problems(&bad);
+    assert!(found.iter().any(|p| p.path == "http.listen"), "{found:?}");
+    match Config::from_toml(&bad, "test.toml", false) {
+        Err(error) => assert!(error.to_string().contains("test.toml"), "{error}"),
+        Ok(_) => panic!("a bad listen address is a config error"),
+    }
+}

@@ -71,6 +71,8 @@ impl Validator<'_> {
             .audit_retention
             .and_then(|text| self.duration_in("store.audit_retention", &text, RESTATEMENT_HORIZON));
 
+        let http = self.http(raw.http);
+
         if raw.plc.is_empty() {
             self.problem("plc", "at least one [[plc]] is required");
         }
@@ -120,6 +122,7 @@ impl Validator<'_> {
                 max_bytes,
                 audit_retention,
             },
+            http,
             plcs,
             machines,
             calendar: calendar?,
@@ -128,6 +131,21 @@ impl Validator<'_> {
         self.shift_period_has_calendar(&config, &period_names);
         self.packet_limit(&config);
         Some(config)
+    }
+
+    /// `[http] listen`: an IP address and port (a host name is not accepted: what is exposed must be plain).
+    fn http(&mut self, raw: RawHttp) -> HttpConfig {
+        let listen = raw.listen.and_then(|text| match text.parse::<std::net::SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                self.problem(
+                    "http.listen",
+                    format!("{text:?} is not an IP address and port, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\""),
+                );
+                None
+            }
+        });
+        HttpConfig { listen }
     }
 
     fn agent(&mut self, raw: RawAgent) -> Option<AgentConfig> {

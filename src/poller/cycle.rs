@@ -21,6 +21,7 @@ use super::TagError;
 use crate::config::PlcConfig;
 use crate::logic::Millis;
 use crate::outage::OutageLog;
+use crate::metrics::SharedMetrics;
 
 /// Timeouts in a row, with nothing answered yet in the cycle, after which the device counts as silent.
 const SILENT_AFTER_TIMEOUTS: u32 = 2;
@@ -84,10 +85,17 @@ pub(crate) struct Poller {
     pub(super) events: Vec<PollEvent>,
     /// The PLC's current outage, summarised in the log every ten minutes.
     pub(super) outage: OutageLog,
+    /// The process's metrics (polls, request errors by kind, round trips).
+    pub(super) metrics: SharedMetrics,
 }
 
 impl Poller {
-    pub(crate) fn new(plc: usize, config: PlcConfig, plan: ReadPlan) -> Self {
+    pub(crate) fn new(
+        plc: usize,
+        config: PlcConfig,
+        plan: ReadPlan,
+        metrics: SharedMetrics,
+    ) -> Self {
         let units = plan
             .units()
             .into_iter()
@@ -113,6 +121,7 @@ impl Poller {
             last_exchange: None,
             events: Vec::new(),
             outage: OutageLog::default(),
+            metrics,
         }
     }
 
@@ -126,10 +135,12 @@ impl Poller {
             Ok(connection) => {
                 self.connection = Some(connection);
                 self.connects += 1;
+                self.metrics.connected(&self.config.id, self.connects);
                 Ok(())
             }
             Err(error) => {
                 let error = error.to_string();
+                self.metrics.connect_failed(&self.config.id);
                 self.failures += 1;
                 self.last_error = Some(error.clone());
                 let change = self
@@ -257,6 +268,8 @@ impl Poller {
             .await;
         self.last_exchange = Some(Instant::now());
         let rtt_ms = sent_at.elapsed().as_secs_f64() * 1000.0;
+        self.metrics
+            .request(&self.config.id, sent_at.elapsed(), &result);
         if !matches!(result, Err(ReadError::Timeout(_) | ReadError::Broken(_))) {
             run.answered_any = true;
             run.timeouts_in_a_row = 0;

@@ -50,6 +50,7 @@ use crate::config::PlcConfig;
 use crate::liveness::{poll_pass_budget, Heartbeat};
 use crate::logic::calendar::Calendar;
 use crate::logic::Millis;
+use crate::metrics::SharedMetrics;
 
 pub use connection::{ConnectError, Connection, ReadError};
 pub use frame::{classify, ExceptionClass};
@@ -147,6 +148,8 @@ pub struct PollTiming {
     pub clock: SharedClock,
     /// The shift calendar; without one there are no extra cycles.
     pub calendar: Calendar,
+    /// The process's metrics; the supervisor passes its one registry so the series outlive the task.
+    pub metrics: SharedMetrics,
     /// Where the loop reports progress for the watchdog; `None` when nobody watches.
     pub heartbeat: Option<Heartbeat>,
 }
@@ -157,6 +160,7 @@ impl PollTiming {
         PollTiming {
             clock: clock::system(),
             calendar: Calendar::all_planned(jiff::tz::TimeZone::UTC),
+            metrics: SharedMetrics::default(),
             heartbeat: None,
         }
     }
@@ -189,9 +193,10 @@ pub async fn run_with_clock(
     let PollTiming {
         clock,
         calendar,
+        metrics,
         heartbeat,
     } = timing;
-    let mut poller = Poller::new(plc, plc_config, plan);
+    let mut poller = Poller::new(plc, plc_config, plan, metrics.clone());
     // Each pass promises its next beat after its sleep plus what one pass may take.
     let budget = poll_pass_budget(
         poller.config(),
@@ -273,6 +278,7 @@ pub async fn run_with_clock(
             report = poller.cycle(utc) => report,
         };
         poller.publish(&health);
+        metrics.poll(&poller.config().id);
         let sample = Sample {
             plc,
             seq,

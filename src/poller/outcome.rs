@@ -137,6 +137,7 @@ impl Poller {
 
     /// Copies the current health into this PLC's entry of the board.
     pub(crate) fn publish(&self, board: &HealthBoard) {
+        self.metrics.plc_up(&self.config.id, self.plc_state.is_up());
         let now = Instant::now();
         let units: Vec<UnitHealth> = self
             .units

@@ -70,6 +70,8 @@ pub struct Outputs {
     pub plc_health: HealthBoard,
     /// The publisher's figures, for the health payload's `mqtt` part.
     pub publisher_stats: Arc<crate::publisher::PublisherStats>,
+    /// The process's metrics (store commits, PLCs up).
+    pub metrics: crate::metrics::SharedMetrics,
     /// Where the loop reports progress and the outcome of its commits.
     pub liveness: crate::liveness::Liveness,
 }
@@ -183,6 +185,8 @@ pub struct Processor {
     refusals: events::RefusalTally,
     /// Quarantine releases whose counter is not in the configuration: logged once, left pending.
     unmatched_releases: BTreeSet<i64>,
+    /// Commit counts and latency; the task loop hands it the process's registry ([`Outputs::metrics`]).
+    metrics: crate::metrics::SharedMetrics,
 }
 
 impl Processor {
@@ -331,10 +335,12 @@ impl Processor {
             now,
         };
         let released: Vec<i64> = self.pending.releases.iter().copied().collect();
-        match store
+        let started = Instant::now();
+        let result = store
             .call(move |s| s.commit_cycle_releasing(&cycle, &released))
-            .await?
-        {
+            .await?;
+        self.metrics.commit(started.elapsed(), result.is_ok());
+        match result {
             Ok(outcome) => {
                 let dropped = std::mem::take(&mut self.pending.dropped_deltas);
                 if dropped > 0 {

@@ -64,6 +64,7 @@ impl Processor {
             stored_ahead_logged: false,
             refusals: events::RefusalTally::default(),
             unmatched_releases: BTreeSet::new(),
+            metrics: crate::metrics::SharedMetrics::default(),
         }
     }
 }

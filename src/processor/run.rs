@@ -28,6 +28,8 @@ pub async fn run(
     let mut live: Vec<LiveMessage> = Vec::new();
     let mut health: Vec<LiveMessage> = Vec::new();
     let mut store_failing = false;
+    processor.metrics = outputs.metrics.clone();
+    let mut health_history = crate::status::HealthHistory::default();
     // Every branch below ends the iteration within the shortest tick (the release tick is 2 s).
     let promise = live_every
         .min(health_every)
@@ -67,6 +69,8 @@ pub async fn run(
                 if let Some(message) = health_message(&processor, &store, &outputs).await {
                     health = vec![message];
                 }
+                let now = processor.clock.utc();
+                crate::status::persist_health(&mut health_history, &outputs.plc_health, &store, now).await;
                 outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
                 continue;
             }

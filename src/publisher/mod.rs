@@ -163,6 +163,8 @@ pub struct PublisherConfig {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Username and password file; `None` for no login. The password is read again at every attempt.
     pub credentials: Option<crate::tls::Credentials>,
+    /// The process's metrics (publishes, PUBACK latency, reconnects); a registry of its own by default.
+    pub metrics: crate::metrics::SharedMetrics,
 }
 
 impl PublisherConfig {
@@ -197,6 +199,7 @@ impl PublisherConfig {
             clock: Arc::new(SystemClock),
             tls: None,
             credentials: None,
+            metrics: crate::metrics::SharedMetrics::default(),
         }
     }
 
@@ -353,6 +356,7 @@ pub async fn run(
         };
         let chain = error_chain(&error);
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        cfg.metrics.mqtt_reconnect();
         stats.set_last_error(chain.clone());
         let uplink_failure = error.uplink_failure(has_client_cert);
         if let Some(cause) = uplink_failure {

@@ -20,6 +20,8 @@ pub(super) struct SentRow {
     pub(super) size: u64,
     /// MQTT topic.
     pub(super) topic: String,
+    /// When it was handed to rumqttc (the start of its PUBACK latency).
+    pub(super) handed_over: std::time::Instant,
 }
 
 /// What a connection closed by the broker tells about packet sizes.
@@ -79,6 +81,7 @@ mod tests {
             seq,
             size,
             topic: "t".into(),
+            handed_over: std::time::Instant::now(),
         }
     }
 

@@ -155,7 +155,7 @@ fn parse_epoch(value: &Value) -> Option<String> {
 }
 
 /// A decimal u64 stored as text (the store's format) or as an integer.
-fn parse_u64(value: &Value) -> Option<u64> {
+pub(super) fn parse_u64(value: &Value) -> Option<u64> {
     match value {
         Value::Text(text) => text.parse().ok(),
         Value::Integer(number) => u64::try_from(*number).ok(),

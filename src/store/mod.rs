@@ -66,6 +66,7 @@ mod quota;
 mod retention;
 mod schema;
 mod space;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -92,6 +93,7 @@ pub use quarantine::{
     QuarantineDb, QuarantineError, QuarantinedDelta, ReleaseRequest, ReleaseStatus,
 };
 pub use quota::{DropClass, DropCounters, DroppedRange};
+pub use status::{StatusDb, StatusError, StoreStatus};
 
 /// Settings of one store database file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,6 +391,15 @@ impl Store {
                 retired += delete.execute([seq])?;
             }
         }
+        if retired > 0 {
+            tx.execute(
+                schema::UPSERT_META,
+                (
+                    schema::META_LAST_PUBLISH_AT,
+                    wall_clock_millis().to_string(),
+                ),
+            )?;
+        }
         tx.commit()?;
         self.release(seqs);
         Ok(retired)
@@ -481,7 +492,8 @@ fn usize_to_sql(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// The adapter's only clock read: the creation time recorded in a new database file.
+/// The adapter's only clock read: the creation and open times of the database file and the time of the last
+/// retirement, recorded for `shopfloor-agent status`.
 fn wall_clock_millis() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

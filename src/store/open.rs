@@ -192,6 +192,10 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
     let drops = DropCounters::load(&conn)?;
     // Mark the session open and push the mark into the main file, so a later loss of the -wal is detectable.
     conn.execute(schema::UPSERT_META, (schema::META_IN_USE, "1"))?;
+    conn.execute(
+        schema::UPSERT_META,
+        (schema::META_OPENED_AT, wall_clock_millis().to_string()),
+    )?;
     if !schema::checkpoint_truncate(&conn)? {
         tracing::warn!(path = %path.display(), "Start-up checkpoint was partial; another reader is active.");
     }

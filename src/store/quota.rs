@@ -204,6 +204,19 @@ impl DropCounters {
         Ok(Self::from_values(values))
     }
 
+    /// Reads the counters without repairing anything, for a read-only connection: an unreadable value reads as 0
+    /// (the agent resets it at its next open).
+    pub(super) fn peek(conn: &Connection) -> Result<DropCounters, StoreError> {
+        let mut values = [0_u64; 8];
+        for (key, value) in Self::KEYS.into_iter().zip(values.iter_mut()) {
+            *value = super::meta::read_value(conn, key)?
+                .as_ref()
+                .and_then(super::meta::parse_u64)
+                .unwrap_or(0);
+        }
+        Ok(Self::from_values(values))
+    }
+
     /// Writes the counters that differ from `before` into the meta table (inside the caller's transaction).
     pub(super) fn save(&self, conn: &Connection, before: &DropCounters) -> Result<(), StoreError> {
         let mut upsert = conn.prepare_cached(schema::UPSERT_META)?;

@@ -105,6 +105,14 @@ pub(super) const META_CREATED_AT: &str = "created_at";
 /// the presence of the `-wal` file it reveals a write-ahead log that went missing after a crash.
 pub(super) const META_IN_USE: &str = "in_use";
 
+/// Meta key of the time this file was last opened by the agent (UTC milliseconds, decimal text): its last restart.
+pub(super) const META_OPENED_AT: &str = "opened_at";
+/// Meta key of the time of the last retirement after a PUBACK (UTC milliseconds, decimal text), written in the
+/// retiring transaction.
+pub(super) const META_LAST_PUBLISH_AT: &str = "last_publish_at";
+/// Meta key of the latest device health snapshot (JSON written by the processor), for `shopfloor-agent status`.
+pub(super) const META_HEALTH_SNAPSHOT: &str = "health_snapshot";
+
 pub(super) const INSERT_META_IF_ABSENT: &str =
     "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING";
 pub(super) const UPSERT_META: &str =
@@ -377,6 +385,10 @@ CREATE TABLE quarantine_releases (
 CREATE INDEX quarantine_releases_pending ON quarantine_releases (delta_id) WHERE released_at IS NULL;
 ";
 
+/// How many audit rows of kind `?1` (the quarantined kind) have not been released yet.
+pub(super) const COUNT_QUARANTINED_PENDING: &str = "
+SELECT COUNT(*) FROM deltas d LEFT JOIN quarantine_releases r ON r.delta_id = d.id
+WHERE d.kind = ?1 AND r.released_at IS NULL";
 /// Audit rows of kind `?1` (the quarantined kind) with their release, if any, oldest first.
 pub(super) const SELECT_QUARANTINED: &str = "
 SELECT d.id, d.key, d.delta, d.raw, d.t_from, d.t_to, r.requested_at, r.released_at

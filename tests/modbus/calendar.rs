@@ -76,7 +76,7 @@ async fn given_a_shift_start_between_two_regular_polls_when_the_clock_passes_it_
         PollTiming {
             clock,
             calendar,
-            heartbeat: None,
+            ..PollTiming::system()
         },
     );
 

@@ -61,7 +61,10 @@ impl Session<'_, '_> {
                     .on_outgoing_publish(pkid)
                     .map_err(PublishError::Desync)?
                 {
-                    Submitted::Row(_) => stats.published.fetch_add(1, Ordering::Relaxed),
+                    Submitted::Row(_) => {
+                        self.shared.cfg.metrics.published();
+                        stats.published.fetch_add(1, Ordering::Relaxed)
+                    }
                     Submitted::Live => stats.live_published.fetch_add(1, Ordering::Relaxed),
                     Submitted::Status => 0,
                 };
@@ -69,7 +72,9 @@ impl Session<'_, '_> {
             LinkEvent::PubAck { pkid, outcome } => {
                 match self.inflight.on_puback(pkid, outcome) {
                     Settled::Retire(seq) => {
-                        self.sent_rows.remove(&seq);
+                        if let Some(row) = self.sent_rows.remove(&seq) {
+                            self.shared.cfg.metrics.puback(row.handed_over.elapsed());
+                        }
                         let read_back = self.read_back.as_mut().is_none_or(|rb| rb.acked(seq, now));
                         if read_back {
                             self.acked_rows.push(seq);

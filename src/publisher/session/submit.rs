@@ -168,6 +168,7 @@ impl Session<'_, '_> {
                 seq: row.seq,
                 size,
                 topic: row.topic.clone(),
+                handed_over: std::time::Instant::now(),
             },
         );
         self.submit(&row.topic, payload, Submitted::Row(row.seq))
