@@ -86,6 +86,7 @@ fn store_commit_throughput() {
     let mut store = Store::open(&path, &StoreOptions::default()).expect("store opens");
     let cycles = 2_000;
     let body = serde_json::json!({"schema": "shopfloor.rollup/1", "counts": {"produced": 100}});
+    let one_minute = shopfloor_agent::logic::window::Period::parse("1m").expect("a valid period");
     let started = Instant::now();
     let mut latencies: Vec<Duration> = Vec::with_capacity(cycles);
     for i in 0..cycles {
@@ -113,10 +114,11 @@ fn store_commit_throughput() {
                 })
                 .collect(),
             outbox: if i % 60 == 0 {
-                vec![OutboxDraft {
-                    topic: "shopfloor/v1/s/l/m/rollup/1m".into(),
-                    body: body.clone(),
-                }]
+                vec![OutboxDraft::rollup(
+                    "shopfloor/v1/s/l/m/rollup/1m".into(),
+                    body.clone(),
+                    &one_minute,
+                )]
             } else {
                 Vec::new()
             },
