@@ -77,11 +77,13 @@ mod tests {
     use super::*;
 
     fn row(seq: i64, size: u64) -> SentRow {
+        // One instant for every row, so rows with the same seq and size compare equal.
+        static HANDED_OVER: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         SentRow {
             seq,
             size,
             topic: "t".into(),
-            handed_over: std::time::Instant::now(),
+            handed_over: *HANDED_OVER.get_or_init(std::time::Instant::now),
         }
     }
 
