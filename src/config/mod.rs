@@ -123,7 +123,7 @@ pub struct PeriodConfig {
 }
 
 /// `[mqtt]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
     /// Broker host.
     pub host: String,
@@ -177,7 +177,7 @@ pub enum MqttProtocol {
 }
 
 /// `[store]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     /// Byte quota of the database.
     pub max_bytes: u64,
@@ -186,7 +186,7 @@ pub struct StoreConfig {
 }
 
 /// `[[plc]]`: one Modbus/TCP connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlcConfig {
     /// PLC id.
     pub id: String,
@@ -249,7 +249,7 @@ impl TagAddress {
 }
 
 /// A cumulative counter register and its wrap/reset behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CounterTag {
     /// Where it lives.
     pub tag: TagAddress,
@@ -258,7 +258,7 @@ pub struct CounterTag {
 }
 
 /// The machine-state register and how its values map onto states.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateTag {
     /// Where it lives.
     pub tag: TagAddress,
@@ -277,7 +277,7 @@ impl StateTag {
 }
 
 /// `[[machine]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MachineConfig {
     /// Machine id; in topics.
     pub id: String,
