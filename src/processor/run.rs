@@ -81,18 +81,11 @@ pub async fn run(
                 None => break,
             },
             Some(request) = reconfigure_rx.recv() => {
-                // Samples queued before the request were polled under the old plans: they go first.
-                while let Ok(sample) = sample_rx.try_recv() {
-                    processor.on_sample(&sample);
-                }
-                let (next, outcome) = processor.reconfigured(request.config, &request.plans, &store).await;
-                processor = next;
-                if outcome.is_ok() {
+                let applied;
+                (processor, applied) = reconfigure(processor, request, &mut sample_rx, &store, &outputs).await;
+                if applied {
                     ticks = Ticks::new(&processor);
                 }
-                let _ = request.applied.send(outcome);
-                // The commit before the rebuild may have enqueued rollups.
-                outputs.outbox_notify.notify_one();
                 continue;
             }
             _ = tokio::time::sleep(until_close) => {}
@@ -135,6 +128,29 @@ pub async fn run(
     }
     outputs.outbox_notify.notify_one();
     Ok(())
+}
+
+/// Takes a new configuration between two cycles and answers the request; returns the processor to go on
+/// with and whether it runs on the new configuration.
+async fn reconfigure(
+    mut processor: Processor,
+    request: Reconfigure,
+    sample_rx: &mut mpsc::Receiver<Sample>,
+    store: &StoreHandle,
+    outputs: &Outputs,
+) -> (Processor, bool) {
+    // Samples queued before the request were polled under the old plans: they go first.
+    while let Ok(sample) = sample_rx.try_recv() {
+        processor.on_sample(&sample);
+    }
+    let (next, outcome) = processor
+        .reconfigured(request.config, &request.plans, store)
+        .await;
+    let applied = outcome.is_ok();
+    let _ = request.applied.send(outcome);
+    // The commit before the rebuild may have enqueued rollups.
+    outputs.outbox_notify.notify_one();
+    (next, applied)
 }
 
 /// Closes due windows and commits the cycle; a failing store is logged once per episode.
