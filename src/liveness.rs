@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Grace added to every promise: scheduling delays on a loaded machine are not stalls.
@@ -66,7 +66,9 @@ struct Slot {
 struct Inner {
     origin: Instant,
     slack: Duration,
-    slots: Vec<Slot>,
+    /// The poll loops of the running configuration, in its order; a reload lays them out anew.
+    pollers: RwLock<Vec<Arc<Slot>>>,
+    processor: Arc<Slot>,
     store_ok: AtomicBool,
 }
 
@@ -80,7 +82,7 @@ pub struct Liveness {
 #[derive(Debug, Clone)]
 pub struct Heartbeat {
     inner: Arc<Inner>,
-    slot: usize,
+    slot: Arc<Slot>,
 }
 
 impl Liveness {
@@ -90,31 +92,69 @@ impl Liveness {
     pub fn new(plc_ids: &[String], now: Instant, slack: Duration) -> Liveness {
         let slack = slack.max(MIN_SLACK);
         let first_deadline = millis(STARTUP_GRACE.saturating_add(slack));
-        let slots = plc_ids
-            .iter()
-            .map(|id| Component::Poller(id.clone()))
-            .chain(std::iter::once(Component::Processor))
-            .map(|component| Slot {
+        let slot = |component| {
+            Arc::new(Slot {
                 component,
                 deadline_ms: AtomicU64::new(first_deadline),
             })
+        };
+        let pollers = plc_ids
+            .iter()
+            .map(|id| slot(Component::Poller(id.clone())))
             .collect();
         Liveness {
             inner: Arc::new(Inner {
                 origin: now,
                 slack,
-                slots,
+                pollers: RwLock::new(pollers),
+                processor: slot(Component::Processor),
                 store_ok: AtomicBool::new(true),
             }),
         }
     }
 
+    /// Lays the poll loops out for a reloaded configuration's `plc_ids`: a PLC that stays keeps its promise
+    /// (whatever its new position), a new one gets [`STARTUP_GRACE`] from `now`, a removed one is no longer
+    /// watched.
+    pub fn set_pollers(&self, plc_ids: &[String], now: Instant) {
+        let first_deadline = self
+            .inner
+            .since_origin(now)
+            .saturating_add(millis(STARTUP_GRACE.saturating_add(self.inner.slack)));
+        let mut pollers = self
+            .inner
+            .pollers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let laid_out = plc_ids
+            .iter()
+            .map(|id| {
+                let component = Component::Poller(id.clone());
+                pollers
+                    .iter()
+                    .find(|slot| slot.component == component)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Slot {
+                            component,
+                            deadline_ms: AtomicU64::new(first_deadline),
+                        })
+                    })
+            })
+            .collect();
+        *pollers = laid_out;
+    }
+
     /// The heartbeat of the poller of PLC `index` (its position in the configuration), if there is one.
     pub fn poller(&self, index: usize) -> Option<Heartbeat> {
-        let plcs = self.inner.slots.len().saturating_sub(1);
-        (index < plcs).then(|| Heartbeat {
+        let pollers = self
+            .inner
+            .pollers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        pollers.get(index).map(|slot| Heartbeat {
             inner: self.inner.clone(),
-            slot: index,
+            slot: slot.clone(),
         })
     }
 
@@ -122,16 +162,21 @@ impl Liveness {
     pub fn processor(&self) -> Heartbeat {
         Heartbeat {
             inner: self.inner.clone(),
-            slot: self.inner.slots.len() - 1,
+            slot: self.inner.processor.clone(),
         }
     }
 
     /// The component whose promise passed first, if any has passed at `now`.
     pub fn stalled(&self, now: Instant) -> Option<Stall> {
         let now_ms = self.inner.since_origin(now);
-        self.inner
-            .slots
+        let pollers = self
+            .inner
+            .pollers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        pollers
             .iter()
+            .chain(std::iter::once(&self.inner.processor))
             .map(|slot| (slot, slot.deadline_ms.load(Ordering::Acquire)))
             .filter(|(_, deadline)| *deadline < now_ms)
             .min_by_key(|(_, deadline)| *deadline)
@@ -144,10 +189,13 @@ impl Liveness {
     /// True when no poll loop has missed its promise at `now` (the processor is not looked at).
     pub fn polling_alive(&self, now: Instant) -> bool {
         let now_ms = self.inner.since_origin(now);
-        self.inner
-            .slots
+        let pollers = self
+            .inner
+            .pollers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        pollers
             .iter()
-            .filter(|slot| matches!(slot.component, Component::Poller(_)))
             .all(|slot| slot.deadline_ms.load(Ordering::Acquire) >= now_ms)
     }
 
@@ -174,14 +222,12 @@ impl Heartbeat {
             .inner
             .since_origin(now)
             .saturating_add(millis(next_within.saturating_add(self.inner.slack)));
-        if let Some(slot) = self.inner.slots.get(self.slot) {
-            slot.deadline_ms.store(deadline, Ordering::Release);
-        }
+        self.slot.deadline_ms.store(deadline, Ordering::Release);
     }
 
     /// The component this heartbeat belongs to.
     pub fn component(&self) -> Option<&Component> {
-        self.inner.slots.get(self.slot).map(|slot| &slot.component)
+        Some(&self.slot.component)
     }
 }
 
@@ -261,6 +307,34 @@ mod tests {
         // All missed the same deadline: the first in order is named.
         assert_eq!(stall.component, Component::Poller("press".into()));
         assert_eq!(stall.overdue, SECOND);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_promises_of_the_plcs_that_stay_and_gives_new_ones_the_startup_grace() {
+        let start = Instant::now();
+        let liveness = board(start);
+        // Given "press" beating with a 2 s promise and "oven" silent since the start,
+        let press = liveness.poller(0).unwrap();
+        let later = start + STARTUP_GRACE;
+        press.beat(later, 2 * SECOND);
+        // when a reload removes "oven", moves "press" to the second place and adds "mill" first,
+        liveness.set_pollers(&["mill".to_string(), "press".to_string()], later);
+        // then the heartbeat "press" already holds still counts, "oven" is no longer watched, and "mill" has
+        // the startup grace from the reload.
+        assert_eq!(
+            liveness.poller(1).unwrap().component(),
+            Some(&Component::Poller("press".into()))
+        );
+        let after_grace = later + STARTUP_GRACE + MIN_SLACK + SECOND;
+        liveness.processor().beat(after_grace, SECOND);
+        press.beat(after_grace, SECOND);
+        assert_eq!(
+            liveness.stalled(after_grace).map(|stall| stall.component),
+            Some(Component::Poller("mill".into()))
+        );
+        liveness.poller(0).unwrap().beat(after_grace, SECOND);
+        assert_eq!(liveness.stalled(after_grace), None);
+        assert!(liveness.poller(2).is_none());
     }
 
     #[test]

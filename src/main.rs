@@ -140,8 +140,8 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Validate { config } => validate(&config),
-        Command::Run { config } => {
-            let config = match Config::load(&config) {
+        Command::Run { config: path } => {
+            let config = match Config::load(&path) {
                 Ok(config) => config,
                 Err(error) => return config_error(&error),
             };
@@ -149,7 +149,8 @@ fn main() -> ExitCode {
             exit(runtime().block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
-                supervisor::run(config, shutdown, |_| {}).await
+                let reloads = reload_on_hangup(path)?;
+                supervisor::run_reloading(config, reloads, shutdown).await
             }))
         }
         Command::Replay { config, samples } => replay(&config, &samples),
@@ -379,6 +380,37 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     wait_for_signal().await;
     eprintln!("second stop signal: exiting immediately");
     std::process::exit(130);
+}
+
+/// Reload requests, one per SIGHUP, each reading `path` again (with the `SHOPFLOOR__` overrides). The
+/// handler is installed before this returns, so a SIGHUP no longer ends the process.
+#[cfg(unix)]
+fn reload_on_hangup(path: PathBuf) -> anyhow::Result<supervisor::Reloads> {
+    use anyhow::Context as _;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    // One waiting request is enough: requests while one waits read the same file anyway.
+    let (requests_tx, requests) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration.");
+            let _ = requests_tx.try_send(());
+        }
+    });
+    Ok(supervisor::Reloads {
+        requests,
+        load: Box::new(move || Config::load(&path)),
+    })
+}
+
+/// Without SIGHUP there are no reload requests.
+#[cfg(not(unix))]
+fn reload_on_hangup(path: PathBuf) -> anyhow::Result<supervisor::Reloads> {
+    let (_requests_tx, requests) = tokio::sync::mpsc::channel(1);
+    Ok(supervisor::Reloads {
+        requests,
+        load: Box::new(move || Config::load(&path)),
+    })
 }
 
 async fn wait_for_signal() {

@@ -34,6 +34,8 @@
 //! - `quota`: the store's byte quota under a long outage: drops announced as `gap` events, totals exact.
 //! - `store_fs`: the store on a 2 MiB tmpfs that fills up: a full disk told from a full quota, and recovery.
 //! - `outbox_model`: proptest of enqueue/publish/ack/drop/crash/restart against the real store and `Inflight`.
+//! - `reload`: SIGHUP to the agent binary: a machine added and a target changed while counting exactly; a broken
+//!   file logged with every problem while the last good configuration keeps running.
 //! - `replay`: `shopfloor-agent replay` on golden CSV inputs with hand-computed rollups; bad input names line
 //!   and column.
 //! - `tls`: the agent binary against Mosquitto with TLS, client certificates and passwords: refusals named and
@@ -64,6 +66,7 @@ mod packet_limit;
 mod publisher;
 mod quarantine;
 mod quota;
+mod reload;
 mod replay;
 mod service;
 mod soak;

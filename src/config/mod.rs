@@ -143,7 +143,7 @@ pub struct PeriodConfig {
 }
 
 /// `[mqtt]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
     /// Broker host.
     pub host: String,
@@ -197,7 +197,7 @@ pub enum MqttProtocol {
 }
 
 /// `[store]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     /// Byte quota of the database.
     pub max_bytes: u64,
@@ -213,7 +213,7 @@ pub struct HttpConfig {
 }
 
 /// `[[plc]]`: one Modbus/TCP connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlcConfig {
     /// PLC id.
     pub id: String,
@@ -276,7 +276,7 @@ impl TagAddress {
 }
 
 /// A cumulative counter register and its wrap/reset behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CounterTag {
     /// Where it lives.
     pub tag: TagAddress,
@@ -285,7 +285,7 @@ pub struct CounterTag {
 }
 
 /// The machine-state register and how its values map onto states.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateTag {
     /// Where it lives.
     pub tag: TagAddress,
@@ -304,7 +304,7 @@ impl StateTag {
 }
 
 /// `[[machine]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MachineConfig {
     /// Machine id; in topics.
     pub id: String,

@@ -55,7 +55,7 @@ impl PlanLimits {
 }
 
 /// What one PLC task reads each cycle.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadPlan {
     /// Distinct tags, in a stable order the processor relies on.
     pub tags: Vec<TagAddress>,

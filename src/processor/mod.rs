@@ -5,7 +5,8 @@
 //! Layout: this file (machine state, one cycle's work, the commit), `clock` (wall-clock steps at the
 //! intake), `events` (durable events about devices, drops and recovery), `live` (live snapshots, health
 //! and the terminal view), `restore` (construction from restored state, with or without a store),
-//! `retention` (windows loaded for late facts, evicted after commits, and store pruning), `run` (the task).
+//! `retention` (windows loaded for late facts, evicted after commits, and store pruning), `run` (the task),
+//! `reconfigure` (a new configuration taken between two cycles, as a restart would build it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -39,6 +40,9 @@ mod counter_tests;
 mod events;
 mod live;
 mod quarantine;
+mod reconfigure;
+#[cfg(test)]
+mod reconfigure_tests;
 mod restore;
 mod retention;
 mod run;
@@ -51,8 +55,9 @@ mod tests;
 use events::apply_step;
 
 pub use live::MachineView;
+pub use reconfigure::Reconfigure;
 pub use retention::PruneReport;
-pub use run::run;
+pub use run::{run, Inputs};
 pub use standalone::DraftKind;
 
 /// Most delta audit rows kept in memory while the store refuses writes; older ones are dropped and counted.

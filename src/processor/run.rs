@@ -1,45 +1,86 @@
-//! The processor task: samples, window deadlines, live, health and prune ticks; one commit per cycle.
+//! The processor task: samples, window deadlines, live, health and prune ticks; one commit per cycle; a new
+//! configuration taken between two cycles.
 
 use super::live::health_message;
+use super::reconfigure::Reconfigure;
 use super::*;
+
+/// The processor task's timers; rebuilt when a new configuration changes their intervals.
+struct Ticks {
+    live: tokio::time::Interval,
+    health: tokio::time::Interval,
+    prune: tokio::time::Interval,
+    release: tokio::time::Interval,
+}
+
+impl Ticks {
+    fn new(processor: &Processor) -> Ticks {
+        let every = |period: Duration| {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tick
+        };
+        Ticks {
+            live: every(processor.config.agent.live_interval),
+            health: every(processor.config.agent.health_interval),
+            prune: every(processor.prune_interval()),
+            // The first tick is at once: requests made while the agent was stopped are applied at start.
+            release: every(super::quarantine::RELEASE_POLL_INTERVAL),
+        }
+    }
+}
+
+/// What the task remembers between cycles: the latest live and health messages (the publisher gets both
+/// on every change) and which store operations are failing (each change is logged once).
+#[derive(Default)]
+struct LoopState {
+    live: Vec<LiveMessage>,
+    health: Vec<LiveMessage>,
+    store_failing: bool,
+    prune_failing: bool,
+    release_failing: bool,
+    /// Since when each PLC and unit is in its state, for the snapshot `status` reads.
+    health_history: crate::status::HealthHistory,
+}
+
+/// How soon the loop promises its next iteration: every branch ends within the shortest tick.
+fn promise(processor: &Processor) -> Duration {
+    processor
+        .config
+        .agent
+        .live_interval
+        .min(processor.config.agent.health_interval)
+        .min(super::quarantine::RELEASE_POLL_INTERVAL)
+}
+
+/// The processor's inputs besides the store: samples from the pollers and new configurations.
+pub struct Inputs {
+    /// One sample per poll cycle; the task ends once every sender is gone and the channel is empty.
+    pub sample_rx: mpsc::Receiver<Sample>,
+    /// New configurations, applied between two cycles (a reload).
+    pub reconfigure_rx: mpsc::Receiver<Reconfigure>,
+}
 
 /// Runs the processor until the sample channel closes (all pollers stopped), then commits and returns.
 pub async fn run(
     mut processor: Processor,
-    mut sample_rx: mpsc::Receiver<Sample>,
+    inputs: Inputs,
     store: StoreHandle,
     outputs: Outputs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let live_every = processor.config.agent.live_interval;
-    let health_every = processor.config.agent.health_interval;
-    let mut live_tick = tokio::time::interval(live_every);
-    live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut health_tick = tokio::time::interval(health_every);
-    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut prune_tick = tokio::time::interval(processor.prune_interval());
-    prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut prune_failing = false;
-    // The first tick is at once: requests made while the agent was stopped are applied at start.
-    let mut release_tick = tokio::time::interval(super::quarantine::RELEASE_POLL_INTERVAL);
-    release_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut release_failing = false;
-    // Latest live snapshots and latest health message; the publisher gets both on every change.
-    let mut live: Vec<LiveMessage> = Vec::new();
-    let mut health: Vec<LiveMessage> = Vec::new();
-    let mut store_failing = false;
+    let Inputs {
+        mut sample_rx,
+        mut reconfigure_rx,
+    } = inputs;
+    let mut ticks = Ticks::new(&processor);
+    let mut state = LoopState::default();
     processor.metrics = outputs.metrics.clone();
-    let mut health_history = crate::status::HealthHistory::default();
-    // Every branch below ends the iteration within the shortest tick (the release tick is 2 s).
-    let promise = live_every
-        .min(health_every)
-        .min(super::quarantine::RELEASE_POLL_INTERVAL);
     let heartbeat = outputs.liveness.processor();
     let stall_fault = crate::liveness::StallFault::from_env(processor.clock.now().mono);
-
     loop {
         let mono = processor.clock.now().mono;
-        heartbeat.beat(mono, promise);
+        heartbeat.beat(mono, promise(&processor));
         stall_fault.hold_if_due(mono).await;
         let now = processor.clock.utc();
         let until_close = processor
@@ -57,73 +98,44 @@ pub async fn run(
                 }
                 None => break,
             },
+            Some(request) = reconfigure_rx.recv() => {
+                let applied;
+                (processor, applied) = reconfigure(processor, request, &mut sample_rx, &store, &outputs).await;
+                if applied {
+                    ticks = Ticks::new(&processor);
+                    processor.metrics = outputs.metrics.clone();
+                }
+                continue;
+            }
             _ = tokio::time::sleep(until_close) => {}
-            _ = live_tick.tick() => {
+            _ = ticks.live.tick() => {
                 let (messages, views) = processor.live(processor.clock.utc());
-                live = messages;
-                outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
+                state.live = messages;
+                outputs.live_tx.send_replace([state.live.clone(), state.health.clone()].concat());
                 outputs.view_tx.send_replace(views);
                 continue;
             }
-            _ = health_tick.tick() => {
+            _ = ticks.health.tick() => {
                 if let Some(message) = health_message(&processor, &store, &outputs).await {
-                    health = vec![message];
+                    state.health = vec![message];
                 }
                 let now = processor.clock.utc();
-                crate::status::persist_health(&mut health_history, &outputs.plc_health, &store, now).await;
-                outputs.live_tx.send_replace([live.clone(), health.clone()].concat());
+                crate::status::persist_health(&mut state.health_history, &outputs.plc_health, &store, now).await;
+                outputs.live_tx.send_replace([state.live.clone(), state.health.clone()].concat());
                 continue;
             }
-            _ = release_tick.tick() => {
+            _ = ticks.release.tick() => {
                 // Applied releases are committed below, with the windows they restate.
                 let outcome = processor.pick_up_releases(&store).await;
-                if outcome.is_err() != release_failing {
-                    release_failing = outcome.is_err();
-                    match outcome {
-                        Err(error) => warn!(error = format!("{error:#}"), "Reading quarantine releases failed; retrying."),
-                        Ok(_) => info!("Reading quarantine releases works again."),
-                    }
-                }
+                note_releases(&mut state, outcome.map(|_| ()));
             }
-            _ = prune_tick.tick() => {
+            _ = ticks.prune.tick() => {
                 let outcome = processor.prune(&store, processor.clock.utc()).await;
-                if outcome.is_err() != prune_failing {
-                    prune_failing = outcome.is_err();
-                    match outcome {
-                        Err(error) => warn!(error = format!("{error:#}"), "Store pruning failed; retrying at the next prune."),
-                        Ok(_) => info!("Store pruning works again."),
-                    }
-                }
+                note_prune(&mut state, outcome.map(|_| ()));
                 continue;
             }
         }
-        let now = processor.clock.utc();
-        // Late facts first get the window records they restate; a failure shows at the commit, which retries.
-        let _ = processor.load_deferred(&store).await;
-        processor.close_due(now);
-        let committed = processor.commit(&store, now).await;
-        outputs.liveness.set_store_ok(committed.is_ok());
-        match committed {
-            Ok(rows) => {
-                if store_failing {
-                    info!("Store accepts writes again.");
-                    store_failing = false;
-                }
-                if rows > 0 {
-                    debug!(rows, "Enqueued outbox rows.");
-                    outputs.outbox_notify.notify_one();
-                }
-            }
-            Err(error) => {
-                if !store_failing {
-                    warn!(
-                        error = format!("{error:#}"),
-                        "Store commit failed; keeping work pending."
-                    );
-                    store_failing = true;
-                }
-            }
-        }
+        end_cycle(&mut processor, &store, &outputs, &mut state).await;
         if shutdown.is_cancelled() && sample_rx.is_closed() && sample_rx.is_empty() {
             break;
         }
@@ -137,4 +149,89 @@ pub async fn run(
     }
     outputs.outbox_notify.notify_one();
     Ok(())
+}
+
+/// Takes a new configuration between two cycles and answers the request; returns the processor to go on
+/// with and whether it runs on the new configuration.
+async fn reconfigure(
+    mut processor: Processor,
+    request: Reconfigure,
+    sample_rx: &mut mpsc::Receiver<Sample>,
+    store: &StoreHandle,
+    outputs: &Outputs,
+) -> (Processor, bool) {
+    // Samples queued before the request were polled under the old plans: they go first.
+    while let Ok(sample) = sample_rx.try_recv() {
+        processor.on_sample(&sample);
+    }
+    let (next, outcome) = processor
+        .reconfigured(request.config, &request.plans, store)
+        .await;
+    let applied = outcome.is_ok();
+    let _ = request.applied.send(outcome);
+    // The commit before the rebuild may have enqueued rollups.
+    outputs.outbox_notify.notify_one();
+    (next, applied)
+}
+
+/// Closes due windows and commits the cycle; a failing store is logged once per episode.
+async fn end_cycle(
+    processor: &mut Processor,
+    store: &StoreHandle,
+    outputs: &Outputs,
+    state: &mut LoopState,
+) {
+    let now = processor.clock.utc();
+    // Late facts first get the window records they restate; a failure shows at the commit, which retries.
+    let _ = processor.load_deferred(store).await;
+    processor.close_due(now);
+    let committed = processor.commit(store, now).await;
+    outputs.liveness.set_store_ok(committed.is_ok());
+    match committed {
+        Ok(rows) => {
+            if state.store_failing {
+                info!("Store accepts writes again.");
+                state.store_failing = false;
+            }
+            if rows > 0 {
+                debug!(rows, "Enqueued outbox rows.");
+                outputs.outbox_notify.notify_one();
+            }
+        }
+        Err(error) => {
+            if !state.store_failing {
+                warn!(
+                    error = format!("{error:#}"),
+                    "Store commit failed; keeping work pending."
+                );
+                state.store_failing = true;
+            }
+        }
+    }
+}
+
+fn note_releases(state: &mut LoopState, outcome: anyhow::Result<()>) {
+    if outcome.is_err() != state.release_failing {
+        state.release_failing = outcome.is_err();
+        match outcome {
+            Err(error) => warn!(
+                error = format!("{error:#}"),
+                "Reading quarantine releases failed; retrying."
+            ),
+            Ok(()) => info!("Reading quarantine releases works again."),
+        }
+    }
+}
+
+fn note_prune(state: &mut LoopState, outcome: anyhow::Result<()>) {
+    if outcome.is_err() != state.prune_failing {
+        state.prune_failing = outcome.is_err();
+        match outcome {
+            Err(error) => warn!(
+                error = format!("{error:#}"),
+                "Store pruning failed; retrying at the next prune."
+            ),
+            Ok(()) => info!("Store pruning works again."),
+        }
+    }
 }

@@ -71,6 +71,43 @@ impl Core {
         self.processor.on_sample(&sample);
     }
 
+    /// Takes the configuration `toml` as a reload does: rebuilt from what a commit would have stored (the
+    /// counter baselines, trackers and open windows), then carrying over the running state.
+    pub(super) fn reconfigure(&mut self, toml: &str) {
+        let config = Arc::new(Config::from_toml(toml, "test.toml", false).unwrap());
+        let plan = ReadPlan::for_plc(&config, 0);
+        // A reload commits first, which applies every deferred change (no store: nothing to load).
+        self.processor.load_deferred_with(|_, _| Vec::new());
+        let old = &self.processor;
+        let mut counters = BTreeMap::new();
+        let mut records = Vec::new();
+        for machine in &old.machines {
+            for channel in &machine.counters {
+                counters.insert(
+                    channel.key.clone(),
+                    serde_json::to_string(&channel.state).unwrap(),
+                );
+            }
+            let tracker = serde_json::to_string(&machine.tracker).unwrap();
+            counters.insert(machine.tracker_key.clone(), tracker);
+            for acc in &machine.windows {
+                records.extend(acc.open_windows().into_iter().cloned());
+            }
+        }
+        let identity = crate::supervisor::identity(&config);
+        let next = Processor::restore(
+            config,
+            identity,
+            std::slice::from_ref(&plan),
+            counters,
+            records,
+            crate::clock::system(),
+        );
+        let old = std::mem::replace(&mut self.processor, next);
+        self.processor.carry_over(old);
+        self.plan = plan;
+    }
+
     /// One poll at `at` of a running machine whose produced counter reads `produced`.
     pub(super) fn poll_running(&mut self, at: Millis, produced: u16) {
         self.poll(at, values(produced, Some(RUNNING)));

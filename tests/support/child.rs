@@ -82,6 +82,15 @@ impl ChildAgent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends `signal` (a `kill` name such as `HUP`) to the agent.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Sends SIGTERM and waits (15 s at most, then SIGKILL and a panic) for the exit status.
     pub(crate) async fn stop(mut self) -> ExitStatus {
         Command::new("kill")
