@@ -22,6 +22,8 @@ use crate::store::StoreHandle;
 const SOCKET_VARIABLE: &str = "NOTIFY_SOCKET";
 /// How often the `STATUS=` line is refreshed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the status line waits for the store's backlog figure before it says "backlog unknown".
+const BACKLOG_WAIT: Duration = Duration::from_millis(500);
 
 /// Where the agent's figures for the status line come from.
 #[derive(Clone)]
@@ -196,10 +198,12 @@ async fn run(notifier: Notifier, liveness: Liveness, sources: StatusSources, clo
     }
 }
 
-/// Reads the status figures: the backlog from the store, the rest from shared counters.
+/// Reads the status figures: the backlog from the store (given up after [`BACKLOG_WAIT`], so a busy store never
+/// delays a watchdog ping), the rest from shared counters.
 async fn figures(sources: &StatusSources, stall: Option<Stall>) -> StatusFigures {
-    let backlog_rows = match sources.store.call(|store| store.backlog()).await {
-        Ok(Ok(backlog)) => Some(backlog.rows),
+    let backlog = tokio::time::timeout(BACKLOG_WAIT, sources.store.call(|store| store.backlog()));
+    let backlog_rows = match backlog.await {
+        Ok(Ok(Ok(backlog))) => Some(backlog.rows),
         _ => None,
     };
     let (plcs_up, plcs_total) = {
