@@ -20,8 +20,8 @@ use super::retry::RetrySchedule;
 use super::TagError;
 use crate::config::PlcConfig;
 use crate::logic::Millis;
-use crate::outage::OutageLog;
 use crate::metrics::SharedMetrics;
+use crate::outage::OutageLog;
 
 /// Timeouts in a row, with nothing answered yet in the cycle, after which the device counts as silent.
 const SILENT_AFTER_TIMEOUTS: u32 = 2;

@@ -95,7 +95,11 @@ async fn watch_store_file(store: StoreHandle) -> anyhow::Error {
 /// The progress board of the poll loops and the processor, with one watchdog period of slack when systemd
 /// watches the agent.
 fn liveness_board(config: &Config, clock: &SharedClock, notifier: Option<&Notifier>) -> Liveness {
-    Liveness::new(&plc_ids(config), clock.now().mono, Notifier::slack(notifier))
+    Liveness::new(
+        &plc_ids(config),
+        clock.now().mono,
+        Notifier::slack(notifier),
+    )
 }
 
 /// The ids of `config`'s PLCs, in configuration order.
@@ -168,8 +172,14 @@ async fn run_agent(
         liveness: liveness_board(&config, &clock, notifier.as_ref()),
     };
     let config = Arc::new(config);
-    let mut agent =
-        Running::start(config.clone(), clock.clone(), store.clone(), &watch, on_start).await?;
+    let mut agent = Running::start(
+        config.clone(),
+        clock.clone(),
+        store.clone(),
+        &watch,
+        on_start,
+    )
+    .await?;
     let http_token = shutdown.child_token();
     let http = metrics::spawn_endpoint(
         &config,

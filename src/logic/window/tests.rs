@@ -45,8 +45,43 @@ fn split_proportional(
     super::split_proportional(amount, t_from, t_to, period, &calendar(tz))
 }
 
+/// Whether `at` is a window boundary of `period`: a multiple of the length on the local clock, or for a day
+/// the first instant of its local date (local midnight, or the end of a gap that swallowed midnight).
 fn is_boundary(period: &Period, at: Millis, tz: &TimeZone) -> bool {
-    super::is_boundary(period.nominal_ms(), at, tz)
+    match period.kind {
+        PeriodKind::Day => first_instant_of_its_date(at, tz) == at,
+        _ => super::is_boundary(period.nominal_ms(), at, tz),
+    }
+}
+
+/// The first instant of the local date `at` reads, computed with jiff's own start-of-day rule.
+fn first_instant_of_its_date(at: Millis, tz: &TimeZone) -> Millis {
+    let date = jiff::Timestamp::from_millisecond(at)
+        .unwrap()
+        .to_zoned(tz.clone())
+        .date();
+    date.to_zoned(tz.clone())
+        .unwrap()
+        .start_of_day()
+        .unwrap()
+        .timestamp()
+        .as_millisecond()
+}
+
+#[test]
+fn given_a_gap_that_swallows_midnight_when_windowed_by_day_then_the_day_begins_when_the_gap_ends() {
+    // Pacific/Apia, 2010-09-26: daylight time began at midnight (UTC-11 → UTC-10), so the clock went from
+    // 23:59:59 on the 25th to 01:00 on the 26th at 11:00Z. The 26th begins there and lasts 23 h.
+    let zone = TimeZone::get("Pacific/Apia").unwrap();
+    let day = period("day");
+    let began = 1_285_498_800_000; // 2010-09-26T11:00:00Z, 01:00 local
+    let ends = 1_285_581_600_000; // 2010-09-27T10:00:00Z, midnight UTC-10
+    for at in [began, began + 1, ends - 1] {
+        assert_eq!(window_start(&day, at, &zone), began, "at {at}");
+        assert_eq!(window_end(&day, at, &zone), ends, "at {at}");
+    }
+    assert_eq!(window_end(&day, began - 1, &zone), began);
+    assert!(is_boundary(&day, began, &zone));
 }
 
 fn period(name: &str) -> Period {
