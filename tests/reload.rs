@@ -143,42 +143,14 @@ async fn sighup_applies_a_new_machine_and_target_and_keeps_running_on_a_broken_f
         "{log}"
     );
 
-    // When a broken file arrives with a SIGHUP.
+    // When a broken file arrives with a SIGHUP, then the agent refuses it and keeps running on the last good one.
     let broken = config_text(&address, broker.port, &data_dir, 1500.0, true)
         .replace("poll_interval = \"200ms\"", "poll_interval = \"soon\"")
         .replace(
             "[[machine]]\nid = \"m2\"",
             "[[machine]]\nid = \"m2\"\ncolour = \"red\"",
         );
-    std::fs::write(&config_file, broken).unwrap();
-    let broken_at = shopfloor_agent::poller::now_millis();
-    agent.signal("HUP");
-
-    // Then every problem is logged with its path, and m1 keeps being published under the last good file.
-    support::wait_until(
-        Duration::from_secs(20),
-        "the broken file's problems logged",
-        || agent.log().contains("Reload refused"),
-    )
-    .await;
-    let log = agent.log();
-    for path in ["plc[0].poll_interval", "machine[1].colour"] {
-        assert!(
-            log.lines()
-                .any(|l| l.contains("Reloaded configuration is invalid") && l.contains(path)),
-            "{path} not logged:\n{log}"
-        );
-    }
-    support::wait_until(
-        Duration::from_secs(20),
-        "m1 rollups after the broken file",
-        || rollups_after(&recorder, "m1", broken_at + 1000).len() >= 2,
-    )
-    .await;
-    assert!(rollups_after(&recorder, "m1", broken_at + 1000)
-        .iter()
-        .all(|r| r["config_hash"] == new_hash));
-    assert!(agent.running());
+    assert_a_broken_file_is_refused(&mut agent, &recorder, &config_file, &broken, &new_hash).await;
 
     // And m1's final rollups sum exactly to the truth across the reloads: nothing lost or counted twice.
     plc.set_producing(1, false);
@@ -206,4 +178,43 @@ async fn sighup_applies_a_new_machine_and_target_and_keeps_running_on_a_broken_f
     ));
     assert!(agent.stop().await.success());
     plc.shutdown().await;
+}
+
+/// Writes `broken` to `config_file` and sends SIGHUP: every problem is logged with its path, and m1 keeps being
+/// published under the last good file (`good_hash`).
+async fn assert_a_broken_file_is_refused(
+    agent: &mut ChildAgent,
+    recorder: &Recorder,
+    config_file: &std::path::Path,
+    broken: &str,
+    good_hash: &Value,
+) {
+    std::fs::write(config_file, broken).unwrap();
+    let broken_at = shopfloor_agent::poller::now_millis();
+    agent.signal("HUP");
+
+    support::wait_until(
+        Duration::from_secs(20),
+        "the broken file's problems logged",
+        || agent.log().contains("Reload refused"),
+    )
+    .await;
+    let log = agent.log();
+    for path in ["plc[0].poll_interval", "machine[1].colour"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("Reloaded configuration is invalid") && l.contains(path)),
+            "{path} not logged:\n{log}"
+        );
+    }
+    support::wait_until(
+        Duration::from_secs(20),
+        "m1 rollups after the broken file",
+        || rollups_after(recorder, "m1", broken_at + 1000).len() >= 2,
+    )
+    .await;
+    assert!(rollups_after(recorder, "m1", broken_at + 1000)
+        .iter()
+        .all(|r| r["config_hash"] == *good_hash));
+    assert!(agent.running());
 }

@@ -179,6 +179,18 @@ pub async fn run(
     run_with_clock(plc, plc_config, plan, sample_tx, health, timing, shutdown).await
 }
 
+/// The instants a cycle scheduled for `tick_at` is stamped with: the scheduled instant when the timer fired on
+/// time, so a poll scheduled on a window boundary does not straddle it by a few milliseconds of timer lag.
+fn cycle_stamp(clock: &SharedClock, tick_at: Millis) -> (std::time::Instant, Millis) {
+    let clock::Now { mono, utc: now } = clock.now();
+    let utc = if (now - tick_at).abs() <= TICK_SNAP_MS {
+        tick_at
+    } else {
+        now
+    };
+    (mono, utc)
+}
+
 /// Polls one PLC until `shutdown`; sends one [`Sample`] per cycle (or failed connect) to `sample_tx`,
 /// stamped by `timing.clock`, with an extra cycle at each boundary of `timing.calendar`.
 pub async fn run_with_clock(
@@ -208,12 +220,7 @@ pub async fn run_with_clock(
             heartbeat.beat(clock.now().mono, sleep.saturating_add(budget));
         }
     };
-    {
-        let mut board = health.lock().expect("health board lock is never poisoned");
-        if let Some(entry) = board.get_mut(plc) {
-            *entry = poller.initial_health();
-        }
-    }
+    poller.publish_initial(&health);
     let mut seq: u64 = 0;
     let backoff_start = BACKOFF_START.min(poller.config().backoff_max);
     let mut backoff = backoff_start;
@@ -265,14 +272,7 @@ pub async fn run_with_clock(
             _ = tokio::time::sleep(wait) => {}
         }
         seq += 1;
-        // Stamp the cycle with its scheduled instant when the timer fired on time, so a poll
-        // scheduled on a window boundary does not straddle it by a few milliseconds of timer lag.
-        let clock::Now { mono, utc: now } = clock.now();
-        let utc = if (now - tick_at).abs() <= TICK_SNAP_MS {
-            tick_at
-        } else {
-            now
-        };
+        let (mono, utc) = cycle_stamp(&clock, tick_at);
         let report = tokio::select! {
             _ = shutdown.cancelled() => break,
             report = poller.cycle(utc) => report,

@@ -177,12 +177,15 @@ impl Poller {
         };
     }
 
-    /// A board entry for a plan that has not run yet (the units it will poll).
-    pub(crate) fn initial_health(&self) -> PlcHealth {
-        PlcHealth {
-            id: self.config.id.clone(),
-            units: unit_entries(&self.plan),
-            ..PlcHealth::default()
+    /// Writes the board entry of a plan that has not run yet (the units it will poll).
+    pub(crate) fn publish_initial(&self, board: &HealthBoard) {
+        let mut board = board.lock().expect("health board lock is never poisoned");
+        if let Some(entry) = board.get_mut(self.plc) {
+            *entry = PlcHealth {
+                id: self.config.id.clone(),
+                units: unit_entries(&self.plan),
+                ..PlcHealth::default()
+            };
         }
     }
 }

@@ -278,6 +278,54 @@ pub enum PublishError {
     StoreGone(#[source] anyhow::Error),
 }
 
+/// What the publisher has said about the broker link in the current outage, so it is said once.
+#[derive(Default)]
+struct LinkLog {
+    /// True once the outage was logged at warning level.
+    outage_logged: bool,
+    /// The cause of the latest failed secure attempt: a new cause is a mode change and logged once.
+    last_uplink_failure: Option<crate::tls::UplinkFailure>,
+    /// The broker's current outage: a summary every ten minutes while it stays unreachable.
+    outage: crate::outage::OutageLog,
+}
+
+impl LinkLog {
+    /// An established connection was lost (logged by the caller with its cause).
+    fn connection_lost(&mut self) {
+        self.outage_logged = true;
+        self.last_uplink_failure = None;
+    }
+
+    /// A connection attempt failed: a warning for the first one of an outage and for each new TLS cause,
+    /// debug for the retries.
+    fn attempt_failed(
+        &mut self,
+        address: &str,
+        chain: &str,
+        uplink_failure: Option<crate::tls::UplinkFailure>,
+    ) {
+        if let Some(cause) = uplink_failure {
+            if self.last_uplink_failure != Some(cause) {
+                tracing::warn!(
+                    %address,
+                    cause = cause.as_str(),
+                    error = %chain,
+                    "Secure connection to the broker refused; retrying with backoff."
+                );
+                self.last_uplink_failure = Some(cause);
+                self.outage_logged = true;
+            } else {
+                tracing::debug!(%address, cause = cause.as_str(), "Secure connection still refused.");
+            }
+        } else if !self.outage_logged {
+            tracing::warn!(%address, error = %chain, "Cannot reach broker; retrying with backoff.");
+            self.outage_logged = true;
+        } else {
+            tracing::debug!(%address, error = %chain, "Broker still unreachable.");
+        }
+    }
+}
+
 /// Runs the publisher until `shutdown` is cancelled: connects, re-publishes the outbox, forwards new rows
 /// (woken by `outbox_notify`; producers should call `notify_one` after each commit) and live messages, and
 /// reconnects with backoff on any network fault. A failing store call (full disk, busy, I/O) never ends it: the
@@ -315,11 +363,7 @@ pub async fn run(
     };
     let mut protocol = ProtocolChoice::new(cfg.protocol);
     let mut live_open = true;
-    let mut outage_logged = false;
-    // The broker's current outage: a summary every ten minutes while it stays unreachable.
-    let mut outage = crate::outage::OutageLog::default();
-    // The cause of the latest failed secure attempt: a new cause is a mode change and logged once.
-    let mut last_uplink_failure: Option<crate::tls::UplinkFailure> = None;
+    let mut link_log = LinkLog::default();
     let has_client_cert = cfg.tls.as_ref().is_some_and(|tls| tls.client.is_some());
     while !shutdown.is_cancelled() {
         protocol.before_attempt(std::time::Instant::now());
@@ -370,7 +414,12 @@ pub async fn run(
                 continue;
             }
         }
-        note_broker_outage(&mut outage, report.connected_at.is_some(), &address, &chain);
+        note_broker_outage(
+            &mut link_log.outage,
+            report.connected_at.is_some(),
+            &address,
+            &chain,
+        );
         // One warning per outage: the loss of a connection, or the first failed attempt; retries are debug.
         if let Some(connected_at) = report.connected_at {
             let cause = oversize_cause(&mut state.oversize, &error, report.largest_unacked);
@@ -378,26 +427,9 @@ pub async fn run(
             if connected_at.elapsed() >= STABLE_CONNECTION {
                 backoff.reset();
             }
-            outage_logged = true;
-            last_uplink_failure = None;
-        } else if let Some(cause) = uplink_failure {
-            if last_uplink_failure != Some(cause) {
-                tracing::warn!(
-                    %address,
-                    cause = cause.as_str(),
-                    error = %chain,
-                    "Secure connection to the broker refused; retrying with backoff."
-                );
-                last_uplink_failure = Some(cause);
-                outage_logged = true;
-            } else {
-                tracing::debug!(%address, cause = cause.as_str(), "Secure connection still refused.");
-            }
-        } else if !outage_logged {
-            tracing::warn!(%address, error = %chain, "Cannot reach broker; retrying with backoff.");
-            outage_logged = true;
+            link_log.connection_lost();
         } else {
-            tracing::debug!(%address, error = %chain, "Broker still unreachable.");
+            link_log.attempt_failed(&address, &chain, uplink_failure);
         }
         let delay = backoff.next_delay(rand::random::<f64>());
         tokio::select! {
