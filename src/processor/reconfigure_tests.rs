@@ -7,40 +7,30 @@ use super::*;
 
 const CLOSE_AT: Millis = T0 + 10 * MINUTE;
 
-const BEFORE: &str = r#"
-[agent]
-site = "acme"
-gateway = "gw-01"
-timezone = "UTC"
-data_dir = "/tmp/unused"
-periods = ["1m"]
-
-[[plc]]
-id = "plc-a"
-address = "127.0.0.1:502"
-poll_interval = "10s"
-
-[[machine]]
-id = "press-01"
-line = "line-a"
-plc = "plc-a"
-counters.produced = { table = "holding", address = 0, type = "u16" }
-state = { table = "holding", address = 10, type = "u16", running = [1], planned_stop = [2], unplanned_stop = [3] }
-targets.productivity = { baseline = 100.0, target = 120.0 }
-targets.min_units = 1
-"#;
+/// The configuration before each reload: one machine with a state register and a productivity target.
+fn before() -> String {
+    one_machine(
+        r#""1m""#,
+        "",
+        "10s",
+        &format!(
+            "counters.produced = {{ table = \"holding\", address = 0, type = \"u16\" }}\n{STATE_LINE}\n\
+             targets.productivity = {{ baseline = 100.0, target = 120.0 }}\ntargets.min_units = 1"
+        ),
+    )
+}
 
 #[test]
 fn given_a_new_target_when_reloaded_mid_window_then_counts_and_running_time_are_exact_and_the_rollup_carries_it(
 ) {
     // Given: the machine runs and produces 10 units before the reload.
-    let mut core = Core::new(BEFORE);
+    let mut core = Core::new(&before());
     let old_hash = core.processor.config.config_hash.clone();
     core.poll_running(T0, 0);
     core.poll_running(T0 + 10 * SECOND, 10);
 
     // When: a new productivity target is taken, and the machine goes on producing.
-    core.reconfigure(&BEFORE.replace("target = 120.0", "target = 150.0"));
+    core.reconfigure(&before().replace("target = 120.0", "target = 150.0"));
     for (step, produced) in [(2, 20), (3, 30), (4, 40), (5, 50), (6, 60)] {
         core.poll_running(T0 + step * 10 * SECOND, produced);
     }
@@ -64,12 +54,12 @@ fn given_a_new_target_when_reloaded_mid_window_then_counts_and_running_time_are_
 fn given_a_counter_moved_to_another_register_when_reloaded_then_only_its_next_reading_is_a_new_baseline(
 ) {
     // Given: 10 units counted in register 0.
-    let mut core = Core::new(BEFORE);
+    let mut core = Core::new(&before());
     core.poll_running(T0, 0);
     core.poll_running(T0 + 10 * SECOND, 10);
 
     // When: the counter now lives in register 4, which reads 500 and then 505.
-    core.reconfigure(&BEFORE.replace(
+    core.reconfigure(&before().replace(
         "counters.produced = { table = \"holding\", address = 0",
         "counters.produced = { table = \"holding\", address = 4",
     ));
@@ -90,12 +80,12 @@ fn given_a_counter_moved_to_another_register_when_reloaded_then_only_its_next_re
 #[test]
 fn given_an_unchanged_counter_when_reloaded_then_its_baseline_is_kept() {
     // Given: 10 units counted.
-    let mut core = Core::new(BEFORE);
+    let mut core = Core::new(&before());
     core.poll_running(T0, 0);
     core.poll_running(T0 + 10 * SECOND, 10);
 
     // When: a configuration that changes only a comment is taken.
-    core.reconfigure(&format!("{BEFORE}\n# reloaded\n"));
+    core.reconfigure(&format!("{}\n# reloaded\n", before()));
     core.poll_running(T0 + 20 * SECOND, 25);
     let (rollups, _) = core.close(CLOSE_AT);
 
