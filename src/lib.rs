@@ -16,6 +16,7 @@
 //! - [`liveness`]: progress promises of the poll loops and the processor, for the watchdog and the health check.
 //! - [`logging`]: log lines on stderr for journald or a terminal: text or JSON, colour only on a terminal.
 //! - [`notify`]: the service manager's protocol: ready, status lines, the watchdog pinged only while nothing stalls.
+//! - [`backoff`]: the capped, jittered retry schedule of every link (PLC, broker, refused rows, store calls).
 //! - [`outage`]: when a peer that stays down (PLC, unit, broker) is summarised in the log: every ten minutes.
 //! - [`supervisor`]: wires the tasks together, owns cancellation and the shutdown deadline.
 //! - [`broker`]: an in-process MQTT broker for the demo and for tests on machines without Mosquitto.
@@ -24,6 +25,7 @@
 //! `broker` and `demo` exist only with the cargo feature `demo` (on by default); the production build
 //! (`--no-default-features`, the Debian package) has neither, nor their dependencies.
 
+pub mod backoff;
 #[cfg(feature = "demo")]
 pub mod broker;
 pub mod clock;

@@ -18,6 +18,8 @@ use crate::logic::window::Period;
 
 /// Prefix of environment overrides, e.g. `SHOPFLOOR__MQTT__HOST`.
 pub const ENV_PREFIX: &str = "SHOPFLOOR";
+/// `[mqtt] reconnect_max` when absent: the longest wait for a returned broker after a long outage.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 /// One configuration problem, located by its TOML path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +161,8 @@ pub struct MqttConfig {
     pub max_inflight: u16,
     /// Timeout for TCP connect + CONNACK.
     pub connect_timeout: Duration,
+    /// Cap of the broker reconnect delay; below it the delay grows with how long the broker has been gone.
+    pub reconnect_max: Duration,
     /// MQTT protocol version.
     pub protocol: MqttProtocol,
     /// Most backlog rows published per second after an outage; live data is not limited.

@@ -121,6 +121,8 @@ pub(super) struct RawMqtt {
     pub(super) max_inflight: u32,
     #[serde(default = "default_connect_timeout")]
     pub(super) connect_timeout: String,
+    /// Absent: `DEFAULT_RECONNECT_MAX`.
+    pub(super) reconnect_max: Option<String>,
     #[serde(default = "default_protocol")]
     pub(super) protocol: String,
     #[serde(default = "default_drain_rate")]
@@ -149,6 +151,7 @@ impl Default for RawMqtt {
             keep_alive: default_keep_alive(),
             max_inflight: default_inflight(),
             connect_timeout: default_connect_timeout(),
+            reconnect_max: None,
             protocol: default_protocol(),
             drain_rate: default_drain_rate(),
             max_packet_size: default_max_packet_size(),

@@ -272,6 +272,13 @@ impl Validator<'_> {
                 CONNECT_TIMEOUT,
             )
             .unwrap_or(CONNECT_TIMEOUT.min);
+        let reconnect_max = raw
+            .reconnect_max
+            .as_deref()
+            .map_or(DEFAULT_RECONNECT_MAX, |text| {
+                self.duration_in("mqtt.reconnect_max", text, RECONNECT_MAX)
+                    .unwrap_or(DEFAULT_RECONNECT_MAX)
+            });
         let protocol = match raw.protocol.as_str() {
             "v4" | "3.1.1" => MqttProtocol::V4,
             "v5" | "5" => MqttProtocol::V5,
@@ -303,6 +310,7 @@ impl Validator<'_> {
             keep_alive,
             max_inflight,
             connect_timeout,
+            reconnect_max,
             protocol,
             drain_rate: (raw.drain_rate > 0).then_some(raw.drain_rate),
             max_packet_size,

@@ -107,6 +107,11 @@ fn rtt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
+/// Schedule lag of poll cycles: 1 ms to about 4 s.
+fn lag_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 13))
+}
+
 /// Store commits and PUBACK latency: 1 ms to about 33 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -117,6 +122,8 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     polls: Family<PlcLabels, Counter>,
+    poll_lag: HistogramFamily,
+    ticks_skipped: Family<PlcLabels, Counter>,
     poll_errors: Family<PollErrorLabels, Counter>,
     rtt: HistogramFamily,
     plc_up: Family<PlcLabels, Gauge>,
@@ -145,6 +152,8 @@ impl Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("shopfloor"),
             polls: Family::default(),
+            poll_lag: Family::new_with_constructor(lag_histogram),
+            ticks_skipped: Family::default(),
             poll_errors: Family::default(),
             rtt: Family::new_with_constructor(rtt_histogram),
             plc_up: Family::default(),
@@ -167,6 +176,17 @@ impl Metrics {
     fn register(&mut self) {
         let r = &mut self.registry;
         r.register("polls", "Poll cycles run, per PLC", self.polls.clone());
+        r.register_with_unit(
+            "poll_lag",
+            "How late poll cycles start after the instant they were scheduled for, per PLC",
+            Unit::Seconds,
+            self.poll_lag.clone(),
+        );
+        r.register(
+            "poll_ticks_skipped",
+            "Scheduled poll ticks skipped because the previous cycle ran past them, per PLC",
+            self.ticks_skipped.clone(),
+        );
         r.register(
             "poll_errors",
             "Failed requests and connection attempts, per PLC and kind",
@@ -252,6 +272,18 @@ impl Metrics {
     /// One poll cycle of `plc` ran.
     pub fn poll(&self, plc: &str) {
         self.polls.get_or_create(&plc_labels(plc)).inc();
+    }
+
+    /// A cycle of `plc` started `lag` after the instant it was scheduled for, `ticks_skipped` regular ticks after
+    /// the previous cycle's.
+    pub fn poll_started(&self, plc: &str, lag: Duration, ticks_skipped: u64) {
+        let labels = plc_labels(plc);
+        self.poll_lag
+            .get_or_create(&labels)
+            .observe(lag.as_secs_f64());
+        self.ticks_skipped
+            .get_or_create(&labels)
+            .inc_by(ticks_skipped);
     }
 
     /// A connection attempt to `plc` failed.

@@ -14,6 +14,8 @@ fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 fn every_figure_is_exposed_under_its_stable_name() {
     let metrics = Metrics::new();
     metrics.poll("press");
+    metrics.poll_started("press", Duration::from_millis(3), 0);
+    metrics.poll_started("press", Duration::from_millis(1_500), 2);
     metrics.connect_failed("press");
     metrics.connected("press", 1);
     metrics.connected("press", 2);
@@ -43,6 +45,10 @@ fn every_figure_is_exposed_under_its_stable_name() {
     let text = metrics.encode();
     for expected in [
         "shopfloor_polls_total{plc=\"press\"} 1",
+        "shopfloor_poll_lag_seconds_count{plc=\"press\"} 2",
+        "shopfloor_poll_lag_seconds_bucket{le=\"0.004\",plc=\"press\"} 1",
+        "shopfloor_poll_lag_seconds_bucket{le=\"2.048\",plc=\"press\"} 2",
+        "shopfloor_poll_ticks_skipped_total{plc=\"press\"} 2",
         "shopfloor_poll_errors_total{plc=\"press\",kind=\"connect\"} 1",
         "shopfloor_poll_errors_total{plc=\"press\",kind=\"timeout\"} 1",
         "shopfloor_poll_errors_total{plc=\"press\",kind=\"exception\"} 1",

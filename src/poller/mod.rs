@@ -41,10 +41,10 @@ pub mod retry;
 
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::clock::{self, Clock as _, SharedClock};
 use crate::config::PlcConfig;
 use crate::liveness::{poll_pass_budget, Heartbeat};
@@ -65,7 +65,8 @@ use cycle::Poller;
 
 /// A cycle that starts this close to its scheduled instant is stamped with that instant.
 const TICK_SNAP_MS: i64 = 50;
-/// First reconnect delay; doubles up to the PLC's `backoff_max`.
+/// Ceiling of the first reconnect delay; it doubles per failed attempt up to the PLC's `backoff_max`
+/// ([`Backoff::doubling`]).
 const BACKOFF_START: Duration = Duration::from_millis(250);
 
 /// Why one tag has no value in a sample. A failed read is never a zero.
@@ -180,15 +181,33 @@ pub async fn run(
 }
 
 /// The instants a cycle scheduled for `tick_at` is stamped with: the scheduled instant when the timer fired on
-/// time, so a poll scheduled on a window boundary does not straddle it by a few milliseconds of timer lag.
-fn cycle_stamp(clock: &SharedClock, tick_at: Millis) -> (std::time::Instant, Millis) {
+/// time, so a poll scheduled on a window boundary does not straddle it by a few milliseconds of timer lag. The
+/// third value is how late the cycle starts ([`poll_lag`]).
+fn cycle_stamp(clock: &SharedClock, tick_at: Millis) -> (std::time::Instant, Millis, Duration) {
     let clock::Now { mono, utc: now } = clock.now();
     let utc = if (now - tick_at).abs() <= TICK_SNAP_MS {
         tick_at
     } else {
         now
     };
-    (mono, utc)
+    (mono, utc, poll_lag(tick_at, now))
+}
+
+/// How late a cycle scheduled for `tick_at` starts when the wall clock reads `now`; never negative (a timer
+/// that fires a hair early is on time).
+fn poll_lag(tick_at: Millis, now: Millis) -> Duration {
+    Duration::from_millis(u64::try_from(now - tick_at).unwrap_or(0))
+}
+
+/// The regular ticks of `interval` strictly between `previous` (the instant the previous cycle was scheduled
+/// for) and `tick_at` (this cycle's): ticks the schedule skipped because the previous cycle, or the hand-off
+/// of its sample, ran past them. A calendar boundary between two ticks skips nothing.
+fn ticks_skipped(interval: Duration, previous: Millis, tick_at: Millis) -> u64 {
+    let interval_ms = crate::config::arith::millis(interval).max(1);
+    // Multiples m of the interval with previous < m·interval < tick_at.
+    let last_before = (tick_at - 1).div_euclid(interval_ms);
+    let last_at_or_before_previous = previous.div_euclid(interval_ms);
+    u64::try_from(last_before - last_at_or_before_previous).unwrap_or(0)
 }
 
 /// Polls one PLC until `shutdown`; sends one [`Sample`] per cycle (or failed connect) to `sample_tx`,
@@ -222,11 +241,9 @@ pub async fn run_with_clock(
     };
     poller.publish_initial(&health);
     let mut seq: u64 = 0;
-    let backoff_start = BACKOFF_START.min(poller.config().backoff_max);
-    let mut backoff = backoff_start;
-    // The calendar boundary the last cycle was scheduled on, so a timer that wakes a hair early on
-    // the wall clock does not poll the same boundary twice.
-    let mut last_boundary: Option<Millis> = None;
+    let mut backoff = Backoff::doubling(BACKOFF_START, poller.config().backoff_max);
+    let interval = poller.config().poll_interval;
+    let mut schedule = Schedule::default();
 
     while !shutdown.is_cancelled() {
         if poller.connection.is_none() {
@@ -238,41 +255,28 @@ pub async fn run_with_clock(
             };
             if let Err(error) = connected {
                 seq += 1;
-                let sample = Sample {
-                    plc,
-                    seq,
-                    mono: started.mono,
-                    utc: at,
-                    readings: vec![Err(TagError::Transport(error)); poller.plan.tags.len()],
-                    events: poller.take_events(),
-                };
+                let sample = poller.connect_failed_sample(seq, started, error);
                 poller.publish(&health);
                 if sample_tx.send(sample).await.is_err() {
                     break;
                 }
-                let pause = jitter(backoff);
+                let pause = backoff.next_delay(started.mono, rand::random::<f64>());
                 beat(pause);
                 sleep_or_cancel(pause, &shutdown).await;
-                backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
                 continue;
             }
         }
         // Cycles are aligned to the clock, so that with a 1 s poll every window boundary gets a poll;
         // shift and break boundaries get one of their own.
-        let (wait, tick_at, boundary) = next_poll(
-            poller.config().poll_interval,
-            &calendar,
-            last_boundary,
-            clock.utc(),
-        );
-        last_boundary = boundary.or(last_boundary);
+        let (wait, tick_at) = schedule.next(interval, &calendar, clock.utc());
         beat(wait);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
         seq += 1;
-        let (mono, utc) = cycle_stamp(&clock, tick_at);
+        let (mono, utc, lag) = cycle_stamp(&clock, tick_at);
+        metrics.poll_started(&poller.config().id, lag, schedule.start(interval, tick_at));
         let report = tokio::select! {
             _ = shutdown.cancelled() => break,
             report = poller.cycle(utc) => report,
@@ -291,24 +295,69 @@ pub async fn run_with_clock(
             break;
         }
         if report.read_any {
-            backoff = backoff_start;
+            backoff.reset();
         }
         if report.lost.is_some() {
-            let pause = jitter(backoff);
+            schedule.interrupted();
+            let pause = backoff.next_delay(mono, rand::random::<f64>());
+            if report.read_any {
+                // A connection that read something starts the next episode at the first delay again.
+                backoff.reset();
+            }
             beat(pause);
             sleep_or_cancel(pause, &shutdown).await;
-            if !report.read_any {
-                backoff = backoff.saturating_mul(2).min(poller.config().backoff_max);
-            }
         }
     }
     poller.disconnect().await;
     Ok(())
 }
 
-fn jitter(base: Duration) -> Duration {
-    let factor = rand::rng().random_range(0.8..1.2);
-    base.mul_f64(factor)
+impl Poller {
+    /// The sample of a failed connection attempt started at `started`: no tag read.
+    fn connect_failed_sample(&mut self, seq: u64, started: clock::Now, error: String) -> Sample {
+        Sample {
+            plc: self.plc,
+            seq,
+            mono: started.mono,
+            utc: started.utc,
+            readings: vec![Err(TagError::Transport(error)); self.plan.tags.len()],
+            events: self.take_events(),
+        }
+    }
+}
+
+/// Where a poller task stands in its schedule.
+#[derive(Debug, Default)]
+struct Schedule {
+    /// The calendar boundary the last cycle was scheduled on, so a timer that wakes a hair early on the wall
+    /// clock does not poll the same boundary twice.
+    last_boundary: Option<Millis>,
+    /// The instant the previous cycle was scheduled for, while cycles follow each other on one connection (a
+    /// reconnect pause in between skips ticks for another reason).
+    last_scheduled: Option<Millis>,
+}
+
+impl Schedule {
+    /// The wait from `now` until the next cycle and the instant it is scheduled for (see [`next_poll`]).
+    fn next(&mut self, interval: Duration, calendar: &Calendar, now: Millis) -> (Duration, Millis) {
+        let (wait, tick_at, boundary) = next_poll(interval, calendar, self.last_boundary, now);
+        self.last_boundary = boundary.or(self.last_boundary);
+        (wait, tick_at)
+    }
+
+    /// The cycle scheduled for `tick_at` starts; returns the regular ticks skipped since the previous cycle.
+    fn start(&mut self, interval: Duration, tick_at: Millis) -> u64 {
+        let skipped = self
+            .last_scheduled
+            .map_or(0, |previous| ticks_skipped(interval, previous, tick_at));
+        self.last_scheduled = Some(tick_at);
+        skipped
+    }
+
+    /// The connection was lost: the next cycle follows a reconnect, not this cycle.
+    fn interrupted(&mut self) {
+        self.last_scheduled = None;
+    }
 }
 
 async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
@@ -403,5 +452,46 @@ mod tests {
             next_poll(interval, &none, None, six - 300).1,
             next_tick(interval, six - 300).1
         );
+    }
+
+    #[test]
+    fn a_cycle_that_starts_late_has_that_lag_and_an_early_one_none() {
+        assert_eq!(poll_lag(10_000, 10_250), Duration::from_millis(250));
+        assert_eq!(poll_lag(10_000, 10_000), Duration::ZERO);
+        assert_eq!(poll_lag(10_000, 9_997), Duration::ZERO);
+    }
+
+    #[test]
+    fn ticks_between_two_scheduled_cycles_are_the_skipped_ones() {
+        let interval = Duration::from_millis(200);
+        // On schedule: the next tick follows the previous one.
+        assert_eq!(ticks_skipped(interval, 1_000, 1_200), 0);
+        // The previous cycle ran past 1 200 and 1 400.
+        assert_eq!(ticks_skipped(interval, 1_000, 1_600), 2);
+        // A calendar boundary between two ticks skips nothing, before or after it.
+        assert_eq!(ticks_skipped(interval, 1_000, 1_150), 0);
+        assert_eq!(ticks_skipped(interval, 1_150, 1_200), 0);
+        // A boundary cycle that overran a tick.
+        assert_eq!(ticks_skipped(interval, 1_150, 1_400), 1);
+        // The same instant again, or a wall clock stepped back: nothing skipped.
+        assert_eq!(ticks_skipped(interval, 1_200, 1_200), 0);
+        assert_eq!(ticks_skipped(interval, 5_000, 1_200), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_skipped_ticks_are_the_regular_ticks_next_poll_jumped_over(
+            interval_ms in 1u64..5_000,
+            previous in 0i64..10_000_000,
+            overrun in 0i64..100_000,
+        ) {
+            // Given a regular cycle at `previous` that ended `overrun` later, when the next one is scheduled,
+            // then the ticks skipped are those of the grid strictly between the two.
+            let interval = Duration::from_millis(interval_ms);
+            let previous = previous / interval_ms as i64 * interval_ms as i64;
+            let (_, tick_at) = next_tick(interval, previous + overrun);
+            let grid = (previous + 1..tick_at).filter(|t| t % interval_ms as i64 == 0).count();
+            proptest::prop_assert_eq!(ticks_skipped(interval, previous, tick_at), grid as u64);
+        }
     }
 }

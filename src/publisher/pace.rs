@@ -1,41 +1,9 @@
-//! Timing policy of the publisher: reconnect backoff with jitter and the backlog drain-rate limit.
+//! Pacing of the publisher's backlog: the drain-rate limit. (Its retry and reconnect delays are
+//! `crate::backoff`.)
 //!
-//! Both are plain state machines with time passed in, so they are tested without a clock or a runtime.
+//! A plain state machine with time passed in, so it is tested without a clock or a runtime.
 
 use std::time::{Duration, Instant};
-
-/// Capped exponential reconnect backoff: `initial`, doubling up to `max`, each delay jittered into
-/// `[delay/2, delay]` so a fleet of gateways does not reconnect in lockstep after a broker restart.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// A backoff starting at `initial` and never exceeding `max`.
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    /// The delay before the next attempt; `unit` in `[0, 1]` picks the jitter (pass a random number).
-    pub(crate) fn next_delay(&mut self, unit: f64) -> Duration {
-        let ceiling = self.next.min(self.max);
-        self.next = ceiling.saturating_mul(2).min(self.max);
-        let unit = unit.clamp(0.0, 1.0);
-        ceiling.div_f64(2.0) + ceiling.div_f64(2.0).mul_f64(unit)
-    }
-
-    /// Starts over at `initial` (after a connection that lasted).
-    pub(crate) fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
 
 /// Token bucket limiting outbox rows per second. Capacity is one second's worth, so a burst after an
 /// outage starts at once and then settles at the configured rate.
@@ -87,27 +55,6 @@ impl DrainRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn given_repeated_failures_when_asking_for_delays_then_they_double_up_to_the_cap() {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
-        let upper: Vec<_> = (0..5).map(|_| backoff.next_delay(1.0)).collect();
-        assert_eq!(
-            upper,
-            [200, 400, 800, 1000, 1000].map(Duration::from_millis)
-        );
-        backoff.reset();
-        assert_eq!(backoff.next_delay(0.0), Duration::from_millis(100));
-    }
-
-    #[test]
-    fn given_any_jitter_when_asking_for_a_delay_then_it_lies_in_the_upper_half() {
-        for unit in [0.0, 0.25, 0.5, 0.99, 1.0, -3.0, 7.0] {
-            let mut backoff = Backoff::new(Duration::from_millis(800), Duration::from_secs(30));
-            let delay = backoff.next_delay(unit);
-            assert!(delay >= Duration::from_millis(400) && delay <= Duration::from_millis(800));
-        }
-    }
 
     #[test]
     fn given_an_empty_bucket_when_time_passes_then_tokens_return_at_the_rate() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::link::Refusal;
-use super::pace::Backoff;
+use crate::backoff::Backoff;
 
 /// Most refused rows remembered for a retry within one connection; beyond that they wait for the next one.
 const RETRY_CAPACITY: usize = 4096;
@@ -51,7 +51,7 @@ impl Refusals {
     pub(super) fn new(initial: Duration, max: Duration, alarm_interval: Duration) -> Self {
         Self {
             pending: BTreeSet::new(),
-            backoff: Backoff::new(initial, max),
+            backoff: Backoff::doubling(initial, max),
             episode_gap: max.saturating_mul(2),
             retry_at: None,
             last_refusal_at: None,
@@ -88,7 +88,7 @@ impl Refusals {
         }
         self.last_refusal_at = Some(now);
         if self.retry_at.is_none() {
-            self.retry_at = Some(now + self.backoff.next_delay(jitter));
+            self.retry_at = Some(now + self.backoff.next_delay(now, jitter));
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::pace::Backoff;
+use crate::backoff::Backoff;
 
 /// First delay before a failed store call is tried again; it doubles per failure.
 const RETRY_INITIAL: Duration = Duration::from_millis(200);
@@ -60,7 +60,7 @@ impl StoreFault {
     /// Retries back off from `initial`, doubling up to `max`.
     pub(super) fn new(initial: Duration, max: Duration) -> Self {
         Self {
-            backoff: Backoff::new(initial, max),
+            backoff: Backoff::doubling(initial, max),
             since: None,
             failures: 0,
             retry_at: None,
@@ -70,7 +70,7 @@ impl StoreFault {
     /// A store call failed at `now`; the next one waits for the backoff (`jitter` in `[0, 1]`).
     pub(super) fn failed(&mut self, now: Instant, jitter: f64) -> Change {
         self.failures += 1;
-        self.retry_at = Some(now + self.backoff.next_delay(jitter));
+        self.retry_at = Some(now + self.backoff.next_delay(now, jitter));
         if self.since.is_some() {
             return Change::Unchanged;
         }

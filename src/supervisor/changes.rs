@@ -12,7 +12,7 @@ type SameKey = fn(&Config, &Config) -> bool;
 
 /// The keys a running agent cannot take over: they name the agent (topics, the store, the MQTT session)
 /// or size its store. A reload that changes any of them is refused as a whole.
-const RESTART_KEYS: [(&str, SameKey); 15] = [
+const RESTART_KEYS: [(&str, SameKey); 16] = [
     ("agent.site", |a, b| a.agent.site == b.agent.site),
     ("agent.gateway", |a, b| a.agent.gateway == b.agent.gateway),
     ("agent.data_dir", |a, b| {
@@ -37,6 +37,9 @@ const RESTART_KEYS: [(&str, SameKey); 15] = [
     }),
     ("mqtt.connect_timeout", |a, b| {
         a.mqtt.connect_timeout == b.mqtt.connect_timeout
+    }),
+    ("mqtt.reconnect_max", |a, b| {
+        a.mqtt.reconnect_max == b.mqtt.reconnect_max
     }),
     ("mqtt.protocol", |a, b| a.mqtt.protocol == b.mqtt.protocol),
     ("mqtt.drain_rate", |a, b| {

@@ -502,6 +502,7 @@ fn spawn_publisher(
     publisher_config.keep_alive = config.mqtt.keep_alive;
     publisher_config.max_inflight = config.mqtt.max_inflight;
     publisher_config.connect_timeout = config.mqtt.connect_timeout;
+    publisher_config.reconnect_max = config.mqtt.reconnect_max;
     publisher_config.drain_rate = config.mqtt.drain_rate;
     publisher_config.protocol = config.mqtt.protocol;
     publisher_config.max_packet_size = config.mqtt.max_packet_size;

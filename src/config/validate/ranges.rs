@@ -86,6 +86,12 @@ pub(super) const CONNECT_TIMEOUT: Span = Span {
     min: secs(1),
     max: secs(600),
 };
+/// `[mqtt] reconnect_max`: at least a second, so a fleet's attempts stay spread; at most ten minutes, so a
+/// returned broker is found within them.
+pub(super) const RECONNECT_MAX: Span = Span {
+    min: secs(1),
+    max: secs(600),
+};
 /// Shortest grace of a period; the longest is the period itself.
 pub(super) const MIN_GRACE: Duration = ms(1);
 

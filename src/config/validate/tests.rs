@@ -36,13 +36,14 @@ counters.produced = {{ address = 100, type = "u32" }}
 const ADDRESS: &str = "address = \"127.0.0.1:502\"";
 
 /// Where a duration key lives: (section, key, TOML path in problems).
-const DURATION_KEYS: [(&str, &str, &str); 12] = [
+const DURATION_KEYS: [(&str, &str, &str); 13] = [
     ("agent", "live_interval", "agent.live_interval"),
     ("agent", "health_interval", "agent.health_interval"),
     ("agent", "restatement_horizon", "agent.restatement_horizon"),
     ("agent", "grace", "agent.grace.1m"),
     ("mqtt", "keep_alive", "mqtt.keep_alive"),
     ("mqtt", "connect_timeout", "mqtt.connect_timeout"),
+    ("mqtt", "reconnect_max", "mqtt.reconnect_max"),
     ("plc", "poll_interval", "plc[0].poll_interval"),
     ("plc", "timeout", "plc[0].timeout"),
     ("plc", "backoff_max", "plc[0].backoff_max"),
