@@ -172,6 +172,49 @@ async fn given_a_full_in_flight_window_when_mosquitto_is_killed_and_restarted_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_reconnect_max_1s_when_mosquitto_is_down_for_3_s_and_starts_again_then_the_agent_is_back_on_it(
+) {
+    // Given Mosquitto and the agent connected straight to it with `reconnect_max = "1s"`.
+    let Some(mut broker) = support::mosquitto(&MosquittoSettings::default()) else {
+        return;
+    };
+    let plant = Plant::start(404).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tuning = Tuning {
+        live_interval: "1s",
+        mqtt: "reconnect_max = \"1s\"\nconnect_timeout = \"2s\"",
+        agent: "",
+        store: "",
+    };
+    let agent = Agent::start(&plant, broker.port, &tuning, dir.path()).await;
+    wait_connected(&agent).await;
+
+    // When Mosquitto is killed, stays down for 3 s while the agent keeps trying, and starts again on its port,
+    broker.kill().expect("kill mosquitto");
+    support::wait_until(PATIENCE, "the agent to see the broker gone", || {
+        !agent.stats().connected
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.restart().expect("restart mosquitto on its port");
+    let accepting = std::time::Instant::now();
+
+    // Then the agent is back on it (CONNACK), after attempts that went on during the outage.
+    wait_connected(&agent).await;
+    crate::support::report(&format!(
+        "reconnect: back on Mosquitto {:.2} s after it accepted connections again (3 s outage, reconnect_max 1 s)",
+        accepting.elapsed().as_secs_f64()
+    ));
+    let stats = agent.stats();
+    assert!(
+        stats.reconnects >= 3,
+        "the lost connection and at least two failed attempts during the outage: {stats:?}"
+    );
+    agent.stop().await;
+    plant.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_half_open_connection_when_nothing_comes_back_then_the_agent_detects_it_reconnects_and_loses_nothing(
 ) {
     // Given the agent (keep-alive 5 s, connect timeout 2 s) connected through the fault proxy.

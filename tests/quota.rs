@@ -53,7 +53,8 @@ async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_ar
     let dir = tempfile::tempdir().unwrap();
     let tuning = Tuning {
         live_interval: "1s",
-        mqtt: "connect_timeout = \"2s\"",
+        // A short reconnect cap: the agent is back on the broker within a second of its return.
+        mqtt: "connect_timeout = \"2s\"\nreconnect_max = \"1s\"",
         agent: "restatement_horizon = \"15s\"",
         // Not the 128 KiB minimum: there, new rollups are dropped during the reconnect wait, before the last
         // windows can be delivered, so the last-windows wait below can never end.
@@ -75,8 +76,8 @@ async fn given_a_tiny_quota_and_a_long_outage_when_the_store_fills_then_drops_ar
     proxy.set_mode(Mode::Pass);
 
     // Then, once everything left has been delivered, received + announced-dropped counts = truth.
-    // The publisher's reconnect backoff grew during the outage (up to its cap): wait for the reconnect here,
-    // generously, so the waits below cover delivery alone.
+    // The publisher's reconnect delay grew during the outage (up to `reconnect_max`): wait for the reconnect
+    // here, generously, so the waits below cover delivery alone.
     support::wait_until(
         Duration::from_secs(120),
         "the publisher to reconnect",
