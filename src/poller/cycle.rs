@@ -171,37 +171,40 @@ impl Poller {
         let started = Instant::now();
         let mut run = CycleRun::new(self.plan.tags.len(), self.request_order(started));
         while let Some(index) = run.queue.pop_front() {
-            let request = self.plan.requests[index].clone();
-            let (live, probes) = self.live_tags(&request, at, &mut run.readings);
-            if live.is_empty() {
-                continue;
-            }
-            if let Some(error) = self.not_asked(&request, started, &run) {
-                for &tag in &live {
-                    run.readings[tag] = Err(error.clone());
-                }
-                continue;
-            }
-            let result = self.send(&request, &mut run).await;
-            let split = self.apply(index, &request, &live, result, at, &mut run);
-            if !split {
-                self.settle_probes(&probes, at, &run.readings);
-            }
+            self.run_request(index, started, at, &mut run).await;
         }
-        let timeout = self.config.timeout;
-        if run.lost.is_none() && run.sent > 0 && !run.answered_any {
-            run.lost = Some(format!(
-                "no answer within {timeout:?}: the device is silent"
-            ));
-        }
+        run.judge_silence(self.config.timeout);
         if run.lost.is_some() {
             self.disconnect().await;
         }
         self.after_cycle(&run, started, at);
-        CycleReport {
-            readings: run.readings,
-            read_any: run.read_any,
-            lost: run.lost,
+        run.into_report()
+    }
+
+    /// Runs request `index` of the plan within the cycle `run` started at `started`: its live tags (disabled
+    /// ones only when their probe is due) are read, or get the reason they were not asked.
+    async fn run_request(
+        &mut self,
+        index: usize,
+        started: Instant,
+        at: Millis,
+        run: &mut CycleRun,
+    ) {
+        let request = self.plan.requests[index].clone();
+        let (live, probes) = self.live_tags(&request, at, &mut run.readings);
+        if live.is_empty() {
+            return;
+        }
+        if let Some(error) = self.not_asked(&request, started, run) {
+            for &tag in &live {
+                run.readings[tag] = Err(error.clone());
+            }
+            return;
+        }
+        let result = self.send(&request, run).await;
+        let split = self.apply(index, &request, &live, result, at, run);
+        if !split {
+            self.settle_probes(&probes, at, &run.readings);
         }
     }
 
@@ -373,7 +376,10 @@ fn tag_error(error: &ReadError) -> TagError {
     }
 }
 
-/// The working state of one cycle.
+/// The tally of one cycle (what it read, whether it lost the connection and why, what each unit did, how many
+/// requests were sent and refused) and its queue of requests still to run. Filled by the named steps of
+/// `Poller::cycle` (`not_asked`, `send`, `apply`, `failed`, `judge_silence`) and read
+/// by `outcome`.
 #[derive(Debug)]
 pub(super) struct CycleRun {
     /// One entry per tag of the plan.
@@ -408,6 +414,25 @@ impl CycleRun {
             answered_any: false,
             timeouts_in_a_row: 0,
             lost: None,
+        }
+    }
+
+    /// At the end of the cycle: requests were sent and none was answered, so the device as a whole is silent
+    /// and the connection is given up (unless it already was).
+    fn judge_silence(&mut self, timeout: std::time::Duration) {
+        if self.lost.is_none() && self.sent > 0 && !self.answered_any {
+            self.lost = Some(format!(
+                "no answer within {timeout:?}: the device is silent"
+            ));
+        }
+    }
+
+    /// What the cycle hands to the task loop.
+    fn into_report(self) -> CycleReport {
+        CycleReport {
+            readings: self.readings,
+            read_any: self.read_any,
+            lost: self.lost,
         }
     }
 

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::connection::Connection;
-use super::cycle::{CycleRun, Poller, UnitState};
+use super::cycle::{CycleRun, Poller, UnitCycle, UnitState};
 use super::health::{unit_entries, HealthBoard, PlcHealth, PollEvent, Transition, UnitHealth};
 use crate::logic::Millis;
 use crate::outage;
@@ -18,57 +18,7 @@ impl Poller {
         let threshold = self.config.unit_failure_threshold;
         self.requests_per_poll = run.sent;
         for (unit_id, unit_cycle) in &run.units {
-            let Some(unit) = self.units.get_mut(unit_id) else {
-                continue;
-            };
-            unit.requests_per_poll = unit_cycle.requests;
-            let ok = match (unit_cycle.read, unit_cycle.failed) {
-                (true, _) => true,
-                (false, true) => false,
-                // Only configuration refusals: the unit answered, but that says nothing about its data.
-                (false, false) => continue,
-            };
-            if !ok {
-                unit.last_error = unit_cycle.error.clone();
-            }
-            let change = unit.up_down.record(ok, threshold);
-            note_unit_outage(&self.config.id, *unit_id, unit, ok);
-            if ok {
-                unit.skipped_until = None;
-            } else if read_any && unit.up_down.consecutive_failures >= u64::from(threshold) {
-                // Back off only while others on the connection deliver; a silent device as a whole is the
-                // connection backoff's business.
-                if unit.skipped_until.is_none() {
-                    info!(
-                        device = %self.config.id, unit = unit_id,
-                        failures = unit.up_down.consecutive_failures,
-                        "Unit keeps failing; skipping it for {:?} at a time while the others are polled.",
-                        self.config.unit_backoff
-                    );
-                }
-                unit.skipped_until = Some(crate::config::arith::deadline_after(
-                    Instant::now(),
-                    self.config.unit_backoff,
-                ));
-            }
-            if let Some((up, previous)) = change {
-                let error = (!up).then(|| unit.last_error.clone()).flatten();
-                match up {
-                    true => info!(device = %self.config.id, unit = unit_id, "Unit is up."),
-                    false => {
-                        warn!(device = %self.config.id, unit = unit_id, error = ?error, "Unit is down.")
-                    }
-                }
-                self.events.push(PollEvent::Transition(Transition {
-                    plc: self.plc,
-                    plc_id: self.config.id.clone(),
-                    unit_id: Some(*unit_id),
-                    up,
-                    previous,
-                    at,
-                    error,
-                }));
-            }
+            self.settle_unit(*unit_id, unit_cycle, read_any, at);
         }
         if run.sent == run.refused && lost.is_none() {
             // Every unit skipped, every tag disabled, or only configuration refusals (a disabled tag's probe
@@ -89,6 +39,63 @@ impl Poller {
         let error = self.last_error.clone();
         self.plc_transition(change, at, error.as_deref());
         self.note_plc_outage(read_any);
+    }
+
+    /// What one cycle means for unit `unit_id`: its failure count, its backoff while the others on the
+    /// connection deliver (`read_any`), and its up/down transition.
+    fn settle_unit(&mut self, unit_id: u8, unit_cycle: &UnitCycle, read_any: bool, at: Millis) {
+        let threshold = self.config.unit_failure_threshold;
+        let Some(unit) = self.units.get_mut(&unit_id) else {
+            return;
+        };
+        unit.requests_per_poll = unit_cycle.requests;
+        let ok = match (unit_cycle.read, unit_cycle.failed) {
+            (true, _) => true,
+            (false, true) => false,
+            // Only configuration refusals: the unit answered, but that says nothing about its data.
+            (false, false) => return,
+        };
+        if !ok {
+            unit.last_error = unit_cycle.error.clone();
+        }
+        let change = unit.up_down.record(ok, threshold);
+        note_unit_outage(&self.config.id, unit_id, unit, ok);
+        if ok {
+            unit.skipped_until = None;
+        } else if read_any && unit.up_down.consecutive_failures >= u64::from(threshold) {
+            // Back off only while others on the connection deliver; a silent device as a whole is the
+            // connection backoff's business.
+            if unit.skipped_until.is_none() {
+                info!(
+                    device = %self.config.id, unit = unit_id,
+                    failures = unit.up_down.consecutive_failures,
+                    "Unit keeps failing; skipping it for {:?} at a time while the others are polled.",
+                    self.config.unit_backoff
+                );
+            }
+            unit.skipped_until = Some(crate::config::arith::deadline_after(
+                Instant::now(),
+                self.config.unit_backoff,
+            ));
+        }
+        if let Some((up, previous)) = change {
+            let error = (!up).then(|| unit.last_error.clone()).flatten();
+            match up {
+                true => info!(device = %self.config.id, unit = unit_id, "Unit is up."),
+                false => {
+                    warn!(device = %self.config.id, unit = unit_id, error = ?error, "Unit is down.")
+                }
+            }
+            self.events.push(PollEvent::Transition(Transition {
+                plc: self.plc,
+                plc_id: self.config.id.clone(),
+                unit_id: Some(unit_id),
+                up,
+                previous,
+                at,
+                error,
+            }));
+        }
     }
 
     /// Counts a connect or cycle of the PLC into its outage: a summary line every ten minutes while it stays down
