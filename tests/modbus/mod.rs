@@ -9,12 +9,14 @@
 //! - `fuzz`: arbitrary bytes as responses through a raw TCP server into the connection and the poller.
 //! - `probe`: the commissioning probe finds the produced counter and its word order on the simulator.
 //! - `calendar`: a shift boundary between two regular polls gets a poll of its own.
+//! - `lag`: cycles that overrun the poll interval skip ticks, counted, and their start lag is observed.
 
 mod calendar;
 mod disabled;
 mod faults;
 mod fuzz;
 mod gateway;
+mod lag;
 mod probe;
 
 use std::sync::{Arc, Mutex};
