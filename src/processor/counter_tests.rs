@@ -59,6 +59,7 @@ fn given_values_at_or_above_the_modulus_when_the_window_closes_then_a_gap_one_ev
         .processor
         .pending
         .deltas
+        .rows()
         .iter()
         .filter(|d| d.kind == StepKind::Invalid)
         .collect();
@@ -84,6 +85,7 @@ fn given_a_released_quarantine_when_applied_then_its_window_is_restated_with_the
         .processor
         .pending
         .deltas
+        .rows()
         .iter()
         .find(|d| d.kind == StepKind::Rejected)
         .cloned()

@@ -37,6 +37,7 @@ mod clock;
 mod core_tests;
 #[cfg(test)]
 mod counter_tests;
+mod delta_log;
 mod events;
 mod live;
 mod quarantine;
@@ -118,7 +119,7 @@ struct MachineRuntime {
 struct Pending {
     counters: BTreeMap<String, String>,
     windows: BTreeMap<String, String>,
-    deltas: Vec<DeltaRow>,
+    deltas: delta_log::DeltaLog,
     outbox: Vec<QueuedDraft>,
     dropped_deltas: u64,
     /// Quarantine releases applied to the windows, to be marked released with this work's commit.
@@ -324,7 +325,7 @@ impl Processor {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            deltas: self.pending.deltas.clone(),
+            deltas: self.pending.deltas.rows().to_vec(),
             windows: self
                 .pending
                 .windows
@@ -368,14 +369,10 @@ impl Processor {
                     // The quota cannot hold this cycle even after the store dropped what it may. Shed the
                     // audit rows (the lowest-value data, as the store would) so that the baselines, windows
                     // and rollups still fit once the publisher frees space.
-                    self.pending.dropped_deltas += self.pending.deltas.len() as u64;
-                    self.pending.deltas.clear();
+                    self.pending.dropped_deltas += self.pending.deltas.clear() as u64;
                 }
-                if self.pending.deltas.len() > MAX_PENDING_DELTAS {
-                    let excess = self.pending.deltas.len() - MAX_PENDING_DELTAS;
-                    self.pending.deltas.drain(..excess);
-                    self.pending.dropped_deltas += excess as u64;
-                }
+                self.pending.dropped_deltas +=
+                    self.pending.deltas.keep_newest(MAX_PENDING_DELTAS) as u64;
                 Err(anyhow::Error::new(error).context("store commit failed; work kept pending"))
             }
         }
