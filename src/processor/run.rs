@@ -99,7 +99,7 @@ pub async fn run(
             sample = sample_rx.recv() => match sample {
                 Some(sample) => {
                     processor.on_sample(&sample);
-                    // Drain whatever else is queued so one transaction covers a burst.
+                    // Drain whatever else is queued so one pass of the loop covers a burst.
                     while let Ok(sample) = sample_rx.try_recv() {
                         processor.on_sample(&sample);
                     }
