@@ -207,6 +207,9 @@ pub struct StoreConfig {
     pub max_bytes: u64,
     /// How long delta audit rows are kept; `None`: as long as the restatement horizon.
     pub audit_retention: Option<Duration>,
+    /// Longest time counter baselines, delta audit rows and window sums wait for their transaction; zero:
+    /// one transaction per poll cycle. Rollups, events and releases are committed at once regardless.
+    pub commit_interval: Duration,
 }
 
 /// `[http]`: the metrics and health endpoint.

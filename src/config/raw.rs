@@ -208,6 +208,8 @@ pub(super) struct RawStore {
     pub(super) max_bytes: String,
     #[serde(default)]
     pub(super) audit_retention: Option<String>,
+    #[serde(default = "default_commit_interval")]
+    pub(super) commit_interval: String,
 }
 
 impl Default for RawStore {
@@ -215,8 +217,13 @@ impl Default for RawStore {
         RawStore {
             max_bytes: default_max_bytes(),
             audit_retention: None,
+            commit_interval: default_commit_interval(),
         }
     }
+}
+
+pub(super) fn default_commit_interval() -> String {
+    "1s".into()
 }
 
 pub(super) fn default_max_bytes() -> String {

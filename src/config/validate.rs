@@ -70,6 +70,13 @@ impl Validator<'_> {
             .store
             .audit_retention
             .and_then(|text| self.duration_in("store.audit_retention", &text, RESTATEMENT_HORIZON));
+        let commit_interval = self
+            .duration_in(
+                "store.commit_interval",
+                &raw.store.commit_interval,
+                COMMIT_INTERVAL,
+            )
+            .unwrap_or(COMMIT_INTERVAL.min);
 
         let http = self.http(raw.http);
 
@@ -121,6 +128,7 @@ impl Validator<'_> {
             store: StoreConfig {
                 max_bytes,
                 audit_retention,
+                commit_interval,
             },
             http,
             plcs,

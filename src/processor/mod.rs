@@ -1,12 +1,13 @@
 //! Drives the pure core with samples and time: decode → counter steps → windows → KPIs → payloads,
-//! and commits each poll cycle's results to the store in ONE transaction (invariant 3).
+//! and commits the results of the cycles since the last commit to the store in ONE transaction (invariant 3).
 //! It never touches the network: it only talks to the store and to in-memory watch channels.
 //!
 //! Layout: this file (machine state, one cycle's work, the commit), `clock` (wall-clock steps at the
-//! intake), `events` (durable events about devices, drops and recovery), `live` (live snapshots, health
-//! and the terminal view), `restore` (construction from restored state, with or without a store),
-//! `retention` (windows loaded for late facts, evicted after commits, and store pruning), `run` (the task),
-//! `reconfigure` (a new configuration taken between two cycles, as a restart would build it).
+//! intake), `commit_policy` (when to commit: group commit), `events` (durable events about devices, drops
+//! and recovery), `live` (live snapshots, health and the terminal view), `restore` (construction from
+//! restored state, with or without a store), `retention` (windows loaded for late facts, evicted after
+//! commits, and store pruning), `run` (the task), `reconfigure` (a new configuration taken between two
+//! cycles, as a restart would build it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -33,6 +34,9 @@ use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
 mod clock;
+mod commit_policy;
+#[cfg(test)]
+mod commit_tests;
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]
@@ -304,7 +308,7 @@ impl Processor {
     }
 
     /// Commits everything pending in one transaction. On failure the work stays pending and is retried
-    /// with the next cycle, so nothing derived is lost while the store refuses writes. Late facts waiting for
+    /// at the next due commit, so nothing derived is lost while the store refuses writes. Late facts waiting for
     /// window records are applied first; while they cannot be, nothing is committed (a counter baseline must
     /// not be persisted ahead of the windows its delta went to). After a commit, settled windows leave memory.
     pub async fn commit(&mut self, store: &StoreHandle, now: Millis) -> anyhow::Result<usize> {

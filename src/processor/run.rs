@@ -1,9 +1,12 @@
-//! The processor task: samples, window deadlines, live, health and prune ticks; one commit per cycle; a new
-//! configuration taken between two cycles.
+//! The processor task: samples, window deadlines, live, health and prune ticks; group commit (one transaction
+//! per `store.commit_interval`, at once for rollups, events and releases); a new configuration taken between
+//! two cycles.
 
+use super::commit_policy::{CommitPolicy, Work};
 use super::live::health_message;
 use super::reconfigure::Reconfigure;
 use super::*;
+use crate::clock::Now;
 
 /// The processor task's timers; rebuilt when a new configuration changes their intervals.
 struct Ticks {
@@ -74,6 +77,7 @@ pub async fn run(
         mut reconfigure_rx,
     } = inputs;
     let mut ticks = Ticks::new(&processor);
+    let mut policy = CommitPolicy::new(processor.config.store.commit_interval);
     let mut state = LoopState::default();
     processor.metrics = outputs.metrics.clone();
     let heartbeat = outputs.liveness.processor();
@@ -87,11 +91,15 @@ pub async fn run(
             .next_deadline()
             .map(|d| Duration::from_millis(d.saturating_sub(now).max(0) as u64))
             .unwrap_or(Duration::from_secs(3600));
+        // The commit timer: routine work is committed when its interval ends even if no sample arrives.
+        let commit_due = policy
+            .next_due()
+            .unwrap_or(mono + Duration::from_secs(3600));
         tokio::select! {
             sample = sample_rx.recv() => match sample {
                 Some(sample) => {
                     processor.on_sample(&sample);
-                    // Drain whatever else is queued so one transaction covers a burst.
+                    // Drain whatever else is queued so one pass of the loop covers a burst.
                     while let Ok(sample) = sample_rx.try_recv() {
                         processor.on_sample(&sample);
                     }
@@ -103,11 +111,14 @@ pub async fn run(
                 (processor, applied) = reconfigure(processor, request, &mut sample_rx, &store, &outputs).await;
                 if applied {
                     ticks = Ticks::new(&processor);
+                    // The reconfiguration committed everything pending.
+                    policy = CommitPolicy::new(processor.config.store.commit_interval);
                     processor.metrics = outputs.metrics.clone();
                 }
                 continue;
             }
             _ = tokio::time::sleep(until_close) => {}
+            _ = tokio::time::sleep_until(commit_due.into()) => {}
             _ = ticks.live.tick() => {
                 let (messages, views) = processor.live(processor.clock.utc());
                 state.live = messages;
@@ -135,7 +146,7 @@ pub async fn run(
                 continue;
             }
         }
-        end_cycle(&mut processor, &store, &outputs, &mut state).await;
+        end_cycle(&mut processor, &store, &outputs, &mut state, &mut policy).await;
         if shutdown.is_cancelled() && sample_rx.is_closed() && sample_rx.is_empty() {
             break;
         }
@@ -174,18 +185,18 @@ async fn reconfigure(
     (next, applied)
 }
 
-/// Closes due windows and commits the cycle; a failing store is logged once per episode.
+/// Closes due windows and commits when a commit is due; a failing store is logged once per episode.
 async fn end_cycle(
     processor: &mut Processor,
     store: &StoreHandle,
     outputs: &Outputs,
     state: &mut LoopState,
+    policy: &mut CommitPolicy,
 ) {
-    let now = processor.clock.utc();
-    // Late facts first get the window records they restate; a failure shows at the commit, which retries.
-    let _ = processor.load_deferred(store).await;
-    processor.close_due(now);
-    let committed = processor.commit(store, now).await;
+    let now = processor.clock.now();
+    let Some(committed) = processor.settle(store, policy, now).await else {
+        return;
+    };
     outputs.liveness.set_store_ok(committed.is_ok());
     match committed {
         Ok(rows) => {
@@ -207,6 +218,43 @@ async fn end_cycle(
                 state.store_failing = true;
             }
         }
+    }
+}
+
+impl Processor {
+    /// What waits for a transaction: drafts and releases are urgent; changed baselines, audit rows and
+    /// window sums are routine.
+    pub(super) fn work(&self) -> Work {
+        if !self.pending.outbox.is_empty() || !self.pending.releases.is_empty() {
+            return Work::Urgent;
+        }
+        let changed = self.machines.iter().any(|machine| {
+            machine.tracker_dirty || machine.counters.iter().any(|channel| channel.dirty)
+        });
+        if changed || !self.pending.is_empty() {
+            Work::Routine
+        } else {
+            Work::Nothing
+        }
+    }
+
+    /// Loads the windows late facts wait for, closes the windows due at `now`, and commits when `policy`
+    /// says so (a closed window's rollup at once). `None`: no commit was due.
+    pub(super) async fn settle(
+        &mut self,
+        store: &StoreHandle,
+        policy: &mut CommitPolicy,
+        now: Now,
+    ) -> Option<anyhow::Result<usize>> {
+        // Late facts first get the window records they restate; a failure shows at the commit, which retries.
+        let _ = self.load_deferred(store).await;
+        self.close_due(now.utc);
+        if !policy.due(now.mono, self.work()) {
+            return None;
+        }
+        let committed = self.commit(store, now.utc).await;
+        policy.committed(now.mono, committed.is_ok(), self.work());
+        Some(committed)
     }
 }
 

@@ -11,9 +11,9 @@ use crate::poller::TagError;
 use crate::store::{DraftOwner, DroppedRange, RefusedDraft, Store, StoreOptions};
 
 /// 2026-11-28T00:00:00Z.
-const T0: Millis = 1_795_824_000_000;
-const SECOND: Millis = 1_000;
-const MINUTE: Millis = 60_000;
+pub(super) const T0: Millis = 1_795_824_000_000;
+pub(super) const SECOND: Millis = 1_000;
+pub(super) const MINUTE: Millis = 60_000;
 
 const CONFIG: &str = r#"
 [agent]
@@ -36,18 +36,18 @@ state = { table = "holding", address = 10, type = "u16", running = [1], planned_
 "#;
 
 /// A processor over a real store in a temporary directory, and what a poller of its one PLC would send.
-struct Harness {
-    processor: Processor,
-    store: StoreHandle,
+pub(super) struct Harness {
+    pub(super) processor: Processor,
+    pub(super) store: StoreHandle,
     plan: ReadPlan,
     /// The monotonic instant that goes with `T0`, so that samples show no step of the wall clock.
-    mono_at_t0: Instant,
+    pub(super) mono_at_t0: Instant,
     seq: u64,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
-    async fn new(max_payload_bytes: u64) -> Harness {
+    pub(super) async fn new(max_payload_bytes: u64) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let config = Arc::new(Config::from_toml(CONFIG, "test.toml", false).unwrap());
         let options = StoreOptions {
@@ -74,7 +74,12 @@ impl Harness {
     }
 
     /// One poll cycle at `at`: the produced counter and the state register read as given.
-    fn poll(&mut self, at: Millis, produced: Result<u16, TagError>, state: Result<u16, TagError>) {
+    pub(super) fn poll(
+        &mut self,
+        at: Millis,
+        produced: Result<u16, TagError>,
+        state: Result<u16, TagError>,
+    ) {
         let machine = &self.processor.config.machines[0];
         let mut readings = vec![Err(TagError::Transport("unread".into())); self.plan.tags.len()];
         let produced_index = self.plan.index_of(&machine.produced.tag).unwrap();
@@ -94,6 +99,23 @@ impl Harness {
         self.processor.on_sample(&sample);
     }
 
+    /// The processor as a restart after a crash builds it: from what the store holds, the work since
+    /// the last commit lost.
+    pub(super) async fn restart(&mut self) {
+        let config = self.processor.config.clone();
+        let identity = crate::supervisor::identity(&config);
+        let clock = crate::clock::system();
+        self.processor = Processor::new(
+            config,
+            identity,
+            std::slice::from_ref(&self.plan),
+            &self.store,
+            clock,
+        )
+        .await
+        .unwrap();
+    }
+
     /// Loads the windows late facts wait for, closes what is due at `now` and commits, as the
     /// processor task does after each sample; returns how many windows closed.
     async fn close_and_commit(&mut self, now: Millis) -> usize {
@@ -104,7 +126,7 @@ impl Harness {
     }
 
     /// The window records in the store, by start.
-    async fn stored_windows(&self) -> Vec<WindowRecord> {
+    pub(super) async fn stored_windows(&self) -> Vec<WindowRecord> {
         let texts = self
             .store
             .call(|s| s.load_windows_between("press-01", "1m", 0, Millis::MAX))
@@ -127,7 +149,7 @@ fn disabled() -> TagError {
     }
 }
 
-const RUNNING: u16 = 1;
+pub(super) const RUNNING: u16 = 1;
 
 #[tokio::test(flavor = "current_thread")]
 async fn given_a_disabled_counter_and_a_readable_state_when_windows_close_then_they_carry_the_gap_flag(

@@ -1,4 +1,4 @@
-//! [`Store::commit_cycle`]: one processor cycle in one transaction, with the quota's overflow policy applied when
+//! [`Store::commit_cycle`]: one processor commit (the polls since the last) in one transaction, with the quota's overflow policy applied when
 //! SQLite answers `SQLITE_FULL` (free a batch, retry, until the cycle fits or nothing droppable is left) and
 //! oversized payloads refused up front. Which rows are worth least is decided in `quota`.
 

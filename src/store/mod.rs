@@ -2,8 +2,9 @@
 //! ONE dedicated thread through [`StoreHandle`]; it never decides what to write, only how to write it durably.
 //!
 //! Guaranteed:
-//! - One transaction per cycle: [`Store::commit_cycle`] writes baselines, deltas, windows, outbox rows, overflow
-//!   drops and the drop counters in a single `BEGIN IMMEDIATE` transaction; all of them or none (invariant 3).
+//! - One transaction per processor commit (the polls of up to `store.commit_interval`): [`Store::commit_cycle`]
+//!   writes baselines, deltas, windows, outbox rows, overflow drops and the drop counters in a single
+//!   `BEGIN IMMEDIATE` transaction; all of them or none (invariant 3).
 //! - `seq` never goes back within one database file: the outbox key is `INTEGER PRIMARY KEY AUTOINCREMENT`, so it
 //!   keeps growing after the queue empties, after drops and after a reopen. Every payload carries `seq` and
 //!   `db_epoch`; a new `db_epoch` (new file, or a file replaced at start-up) tells consumers seq restarted.
@@ -114,7 +115,8 @@ impl Default for StoreOptions {
     }
 }
 
-/// Everything one processor cycle persists, committed together by [`Store::commit_cycle`].
+/// Everything one processor commit persists (the polls since the last one), committed together by
+/// [`Store::commit_cycle`].
 #[derive(Debug, Clone, Default)]
 pub struct CycleWrite {
     /// Counter baselines to upsert: (counter key, `CounterState` JSON).

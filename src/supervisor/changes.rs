@@ -195,6 +195,7 @@ fn same_agent_settings(old: &Config, new: &Config) -> bool {
         && a.restatement_horizon == b.restatement_horizon
         && a.unknown_time == b.unknown_time
         && old.store.audit_retention == new.store.audit_retention
+        && old.store.commit_interval == new.store.commit_interval
 }
 
 fn plan_of(config: &Config, plc: usize) -> ReadPlan {

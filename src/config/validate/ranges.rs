@@ -71,6 +71,11 @@ pub(super) const RESTATEMENT_HORIZON: Span = Span {
     min: secs(1),
     max: secs(365 * DAY),
 };
+/// `[store] commit_interval` (zero: one transaction per poll cycle).
+pub(super) const COMMIT_INTERVAL: Span = Span {
+    min: Duration::ZERO,
+    max: secs(60),
+};
 /// `[machine] ideal_cycle_time`.
 pub(super) const IDEAL_CYCLE_TIME: Span = Span {
     min: ms(1),

@@ -54,6 +54,7 @@ const DURATION_KEYS: [(&str, &str, &str); 13] = [
     ),
     ("plc", "unit_backoff", "plc[0].unit_backoff"),
     ("machine", "ideal_cycle_time", "machine[0].ideal_cycle_time"),
+    ("store", "commit_interval", "store.commit_interval"),
 ];
 
 /// A config with `key = value` (a TOML basic string) in its section.
@@ -68,6 +69,7 @@ fn with_duration(section: &str, key: &str, value: &str) -> String {
         "agent" => config_with(&line, "", ADDRESS, ""),
         "mqtt" => config_with("", &line, ADDRESS, ""),
         "plc" => config_with("", "", &format!("{ADDRESS}\n{line}"), ""),
+        "store" => config_with("", "", ADDRESS, "") + &format!("\n[store]\n{line}\n"),
         _ => config_with("", "", ADDRESS, &line),
     }
 }
@@ -167,6 +169,27 @@ fn previously_aborting_values_name_the_range() {
     );
     // Only the bad key is reported: no follow-up problems from a fallback value.
     assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[test]
+fn commit_interval_defaults_to_one_second_accepts_zero_and_stops_at_a_minute() {
+    let default = Config::from_toml(&config_with("", "", ADDRESS, ""), "test.toml", false).unwrap();
+    assert_eq!(
+        default.store.commit_interval,
+        std::time::Duration::from_secs(1)
+    );
+    let every_cycle = Config::from_toml(
+        &with_duration("store", "commit_interval", "0s"),
+        "test.toml",
+        false,
+    )
+    .unwrap();
+    assert_eq!(every_cycle.store.commit_interval, std::time::Duration::ZERO);
+    let found = problems(&with_duration("store", "commit_interval", "61s"));
+    assert!(
+        has_problem(&found, "store.commit_interval", "between 0s and 1m"),
+        "{found:?}"
+    );
 }
 
 #[test]

@@ -154,3 +154,19 @@ fn a_new_calendar_restarts_every_poller() {
     assert_eq!(kept(&old, &new), vec![false, false]);
     assert!(changes.to_string().ends_with("; calendar"), "{changes}");
 }
+
+#[test]
+fn a_new_commit_interval_is_applied_by_a_reload_without_restarting_a_poller() {
+    let new_text = format!("{BASE}\n[store]\ncommit_interval = \"5s\"\n");
+    let (old, new) = (config(BASE), config(&new_text));
+    let changes = ConfigChanges::between(&old, &new);
+    assert_eq!(
+        changes,
+        ConfigChanges {
+            agent_changed: true,
+            hash_changed: true,
+            ..ConfigChanges::default()
+        }
+    );
+    assert_eq!(kept(&old, &new), vec![true, true]);
+}
