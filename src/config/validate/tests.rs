@@ -36,7 +36,7 @@ counters.produced = {{ address = 100, type = "u32" }}
 const ADDRESS: &str = "address = \"127.0.0.1:502\"";
 
 /// Where a duration key lives: (section, key, TOML path in problems).
-const DURATION_KEYS: [(&str, &str, &str); 13] = [
+const DURATION_KEYS: [(&str, &str, &str); 14] = [
     ("agent", "live_interval", "agent.live_interval"),
     ("agent", "health_interval", "agent.health_interval"),
     ("agent", "restatement_horizon", "agent.restatement_horizon"),
