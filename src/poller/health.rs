@@ -46,10 +46,12 @@ impl RttRing {
         if self.len == 0 {
             return None;
         }
-        let mut sorted: Vec<f64> = self.samples[..self.len].to_vec();
-        sorted.sort_by(f64::total_cmp);
+        // Called at every poll for every PLC and unit: a selection on a stack copy, no sort, no allocation.
+        let mut copy = self.samples;
         let rank = ((p / 100.0) * self.len as f64).ceil() as usize;
-        Some(sorted[rank.clamp(1, self.len) - 1])
+        let (_, nth, _) =
+            copy[..self.len].select_nth_unstable_by(rank.clamp(1, self.len) - 1, f64::total_cmp);
+        Some(*nth)
     }
 }
 
