@@ -1,0 +1,16 @@
+//! The polling side: the fleet simulator role, the polling floor role, and scenarios S0–S3.
+
+use crate::report::Table;
+use crate::{Options, Scenario};
+
+/// Runs the child role `role` if it is one of this module's.
+pub fn run_role(role: &str, args: &[String]) -> Option<anyhow::Result<()>> {
+    let _ = (role, args);
+    None
+}
+
+/// Runs one of S0–S3 and returns its tables.
+pub fn run(scenario: Scenario, options: &Options) -> anyhow::Result<Vec<Table>> {
+    let _ = options;
+    anyhow::bail!("{scenario:?} is not built yet")
+}
