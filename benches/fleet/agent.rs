@@ -228,7 +228,8 @@ impl Metrics {
     pub fn scrape(port: u16) -> anyhow::Result<Metrics> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         let (head, body) = response
@@ -304,5 +305,32 @@ impl Metrics {
             previous = (bound, count);
         }
         None
+    }
+
+    /// Whether any series named `name` was exposed.
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|(n, _, _)| n == name)
+    }
+
+    /// Every series of this scrape minus the same series (name and labels) of `earlier`: counters and
+    /// histogram buckets over the span between the two scrapes (a series new since `earlier` counts whole).
+    pub fn minus(&self, earlier: &Metrics) -> Metrics {
+        let before: std::collections::HashMap<(&str, &str), f64> = earlier
+            .samples
+            .iter()
+            .map(|(n, l, v)| ((n.as_str(), l.as_str()), *v))
+            .collect();
+        let samples = self
+            .samples
+            .iter()
+            .map(|(name, labels, value)| {
+                let then = before
+                    .get(&(name.as_str(), labels.as_str()))
+                    .copied()
+                    .unwrap_or(0.0);
+                (name.clone(), labels.clone(), value - then)
+            })
+            .collect();
+        Metrics { samples }
     }
 }

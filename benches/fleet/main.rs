@@ -13,6 +13,9 @@
 //! `agent` (the agent process, its configuration and `/metrics`), `poll` (fleet simulator, polling floor,
 //! S0–S3), `uplink` (publishing floor, outbox scenarios S4–S6).
 
+// A benchmark binary: `pub` marks what its modules offer one another, there is no public API to keep small.
+#![allow(unreachable_pub)]
+
 mod agent;
 mod measure;
 mod poll;
@@ -218,7 +221,9 @@ fn machine_description() -> String {
                 .find_map(|line| line.strip_prefix("MemTotal:"))
                 .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
         })
-        .map_or("? GiB".to_string(), |kib| format!("{} GiB", kib / 1024 / 1024));
+        .map_or("? GiB".to_string(), |kib| {
+            format!("{} GiB", kib / 1024 / 1024)
+        });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{model}, {cores} cores, {memory}, Linux {}", kernel.trim())
 }

@@ -94,7 +94,7 @@ impl Table {
 fn number(value: Option<f64>) -> String {
     match value {
         None => "-".to_string(),
-        Some(v) if v == 0.0 => "0".to_string(),
+        Some(0.0) => "0".to_string(),
         Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
         Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
         Some(v) => format!("{v:.4}"),
