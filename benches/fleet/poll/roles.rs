@@ -1,7 +1,7 @@
 //! The two child roles of the polling side, each its own process so its `/proc` figures are its own:
 //! `fleet-sim` (the simulated fleet, [`simulators::Fleet`]) and `poll-floor` (a bare tokio-modbus client loop
-//! per PLC doing the agent's reads at the agent's schedule). Both report on stdout, one JSON line per second,
-//! and run until killed or until stdout is closed.
+//! per PLC doing the agent's reads at the agent's schedule). Both report on stdout, one JSON line at a time
+//! (the simulator every second, the floor every 250 ms), and run until killed or until stdout is closed.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -23,6 +23,8 @@ pub const POLL_FLOOR: &str = "poll-floor";
 
 /// How long the floor waits before connecting again after a failed connection or read.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+/// How often the floor prints its counters: the parent's measured span starts and ends on one of them.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// How long one floor request may take before it counts as an error (the agent's default `timeout`).
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -134,7 +136,7 @@ async fn poll_floor(args: &[String]) -> anyhow::Result<()> {
             Arc::clone(&tally),
         ));
     }
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut every = tokio::time::interval(STATUS_EVERY);
     loop {
         every.tick().await;
         let line = serde_json::to_string(&tally.status())?;
