@@ -379,7 +379,8 @@ struct Side {
     write_mb_per_hour: f64,
     close_p50: Option<f64>,
     close_p99: Option<f64>,
-    rollups: usize,
+    /// Rollups the bench subscriber received in the span (the agent only).
+    rollups: Option<usize>,
     published: f64,
     sim_core_share: f64,
     /// The simulator's resident memory at the end of the span (flat: it keeps nothing per request).
@@ -542,7 +543,7 @@ fn agent_side(bench: &Bench, workload: &Workload, first: &AgentSample, last: &Ag
         write_mb_per_hour: span.write_bytes_per_hour() / MIB,
         close_p50: quantile(&latencies, 0.5),
         close_p99: quantile(&latencies, 0.99),
-        rollups: arrivals.len(),
+        rollups: Some(arrivals.len()),
         published: 0.0,
         sim_core_share: last.sim.since(&first.sim).core_share(),
         sim_rss_mb: last.sim.rss as f64 / MIB,
@@ -588,7 +589,7 @@ fn steady(scenario: Scenario, workload: &Workload) -> anyhow::Result<Table> {
     table.note(format!(
         "close -> delivered: bench subscriber's arrival minus (window end + grace), {} rollups in the \
          agent's span",
-        agent.rollups
+        agent.rollups.unwrap_or(0)
     ));
     Ok(table)
 }
@@ -609,6 +610,9 @@ fn ensure_alive(
     Ok(())
 }
 
+/// Picks one figure of a side; `None` where the side has no such figure.
+type Pick = fn(&Side) -> Option<f64>;
+
 fn side_rows(
     table: &mut Table,
     floor: &Side,
@@ -616,110 +620,70 @@ fn side_rows(
     workload: &Workload,
     budget: [&str; 4],
 ) {
-    let ms = |value: Option<f64>| value.map(|v| v * 1000.0);
     let scheduled = format!("scheduled {:.0}", workload.scheduled_rate());
-    table
-        .row(
-            "polls",
-            "1/s",
-            Some(floor.polls_per_s),
-            Some(agent.polls_per_s),
-            scheduled,
-        )
-        .row(
-            "register values",
-            "1/s",
-            Some(floor.values_per_s),
-            Some(agent.values_per_s),
-            "",
-        )
-        .row(
+    let rows: [(&str, &'static str, Pick, &str); 18] = [
+        ("polls", "1/s", |s| Some(s.polls_per_s), &scheduled),
+        ("register values", "1/s", |s| Some(s.values_per_s), ""),
+        (
             "CPU per 1000 polls",
             "s",
-            Some(floor.cpu_per_1000),
-            Some(agent.cpu_per_1000),
+            |s| Some(s.cpu_per_1000),
             budget[0],
-        )
-        .row(
+        ),
+        (
             "CPU",
             "% of a core",
-            Some(floor.core_share * 100.0),
-            Some(agent.core_share * 100.0),
+            |s| Some(s.core_share * 100.0),
             budget[1],
-        )
-        .row(
-            "peak RSS",
-            "MiB",
-            Some(floor.peak_rss_mb),
-            Some(agent.peak_rss_mb),
-            budget[2],
-        )
-        .row(
-            "RSS at end",
-            "MiB",
-            Some(floor.rss_mb),
-            Some(agent.rss_mb),
-            "",
-        )
-        .row("start -> /metrics ready", "s", None, agent.ready_s, "")
-        .row(
+        ),
+        ("peak RSS", "MiB", |s| Some(s.peak_rss_mb), budget[2]),
+        ("RSS at end", "MiB", |s| Some(s.rss_mb), ""),
+        ("start -> /metrics ready", "s", |s| s.ready_s, ""),
+        (
             "schedule lag p50",
             "ms",
-            ms(floor.lag_p50),
-            ms(agent.lag_p50),
+            |s| s.lag_p50.map(|v| v * 1000.0),
             "",
-        )
-        .row(
+        ),
+        (
             "schedule lag p99",
             "ms",
-            ms(floor.lag_p99),
-            ms(agent.lag_p99),
+            |s| s.lag_p99.map(|v| v * 1000.0),
             "",
-        )
-        .row("ticks skipped", "", floor.skipped, agent.skipped, "")
-        .row(
-            "request errors",
-            "",
-            Some(floor.errors),
-            Some(agent.errors),
-            "",
-        )
-        .row("SQLite commits", "1/s", None, agent.commits_per_s, "")
-        .row(
+        ),
+        ("ticks skipped", "", |s| s.skipped, ""),
+        ("request errors", "", |s| Some(s.errors), ""),
+        ("SQLite commits", "1/s", |s| s.commits_per_s, ""),
+        (
             "disk writes",
             "MiB/h",
-            Some(floor.write_mb_per_hour),
-            Some(agent.write_mb_per_hour),
+            |s| Some(s.write_mb_per_hour),
             budget[3],
-        )
-        .row(
+        ),
+        (
             "window close -> delivered p50",
             "ms",
-            None,
-            ms(agent.close_p50),
+            |s| s.close_p50.map(|v| v * 1000.0),
             "",
-        )
-        .row(
+        ),
+        (
             "window close -> delivered p99",
             "ms",
-            None,
-            ms(agent.close_p99),
+            |s| s.close_p99.map(|v| v * 1000.0),
             "",
-        )
-        .row(
+        ),
+        ("rollups received", "", |s| s.rollups.map(|n| n as f64), ""),
+        (
             "simulator CPU",
             "% of a core",
-            Some(floor.sim_core_share * 100.0),
-            Some(agent.sim_core_share * 100.0),
+            |s| Some(s.sim_core_share * 100.0),
             "",
-        )
-        .row(
-            "simulator RSS at end",
-            "MiB",
-            Some(floor.sim_rss_mb),
-            Some(agent.sim_rss_mb),
-            "",
-        );
+        ),
+        ("simulator RSS at end", "MiB", |s| Some(s.sim_rss_mb), ""),
+    ];
+    for (figure, unit, pick, budget) in rows {
+        table.row(figure, unit, pick(floor), pick(agent), budget);
+    }
 }
 
 /// The load steps of S3 for a fleet of at most `max_plcs`: (PLCs, interval), rising poll rates.
