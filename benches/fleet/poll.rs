@@ -321,6 +321,12 @@ impl Bench {
             self.broker.port,
         );
         config.periods = format!("[\"{}\"]", workload.period);
+        // The agent refuses a client id another agent on this machine holds (another benchmark, a test).
+        config.mqtt_extra = format!(
+            "client_id = \"fleet-bench-{}-{}\"",
+            std::process::id(),
+            self.broker.port
+        );
         config.agent_extra = format!(
             "grace = {{ \"{}\" = \"{}\" }}",
             workload.period,
