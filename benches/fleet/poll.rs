@@ -322,8 +322,9 @@ impl Bench {
         );
         config.periods = format!("[\"{}\"]", workload.period);
         // The agent refuses a client id another agent on this machine holds (another benchmark, a test).
+        // The health message names every PLC: with hundreds it outgrows the default packet limit.
         config.mqtt_extra = format!(
-            "client_id = \"fleet-bench-{}-{}\"",
+            "client_id = \"fleet-bench-{}-{}\"\nmax_packet_size = \"16MiB\"",
             std::process::id(),
             self.broker.port
         );
