@@ -119,11 +119,24 @@ pub struct SimStats {
 }
 
 /// The armed rules and the ledger of one simulator.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FaultBook {
     rules: Vec<FaultRule>,
     ledger: VecDeque<RequestRecord>,
+    /// Most requests the ledger keeps; 0 keeps none (a long benchmark run needs no ledger).
+    ledger_capacity: usize,
     stats: SimStats,
+}
+
+impl Default for FaultBook {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            ledger: VecDeque::new(),
+            ledger_capacity: LEDGER_CAPACITY,
+            stats: SimStats::default(),
+        }
+    }
 }
 
 impl FaultBook {
@@ -142,6 +155,15 @@ impl FaultBook {
 
     pub(crate) fn stats(&self) -> SimStats {
         self.stats
+    }
+
+    /// Keeps at most `capacity` requests in the ledger from now on (0: none), forgetting the oldest.
+    pub(crate) fn set_ledger_capacity(&mut self, capacity: usize) {
+        self.ledger_capacity = capacity;
+        while self.ledger.len() > capacity {
+            self.ledger.pop_front();
+        }
+        self.ledger.shrink_to(capacity);
     }
 
     pub(crate) fn ledger(&self) -> Vec<RequestRecord> {
@@ -185,8 +207,11 @@ impl FaultBook {
             }
             None => None,
         };
+        if self.ledger_capacity == 0 {
+            return fault;
+        }
         let (address, quantity) = span.unwrap_or((0, 0));
-        if self.ledger.len() == LEDGER_CAPACITY {
+        if self.ledger.len() >= self.ledger_capacity {
             self.ledger.pop_front();
         }
         self.ledger.push_back(RequestRecord {
@@ -235,5 +260,25 @@ mod tests {
         assert_eq!(book.ledger().len(), 6);
         book.clear();
         assert_eq!(book.on_request(1, 2, 3, Some((100, 1))), None);
+    }
+
+    #[test]
+    fn given_a_bounded_ledger_when_requests_keep_coming_then_it_keeps_only_the_newest_and_counts_all(
+    ) {
+        let mut book = FaultBook::default();
+        book.set_ledger_capacity(3);
+        for address in 0..10 {
+            book.on_request(1, 1, 3, Some((address, 1)));
+        }
+        let kept: Vec<u16> = book.ledger().iter().map(|r| r.address).collect();
+        assert_eq!(kept, vec![7, 8, 9]);
+        book.set_ledger_capacity(0);
+        assert!(book.ledger().is_empty());
+        book.on_request(1, 1, 3, Some((0, 1)));
+        assert!(
+            book.ledger().is_empty(),
+            "a switched-off ledger records nothing"
+        );
+        assert_eq!(book.stats().requests, 11, "every request is still counted");
     }
 }

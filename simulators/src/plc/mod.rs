@@ -173,9 +173,16 @@ impl PlcSimulator {
         self.lock().faults.stats()
     }
 
-    /// The most recent requests (up to 50 000), oldest first.
+    /// The most recent requests (up to 50 000, or the capacity set by [`Self::set_ledger_capacity`]), oldest
+    /// first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().faults.ledger()
+    }
+
+    /// Keeps at most `capacity` requests in the ledger [`Self::requests`] returns (0: none, so nothing grows
+    /// per request over a long run); [`Self::stats`] still counts every request.
+    pub fn set_ledger_capacity(&self, capacity: usize) {
+        self.lock().faults.set_ledger_capacity(capacity);
     }
 
     /// Whether the listener is open (between [`Self::come_up`] and [`Self::go_down`]).
