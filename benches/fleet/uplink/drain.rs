@@ -124,7 +124,7 @@ fn unlimited(
     inflight: u16,
 ) -> anyhow::Result<Table> {
     let mut fleet = setup.rig.fleet(Duration::from_secs(1), broker.port);
-    fleet.mqtt_extra = "drain_rate = 0".to_string();
+    fleet.mqtt_extra.push_str("drain_rate = 0\n");
     let (agent, start) = setup.start_agent(broker, &fleet, "drain-unlimited")?;
     broker.restart()?;
     let up = Instant::now();
@@ -244,7 +244,9 @@ fn paced(setup: &Setup<'_>, broker: &mut Broker) -> anyhow::Result<Table> {
         "grace = {{ {period:?} = \"{}ms\" }}",
         LIVE_GRACE.as_millis()
     );
-    fleet.mqtt_extra = format!("drain_rate = {PACED_RATE}");
+    fleet
+        .mqtt_extra
+        .push_str(&format!("drain_rate = {PACED_RATE}\n"));
     let (agent, start) = setup.start_agent(broker, &fleet, "drain-paced")?;
     broker.restart()?;
     let subscriber = Subscriber::start(broker.port, &rollup_filter(&fleet, period)?)?;

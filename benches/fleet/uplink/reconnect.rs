@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use shopfloor_agent::broker::spawn_mosquitto;
 
 use super::forwarder::Forwarder;
-use super::rig::Rig;
+use super::rig::{wait_for, Rig};
 use super::Sizes;
 use crate::agent::AgentProcess;
 use crate::measure::quantile;
@@ -81,18 +81,6 @@ fn forwarder_outage(forwarder: &mut Forwarder, length: Duration) -> anyhow::Resu
     let connack = wait_for(PATIENCE, || forwarder.connack_since(accepting))
         .with_context(|| format!("the agent did not reconnect after a {length:?} outage"))?;
     Ok(connack.duration_since(accepting))
-}
-
-/// Calls `probe` every 5 ms until it yields something or `patience` runs out.
-fn wait_for<T>(patience: Duration, mut probe: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(found) = probe() {
-            return Ok(found);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "nothing within {patience:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn table(lengths: &[(Duration, Vec<Duration>)], long: Option<(Duration, Duration)>) -> Table {

@@ -2,12 +2,12 @@
 //! on the same directory; timed from the spawn to the first read the simulated PLC sees and to the first
 //! rollup a subscriber receives. Repeated; each round and the median are reported.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use shopfloor_agent::broker::spawn_mosquitto;
 
-use super::rig::{fill_outbox, rollup_filter, Rig};
+use super::rig::{fill_outbox, rollup_filter, wait_for, Rig};
 use super::subscriber::Subscriber;
 use super::Sizes;
 use crate::agent::AgentProcess;
@@ -18,6 +18,8 @@ use crate::report::Table;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a restarted agent gets to poll and to publish before the round fails.
 const PATIENCE: Duration = Duration::from_secs(60);
+/// Silence on the subscription that shows the killed agent's last messages have arrived.
+const QUIET: Duration = Duration::from_millis(300);
 /// How long the agent runs between a restart and the next kill.
 const RUN_BETWEEN: Duration = Duration::from_secs(1);
 
@@ -43,6 +45,9 @@ pub(super) fn run(rig: &Rig, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
     for _ in 0..sizes.restarts {
         let queued = agent.metrics()?.sum("shopfloor_backlog_rows");
         agent.kill()?;
+        // Rows the killed agent had already handed to the broker may still be on their way to the
+        // subscriber; they must not count as the restarted agent's.
+        subscriber.wait_quiet(QUIET, PATIENCE);
         let requests_before = rig.plc.stats().requests;
         let restarted = AgentProcess::spawn(&fleet, &dir)?;
         let started = restarted.started;
@@ -71,18 +76,6 @@ pub(super) fn run(rig: &Rig, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
     drop(subscriber);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(vec![table(sizes, &rounds)])
-}
-
-/// Calls `probe` every 2 ms until it yields something or `patience` runs out.
-fn wait_for<T>(patience: Duration, mut probe: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(found) = probe() {
-            return Ok(found);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "nothing within {patience:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn table(sizes: &Sizes, rounds: &[Round]) -> Table {

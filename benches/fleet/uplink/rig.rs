@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -78,9 +79,18 @@ impl Rig {
         self.plc.local_addr()
     }
 
-    /// A one-PLC, one-machine fleet polled every `poll_interval`, publishing to 127.0.0.1:`mqtt_port`.
+    /// A one-PLC, one-machine fleet polled every `poll_interval`, publishing to 127.0.0.1:`mqtt_port`, with
+    /// an MQTT client id of its own: the agent locks its client id host-wide, and other benchmark runs on
+    /// the same host configure the same site and gateway.
     pub(super) fn fleet(&self, poll_interval: Duration, mqtt_port: u16) -> FleetConfig {
-        FleetConfig::new(vec![self.plc_address()], 1, poll_interval, mqtt_port)
+        static FLEETS: AtomicU64 = AtomicU64::new(0);
+        let mut fleet = FleetConfig::new(vec![self.plc_address()], 1, poll_interval, mqtt_port);
+        fleet.mqtt_extra = format!(
+            "client_id = \"fleet-uplink-{}-{}\"\n",
+            std::process::id(),
+            FLEETS.fetch_add(1, Ordering::Relaxed)
+        );
+        fleet
     }
 
     /// A fresh directory named `name` in the scratch space.
@@ -237,4 +247,19 @@ pub(super) fn wall_ms(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |since| {
         i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
     })
+}
+
+/// Calls `probe` every 2 ms until it yields something; an error once `patience` has run out.
+pub(super) fn wait_for<T>(
+    patience: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(found) = probe() {
+            return Ok(found);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "nothing within {patience:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }

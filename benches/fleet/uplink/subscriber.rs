@@ -89,6 +89,23 @@ impl Subscriber {
         self.messages.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// Returns once nothing has arrived for `quiet` (messages still on their way from a killed publisher
+    /// have landed), or after `patience` at most.
+    pub(super) fn wait_quiet(&self, quiet: Duration, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            let last = self
+                .messages
+                .lock()
+                .ok()
+                .and_then(|messages| messages.last().map(|m| m.at));
+            if last.is_none_or(|at| at.elapsed() >= quiet) {
+                return;
+            }
+            std::thread::sleep(quiet / 4);
+        }
+    }
+
     /// The first message received at or after `since`.
     pub(super) fn first_since(&self, since: Instant) -> Option<Received> {
         let messages = self.messages.lock().ok()?;
