@@ -21,8 +21,11 @@ use crate::report::Table;
 const BACKLOG_ROWS: &str = "shopfloor_backlog_rows";
 /// The agent's publish → PUBACK histogram.
 const PUBACK_LATENCY: &str = "shopfloor_puback_latency_seconds";
-/// How often the drain is sampled.
-const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// How often the drain is sampled. Not more often: every scrape of `/metrics` costs the agent a scan of the
+/// whole outbox (see the scrape-cost row).
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Scrapes timed (with the broker down, nothing else to do) to tell what one costs the agent.
+const COSTED_SCRAPES: u32 = 5;
 /// How long an agent with a full outbox gets to serve `/metrics`.
 const READY_PATIENCE: Duration = Duration::from_secs(120);
 /// Grace of the live windows in the paced run: a window closes this long after it ends.
@@ -37,6 +40,8 @@ const MB: f64 = 1024.0 * 1024.0;
 struct Sample {
     backlog: f64,
     usage: Usage,
+    /// CPU seconds one `/metrics` scrape cost the agent at this backlog (measured at the start only).
+    scrape_cpu: f64,
 }
 
 /// Runs S4 and returns its two tables.
@@ -95,9 +100,17 @@ impl Setup<'_> {
         copy_outbox(self.seed_fleet, self.seed_dir, fleet, &dir)?;
         let agent = AgentProcess::spawn(fleet, &dir)?;
         let metrics = agent.wait_ready(READY_PATIENCE)?;
+        std::thread::sleep(SAMPLE_EVERY);
+        let before = agent.usage()?;
+        for _ in 0..COSTED_SCRAPES {
+            agent.metrics()?;
+        }
+        let scrape_cpu =
+            agent.usage()?.since(&before).cpu.as_secs_f64() / f64::from(COSTED_SCRAPES);
         let start = Sample {
             backlog: metrics.sum(BACKLOG_ROWS),
             usage: agent.usage()?,
+            scrape_cpu,
         };
         anyhow::ensure!(
             start.backlog >= self.sizes.rows as f64,
@@ -162,10 +175,12 @@ fn unlimited(
         .row("RSS at end of drain", "MB", None, Some(drain.end_rss / MB), "flat")
         .row("broker up -> first row retired", "s", None, Some(drain.first_progress.duration_since(up).as_secs_f64()), "")
         .row("rows drained", "rows", None, Some(drain.rows), "")
+        .row("CPU of one /metrics scrape, full outbox", "s", None, Some(start.scrape_cpu), "")
         .note(format!(
             "agent throughput: rows retired per second from {BACKLOG_ROWS} (sampled every \
              {SAMPLE_EVERY:?}, from the last sample before the first retirement to the first empty one); \
-             RSS from /proc every {SAMPLE_EVERY:?}"
+             RSS from /proc every {SAMPLE_EVERY:?}; each scrape is in the agent's CPU figure (/metrics \
+             reads the backlog with a scan of the outbox)"
         ))
         .note(format!(
             "the agent sends backlog rows with at most 3/4 of its in-flight window (publisher: live first); \
@@ -227,6 +242,7 @@ fn watch(
         let sample = Sample {
             backlog: agent.metrics()?.sum(BACKLOG_ROWS),
             usage: agent.usage()?,
+            scrape_cpu: 0.0,
         };
         samples.push(sample);
         if done(&sample) || Instant::now() >= deadline {
