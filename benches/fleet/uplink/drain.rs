@@ -11,7 +11,7 @@ use shopfloor_agent::broker::{spawn_mosquitto, Broker};
 
 use super::floor::{self, FloorFigures, FloorRun};
 use super::rig::{config_of, copy_outbox, fill_outbox, rollup_filter, wall_ms, Rig, Rollup};
-use super::subscriber::Subscriber;
+use super::subscriber::{Subscriber, Tally};
 use super::Sizes;
 use crate::agent::{AgentProcess, FleetConfig};
 use crate::measure::{quantile, Usage};
@@ -24,6 +24,8 @@ const PUBACK_LATENCY: &str = "shopfloor_puback_latency_seconds";
 /// How often the drain is sampled. Not more often: every scrape of `/metrics` costs the agent a scan of the
 /// whole outbox (see the scrape-cost row).
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// The drain is over when the subscriber has heard nothing for this long.
+const QUIET_END: Duration = Duration::from_secs(5);
 /// Scrapes timed (with the broker down, nothing else to do) to tell what one costs the agent.
 const COSTED_SCRAPES: u32 = 5;
 /// How long an agent with a full outbox gets to serve `/metrics`.
@@ -42,6 +44,8 @@ struct Sample {
     usage: Usage,
     /// CPU seconds one `/metrics` scrape cost the agent at this backlog (measured at the start only).
     scrape_cpu: f64,
+    /// What the counting subscriber had received.
+    delivered: Tally,
 }
 
 /// Runs S4 and returns its two tables.
@@ -50,6 +54,8 @@ pub(super) fn run(rig: &Rig, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
     let rollup = rig.capture_rollup(&broker)?;
     let seed_fleet = rig.fleet(Duration::from_secs(1), broker.port);
     let inflight = max_inflight(&seed_fleet)?;
+    // The same counting subscriber as during the agent's drain, so the broker does the same work.
+    let counting = Subscriber::counting(broker.port, &rollup.topic)?;
     let floor = floor::measure(
         &FloorRun {
             port: broker.port,
@@ -60,6 +66,7 @@ pub(super) fn run(rig: &Rig, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
         },
         rig.scratch.path(),
     )?;
+    drop(counting);
     let seed_dir = rig.dir("seed");
     let fill = fill_outbox(&seed_fleet, &seed_dir, &rollup, sizes.rows)?;
     let setup = Setup {
@@ -111,6 +118,7 @@ impl Setup<'_> {
             backlog: metrics.sum(BACKLOG_ROWS),
             usage: agent.usage()?,
             scrape_cpu,
+            delivered: Tally::default(),
         };
         anyhow::ensure!(
             start.backlog >= self.sizes.rows as f64,
@@ -141,13 +149,22 @@ fn unlimited(
     let (agent, start) = setup.start_agent(broker, &fleet, "drain-unlimited")?;
     broker.restart()?;
     let up = Instant::now();
+    let subscriber = Subscriber::counting(broker.port, &setup.rollup.topic)?;
     let patience = Duration::from_secs(120.max(setup.sizes.rows / 200));
-    let samples = watch(&agent, up + patience, |sample| sample.backlog <= 0.0)?;
+    let rows = setup.sizes.rows;
+    let samples = watch(&agent, up + patience, Some(&subscriber), |sample| {
+        let delivered = sample.delivered;
+        delivered.count >= rows
+            || delivered
+                .last
+                .is_some_and(|last| last.elapsed() >= QUIET_END)
+    })?;
+    drop(subscriber);
     let metrics = agent.metrics()?;
     let dir = agent.dir.clone();
     agent.stop()?;
     let _ = std::fs::remove_dir_all(dir);
-    let drain = Drain::of(start, &samples).context("nothing drained")?;
+    let drain = Drain::of(start, &samples, metrics.sum(BACKLOG_ROWS)).context("nothing drained")?;
     let mut table = Table::new(
         "S4 drain, drain_rate = 0 (unlimited)",
         format!(
@@ -177,10 +194,11 @@ fn unlimited(
         .row("rows drained", "rows", None, Some(drain.rows), "")
         .row("CPU of one /metrics scrape, full outbox", "s", None, Some(start.scrape_cpu), "")
         .note(format!(
-            "agent throughput: rows retired per second from {BACKLOG_ROWS} (sampled every \
-             {SAMPLE_EVERY:?}, from the last sample before the first retirement to the first empty one); \
-             RSS from /proc every {SAMPLE_EVERY:?}; each scrape is in the agent's CPU figure (/metrics \
-             reads the backlog with a scan of the outbox)"
+            "throughput: messages a QoS 0 subscriber on the topic received per second, first to last (the \
+             same subscriber listened to the floor); agent CPU from the broker's return to the first sample after the last message; RSS \
+             from /proc every {SAMPLE_EVERY:?}; /metrics is not scraped during the drain: one scrape \
+             scans the whole outbox (row above); {:.0} rows were left in the outbox at the end",
+            drain.left
         ))
         .note(format!(
             "the agent sends backlog rows with at most 3/4 of its in-flight window (publisher: live first); \
@@ -203,46 +221,53 @@ struct Drain {
     end_rss: f64,
     first_progress: Instant,
     complete: bool,
+    left: f64,
 }
 
 impl Drain {
-    /// From the start reading and the samples; `None` when nothing drained.
-    fn of(start: Sample, samples: &[Sample]) -> Option<Drain> {
-        let first = samples.iter().position(|s| s.backlog < start.backlog)?;
-        let before = if first == 0 {
-            start
-        } else {
-            samples[first - 1]
-        };
+    /// From the start reading, the samples (with the subscriber's tally) and the backlog left at the end;
+    /// `None` when nothing arrived.
+    fn of(start: Sample, samples: &[Sample], left: f64) -> Option<Drain> {
         let end = *samples.last()?;
-        let rows = before.backlog - end.backlog;
-        let span = end.usage.since(&before.usage);
+        let delivered = end.delivered;
+        let (first, last) = (delivered.first?, delivered.last?);
+        // The first sample that saw the last message: the quiet wait after it is not the drain's.
+        let end = samples
+            .iter()
+            .find(|s| s.delivered.count == delivered.count)
+            .copied()
+            .unwrap_or(end);
+        let span = end.usage.since(&start.usage);
         Some(Drain {
-            rows,
-            rate: rows / span.elapsed.as_secs_f64().max(1e-9),
-            cpu_per_1000: span.cpu_per_1000(rows as u64),
+            rows: delivered.count as f64,
+            rate: delivered.count as f64 / last.duration_since(first).as_secs_f64().max(1e-9),
+            cpu_per_1000: span.cpu_per_1000(delivered.count),
             peak_rss: end.usage.peak_rss as f64,
             max_rss: samples.iter().map(|s| s.usage.rss).max().unwrap_or(0) as f64,
             end_rss: end.usage.rss as f64,
-            first_progress: samples[first].usage.at,
-            complete: end.backlog <= 0.0,
+            first_progress: first,
+            complete: left <= 0.0,
+            left,
         })
     }
 }
 
-/// Samples the agent's backlog and usage every [`SAMPLE_EVERY`] until `done` holds or `deadline` passes.
+/// Samples the agent's usage (and the subscriber's tally) every [`SAMPLE_EVERY`] until `done` holds or
+/// `deadline` passes. It does not scrape `/metrics`, which costs the agent a scan of the outbox.
 fn watch(
     agent: &AgentProcess,
     deadline: Instant,
+    subscriber: Option<&Subscriber>,
     done: impl Fn(&Sample) -> bool,
 ) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::new();
     loop {
         std::thread::sleep(SAMPLE_EVERY);
         let sample = Sample {
-            backlog: agent.metrics()?.sum(BACKLOG_ROWS),
+            backlog: f64::NAN,
             usage: agent.usage()?,
             scrape_cpu: 0.0,
+            delivered: subscriber.map(Subscriber::tally).unwrap_or_default(),
         };
         samples.push(sample);
         if done(&sample) || Instant::now() >= deadline {
@@ -267,9 +292,13 @@ fn paced(setup: &Setup<'_>, broker: &mut Broker) -> anyhow::Result<Table> {
     broker.restart()?;
     let subscriber = Subscriber::start(broker.port, &rollup_filter(&fleet, period)?)?;
     let watched_from = wall_ms(SystemTime::now());
-    let samples = watch(&agent, Instant::now() + setup.sizes.live_run, |_| false)?;
+    let samples = watch(&agent, Instant::now() + setup.sizes.live_run, None, |_| {
+        false
+    })?;
     let messages = subscriber.messages();
     drop(subscriber);
+    let left = agent.metrics()?.sum(BACKLOG_ROWS);
+    let end = *samples.last().context("no sample")?;
     let dir = agent.dir.clone();
     agent.stop()?;
     let _ = std::fs::remove_dir_all(dir);
@@ -295,7 +324,10 @@ fn paced(setup: &Setup<'_>, broker: &mut Broker) -> anyhow::Result<Table> {
         "no live rollup arrived during the paced drain ({} messages, {replayed} replayed)",
         messages.len()
     );
-    let drain = Drain::of(start, &samples).context("nothing drained during the paced run")?;
+    let drained = start.backlog - left;
+    anyhow::ensure!(drained > 0.0, "nothing drained during the paced run");
+    let drain_rate = drained / end.usage.since(&start.usage).elapsed.as_secs_f64();
+    let max_rss = samples.iter().map(|s| s.usage.rss).max().unwrap_or(0) as f64;
     let grace = LIVE_GRACE.as_secs_f64();
     let mut table = Table::new(
         format!("S4 drain, drain_rate = {PACED_RATE}: live rollups during the drain"),
@@ -316,13 +348,13 @@ fn paced(setup: &Setup<'_>, broker: &mut Broker) -> anyhow::Result<Table> {
         .row("window end -> received max", "s", None, q(1.0), "")
         .row("window close -> received p99", "s", None, after_close(q(0.99)), "<= 1")
         .row("window close -> received max", "s", None, after_close(q(1.0)), "<= 1")
-        .row("backlog drained meanwhile", "rows/s", None, Some(drain.rate), format!("<= {PACED_RATE}"))
-        .row("RSS max while draining", "MB", None, Some(drain.max_rss / MB), "flat")
+        .row("backlog drained meanwhile", "rows/s", None, Some(drain_rate), format!("<= {PACED_RATE}"))
+        .row("RSS max while draining", "MB", None, Some(max_rss / MB), "flat")
         .note(format!(
             "live = a rollup without \"replayed\": true; close = window end + grace; RSS start {:.1} MB, \
              end {:.1} MB; {replayed} replayed rows seen on the live topic",
             start.usage.rss as f64 / MB,
-            drain.end_rss / MB
+            end.usage.rss as f64 / MB
         ));
     Ok(table)
 }
