@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use shopfloor_agent::broker::{spawn_mosquitto, Broker};
 
 use super::floor::{self, FloorFigures, FloorRun};
+use super::rig::database_of;
 use super::rig::{config_of, copy_outbox, fill_outbox, rollup_filter, wall_ms, Rig, Rollup};
-use super::subscriber::{Subscriber, Tally};
+use super::subscriber::Subscriber;
 use super::Sizes;
 use crate::agent::{AgentProcess, FleetConfig};
 use crate::measure::{quantile, Usage};
@@ -24,8 +25,6 @@ const PUBACK_LATENCY: &str = "shopfloor_puback_latency_seconds";
 /// How often the drain is sampled. Not more often: every scrape of `/metrics` costs the agent a scan of the
 /// whole outbox (see the scrape-cost row).
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// The drain is over when the subscriber has heard nothing for this long.
-const QUIET_END: Duration = Duration::from_secs(5);
 /// Scrapes timed (with the broker down, nothing else to do) to tell what one costs the agent.
 const COSTED_SCRAPES: u32 = 5;
 /// How long an agent with a full outbox gets to serve `/metrics`.
@@ -44,8 +43,8 @@ struct Sample {
     usage: Usage,
     /// CPU seconds one `/metrics` scrape cost the agent at this backlog (measured at the start only).
     scrape_cpu: f64,
-    /// What the counting subscriber had received.
-    delivered: Tally,
+    /// Filled rows still in the outbox, read from the database file (`MIN(seq)`, one index lookup).
+    queued: f64,
 }
 
 /// Runs S4 and returns its two tables.
@@ -54,8 +53,6 @@ pub(super) fn run(rig: &Rig, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
     let rollup = rig.capture_rollup(&broker)?;
     let seed_fleet = rig.fleet(Duration::from_secs(1), broker.port);
     let inflight = max_inflight(&seed_fleet)?;
-    // The same counting subscriber as during the agent's drain, so the broker does the same work.
-    let counting = Subscriber::counting(broker.port, &rollup.topic)?;
     let floor = floor::measure(
         &FloorRun {
             port: broker.port,
@@ -66,7 +63,6 @@ pub(super) fn run(rig: &Rig, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
         },
         rig.scratch.path(),
     )?;
-    drop(counting);
     let seed_dir = rig.dir("seed");
     let fill = fill_outbox(&seed_fleet, &seed_dir, &rollup, sizes.rows)?;
     let setup = Setup {
@@ -118,7 +114,7 @@ impl Setup<'_> {
             backlog: metrics.sum(BACKLOG_ROWS),
             usage: agent.usage()?,
             scrape_cpu,
-            delivered: Tally::default(),
+            queued: self.sizes.rows as f64,
         };
         anyhow::ensure!(
             start.backlog >= self.sizes.rows as f64,
@@ -149,17 +145,11 @@ fn unlimited(
     let (agent, start) = setup.start_agent(broker, &fleet, "drain-unlimited")?;
     broker.restart()?;
     let up = Instant::now();
-    let subscriber = Subscriber::counting(broker.port, &setup.rollup.topic)?;
     let patience = Duration::from_secs(120.max(setup.sizes.rows / 200));
+    let database = database_of(&fleet, &agent.dir)?;
     let rows = setup.sizes.rows;
-    let samples = watch(&agent, up + patience, Some(&subscriber), |sample| {
-        let delivered = sample.delivered;
-        delivered.count >= rows
-            || delivered
-                .last
-                .is_some_and(|last| last.elapsed() >= QUIET_END)
-    })?;
-    drop(subscriber);
+    let queued = || filled_rows_queued(&database, rows);
+    let samples = watch(&agent, up + patience, queued, |sample| sample.queued <= 0.0)?;
     let metrics = agent.metrics()?;
     let dir = agent.dir.clone();
     agent.stop()?;
@@ -194,10 +184,10 @@ fn unlimited(
         .row("rows drained", "rows", None, Some(drain.rows), "")
         .row("CPU of one /metrics scrape, full outbox", "s", None, Some(start.scrape_cpu), "")
         .note(format!(
-            "throughput: messages a QoS 0 subscriber on the topic received per second, first to last (the \
-             same subscriber listened to the floor); agent CPU from the broker's return to the first sample after the last message; RSS \
-             from /proc every {SAMPLE_EVERY:?}; /metrics is not scraped during the drain: one scrape \
-             scans the whole outbox (row above); {:.0} rows were left in the outbox at the end",
+            "agent throughput and CPU: from the last sample before the first filled row was retired to \
+             the first sample without any (the outbox's smallest seq read from the database file every \
+             {SAMPLE_EVERY:?}, as is RSS from /proc); /metrics is not scraped during the drain: one \
+             scrape scans the whole outbox (row above); {:.0} rows were left at the end",
             drain.left
         ))
         .note(format!(
@@ -225,39 +215,55 @@ struct Drain {
 }
 
 impl Drain {
-    /// From the start reading, the samples (with the subscriber's tally) and the backlog left at the end;
-    /// `None` when nothing arrived.
+    /// From the start reading, the samples and the backlog left at the end; `None` when nothing drained.
     fn of(start: Sample, samples: &[Sample], left: f64) -> Option<Drain> {
-        let end = *samples.last()?;
-        let delivered = end.delivered;
-        let (first, last) = (delivered.first?, delivered.last?);
-        // The first sample that saw the last message: the quiet wait after it is not the drain's.
+        let first = samples.iter().position(|s| s.queued < start.queued)?;
+        let before = if first == 0 {
+            start
+        } else {
+            samples[first - 1]
+        };
         let end = samples
             .iter()
-            .find(|s| s.delivered.count == delivered.count)
-            .copied()
-            .unwrap_or(end);
-        let span = end.usage.since(&start.usage);
+            .find(|s| s.queued <= 0.0)
+            .or(samples.last())
+            .copied()?;
+        let rows = before.queued - end.queued;
+        let span = end.usage.since(&before.usage);
         Some(Drain {
-            rows: delivered.count as f64,
-            rate: delivered.count as f64 / last.duration_since(first).as_secs_f64().max(1e-9),
-            cpu_per_1000: span.cpu_per_1000(delivered.count),
+            rows,
+            rate: rows / span.elapsed.as_secs_f64().max(1e-9),
+            cpu_per_1000: span.cpu_per_1000(rows as u64),
             peak_rss: end.usage.peak_rss as f64,
             max_rss: samples.iter().map(|s| s.usage.rss).max().unwrap_or(0) as f64,
             end_rss: end.usage.rss as f64,
-            first_progress: first,
-            complete: left <= 0.0,
+            first_progress: samples[first].usage.at,
+            complete: end.queued <= 0.0,
             left,
         })
     }
 }
 
-/// Samples the agent's usage (and the subscriber's tally) every [`SAMPLE_EVERY`] until `done` holds or
-/// `deadline` passes. It does not scrape `/metrics`, which costs the agent a scan of the outbox.
+/// How many of the `filled` rows (seqs 1..=filled) are still in the outbox of the database at `path`: the
+/// backlog drains oldest first, so everything from the smallest seq left up to `filled` is still there.
+fn filled_rows_queued(path: &std::path::Path, filled: u64) -> anyhow::Result<f64> {
+    let connection =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let oldest: Option<i64> =
+        connection.query_row("SELECT MIN(seq) FROM outbox", [], |row| row.get(0))?;
+    let filled = i64::try_from(filled)?;
+    Ok(match oldest {
+        Some(seq) if seq <= filled => (filled - seq + 1) as f64,
+        _ => 0.0,
+    })
+}
+
+/// Samples the agent's usage and `queued` every [`SAMPLE_EVERY`] until `done` holds or `deadline` passes.
+/// It does not scrape `/metrics`, which costs the agent a scan of the outbox.
 fn watch(
     agent: &AgentProcess,
     deadline: Instant,
-    subscriber: Option<&Subscriber>,
+    queued: impl Fn() -> anyhow::Result<f64>,
     done: impl Fn(&Sample) -> bool,
 ) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::new();
@@ -267,7 +273,7 @@ fn watch(
             backlog: f64::NAN,
             usage: agent.usage()?,
             scrape_cpu: 0.0,
-            delivered: subscriber.map(Subscriber::tally).unwrap_or_default(),
+            queued: queued()?,
         };
         samples.push(sample);
         if done(&sample) || Instant::now() >= deadline {
@@ -292,9 +298,12 @@ fn paced(setup: &Setup<'_>, broker: &mut Broker) -> anyhow::Result<Table> {
     broker.restart()?;
     let subscriber = Subscriber::start(broker.port, &rollup_filter(&fleet, period)?)?;
     let watched_from = wall_ms(SystemTime::now());
-    let samples = watch(&agent, Instant::now() + setup.sizes.live_run, None, |_| {
-        false
-    })?;
+    let samples = watch(
+        &agent,
+        Instant::now() + setup.sizes.live_run,
+        || Ok(f64::NAN),
+        |_| false,
+    )?;
     let messages = subscriber.messages();
     drop(subscriber);
     let left = agent.metrics()?.sum(BACKLOG_ROWS);

@@ -24,22 +24,10 @@ pub(super) struct Received {
     pub(super) payload: Vec<u8>,
 }
 
-/// How many messages arrived, and when the first and the last did.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Tally {
-    /// Messages received.
-    pub(super) count: u64,
-    /// Arrival of the first.
-    pub(super) first: Option<Instant>,
-    /// Arrival of the last.
-    pub(super) last: Option<Instant>,
-}
-
 /// A running subscriber; disconnects when dropped.
 pub(super) struct Subscriber {
     client: Client,
     messages: Arc<Mutex<Vec<Received>>>,
-    tally: Arc<Mutex<Tally>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -47,15 +35,6 @@ pub(super) struct Subscriber {
 impl Subscriber {
     /// Connects to 127.0.0.1:`port`, subscribes to `filter` and returns once the broker acknowledged it.
     pub(super) fn start(port: u16, filter: &str) -> anyhow::Result<Subscriber> {
-        Subscriber::start_keeping(port, filter, true)
-    }
-
-    /// Like [`Subscriber::start`], but only counts messages (for a million of them).
-    pub(super) fn counting(port: u16, filter: &str) -> anyhow::Result<Subscriber> {
-        Subscriber::start_keeping(port, filter, false)
-    }
-
-    fn start_keeping(port: u16, filter: &str, keep: bool) -> anyhow::Result<Subscriber> {
         let id = format!("fleet-sub-{}-{port}", std::process::id());
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(30));
@@ -65,8 +44,6 @@ impl Subscriber {
             .subscribe(filter, QoS::AtMostOnce)
             .context("cannot queue the subscription")?;
         let messages = Arc::new(Mutex::new(Vec::new()));
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let counter = Arc::clone(&tally);
         let (subscribed_tx, subscribed_rx) = std::sync::mpsc::channel();
         let sink = Arc::clone(&messages);
         let stop = Arc::new(AtomicBool::new(false));
@@ -75,17 +52,8 @@ impl Subscriber {
             for event in connection.iter() {
                 match event {
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        let now = Instant::now();
-                        if let Ok(mut tally) = counter.lock() {
-                            tally.count += 1;
-                            tally.first.get_or_insert(now);
-                            tally.last = Some(now);
-                        }
-                        if !keep {
-                            continue;
-                        }
                         let received = Received {
-                            at: now,
+                            at: Instant::now(),
                             wall: SystemTime::now(),
                             topic: publish.topic,
                             payload: publish.payload.to_vec(),
@@ -111,15 +79,9 @@ impl Subscriber {
         Ok(Subscriber {
             client,
             messages,
-            tally,
             stop,
             thread: Some(thread),
         })
-    }
-
-    /// How many messages arrived so far, and when.
-    pub(super) fn tally(&self) -> Tally {
-        self.tally.lock().map(|t| *t).unwrap_or_default()
     }
 
     /// Every message received so far, in arrival order.
