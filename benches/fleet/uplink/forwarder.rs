@@ -32,6 +32,7 @@ pub(super) struct Forwarder {
 struct Shared {
     connections: Mutex<Vec<AbortHandle>>,
     connacks: Mutex<Vec<Instant>>,
+    upstream_connects: Mutex<Vec<Instant>>,
 }
 
 impl Forwarder {
@@ -92,6 +93,12 @@ impl Forwarder {
         }
     }
 
+    /// The first connection to the broker made at or after `since` (the broker was accepting then).
+    pub(super) fn upstream_connect_since(&self, since: Instant) -> Option<Instant> {
+        let connects = self.shared.upstream_connects.lock().ok()?;
+        connects.iter().copied().find(|at| *at >= since)
+    }
+
     /// The first CONNACK passed to the agent at or after `since`.
     pub(super) fn connack_since(&self, since: Instant) -> Option<Instant> {
         let connacks = self.shared.connacks.lock().ok()?;
@@ -111,6 +118,9 @@ async fn relay(client: TcpStream, upstream: u16, shared: Arc<Shared>) {
         return;
     };
     let _ = server.set_nodelay(true);
+    if let Ok(mut connects) = shared.upstream_connects.lock() {
+        connects.push(Instant::now());
+    }
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
     let up = tokio::io::copy(&mut client_rx, &mut server_tx);

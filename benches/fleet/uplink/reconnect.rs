@@ -50,8 +50,14 @@ pub(super) fn run(rig: &Rig, sizes: &Sizes) -> anyhow::Result<Vec<Table>> {
         .unwrap_or(Duration::from_secs(1));
     broker.kill()?;
     std::thread::sleep(mosquitto_outage);
+    let restarting = Instant::now();
     broker.restart()?;
-    let accepting = Instant::now();
+    // The agent may get through the forwarder before the restart's own probe sees the port open: the
+    // broker accepted connections from the earlier of the two.
+    let probed = Instant::now();
+    let accepting = forwarder
+        .upstream_connect_since(restarting)
+        .map_or(probed, |first| first.min(probed));
     let connack = wait_for(PATIENCE, || forwarder.connack_since(accepting))
         .context("the agent did not reconnect after Mosquitto restarted")?;
     let reconnects = agent.metrics()?.sum("shopfloor_mqtt_reconnects_total");
