@@ -155,8 +155,10 @@ struct Workload {
     interval: Duration,
     warmup: Duration,
     measure: Duration,
-    /// The rollup period (windows close often, so close → delivered is measured often).
+    /// The rollup period whose close → delivered latency is measured (and whose grace is set).
     period: &'static str,
+    /// Every rollup period of the agent, as TOML: the measured one alone, or the agent's defaults (S1).
+    periods: &'static str,
     grace: Duration,
 }
 
@@ -177,8 +179,14 @@ impl Workload {
             warmup: Duration::from_millis(if smoke { 500 } else { 5000 }),
             measure: Duration::from_secs(if smoke { 2 } else { full_secs }),
             period: if smoke { "1s" } else { "10s" },
+            periods: if smoke { r#"["1s"]"# } else { r#"["10s"]"# },
             grace: Duration::from_millis(if smoke { 100 } else { 1000 }),
         };
+        if scenario == Scenario::S1 && !smoke {
+            // The steady production case: the agent's default periods, whose disk writes the budget is about.
+            workload.period = "1m";
+            workload.periods = r#"["1m", "15m", "1h"]"#;
+        }
         if let Some(plcs) = options.plcs {
             workload.plcs = plcs;
         }
@@ -196,7 +204,7 @@ impl Workload {
     fn describe(&self, registers_per_poll: u64, reads_per_poll: usize) -> String {
         format!(
             "{} PLCs x {} machine(s) ({} read(s), {} holding registers per poll) every {}; {} measured per \
-             side after {} warm-up; windows of {}, grace {}; scheduled {:.0} polls/s",
+             side after {} warm-up; periods {} (latency of the first), grace {}; scheduled {:.0} polls/s",
             self.plcs,
             self.machines,
             reads_per_poll,
@@ -204,7 +212,7 @@ impl Workload {
             humantime::format_duration(self.interval),
             humantime::format_duration(self.measure),
             humantime::format_duration(self.warmup),
-            self.period,
+            self.periods,
             humantime::format_duration(self.grace),
             self.scheduled_rate()
         )
@@ -320,7 +328,7 @@ impl Bench {
             workload.interval,
             self.broker.port,
         );
-        config.periods = format!("[\"{}\"]", workload.period);
+        config.periods = workload.periods.to_string();
         // The agent refuses a client id another agent on this machine holds (another benchmark, a test).
         // The health message names every PLC: with hundreds it outgrows the default packet limit.
         config.mqtt_extra = format!(
@@ -732,6 +740,7 @@ fn ceiling(options: &Options) -> anyhow::Result<Table> {
             .duration
             .unwrap_or(Duration::from_secs(if smoke { 2 } else { 10 })),
         period: if smoke { "1s" } else { "10s" },
+        periods: if smoke { r#"["1s"]"# } else { r#"["10s"]"# },
         grace: Duration::from_millis(if smoke { 100 } else { 1000 }),
     };
     let bench = Bench::start(max_plcs, base.machines, base.grace)?;
