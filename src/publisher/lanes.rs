@@ -123,11 +123,35 @@ impl Lanes {
 }
 
 /// The payload with `"replayed": true` added, when it is a JSON object; `None` otherwise (sent unchanged).
+///
+/// Every backlog row passes here, so the common case is a splice after the opening brace, not a parse and a
+/// second serialisation; a payload that already names `replayed` anywhere takes the parsing path, which
+/// overwrites the key instead of repeating it.
 pub(super) fn mark_replayed(payload: &[u8]) -> Option<Vec<u8>> {
-    let mut body: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(payload).ok()?;
-    body.insert("replayed".to_owned(), serde_json::Value::Bool(true));
-    serde_json::to_vec(&body).ok()
+    const KEY: &[u8] = b"\"replayed\"";
+    const FIELD: &[u8] = b"\"replayed\":true";
+    let start = payload.iter().position(|b| !b.is_ascii_whitespace())?;
+    let end = payload.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if payload[start] != b'{' || payload[end] != b'}' || end == start {
+        return None;
+    }
+    if payload.windows(KEY.len()).any(|window| window == KEY) {
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(payload).ok()?;
+        body.insert("replayed".to_owned(), serde_json::Value::Bool(true));
+        return serde_json::to_vec(&body).ok();
+    }
+    let inner = &payload[start + 1..end];
+    let empty = inner.iter().all(u8::is_ascii_whitespace);
+    let mut marked = Vec::with_capacity(payload.len() + FIELD.len() + 1);
+    marked.push(b'{');
+    marked.extend_from_slice(FIELD);
+    if !empty {
+        marked.push(b',');
+        marked.extend_from_slice(inner);
+    }
+    marked.push(b'}');
+    Some(marked)
 }
 
 #[cfg(test)]
@@ -204,5 +228,14 @@ mod tests {
         );
         assert_eq!(mark_replayed(b"[1,2]"), None);
         assert_eq!(mark_replayed(b"not json"), None);
+        assert_eq!(mark_replayed(b" { } ").unwrap(), br#"{"replayed":true}"#);
+        // Already marked (a payload stored by an older build, say): the key is overwritten, not repeated.
+        let again = mark_replayed(br#"{"a":1,"replayed":false}"#).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&again).unwrap();
+        assert_eq!(body, serde_json::json!({"a": 1, "replayed": true}));
+        assert_eq!(
+            String::from_utf8_lossy(&again).matches("replayed").count(),
+            1
+        );
     }
 }
