@@ -4,6 +4,12 @@
 use super::*;
 
 impl Processor {
+    /// Moves the origin of the monotonic milliseconds back to `mono`: samples polled while the store was still
+    /// opening (before this processor existed) are then measured from an instant no later than theirs.
+    pub fn poll_origin(&mut self, mono: std::time::Instant) {
+        self.mono_origin = self.mono_origin.min(mono);
+    }
+
     /// Builds the processor and restores counter baselines and the open and dirty windows from the store
     /// (other windows are loaded when a late fact touches them, [`Processor::load_deferred`]); `clock` is
     /// the one the pollers stamp their samples with.

@@ -165,21 +165,20 @@ async fn run_agent(
 ) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&config)?;
     let _client_id_lock = lock_client_id(&config)?;
-    let store = open_store(&config).await?;
+    // The store opens (its `quick_check` reads the whole file) while the pollers already poll.
+    let opening = {
+        let config = config.clone();
+        tokio::spawn(async move { open_store(&config).await })
+    };
     let notifier = Notifier::from_env();
     let watch = Watch {
         metrics: Arc::new(Metrics::new()),
         liveness: liveness_board(&config, &clock, notifier.as_ref()),
     };
     let config = Arc::new(config);
-    let mut agent = Running::start(
-        config.clone(),
-        clock.clone(),
-        store.clone(),
-        &watch,
-        on_start,
-    )
-    .await?;
+    let mut agent =
+        Running::start(config.clone(), clock.clone(), opening, &watch, on_start).await?;
+    let store = agent.store.clone();
     let http_token = shutdown.child_token();
     let http = metrics::spawn_endpoint(
         &config,
@@ -273,21 +272,40 @@ struct Running {
 }
 
 impl Running {
-    /// Builds the processor from the store and spawns the pollers, the processor and the publisher.
+    /// Spawns the pollers, then (once `opening` has the store) builds the processor from the store and spawns
+    /// it and the publisher. Samples polled meanwhile wait in the sample channel; a store that cannot be opened
+    /// stops the pollers again and is the error.
     async fn start(
         config: Arc<Config>,
         clock: SharedClock,
-        store: StoreHandle,
+        opening: JoinHandle<anyhow::Result<StoreHandle>>,
         watch: &Watch,
         on_start: impl FnOnce(Observers),
     ) -> anyhow::Result<Running> {
         let identity = identity(&config);
         let plans = read_plans(&config);
-        let processor =
-            start_processor(config.clone(), identity.clone(), &plans, &store, &clock).await?;
         let plc_health = poller::health_board(&config);
-        let publisher_stats = Arc::new(PublisherStats::default());
         let (sample_tx, sample_rx) = mpsc::channel(SAMPLE_CHANNEL_CAPACITY);
+        let polling_since = clock.now().mono;
+        let mut pollers = PollerSet::new(sample_tx, plc_health.clone(), clock.clone(), watch);
+        for (index, plan) in plans.iter().enumerate() {
+            pollers.start(index, &config, plan);
+        }
+        let opened = async {
+            let store = opening.await.context("store open task failed")??;
+            let processor =
+                start_processor(config.clone(), identity.clone(), &plans, &store, &clock).await?;
+            anyhow::Ok((store, processor))
+        };
+        let (store, mut processor) = match opened.await {
+            Ok(opened) => opened,
+            Err(error) => {
+                pollers.stop_all().await;
+                return Err(error);
+            }
+        };
+        processor.poll_origin(polling_since);
+        let publisher_stats = Arc::new(PublisherStats::default());
         let (reconfigure_tx, reconfigure_rx) = mpsc::channel(1);
         let (live_tx, live_rx) = watch::channel(Vec::new());
         let (view_tx, view_rx) = watch::channel(Vec::new());
@@ -302,10 +320,6 @@ impl Running {
         // Separate tokens so that shutdown can proceed stage by stage.
         let process_token = CancellationToken::new();
         let publish_token = CancellationToken::new();
-        let mut pollers = PollerSet::new(sample_tx, plc_health.clone(), clock.clone(), watch);
-        for (index, plan) in plans.iter().enumerate() {
-            pollers.start(index, &config, plan);
-        }
         let processor_task = tokio::spawn(processor::run(
             processor,
             processor::Inputs {
