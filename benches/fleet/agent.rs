@@ -77,9 +77,15 @@ impl FleetConfig {
             self.store_extra,
         );
         let interval = humantime::format_duration(self.poll_interval);
+        // The default 500 ms request timeout, or ten poll intervals where that is less (the most validate
+        // accepts): the ceiling scenario polls every 20 ms and faster.
+        let timeout = humantime::format_duration(
+            Duration::from_millis(500).min(self.poll_interval.saturating_mul(10)),
+        );
         for (index, address) in self.plcs.iter().enumerate() {
             text.push_str(&format!(
-                "\n[[plc]]\nid = \"plc-{index:04}\"\naddress = \"{address}\"\npoll_interval = \"{interval}\"\n"
+                "\n[[plc]]\nid = \"plc-{index:04}\"\naddress = \"{address}\"\npoll_interval = \"{interval}\"\n\
+                 timeout = \"{timeout}\"\n"
             ));
             for unit in 1..=self.machines_per_plc {
                 text.push_str(&format!(

@@ -37,6 +37,9 @@ struct Shared {
 
 impl Forwarder {
     /// Listens on a free port of 127.0.0.1 and relays every connection to 127.0.0.1:`upstream`.
+    ///
+    /// The port is taken below Linux's ephemeral range (32768 and up): during an outage the port is closed, and
+    /// an ephemeral one could meanwhile be handed to any process on the machine that binds port 0 or connects.
     pub(super) fn start(runtime: &Handle, upstream: u16) -> anyhow::Result<Forwarder> {
         let mut forwarder = Forwarder {
             port: 0,
@@ -45,8 +48,14 @@ impl Forwarder {
             shared: Arc::default(),
             accept: None,
         };
-        forwarder.up()?;
-        Ok(forwarder)
+        let first = 20_000 + (std::process::id() % 4_000) as u16 * 2;
+        for port in (first..32_000).chain(20_000..first) {
+            forwarder.port = port;
+            if forwarder.up().is_ok() {
+                return Ok(forwarder);
+            }
+        }
+        anyhow::bail!("the forwarder found no free port between 20000 and 32000")
     }
 
     /// Listens again (on the same port once it has one); returns when it listens.

@@ -122,13 +122,13 @@ fn table(lengths: &[(Duration, Vec<Duration>)], long: Option<(Duration, Duration
             "s",
             None,
             Some(time.as_secs_f64()),
-            "<= mqtt.reconnect_max (default <= 15)",
+            "<= mqtt.reconnect_max (default 10 s)",
         );
     }
     table
         .note(
             "between outages the agent stays connected long enough to reset its reconnect backoff (10 s); \
-             the backoff cap in this build is the publisher's default",
+             the agent runs with the default mqtt.reconnect_max",
         )
         .note(
             "Mosquitto row: a real broker kill and restart behind the same forwarder, timed from the \
