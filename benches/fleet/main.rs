@@ -20,6 +20,7 @@ mod agent;
 mod measure;
 mod poll;
 mod report;
+mod subscriber;
 mod uplink;
 
 use std::process::{Child, Command, ExitCode, Stdio};

@@ -535,8 +535,9 @@ fn agent_side(bench: &Bench, workload: &Workload, first: &AgentSample, last: &Ag
     let registers_per_poll = bench.reads(workload).map_or(0, |reads| {
         reads.iter().map(|r| u64::from(r.count)).sum::<u64>()
     });
-    let arrivals = bench.subscriber.between(first.usage.at, last.usage.at);
-    let latencies: Vec<f64> = arrivals.iter().map(|a| a.latency).collect();
+    let latencies = bench
+        .subscriber
+        .latencies_between(first.usage.at, last.usage.at);
     Side {
         polls: polls as u64,
         polls_per_s: polls / seconds,
@@ -558,7 +559,7 @@ fn agent_side(bench: &Bench, workload: &Workload, first: &AgentSample, last: &Ag
         write_mb_per_hour: span.write_bytes_per_hour() / MIB,
         close_p50: quantile(&latencies, 0.5),
         close_p99: quantile(&latencies, 0.99),
-        rollups: Some(arrivals.len()),
+        rollups: Some(latencies.len()),
         published: 0.0,
         sim_core_share: last.sim.since(&first.sim).core_share(),
         sim_rss_mb: last.sim.rss as f64 / MIB,

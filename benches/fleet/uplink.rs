@@ -12,7 +12,6 @@ mod forwarder;
 mod reconnect;
 mod recovery;
 mod rig;
-mod subscriber;
 
 use std::time::Duration;
 

@@ -12,11 +12,11 @@ use shopfloor_agent::broker::{spawn_mosquitto, Broker};
 use super::floor::{self, FloorFigures, FloorRun};
 use super::rig::database_of;
 use super::rig::{config_of, copy_outbox, fill_outbox, rollup_filter, wall_ms, Rig, Rollup};
-use super::subscriber::Subscriber;
 use super::Sizes;
 use crate::agent::{AgentProcess, FleetConfig};
 use crate::measure::{quantile, Usage};
 use crate::report::Table;
+use crate::subscriber::Subscriber;
 
 /// The backlog gauge of `/metrics`.
 const BACKLOG_ROWS: &str = "shopfloor_backlog_rows";

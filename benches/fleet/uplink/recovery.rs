@@ -8,11 +8,11 @@ use anyhow::Context as _;
 use shopfloor_agent::broker::spawn_mosquitto;
 
 use super::rig::{fill_outbox, rollup_filter, wait_for, Rig};
-use super::subscriber::Subscriber;
 use super::Sizes;
 use crate::agent::AgentProcess;
 use crate::measure::quantile;
 use crate::report::Table;
+use crate::subscriber::Subscriber;
 
 /// The poll interval of the restarted agent (cycles are aligned to it).
 const POLL_INTERVAL: Duration = Duration::from_millis(100);

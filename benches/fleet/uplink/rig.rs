@@ -14,8 +14,8 @@ use shopfloor_agent::logic::window::Period;
 use shopfloor_agent::store::{CycleWrite, OutboxDraft, Store, StoreOptions};
 use simulators::{MachineSpec, PlcSimulator};
 
-use super::subscriber::Subscriber;
 use crate::agent::{AgentProcess, FleetConfig};
+use crate::subscriber::Subscriber;
 
 /// Rows committed per transaction while filling an outbox.
 const FILL_BATCH: usize = 10_000;

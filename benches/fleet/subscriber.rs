@@ -1,31 +1,36 @@
-//! A plain MQTT 3.1.1 subscriber (QoS 0) in its own thread that records every message it receives with the
-//! monotonic and the wall-clock time of its arrival.
+//! The benchmark's one MQTT subscriber: plain MQTT 3.1.1 (QoS 0) in its own thread, recording every message it
+//! receives with the monotonic and the wall-clock time of its arrival. It runs in the benchmark's own process,
+//! whose CPU is nobody's figure. The polling scenarios read rollup latencies from it (`poll/rollups.rs`), the
+//! uplink scenarios their first and drained messages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
+/// Subscribers started by this process so far; numbers their client ids so none takes over another's session.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
 /// How long the subscription gets to be acknowledged.
 const SUBACK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// One received message.
 #[derive(Debug, Clone)]
-pub(super) struct Received {
+pub(crate) struct Received {
     /// When it arrived (monotonic).
-    pub(super) at: Instant,
+    pub(crate) at: Instant,
     /// When it arrived (wall clock), to compare with the times in payloads.
-    pub(super) wall: SystemTime,
+    pub(crate) wall: SystemTime,
     /// Its topic.
-    pub(super) topic: String,
+    pub(crate) topic: String,
     /// Its payload.
-    pub(super) payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// A running subscriber; disconnects when dropped.
-pub(super) struct Subscriber {
+pub(crate) struct Subscriber {
     client: Client,
     messages: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
@@ -34,8 +39,9 @@ pub(super) struct Subscriber {
 
 impl Subscriber {
     /// Connects to 127.0.0.1:`port`, subscribes to `filter` and returns once the broker acknowledged it.
-    pub(super) fn start(port: u16, filter: &str) -> anyhow::Result<Subscriber> {
-        let id = format!("fleet-sub-{}-{port}", std::process::id());
+    pub(crate) fn start(port: u16, filter: &str) -> anyhow::Result<Subscriber> {
+        let serial = STARTED.fetch_add(1, Ordering::Relaxed);
+        let id = format!("fleet-sub-{}-{port}-{serial}", std::process::id());
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);
@@ -85,13 +91,13 @@ impl Subscriber {
     }
 
     /// Every message received so far, in arrival order.
-    pub(super) fn messages(&self) -> Vec<Received> {
+    pub(crate) fn messages(&self) -> Vec<Received> {
         self.messages.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Returns once nothing has arrived for `quiet` (messages still on their way from a killed publisher
     /// have landed), or after `patience` at most.
-    pub(super) fn wait_quiet(&self, quiet: Duration, patience: Duration) {
+    pub(crate) fn wait_quiet(&self, quiet: Duration, patience: Duration) {
         let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
             let last = self
@@ -107,7 +113,7 @@ impl Subscriber {
     }
 
     /// The first message received at or after `since`.
-    pub(super) fn first_since(&self, since: Instant) -> Option<Received> {
+    pub(crate) fn first_since(&self, since: Instant) -> Option<Received> {
         let messages = self.messages.lock().ok()?;
         messages.iter().find(|m| m.at >= since).cloned()
     }
