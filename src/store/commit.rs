@@ -154,18 +154,24 @@ impl Store {
         let exhausted = plan.exhausted;
         let mut counters = self.drops;
         counters.add(&plan, refused);
-        let seqs = (|| {
+        let (seqs, totals) = (|| {
             plan.execute(&tx)?;
-            let seqs = write_cycle(&tx, cycle, accepted, &self.db_epoch)?;
+            let (seqs, enqueued_bytes) = write_cycle(&tx, cycle, accepted, &self.db_epoch)?;
             quarantine::mark_released(&tx, released, cycle.now)?;
             counters.save(&tx, &self.drops)?;
-            Ok::<_, StoreError>(seqs)
+            let totals = self
+                .totals
+                .minus(count(plan.victims.len()), plan.victim_bytes)
+                .plus(count(seqs.len()), enqueued_bytes);
+            totals.save(&tx, &self.totals)?;
+            Ok::<_, StoreError>((seqs, totals))
         })()
         .map_err(|error| classify(error, exhausted))?;
         // Dropping `tx` without commit (on any error above) rolls the attempt back.
         tx.commit()
             .map_err(|error| classify(error.into(), exhausted))?;
         self.drops = counters;
+        self.totals = totals;
 
         if !plan.ranges.is_empty() || plan.deltas > 0 {
             let per_class: Vec<String> = DropClass::ALL
@@ -228,13 +234,19 @@ fn cycle_bytes(cycle: &CycleWrite) -> u64 {
     u64::try_from(total).unwrap_or(u64::MAX)
 }
 
-/// Writes counters, deltas, windows and outbox rows of one cycle into the open transaction; returns the seqs.
+/// A number of rows as the totals count them.
+fn count(rows: usize) -> u64 {
+    u64::try_from(rows).unwrap_or(u64::MAX)
+}
+
+/// Writes counters, deltas, windows and outbox rows of one cycle into the open transaction; returns the seqs
+/// and the payload bytes enqueued.
 fn write_cycle(
     tx: &rusqlite::Transaction<'_>,
     cycle: &CycleWrite,
     accepted: &[Accepted],
     db_epoch: &str,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<(Vec<i64>, u64), StoreError> {
     {
         let mut upsert = tx.prepare_cached(schema::UPSERT_COUNTER)?;
         for (key, state) in &cycle.counters {
@@ -261,6 +273,7 @@ fn write_cycle(
         }
     }
     let mut seqs = Vec::with_capacity(accepted.len());
+    let mut enqueued_bytes = 0_u64;
     let mut insert = tx.prepare_cached(schema::INSERT_OUTBOX)?;
     let mut set_payload = tx.prepare_cached(schema::SET_OUTBOX_PAYLOAD)?;
     for draft in accepted {
@@ -268,8 +281,10 @@ fn write_cycle(
         let mut body = draft.body.clone();
         body.insert("seq".to_owned(), seq.into());
         body.insert("db_epoch".to_owned(), db_epoch.into());
-        set_payload.execute((seq, serde_json::to_vec(&body)?))?;
+        let payload = serde_json::to_vec(&body)?;
+        enqueued_bytes += count(payload.len());
+        set_payload.execute((seq, payload))?;
         seqs.push(seq);
     }
-    Ok(seqs)
+    Ok((seqs, enqueued_bytes))
 }

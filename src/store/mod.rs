@@ -26,6 +26,10 @@
 //!   needs a WAL of ~4 MiB, which a small filesystem may never hold), and the write is retried once. The cycle
 //!   then stays with the caller, and commits resume by themselves once there is room.
 //! - A payload larger than `max_payload_bytes` is refused at enqueue, counted and reported, never stored.
+//! - The backlog figure ([`Store::backlog`]) is kept, not scanned (`totals`): the outbox's rows and payload
+//!   bytes are written to the meta table in the same transaction as every enqueue, overflow drop and
+//!   retirement, so they always equal the committed rows, also after a crash; the oldest `enqueued_at` is that
+//!   of the lowest seq (queue order).
 //! - Quarantine (`quarantine`): a release request is recorded by `shopfloor-agent quarantine release` on its own
 //!   connection and marked released by [`Store::commit_cycle_releasing`] in the transaction that commits the
 //!   windows it restates, so a release is applied exactly once, even across a crash.
@@ -70,12 +74,13 @@ mod space;
 mod status;
 #[cfg(test)]
 mod tests;
+mod totals;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ToSql, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension as _, ToSql, TransactionBehavior};
 use serde::de::IntoDeserializer as _;
 use serde::Deserialize as _;
 
@@ -277,7 +282,10 @@ pub struct Store {
     /// Outbox rows handed to the publisher ([`Store::claim`]) and not yet retired. A claimed row may already
     /// have reached the broker, so the overflow policy never drops it (the gap record would count a delivered
     /// row as lost). In memory only: after a restart nothing is claimed until the publisher reads again.
-    claimed: BTreeSet<i64>,
+    /// Each claim keeps the row's payload size, so its retirement updates the outbox totals without a read.
+    claimed: BTreeMap<i64, u64>,
+    /// Mirror of the persisted outbox totals; updated only after the transaction that changed them committed.
+    totals: totals::OutboxTotals,
     /// Whether the last write found room; its changes are logged once each.
     space: space::Space,
     /// Device and inode of the database file at open; [`Store::check_in_place`] compares them with the path.
@@ -337,7 +345,7 @@ impl Store {
     /// them alone until they are retired.
     pub fn claim(&mut self, after_seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = self.unacked(after_seq, limit)?;
-        self.claimed.extend(rows.iter().map(|row| row.seq));
+        self.note_claims(&rows);
         Ok(rows)
     }
 
@@ -348,8 +356,17 @@ impl Store {
             let found = self.unacked(seq - 1, 1)?;
             rows.extend(found.into_iter().filter(|row| row.seq == seq));
         }
-        self.claimed.extend(rows.iter().map(|row| row.seq));
+        self.note_claims(&rows);
         Ok(rows)
+    }
+
+    fn note_claims(&mut self, rows: &[OutboxRow]) {
+        self.claimed.extend(rows.iter().map(|row| {
+            (
+                row.seq,
+                u64::try_from(row.payload.len()).unwrap_or(u64::MAX),
+            )
+        }));
     }
 
     /// Gives up the claim on rows the broker is known not to have (refused, or never sendable): the overflow
@@ -387,13 +404,31 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut retired = 0;
+        let mut retired_bytes = 0_u64;
         {
+            let mut size_of = tx.prepare_cached(schema::SELECT_PAYLOAD_BYTES)?;
             let mut delete = tx.prepare_cached(schema::DELETE_OUTBOX_ROW)?;
             for seq in seqs {
-                retired += delete.execute([seq])?;
+                // A claimed row's size is known; any other row (retired without a claim) is looked up.
+                let bytes = match self.claimed.get(seq) {
+                    Some(bytes) => *bytes,
+                    None => size_of
+                        .query_row([seq], |row| row.get::<_, i64>(0))
+                        .optional()?
+                        .map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0)),
+                };
+                let deleted = delete.execute([seq])?;
+                retired += deleted;
+                if deleted > 0 {
+                    retired_bytes += bytes;
+                }
             }
         }
+        let totals = self
+            .totals
+            .minus(u64::try_from(retired).unwrap_or(u64::MAX), retired_bytes);
         if retired > 0 {
+            totals.save(&tx, &self.totals)?;
             tx.execute(
                 schema::UPSERT_META,
                 (
@@ -403,21 +438,9 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        self.totals = totals;
         self.release(seqs);
         Ok(retired)
-    }
-
-    /// Rows, payload bytes and the oldest `enqueued_at` of the outbox.
-    pub fn backlog(&self) -> Result<Backlog, StoreError> {
-        let (rows, bytes, oldest_enqueued_at): (i64, i64, Option<Millis>) = self
-            .conn
-            .prepare_cached(schema::SELECT_BACKLOG)?
-            .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-        Ok(Backlog {
-            rows: u64::try_from(rows).unwrap_or(0),
-            bytes: u64::try_from(bytes).unwrap_or(0),
-            oldest_enqueued_at,
-        })
     }
 
     /// Highest seq ever assigned in this database file (0 if none), even if that row was retired.

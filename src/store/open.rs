@@ -3,7 +3,7 @@
 //! a new `db_epoch`, keeping the old one (and its `-wal`, `-shm`) beside it. It never retries in a loop: one
 //! replacement, and only a failure to create the fresh database is an error. Clean closing lives here too.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::config::DbConfig;
@@ -13,6 +13,7 @@ use super::data_dir::{self, FileId};
 use super::meta::{self, Identity, Session};
 use super::quota::DropCounters;
 use super::space::Space;
+use super::totals::OutboxTotals;
 use super::{schema, wall_clock_millis, Store, StoreError, StoreOptions};
 
 /// The path SQLite reads as "a private in-memory database".
@@ -190,6 +191,7 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
         created_at,
     } = meta::ensure_identity(&mut conn, wall_clock_millis())?;
     let drops = DropCounters::load(&conn)?;
+    let totals = OutboxTotals::load(&conn)?;
     // Mark the session open and push the mark into the main file, so a later loss of the -wal is detectable.
     conn.execute(schema::UPSERT_META, (schema::META_IN_USE, "1"))?;
     conn.execute(
@@ -211,7 +213,8 @@ fn open_checked(path: &Path, options: &StoreOptions) -> Result<Store, OpenFailur
         created_at,
         drops,
         recovery: None,
-        claimed: BTreeSet::new(),
+        claimed: BTreeMap::new(),
+        totals,
         space: Space::Available,
         file_id,
         vanished_noted: false,

@@ -2,7 +2,7 @@
 //! when `SQLITE_FULL` arrives (delta audit log first, then the least valuable unsent rows, oldest first), and the
 //! persisted counters of everything dropped or refused. It plans; [`super::Store::commit_cycle`] executes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -280,6 +280,8 @@ pub(super) struct DropPlan {
     pub deltas: u64,
     /// The outbox rows to delete, by seq.
     pub victims: Vec<i64>,
+    /// Sum of the victims' payload sizes, for the outbox totals.
+    pub victim_bytes: u64,
     /// The chosen outbox rows, one range per topic, in drop order.
     pub ranges: Vec<DroppedRange>,
     /// True when every audit-log entry and every unclaimed outbox row was chosen: nothing more can be freed.
@@ -307,7 +309,7 @@ impl DropPlan {
     pub(super) fn choose(
         conn: &Connection,
         budget: u64,
-        claimed: &BTreeSet<i64>,
+        claimed: &BTreeMap<i64, u64>,
     ) -> Result<DropPlan, StoreError> {
         let mut plan = DropPlan::default();
         let mut freed = 0_u64;
@@ -335,7 +337,7 @@ impl DropPlan {
                 let Some(row) = rows.next()? else { break };
                 let seq: i64 = row.get(0)?;
                 let topic: String = row.get(1)?;
-                if claimed.contains(&seq) {
+                if claimed.contains_key(&seq) {
                     // A kept row ends its topic's range: ranges never straddle a row left in the outbox.
                     ranges.extend(by_topic.remove(&topic));
                     continue;
@@ -346,6 +348,7 @@ impl DropPlan {
                 let defective = u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0);
                 freed += u64::try_from(size).unwrap_or(0) + OUTBOX_ROW_OVERHEAD;
                 plan.victims.push(seq);
+                plan.victim_bytes += u64::try_from(row.get::<_, i64>(8)?).unwrap_or(0);
                 by_topic
                     .entry(topic.clone())
                     .and_modify(|range| {

@@ -37,6 +37,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_4_QUARANTINE_RELEASES,
         backfill: None,
     },
+    Migration {
+        sql: MIGRATION_5_OUTBOX_TOTALS,
+        backfill: Some(super::totals::backfill_outbox_totals),
+    },
 ];
 
 /// Schema version from which the store has [`MIGRATION_4_QUARANTINE_RELEASES`].
@@ -144,8 +148,15 @@ pub(super) const SET_OUTBOX_PAYLOAD: &str = "UPDATE outbox SET payload = ?2 WHER
 pub(super) const SELECT_UNACKED: &str = "
 SELECT seq, topic, payload, enqueued_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2";
 pub(super) const DELETE_OUTBOX_ROW: &str = "DELETE FROM outbox WHERE seq = ?1";
-pub(super) const SELECT_BACKLOG: &str =
-    "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(enqueued_at) FROM outbox";
+/// Rows and payload bytes of the whole outbox: a full scan, run only to fill or repair the kept totals.
+pub(super) const COUNT_OUTBOX: &str =
+    "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(payload AS BLOB))), 0) FROM outbox";
+/// `enqueued_at` of the first row in queue order: one probe of the primary key.
+pub(super) const SELECT_FIRST_ENQUEUED_AT: &str =
+    "SELECT enqueued_at FROM outbox ORDER BY seq LIMIT 1";
+/// Payload size of one row, for a retirement of a row the publisher did not claim.
+pub(super) const SELECT_PAYLOAD_BYTES: &str =
+    "SELECT LENGTH(CAST(payload AS BLOB)) FROM outbox WHERE seq = ?1";
 /// AUTOINCREMENT keeps the highest seq ever handed out in `sqlite_sequence`, even after the rows are gone.
 pub(super) const SELECT_LAST_SEQ: &str =
     "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)";
@@ -160,7 +171,8 @@ SELECT seq, topic, LENGTH(topic) + LENGTH(payload), enqueued_at,
        COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.produced'), 0),
        COALESCE(json_extract(CAST(payload AS TEXT), '$.counts.defective'), 0),
        json_extract(CAST(payload AS TEXT), '$.line'),
-       json_extract(CAST(payload AS TEXT), '$.machine')
+       json_extract(CAST(payload AS TEXT), '$.machine'),
+       LENGTH(CAST(payload AS BLOB))
 FROM outbox WHERE drop_class = ?1 ORDER BY seq";
 
 /// Every statement the store runs after open; preparing them all at open proves the schema is what this
@@ -179,7 +191,9 @@ pub(super) const ALL_STATEMENTS: &[&str] = &[
     SET_OUTBOX_PAYLOAD,
     SELECT_UNACKED,
     DELETE_OUTBOX_ROW,
-    SELECT_BACKLOG,
+    COUNT_OUTBOX,
+    SELECT_FIRST_ENQUEUED_AT,
+    SELECT_PAYLOAD_BYTES,
     SELECT_LAST_SEQ,
     SELECT_DELTA_SIZES,
     DELETE_DELTAS_UP_TO,
@@ -411,3 +425,8 @@ pub(super) const MARK_RELEASED: &str =
 /// Applied releases of deltas whose interval ended before `?1` (their audit rows are pruned by age too).
 pub(super) const DELETE_APPLIED_RELEASES_BEFORE: &str =
     "DELETE FROM quarantine_releases WHERE released_at IS NOT NULL AND t_to < ?1";
+
+/// The outbox's row count and payload bytes are kept in the meta table from this version on (the store's
+/// `totals` module), so the backlog figure needs no scan. No table changes; the backfill counts the rows once.
+/// The version bump also keeps an older agent, which would change the outbox without the totals, off the file.
+const MIGRATION_5_OUTBOX_TOTALS: &str = "";

@@ -97,10 +97,7 @@ fn read(conn: &mut Connection) -> Result<StoreStatus, StoreError> {
         return Err(StoreError::SchemaTooNew { found, supported });
     }
     let tx = conn.transaction()?;
-    let (rows, bytes, oldest_enqueued_at): (i64, i64, Option<Millis>) =
-        tx.query_row(schema::SELECT_BACKLOG, [], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?;
+    let backlog = super::totals::read_backlog(&tx)?;
     let quarantined_pending = if found >= schema::QUARANTINE_SCHEMA_VERSION {
         let count: i64 = tx.query_row(
             schema::COUNT_QUARANTINED_PENDING,
@@ -113,11 +110,7 @@ fn read(conn: &mut Connection) -> Result<StoreStatus, StoreError> {
     };
     let status = StoreStatus {
         db_epoch: text(meta::read_value(&tx, schema::META_DB_EPOCH)?),
-        backlog: Backlog {
-            rows: u64::try_from(rows).unwrap_or(0),
-            bytes: u64::try_from(bytes).unwrap_or(0),
-            oldest_enqueued_at,
-        },
+        backlog,
         drops: DropCounters::peek(&tx)?,
         last_publish_at: millis(meta::read_value(&tx, schema::META_LAST_PUBLISH_AT)?),
         opened_at: millis(meta::read_value(&tx, schema::META_OPENED_AT)?),

@@ -2,7 +2,8 @@
 //! `data_dir` (the client-id lock, a database deleted under the store),
 //! `quota` (overflow policy, refused payloads, migration of the drop class), `quarantine` (release requests),
 //! `recovery` (corrupt, truncated,
-//! stale and busy files at open) and `model` (a proptest of commit/retire/reopen against a `VecDeque`).
+//! stale and busy files at open), `totals` (the kept backlog figure against a fresh count) and `model` (a
+//! proptest of commit/retire/reopen against a `VecDeque`, the backlog figure included).
 
 mod basics;
 mod data_dir;
@@ -10,6 +11,7 @@ mod model;
 mod quarantine;
 mod quota;
 mod recovery;
+mod totals;
 
 use std::path::{Path, PathBuf};
 

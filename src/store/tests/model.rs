@@ -1,7 +1,8 @@
 //! Model test of the outbox: random commits (rows of every drop class, under a small quota so the overflow policy
 //! runs), retires, clean reopens and crash reopens against a `VecDeque` of the rows that must be present.
 //! Checked after every step: seq strictly increasing and never reused, retired rows never come back, unretired
-//! rows come back in order, every drop is reported and counted exactly, cheaper classes go first.
+//! rows come back in order, every drop is reported and counted exactly, cheaper classes go first, and the kept
+//! backlog figure equals a fresh count of the outbox.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -177,7 +178,8 @@ impl Model {
         Ok(())
     }
 
-    /// Retires the rows at `positions` (modulo the queue) plus one seq that does not exist.
+    /// Retires the rows at `positions` (modulo the queue) plus one seq that does not exist; an odd number of
+    /// positions claims the rows first (the publisher's path), an even number retires them unclaimed.
     fn retire(&mut self, store: &mut Store, positions: &[usize]) -> Result<(), TestCaseError> {
         let mut seqs: Vec<i64> = positions
             .iter()
@@ -187,6 +189,9 @@ impl Model {
             .into_iter()
             .collect();
         let expected = seqs.len();
+        if positions.len() % 2 == 1 {
+            prop_assert_eq!(store.claim_exact(&seqs).unwrap().len(), expected);
+        }
         seqs.push(self.last_seq + 1_000);
         prop_assert_eq!(store.retire(&seqs).unwrap(), expected);
         self.rows.retain(|row| !seqs.contains(&row.seq));
@@ -203,6 +208,18 @@ impl Model {
         let expected: Vec<i64> = self.rows.iter().map(|row| row.seq).collect();
         prop_assert_eq!(&present, &expected);
         prop_assert!(present.iter().all(|seq| !self.retired.contains(seq)));
+        let backlog = store.backlog().unwrap();
+        let (rows, bytes): (i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        prop_assert_eq!(backlog.rows, u64::try_from(rows).unwrap());
+        prop_assert_eq!(backlog.bytes, u64::try_from(bytes).unwrap());
+        prop_assert_eq!(backlog.rows, u64::try_from(self.rows.len()).unwrap());
         let counters = store.drops();
         for class in DropClass::ALL {
             prop_assert_eq!(
