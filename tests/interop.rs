@@ -144,8 +144,8 @@ async fn given_a_pymodbus_server_when_polled_then_every_type_and_order_decodes_t
         "pymodbus interop: {} tags in {} requests/poll, request RTT p50 {:?} ms p99 {:?} ms",
         poll.plan.tags.len(),
         health.requests_per_poll,
-        health.rtt_p50_ms,
-        health.rtt_p99_ms
+        health.rtt_p50_ms(),
+        health.rtt_p99_ms()
     );
 }
 

@@ -87,6 +87,8 @@ pub(crate) struct Poller {
     pub(super) outage: OutageLog,
     /// The process's metrics (polls, request errors by kind, round trips).
     pub(super) metrics: SharedMetrics,
+    /// The up/down state last written to the metrics, so the gauge is set only when it changes.
+    pub(super) published_up: Option<bool>,
 }
 
 impl Poller {
@@ -122,6 +124,7 @@ impl Poller {
             events: Vec::new(),
             outage: OutageLog::default(),
             metrics,
+            published_up: None,
         }
     }
 

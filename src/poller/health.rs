@@ -1,7 +1,9 @@
 //! Device health, per PLC connection and per unit behind it: up/down, consecutive failed cycles, last error,
 //! request round-trip times (p50/p99 over a small fixed ring), requests per poll, disabled tags and their next
-//! probe. The poller writes it to the shared [`HealthBoard`]; up/down transitions and disabled/enabled tags
-//! travel as [`PollEvent`]s on the `Sample`.
+//! probe. The poller writes it to the shared [`HealthBoard`] in place after each cycle (figures that change
+//! every poll are plain copies; strings and lists are written only when they change; the round-trip
+//! percentiles are computed when a reader asks); up/down transitions and disabled/enabled tags travel as
+//! [`PollEvent`]s on the `Sample`.
 //! Pure bookkeeping: no I/O, time comes in as arguments.
 
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use super::plan::ReadPlan;
 pub const RTT_RING_LEN: usize = 128;
 
 /// A fixed ring of the most recent round-trip times, in milliseconds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RttRing {
     samples: [f64; RTT_RING_LEN],
     len: usize,
@@ -46,7 +48,7 @@ impl RttRing {
         if self.len == 0 {
             return None;
         }
-        // Called at every poll for every PLC and unit: a selection on a stack copy, no sort, no allocation.
+        // A selection on a stack copy: no sort, no allocation.
         let mut copy = self.samples;
         let rank = ((p / 100.0) * self.len as f64).ceil() as usize;
         let (_, nth, _) =
@@ -128,10 +130,8 @@ pub struct UnitHealth {
     pub consecutive_failures: u64,
     /// Last error, if any.
     pub last_error: Option<String>,
-    /// Median request round trip (ms) over the last [`RTT_RING_LEN`] requests.
-    pub rtt_p50_ms: Option<f64>,
-    /// 99th percentile request round trip (ms).
-    pub rtt_p99_ms: Option<f64>,
+    /// Round trips (ms) of the last [`RTT_RING_LEN`] requests to this unit ([`UnitHealth::rtt_p50_ms`]).
+    pub rtt: RttRing,
     /// Requests sent to this unit in the last cycle.
     pub requests_per_poll: u32,
     /// Whether the unit is being skipped (failure backoff) right now.
@@ -152,10 +152,8 @@ pub struct PlcHealth {
     pub last_error: Option<String>,
     /// Duration of the last cycle that read something (all its requests, pauses included).
     pub rtt_ms: Option<f64>,
-    /// Median request round trip (ms) over the last [`RTT_RING_LEN`] requests.
-    pub rtt_p50_ms: Option<f64>,
-    /// 99th percentile request round trip (ms).
-    pub rtt_p99_ms: Option<f64>,
+    /// Round trips (ms) of the last [`RTT_RING_LEN`] requests on this connection ([`PlcHealth::rtt_p50_ms`]).
+    pub rtt: RttRing,
     /// Requests sent in the last cycle.
     pub requests_per_poll: u32,
     /// Cycles that read something.
@@ -170,6 +168,30 @@ pub struct PlcHealth {
     pub units: Vec<UnitHealth>,
     /// Tags disabled after a configuration exception, with their next probe.
     pub disabled_tags: Vec<DisabledTag>,
+}
+
+impl UnitHealth {
+    /// Median request round trip (ms) over the last [`RTT_RING_LEN`] requests; `None` before the first.
+    pub fn rtt_p50_ms(&self) -> Option<f64> {
+        self.rtt.percentile(50.0)
+    }
+
+    /// 99th percentile request round trip (ms) over the last [`RTT_RING_LEN`] requests.
+    pub fn rtt_p99_ms(&self) -> Option<f64> {
+        self.rtt.percentile(99.0)
+    }
+}
+
+impl PlcHealth {
+    /// Median request round trip (ms) over the last [`RTT_RING_LEN`] requests; `None` before the first.
+    pub fn rtt_p50_ms(&self) -> Option<f64> {
+        self.rtt.percentile(50.0)
+    }
+
+    /// 99th percentile request round trip (ms) over the last [`RTT_RING_LEN`] requests.
+    pub fn rtt_p99_ms(&self) -> Option<f64> {
+        self.rtt.percentile(99.0)
+    }
 }
 
 /// Health of every PLC, indexed like [`Config::plcs`].

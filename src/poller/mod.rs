@@ -26,9 +26,12 @@
 //! or when nothing on it answers (two timeouts in a row before any answer, or a whole cycle without one).
 //! Healthy units are polled first in every cycle, so a failing unit's timeout never delays their readings.
 //!
-//! Schedule: cycles run on the multiples of `poll_interval` of the wall clock, plus one extra cycle at every
-//! shift and break start or end of the calendar, so machine-state time splits exactly where planned time
-//! begins or ends; the extra cycles leave the regular ones where they are.
+//! Schedule (`schedule`): each PLC polls at its own phase within `poll_interval` (derived from its index in
+//! the configuration), on the ticks `phase + k·poll_interval` of the wall clock, so a fleet's reads spread
+//! evenly over the interval instead of all waking on one tick. One extra cycle runs at every window boundary
+//! of `agent.periods` and every shift and break start or end of the calendar, so counts and machine-state time
+//! split exactly where windows and planned time begin or end; the extra cycles leave the regular ones where
+//! they are.
 
 pub mod connection;
 mod cycle;
@@ -38,6 +41,7 @@ pub mod health;
 mod outcome;
 pub mod plan;
 pub mod retry;
+mod schedule;
 
 use std::time::Duration;
 
@@ -49,6 +53,7 @@ use crate::clock::{self, Clock as _, SharedClock};
 use crate::config::PlcConfig;
 use crate::liveness::{poll_pass_budget, Heartbeat};
 use crate::logic::calendar::Calendar;
+use crate::logic::window::Period;
 use crate::logic::Millis;
 use crate::metrics::SharedMetrics;
 
@@ -60,8 +65,10 @@ pub use health::{
 };
 pub use plan::{machine_tags, plan, plan_requests, PlanLimits, ReadPlan, ReadRequest};
 pub use retry::RetrySchedule;
+pub use schedule::phase;
 
 use cycle::Poller;
+use schedule::{Boundaries, Grid, Schedule};
 
 /// A cycle that starts this close to its scheduled instant is stamped with that instant.
 const TICK_SNAP_MS: i64 = 50;
@@ -141,14 +148,16 @@ impl Sample {
     }
 }
 
-/// When a poller task polls: the clock it reads and stamps samples with, and the calendar whose
-/// shift and break boundaries get an extra cycle each.
+/// When a poller task polls: the clock it reads and stamps samples with, and the calendar and periods whose
+/// shift, break and window boundaries get an extra cycle each.
 #[derive(Debug, Clone)]
 pub struct PollTiming {
     /// The clock the task reads (tests inject a steppable one).
     pub clock: SharedClock,
     /// The shift calendar; without one there are no extra cycles.
     pub calendar: Calendar,
+    /// The window periods (`agent.periods`); each window boundary gets a cycle of its own.
+    pub periods: Vec<Period>,
     /// The process's metrics; the supervisor passes its one registry so the series outlive the task.
     pub metrics: SharedMetrics,
     /// Where the loop reports progress for the watchdog; `None` when nobody watches.
@@ -156,11 +165,12 @@ pub struct PollTiming {
 }
 
 impl PollTiming {
-    /// The machine's clock and no calendar: regular cycles only.
+    /// The machine's clock, no calendar and no periods: regular cycles only.
     pub fn system() -> PollTiming {
         PollTiming {
             clock: clock::system(),
             calendar: Calendar::all_planned(jiff::tz::TimeZone::UTC),
+            periods: Vec::new(),
             metrics: SharedMetrics::default(),
             heartbeat: None,
         }
@@ -199,19 +209,9 @@ fn poll_lag(tick_at: Millis, now: Millis) -> Duration {
     Duration::from_millis(u64::try_from(now - tick_at).unwrap_or(0))
 }
 
-/// The regular ticks of `interval` strictly between `previous` (the instant the previous cycle was scheduled
-/// for) and `tick_at` (this cycle's): ticks the schedule skipped because the previous cycle, or the hand-off
-/// of its sample, ran past them. A calendar boundary between two ticks skips nothing.
-fn ticks_skipped(interval: Duration, previous: Millis, tick_at: Millis) -> u64 {
-    let interval_ms = crate::config::arith::millis(interval).max(1);
-    // Multiples m of the interval with previous < m·interval < tick_at.
-    let last_before = (tick_at - 1).div_euclid(interval_ms);
-    let last_at_or_before_previous = previous.div_euclid(interval_ms);
-    u64::try_from(last_before - last_at_or_before_previous).unwrap_or(0)
-}
-
 /// Polls one PLC until `shutdown`; sends one [`Sample`] per cycle (or failed connect) to `sample_tx`,
-/// stamped by `timing.clock`, with an extra cycle at each boundary of `timing.calendar`.
+/// stamped by `timing.clock`, at its phase within the interval ([`phase`]), with an extra cycle at each
+/// boundary of `timing.calendar` and of the windows of `timing.periods`.
 pub async fn run_with_clock(
     plc: usize,
     plc_config: PlcConfig,
@@ -224,6 +224,7 @@ pub async fn run_with_clock(
     let PollTiming {
         clock,
         calendar,
+        periods,
         metrics,
         heartbeat,
     } = timing;
@@ -243,7 +244,8 @@ pub async fn run_with_clock(
     let mut seq: u64 = 0;
     let mut backoff = Backoff::doubling(BACKOFF_START, poller.config().backoff_max);
     let interval = poller.config().poll_interval;
-    let mut schedule = Schedule::default();
+    let grid = Grid::new(interval, phase(plc, interval));
+    let mut schedule = Schedule::new(grid, Boundaries::new(calendar, periods));
 
     while !shutdown.is_cancelled() {
         if poller.connection.is_none() {
@@ -266,9 +268,8 @@ pub async fn run_with_clock(
                 continue;
             }
         }
-        // Cycles are aligned to the clock, so that with a 1 s poll every window boundary gets a poll;
-        // shift and break boundaries get one of their own.
-        let (wait, tick_at) = schedule.next(interval, &calendar, clock.utc());
+        // Regular cycles at this PLC's phase; window, shift and break boundaries get one of their own.
+        let (wait, tick_at) = schedule.next(clock.utc());
         beat(wait);
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -276,7 +277,7 @@ pub async fn run_with_clock(
         }
         seq += 1;
         let (mono, utc, lag) = cycle_stamp(&clock, tick_at);
-        metrics.poll_started(&poller.config().id, lag, schedule.start(interval, tick_at));
+        metrics.poll_started(&poller.config().id, lag, schedule.start(tick_at));
         let report = tokio::select! {
             _ = shutdown.cancelled() => break,
             report = poller.cycle(utc) => report,
@@ -326,74 +327,10 @@ impl Poller {
     }
 }
 
-/// Where a poller task stands in its schedule.
-#[derive(Debug, Default)]
-struct Schedule {
-    /// The calendar boundary the last cycle was scheduled on, so a timer that wakes a hair early on the wall
-    /// clock does not poll the same boundary twice.
-    last_boundary: Option<Millis>,
-    /// The instant the previous cycle was scheduled for, while cycles follow each other on one connection (a
-    /// reconnect pause in between skips ticks for another reason).
-    last_scheduled: Option<Millis>,
-}
-
-impl Schedule {
-    /// The wait from `now` until the next cycle and the instant it is scheduled for (see [`next_poll`]).
-    fn next(&mut self, interval: Duration, calendar: &Calendar, now: Millis) -> (Duration, Millis) {
-        let (wait, tick_at, boundary) = next_poll(interval, calendar, self.last_boundary, now);
-        self.last_boundary = boundary.or(self.last_boundary);
-        (wait, tick_at)
-    }
-
-    /// The cycle scheduled for `tick_at` starts; returns the regular ticks skipped since the previous cycle.
-    fn start(&mut self, interval: Duration, tick_at: Millis) -> u64 {
-        let skipped = self
-            .last_scheduled
-            .map_or(0, |previous| ticks_skipped(interval, previous, tick_at));
-        self.last_scheduled = Some(tick_at);
-        skipped
-    }
-
-    /// The connection was lost: the next cycle follows a reconnect, not this cycle.
-    fn interrupted(&mut self) {
-        self.last_scheduled = None;
-    }
-}
-
 async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = tokio::time::sleep(duration) => {}
-    }
-}
-
-/// Time to sleep from `now` until the next multiple of `interval` on the wall clock, and that instant.
-fn next_tick(interval: Duration, now: Millis) -> (Duration, Millis) {
-    let interval_ms = crate::config::arith::millis(interval).max(1);
-    let next = (now / interval_ms + 1) * interval_ms;
-    (Duration::from_millis((next - now) as u64), next)
-}
-
-/// Time to sleep from `now` until the next cycle and that instant: the next regular tick, or the next
-/// calendar boundary (other than `last_boundary`, already polled) when it comes first. The third
-/// value is that boundary when the cycle is a boundary's.
-fn next_poll(
-    interval: Duration,
-    calendar: &Calendar,
-    last_boundary: Option<Millis>,
-    now: Millis,
-) -> (Duration, Millis, Option<Millis>) {
-    let (wait, tick_at) = next_tick(interval, now);
-    let boundary = match calendar.next_boundary_after(now) {
-        Some(boundary) if Some(boundary) == last_boundary => calendar.next_boundary_after(boundary),
-        other => other,
-    };
-    match boundary {
-        Some(boundary) if boundary <= tick_at => {
-            let wait = Duration::from_millis(u64::try_from(boundary - now).unwrap_or(0));
-            (wait, boundary, Some(boundary))
-        }
-        _ => (wait, tick_at, None),
     }
 }
 
@@ -405,93 +342,12 @@ pub fn now_millis() -> Millis {
 
 #[cfg(test)]
 mod tests {
-    use jiff::civil::time;
-    use jiff::tz::TimeZone;
-
     use super::*;
-    use crate::logic::calendar::ShiftSpec;
-
-    const SECOND: Millis = 1_000;
-
-    /// A UTC calendar with one shift 06:00 for 8 hours.
-    fn early_shift() -> Calendar {
-        let shift = ShiftSpec {
-            name: "early".into(),
-            start: time(6, 0, 0, 0),
-            duration_ms: 8 * 3_600 * SECOND,
-            breaks: vec![],
-        };
-        Calendar::new(TimeZone::UTC, vec![shift], vec![]).unwrap()
-    }
-
-    #[test]
-    fn a_boundary_before_the_next_tick_gets_its_own_poll() {
-        let six = 6 * 3_600 * SECOND;
-        let interval = Duration::from_millis(3_500);
-        let now = six - 300;
-        let (wait, at, boundary) = next_poll(interval, &early_shift(), None, now);
-        assert_eq!(
-            (wait, at, boundary),
-            (Duration::from_millis(300), six, Some(six))
-        );
-        // Once polled, the same boundary is not polled again even if the clock reads a hair early.
-        let (_, at, boundary) = next_poll(interval, &early_shift(), Some(six), six - 1);
-        assert_eq!((at, boundary), (next_tick(interval, six - 1).1, None));
-    }
-
-    #[test]
-    fn the_regular_schedule_is_kept_around_boundaries() {
-        let six = 6 * 3_600 * SECOND;
-        let interval = Duration::from_millis(3_500);
-        // Right after the boundary the next poll is the regular tick.
-        let (_, at, boundary) = next_poll(interval, &early_shift(), Some(six), six + 1);
-        assert_eq!((at, boundary), ((six / 3_500 + 1) * 3_500, None));
-        // Without a calendar every poll is a regular tick.
-        let none = Calendar::all_planned(TimeZone::UTC);
-        assert_eq!(
-            next_poll(interval, &none, None, six - 300).1,
-            next_tick(interval, six - 300).1
-        );
-    }
 
     #[test]
     fn a_cycle_that_starts_late_has_that_lag_and_an_early_one_none() {
         assert_eq!(poll_lag(10_000, 10_250), Duration::from_millis(250));
         assert_eq!(poll_lag(10_000, 10_000), Duration::ZERO);
         assert_eq!(poll_lag(10_000, 9_997), Duration::ZERO);
-    }
-
-    #[test]
-    fn ticks_between_two_scheduled_cycles_are_the_skipped_ones() {
-        let interval = Duration::from_millis(200);
-        // On schedule: the next tick follows the previous one.
-        assert_eq!(ticks_skipped(interval, 1_000, 1_200), 0);
-        // The previous cycle ran past 1 200 and 1 400.
-        assert_eq!(ticks_skipped(interval, 1_000, 1_600), 2);
-        // A calendar boundary between two ticks skips nothing, before or after it.
-        assert_eq!(ticks_skipped(interval, 1_000, 1_150), 0);
-        assert_eq!(ticks_skipped(interval, 1_150, 1_200), 0);
-        // A boundary cycle that overran a tick.
-        assert_eq!(ticks_skipped(interval, 1_150, 1_400), 1);
-        // The same instant again, or a wall clock stepped back: nothing skipped.
-        assert_eq!(ticks_skipped(interval, 1_200, 1_200), 0);
-        assert_eq!(ticks_skipped(interval, 5_000, 1_200), 0);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn the_skipped_ticks_are_the_regular_ticks_next_poll_jumped_over(
-            interval_ms in 1u64..5_000,
-            previous in 0i64..10_000_000,
-            overrun in 0i64..100_000,
-        ) {
-            // Given a regular cycle at `previous` that ended `overrun` later, when the next one is scheduled,
-            // then the ticks skipped are those of the grid strictly between the two.
-            let interval = Duration::from_millis(interval_ms);
-            let previous = previous / interval_ms as i64 * interval_ms as i64;
-            let (_, tick_at) = next_tick(interval, previous + overrun);
-            let grid = (previous + 1..tick_at).filter(|t| t % interval_ms as i64 == 0).count();
-            proptest::prop_assert_eq!(ticks_skipped(interval, previous, tick_at), grid as u64);
-        }
     }
 }

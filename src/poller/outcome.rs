@@ -142,46 +142,62 @@ impl Poller {
         }));
     }
 
-    /// Copies the current health into this PLC's entry of the board.
-    pub(crate) fn publish(&self, board: &HealthBoard) {
-        self.metrics.plc_up(&self.config.id, self.plc_state.is_up());
+    /// Brings this PLC's entry of the board up to date, in place: the figures of every poll are copied, the
+    /// error texts, units and disabled tags are written only when they changed, so a steady poll allocates
+    /// nothing here.
+    pub(crate) fn publish(&mut self, board: &HealthBoard) {
+        let up = self.plc_state.is_up();
+        if self.published_up != Some(up) {
+            self.metrics.plc_up(&self.config.id, up);
+            self.published_up = Some(up);
+        }
         let now = Instant::now();
-        let units: Vec<UnitHealth> = self
-            .units
-            .iter()
-            .map(|(&unit_id, unit)| UnitHealth {
-                unit_id,
-                up: unit.up_down.is_up(),
-                consecutive_failures: unit.up_down.consecutive_failures,
-                last_error: unit.last_error.clone(),
-                rtt_p50_ms: unit.rtt.percentile(50.0),
-                rtt_p99_ms: unit.rtt.percentile(99.0),
-                requests_per_poll: unit.requests_per_poll,
-                backed_off: unit.skipped_until.is_some_and(|until| now < until),
-            })
-            .collect();
         let late_answers =
             self.late_answers_closed + self.connection.as_ref().map_or(0, Connection::late_answers);
         let mut board = board.lock().expect("health board lock is never poisoned");
         let Some(entry) = board.get_mut(self.plc) else {
             return;
         };
-        *entry = PlcHealth {
-            id: self.config.id.clone(),
-            up: self.plc_state.is_up(),
-            consecutive_failures: self.plc_state.consecutive_failures,
-            last_error: self.last_error.clone(),
-            rtt_ms: self.last_cycle_ms,
-            rtt_p50_ms: self.plc_rtt.percentile(50.0),
-            rtt_p99_ms: self.plc_rtt.percentile(99.0),
-            requests_per_poll: self.requests_per_poll,
-            polls: self.polls,
-            failures: self.failures,
-            late_answers,
-            connects: self.connects,
-            units,
-            disabled_tags: self.disabled_tags(),
-        };
+        if entry.id != self.config.id {
+            entry.id.clone_from(&self.config.id);
+        }
+        entry.up = up;
+        entry.consecutive_failures = self.plc_state.consecutive_failures;
+        assign_if_changed(&mut entry.last_error, &self.last_error);
+        entry.rtt_ms = self.last_cycle_ms;
+        entry.rtt.clone_from(&self.plc_rtt);
+        entry.requests_per_poll = self.requests_per_poll;
+        entry.polls = self.polls;
+        entry.failures = self.failures;
+        entry.late_answers = late_answers;
+        entry.connects = self.connects;
+        self.publish_units(&mut entry.units, now);
+        if !entry
+            .disabled_tags
+            .iter()
+            .eq(self.disabled.iter().flatten())
+        {
+            entry.disabled_tags = self.disabled_tags();
+        }
+    }
+
+    /// Brings the board's `entries` of this PLC's units up to date (laid out afresh when the units differ).
+    fn publish_units(&self, entries: &mut Vec<UnitHealth>, now: Instant) {
+        if !entries
+            .iter()
+            .map(|entry| entry.unit_id)
+            .eq(self.units.keys().copied())
+        {
+            *entries = unit_entries(&self.plan);
+        }
+        for (entry, unit) in entries.iter_mut().zip(self.units.values()) {
+            entry.up = unit.up_down.is_up();
+            entry.consecutive_failures = unit.up_down.consecutive_failures;
+            assign_if_changed(&mut entry.last_error, &unit.last_error);
+            entry.rtt.clone_from(&unit.rtt);
+            entry.requests_per_poll = unit.requests_per_poll;
+            entry.backed_off = unit.skipped_until.is_some_and(|until| now < until);
+        }
     }
 
     /// Writes the board entry of a plan that has not run yet (the units it will poll).
@@ -194,6 +210,13 @@ impl Poller {
                 ..PlcHealth::default()
             };
         }
+    }
+}
+
+/// Makes `slot` equal to `value`, allocating only when they differ.
+fn assign_if_changed(slot: &mut Option<String>, value: &Option<String>) {
+    if slot != value {
+        slot.clone_from(value);
     }
 }
 
@@ -214,5 +237,116 @@ fn note_unit_outage(plc_id: &str, unit_id: u8, unit: &mut UnitState, ok: bool) {
             last_error = %summary.last_error,
             "Unit still down."
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::logic::decode::Table;
+    use crate::poller::health::{health_board, DisabledTag};
+    use crate::poller::ReadPlan;
+
+    const CONFIG: &str = r#"
+[agent]
+site = "s"
+gateway = "gw"
+timezone = "UTC"
+data_dir = "/nonexistent"
+
+[mqtt]
+host = "127.0.0.1"
+
+[[plc]]
+id = "plc-a"
+address = "127.0.0.1:1502"
+
+[[machine]]
+id = "m1"
+line = "l"
+plc = "plc-a"
+unit_id = 1
+counters.produced = { address = 0, type = "u32" }
+
+[[machine]]
+id = "m2"
+line = "l"
+plc = "plc-a"
+unit_id = 2
+counters.produced = { address = 0, type = "u32" }
+"#;
+
+    fn poller_and_board() -> (Poller, HealthBoard) {
+        let config = Config::from_toml(CONFIG, "test config", false).unwrap();
+        let plan = ReadPlan::for_plc(&config, 0);
+        let poller = Poller::new(0, config.plcs[0].clone(), plan, Default::default());
+        let board = health_board(&config);
+        poller.publish_initial(&board);
+        (poller, board)
+    }
+
+    #[test]
+    fn a_steady_poll_updates_the_figures_in_place_and_a_change_is_written() {
+        // Given a PLC with two units whose health was published once, with an error on unit 2,
+        let (mut poller, board) = poller_and_board();
+        poller.polls = 3;
+        poller.plc_rtt.push(4.0);
+        poller.last_error = Some("unit 2: timeout".into());
+        poller.units.get_mut(&2).unwrap().last_error = Some("unit 2: timeout".into());
+        poller.publish(&board);
+        let (error_text, units) = {
+            let board = board.lock().unwrap();
+            let entry = &board[0];
+            assert_eq!((entry.id.as_str(), entry.polls), ("plc-a", 3));
+            assert_eq!(entry.rtt_p50_ms(), Some(4.0));
+            assert_eq!(
+                entry.units.iter().map(|u| u.unit_id).collect::<Vec<_>>(),
+                [1, 2]
+            );
+            assert_eq!(
+                entry.units[1].last_error.as_deref(),
+                Some("unit 2: timeout")
+            );
+            (
+                entry.last_error.as_ref().unwrap().as_ptr(),
+                entry.units.as_ptr(),
+            )
+        };
+
+        // When the next poll changes only figures, then they are copied and the texts and units stay where
+        // they were (nothing was rebuilt),
+        poller.polls = 4;
+        poller.plc_rtt.push(8.0);
+        poller.publish(&board);
+        {
+            let board = board.lock().unwrap();
+            let entry = &board[0];
+            assert_eq!(entry.polls, 4);
+            assert_eq!(entry.rtt_p99_ms(), Some(8.0));
+            assert_eq!(entry.last_error.as_ref().unwrap().as_ptr(), error_text);
+            assert_eq!(entry.units.as_ptr(), units);
+        }
+
+        // and when the error, a unit's state and the disabled tags change, the readers see the new ones.
+        poller.last_error = Some("connection refused".into());
+        poller.units.get_mut(&1).unwrap().up_down.record(true, 1);
+        let tag = DisabledTag {
+            tag: 0,
+            unit_id: 1,
+            table: Table::Holding,
+            address: 0,
+            code: 2,
+            at: 1_000,
+            failed_probes: 0,
+            next_retry_at: 2_000,
+        };
+        poller.disabled[0] = Some(tag.clone());
+        poller.publish(&board);
+        let board = board.lock().unwrap();
+        let entry = &board[0];
+        assert_eq!(entry.last_error.as_deref(), Some("connection refused"));
+        assert!(entry.units[0].up && !entry.units[1].up);
+        assert_eq!(entry.disabled_tags, vec![tag]);
     }
 }

@@ -68,6 +68,12 @@ impl PollerSet {
                 poller::PollTiming {
                     clock: self.clock.clone(),
                     calendar: config.calendar.clone(),
+                    periods: config
+                        .agent
+                        .periods
+                        .iter()
+                        .map(|p| p.period.clone())
+                        .collect(),
                     metrics: self.metrics.clone(),
                     heartbeat: self.liveness.poller(index),
                 },

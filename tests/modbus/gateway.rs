@@ -88,7 +88,7 @@ async fn given_three_units_and_every_table_when_polled_with_a_pause_then_values_
     assert!(stats.reads >= 8 * 12, "{stats:?}");
     eprintln!(
         "measured: {} requests/poll, request RTT p50 {:?} ms p99 {:?} ms, cycle {:?} ms (pause {:?} between requests)",
-        health.requests_per_poll, health.rtt_p50_ms, health.rtt_p99_ms, health.rtt_ms, pause
+        health.requests_per_poll, health.rtt_p50_ms(), health.rtt_p99_ms(), health.rtt_ms, pause
     );
     sim.shutdown().await;
 }
@@ -167,7 +167,9 @@ async fn given_a_silent_unit_behind_the_gateway_when_polled_then_one_timeout_per
     let health = poll.health();
     eprintln!(
         "measured with a silent unit: p50 {:?} ms p99 {:?} ms per request, unit 2 requests/poll {}",
-        health.rtt_p50_ms, health.rtt_p99_ms, health.units[1].requests_per_poll
+        health.rtt_p50_ms(),
+        health.rtt_p99_ms(),
+        health.units[1].requests_per_poll
     );
     poll.stop().await;
     sim.shutdown().await;

@@ -10,6 +10,7 @@
 //! - `probe`: the commissioning probe finds the produced counter and its word order on the simulator.
 //! - `calendar`: a shift boundary between two regular polls gets a poll of its own.
 //! - `lag`: cycles that overrun the poll interval skip ticks, counted, and their start lag is observed.
+//! - `phase`: a PLC polls at its own phase within the interval, and a window boundary gets a poll of its own.
 
 mod calendar;
 mod disabled;
@@ -17,6 +18,7 @@ mod faults;
 mod fuzz;
 mod gateway;
 mod lag;
+mod phase;
 mod probe;
 
 use std::sync::{Arc, Mutex};
@@ -138,12 +140,22 @@ impl Poll {
 
     /// Starts polling `tags` with `config` as PLC 0 on `timing`'s clock and calendar.
     pub(crate) fn start_with(config: PlcConfig, tags: Vec<TagAddress>, timing: PollTiming) -> Poll {
+        Poll::start_as(0, config, tags, timing)
+    }
+
+    /// Starts polling `tags` with `config` as PLC `plc` of the configuration (its index decides its phase).
+    pub(crate) fn start_as(
+        plc: usize,
+        config: PlcConfig,
+        tags: Vec<TagAddress>,
+        timing: PollTiming,
+    ) -> Poll {
         let plan = ReadPlan::from_tags(tags, &config);
         let health: HealthBoard = Arc::new(Mutex::new(vec![PlcHealth::default()]));
         let (sample_tx, mut sample_rx) = tokio::sync::mpsc::channel(64);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(poller::run_with_clock(
-            0,
+            plc,
             config,
             plan.clone(),
             sample_tx,
