@@ -2,7 +2,8 @@
 //! file without disturbing a running agent (a read-only connection, no lock, no write; `store::StatusDb`).
 //!
 //! Device health (PLCs and units up or down) lives in the agent's memory; the processor persists a small
-//! snapshot of it at every health tick ([`persist_health`]), so `status` shows it with its age. The JSON field
+//! snapshot of it when it changed, checked at every health tick, and at least every ten minutes
+//! ([`persist_health`]), so `status` shows it with its age. The JSON field
 //! names are stable (README, "Status and metrics"); the text table shows the same figures.
 
 mod render;
@@ -15,7 +16,9 @@ use crate::config::Config;
 use crate::logic::Millis;
 use crate::store::{database_path, DropClass, StatusDb, StoreHandle, StoreStatus};
 
-pub use snapshot::{DeviceSnapshot, HealthHistory, HealthSnapshot, UnitSnapshot};
+pub use snapshot::{
+    DeviceSnapshot, HealthHistory, HealthSnapshot, UnitSnapshot, SNAPSHOT_REFRESH_MS,
+};
 
 /// An instant with its age, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -187,8 +190,9 @@ pub fn report(config: &Config, database: &str, stored: &StoreStatus, now: Millis
     }
 }
 
-/// Records the health board in `history` at `now` and persists the snapshot for `status`. A failed write is
-/// only logged at debug level: the health message reports store trouble already, and the next tick retries.
+/// Records the health board in `history` at `now` and persists the snapshot for `status` when it changed or
+/// the stored one is [`SNAPSHOT_REFRESH_MS`] old. A failed write is only logged at debug level: the
+/// health message reports store trouble already, and the next tick retries.
 pub async fn persist_health(
     history: &mut HealthHistory,
     board: &crate::poller::HealthBoard,
@@ -199,9 +203,12 @@ pub async fn persist_health(
         let board = board.lock().expect("health board lock is never poisoned");
         history.observe(&board, now)
     };
+    if !history.needs_saving(&snapshot) {
+        return;
+    }
     let json = serde_json::to_string(&snapshot).expect("JSON values always serialise");
     match store.call(move |s| s.save_health_snapshot(&json)).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => history.saved(snapshot),
         Ok(Err(error)) => tracing::debug!(%error, "Health snapshot not saved."),
         Err(error) => tracing::debug!(error = format!("{error:#}"), "Health snapshot not saved."),
     }

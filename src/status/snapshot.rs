@@ -1,6 +1,7 @@
 //! The device health snapshot the processor persists for `status`: every PLC and unit up or down, since when
-//! (as this process saw it), and the last error. [`HealthHistory`] remembers when each state began; it is pure
-//! (time comes in as an argument).
+//! (as this process saw it), and the last error. [`HealthHistory`] remembers when each state began and what was
+//! last written, so an unchanged snapshot is rewritten only every [`SNAPSHOT_REFRESH_MS`]; it is pure (time
+//! comes in as an argument).
 
 use std::collections::HashMap;
 
@@ -46,10 +47,16 @@ pub struct HealthSnapshot {
     pub plcs: Vec<DeviceSnapshot>,
 }
 
-/// When each PLC and unit entered its current state.
+/// How long an unchanged snapshot goes without being rewritten (10 minutes): each write is a transaction of
+/// its own that rewrites every page of the snapshot (tens of KiB with hundreds of PLCs), while `status` needs a
+/// fresh one only when a device changed, and an age beyond this says the agent stopped writing it.
+pub const SNAPSHOT_REFRESH_MS: Millis = 10 * 60 * 1000;
+
+/// When each PLC and unit entered its current state, and the snapshot last written.
 #[derive(Debug, Default)]
 pub struct HealthHistory {
     since: HashMap<(String, Option<u8>), (bool, Millis)>,
+    saved: Option<HealthSnapshot>,
 }
 
 impl HealthHistory {
@@ -75,6 +82,23 @@ impl HealthHistory {
             })
             .collect();
         HealthSnapshot { at: now, plcs }
+    }
+
+    /// Whether `snapshot` must be written: nothing was written yet, a PLC or unit differs from the last written
+    /// snapshot (state, since, last error, the set of devices), the wall clock went back past it, or the last
+    /// written one is [`SNAPSHOT_REFRESH_MS`] old.
+    pub fn needs_saving(&self, snapshot: &HealthSnapshot) -> bool {
+        let Some(saved) = &self.saved else {
+            return true;
+        };
+        saved.plcs != snapshot.plcs
+            || snapshot.at < saved.at
+            || snapshot.at.saturating_sub(saved.at) >= SNAPSHOT_REFRESH_MS
+    }
+
+    /// Records that `snapshot` was written (a failed write is not recorded, so the next tick writes again).
+    pub fn saved(&mut self, snapshot: HealthSnapshot) {
+        self.saved = Some(snapshot);
     }
 
     fn since(&mut self, key: (String, Option<u8>), up: bool, now: Millis) -> Millis {

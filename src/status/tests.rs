@@ -135,3 +135,74 @@ fn a_store_file_is_read_read_only_beside_its_open_store() {
     let error = StatusDb::open(&missing).unwrap_err();
     assert!(error.to_string().contains(&missing.display().to_string()));
 }
+
+#[test]
+fn an_unchanged_snapshot_needs_no_write_until_the_refresh_interval() {
+    let mut history = HealthHistory::default();
+    let first = history.observe(&board(true, true), T0);
+    assert!(history.needs_saving(&first), "nothing written yet");
+    history.saved(first);
+
+    let same = history.observe(&board(true, true), T0 + 30_000);
+    assert!(!history.needs_saving(&same), "same devices 30 s later");
+    let almost = history.observe(&board(true, true), T0 + SNAPSHOT_REFRESH_MS - 1);
+    assert!(!history.needs_saving(&almost));
+    let stale = history.observe(&board(true, true), T0 + SNAPSHOT_REFRESH_MS);
+    assert!(history.needs_saving(&stale), "refreshed after the interval");
+
+    let unit_down = history.observe(&board(true, false), T0 + 60_000);
+    assert!(history.needs_saving(&unit_down), "a unit went down");
+    let clock_back = history.observe(&board(true, true), T0 - 1);
+    assert!(
+        history.needs_saving(&clock_back),
+        "the wall clock went back"
+    );
+}
+
+#[test]
+fn persisting_an_unchanged_board_leaves_the_stored_snapshot_alone_until_a_device_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let handle = StoreHandle::spawn(store);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let stored_at = |path: &std::path::Path| -> (Millis, bool) {
+        let stored = StatusDb::open(path).unwrap().read().unwrap();
+        let snapshot: HealthSnapshot =
+            serde_json::from_str(stored.health_snapshot.as_deref().unwrap()).unwrap();
+        (snapshot.at, snapshot.plcs[0].units[0].up)
+    };
+    let live_board: crate::poller::HealthBoard =
+        std::sync::Arc::new(std::sync::Mutex::new(board(true, true)));
+    let mut history = HealthHistory::default();
+    runtime.block_on(persist_health(&mut history, &live_board, &handle, T0));
+    assert_eq!(stored_at(&path), (T0, true));
+
+    // Given the same board at the next health ticks, when persisted, then the stored snapshot is not rewritten.
+    runtime.block_on(persist_health(
+        &mut history,
+        &live_board,
+        &handle,
+        T0 + 30_000,
+    ));
+    runtime.block_on(persist_health(
+        &mut history,
+        &live_board,
+        &handle,
+        T0 + 60_000,
+    ));
+    assert_eq!(stored_at(&path), (T0, true));
+
+    // A unit going down is written at the next tick.
+    *live_board.lock().unwrap() = board(true, false);
+    runtime.block_on(persist_health(
+        &mut history,
+        &live_board,
+        &handle,
+        T0 + 90_000,
+    ));
+    assert_eq!(stored_at(&path), (T0 + 90_000, false));
+    runtime.block_on(handle.close());
+}
