@@ -262,7 +262,7 @@ pub struct Backlog {
     pub rows: u64,
     /// Sum of their payload sizes in bytes.
     pub bytes: u64,
-    /// `enqueued_at` of the oldest row, `None` when the outbox is empty.
+    /// `enqueued_at` of the oldest row in queue order (the lowest seq), `None` when the outbox is empty.
     pub oldest_enqueued_at: Option<Millis>,
 }
 
