@@ -164,3 +164,52 @@ async fn given_uncommitted_polls_when_the_processor_is_lost_then_the_next_poll_c
     let produced: u64 = windows.iter().map(|w| w.sums.produced).sum();
     assert_eq!(produced, u64::from(raw - 1 - 100));
 }
+
+#[test]
+fn given_pending_work_when_its_transaction_fails_then_everything_moved_into_it_is_pending_again() {
+    // Given baselines, a window record, a rollup and an event waiting for a commit.
+    let mut pending = Pending::default();
+    pending
+        .counters
+        .insert("m1/produced".into(), r#"{"last":7}"#.into());
+    pending
+        .windows
+        .insert("m1/1m/0".into(), r#"{"start":0}"#.into());
+    let draft = |topic: &str| OutboxDraft {
+        topic: topic.into(),
+        body: serde_json::json!({ "topic": topic }),
+        class: crate::store::DropClass::Durable,
+    };
+    pending.push_rollup(draft("p/rollup/1m"));
+    pending.push(draft("p/event"));
+    let (counters, windows) = (pending.counters.clone(), pending.windows.clone());
+
+    // When they are moved into a transaction's write, the transaction fails, and they are put back.
+    let (cycle, roles) = pending.take_cycle(T0);
+    assert!(pending.counters.is_empty() && pending.windows.is_empty() && pending.outbox.is_empty());
+    assert_eq!(
+        (
+            cycle.counters.len(),
+            cycle.windows.len(),
+            cycle.outbox.len()
+        ),
+        (1, 1, 2)
+    );
+    assert_eq!(roles, vec![DraftRole::Rollup, DraftRole::Event]);
+    pending.restore_cycle(cycle, roles);
+
+    // Then the pending work is what it was, drafts in order with their roles.
+    assert_eq!((pending.counters, pending.windows), (counters, windows));
+    let drafts: Vec<(String, DraftRole)> = pending
+        .outbox
+        .iter()
+        .map(|queued| (queued.draft.topic.clone(), queued.role))
+        .collect();
+    assert_eq!(
+        drafts,
+        vec![
+            ("p/rollup/1m".to_owned(), DraftRole::Rollup),
+            ("p/event".to_owned(), DraftRole::Event)
+        ]
+    );
+}

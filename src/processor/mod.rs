@@ -158,6 +158,35 @@ impl Pending {
             && self.releases.is_empty()
     }
 
+    /// Moves the upserts and drafts into one transaction's write (the audit rows are copied: they stay until the
+    /// commit succeeds, and shedding them is decided here), with each draft's role in the same order.
+    fn take_cycle(&mut self, now: Millis) -> (CycleWrite, Vec<DraftRole>) {
+        let (outbox, roles) = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .map(|queued| (queued.draft, queued.role))
+            .unzip();
+        let cycle = CycleWrite {
+            counters: std::mem::take(&mut self.counters).into_iter().collect(),
+            deltas: self.deltas.rows().to_vec(),
+            windows: std::mem::take(&mut self.windows).into_iter().collect(),
+            outbox,
+            now,
+        };
+        (cycle, roles)
+    }
+
+    /// Puts back what [`Pending::take_cycle`] moved out, after the transaction failed.
+    fn restore_cycle(&mut self, cycle: CycleWrite, roles: Vec<DraftRole>) {
+        self.counters = cycle.counters.into_iter().collect();
+        self.windows = cycle.windows.into_iter().collect();
+        self.outbox = cycle
+            .outbox
+            .into_iter()
+            .zip(roles)
+            .map(|(draft, role)| QueuedDraft { draft, role })
+            .collect();
+    }
+
     /// Queues an event for the next commit.
     fn push(&mut self, draft: OutboxDraft) {
         self.outbox.push(QueuedDraft {
@@ -322,32 +351,17 @@ impl Processor {
             self.evict_settled(now);
             return Ok(0);
         }
-        let cycle = CycleWrite {
-            counters: self
-                .pending
-                .counters
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            deltas: self.pending.deltas.rows().to_vec(),
-            windows: self
-                .pending
-                .windows
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            outbox: self
-                .pending
-                .outbox
-                .iter()
-                .map(|queued| queued.draft.clone())
-                .collect(),
-            now,
-        };
+        // The pending work moves into the transaction and comes back if it fails: a copy would double the
+        // commit's memory (hundreds of rollup bodies and window records at a window close). Only a store
+        // thread that has stopped keeps it, and that ends the agent; the PLCs' counters carry the counts.
+        let (cycle, roles) = self.pending.take_cycle(now);
         let released: Vec<i64> = self.pending.releases.iter().copied().collect();
         let started = Instant::now();
-        let result = store
-            .call(move |s| s.commit_cycle_releasing(&cycle, &released))
+        let (cycle, result) = store
+            .call(move |s| {
+                let result = s.commit_cycle_releasing(&cycle, &released);
+                (cycle, result)
+            })
             .await?;
         self.metrics.commit(started.elapsed(), result.is_ok());
         match result {
@@ -359,7 +373,6 @@ impl Processor {
                         "Delta audit rows were dropped while the store refused writes."
                     );
                 }
-                let roles: Vec<DraftRole> = self.pending.outbox.iter().map(|q| q.role).collect();
                 self.pending = Pending::default();
                 self.evict_settled(now);
                 // Nothing lost silently: quota drops and refused payloads become durable events,
@@ -369,6 +382,7 @@ impl Processor {
                 Ok(outcome.seqs.len())
             }
             Err(error) => {
+                self.pending.restore_cycle(cycle, roles);
                 if matches!(error, crate::store::StoreError::Full(_)) {
                     // The quota cannot hold this cycle even after the store dropped what it may. Shed the
                     // audit rows (the lowest-value data, as the store would) so that the baselines, windows

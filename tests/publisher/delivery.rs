@@ -272,3 +272,45 @@ async fn given_live_updates_when_a_subscriber_arrives_later_then_it_receives_the
     assert!(harness.stats.live_published.load(Ordering::Relaxed) >= 4);
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_unchanged_live_message_when_the_next_generation_comes_then_only_the_changed_one_is_sent(
+) {
+    // Given a connected publisher that has delivered one generation of two machines' live messages.
+    let broker = support::broker();
+    let recorder = Recorder::subscribe(broker.port, "pu/+/+/live").await;
+    let harness = Harness::start(broker.port, "pu", |_| {}).await;
+    support::wait_until(PATIENCE, "the publisher to connect", || harness.connected()).await;
+    let live = |machine: &str, version: u64| LiveMessage {
+        topic: format!("pu/line-a/{machine}/live"),
+        payload: json!({"machine": machine, "version": version})
+            .to_string()
+            .into_bytes(),
+    };
+    harness
+        .live_tx
+        .send_replace(vec![live("m1", 1), live("m2", 1)]);
+    support::wait_until(PATIENCE, "generation 1 of both machines", || {
+        recorder.messages().len() == 2
+    })
+    .await;
+
+    // When the next generation repeats m1's payload byte for byte and changes m2's.
+    harness
+        .live_tx
+        .send_replace(vec![live("m1", 1), live("m2", 2)]);
+    support::wait_until(PATIENCE, "m2's generation 2", || {
+        recorder.messages().iter().any(|m| m.body["version"] == 2)
+    })
+    .await;
+
+    // Then m1 was not sent again (it would have arrived before m2's, in order on one connection).
+    let m1: Vec<Value> = recorder
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic == "pu/line-a/m1/live")
+        .map(|m| m.body["version"].clone())
+        .collect();
+    assert_eq!(m1, vec![json!(1)]);
+    harness.stop().await;
+}

@@ -286,7 +286,7 @@ impl MachineWindows {
         }
         if !self.windows[index].contains_key(&start) {
             let record = self.new_record(index, start);
-            self.windows[index].insert(start, record);
+            self.windows[index].insert(start, Box::new(record));
             self.due.insert(key);
             self.touched.insert(key);
         }

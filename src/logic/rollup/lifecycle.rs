@@ -139,7 +139,7 @@ impl MachineWindows {
             if record.status == WindowStatus::Open || record.dirty {
                 self.due.insert((index, record.start));
             }
-            self.windows[index].insert(record.start, record);
+            self.windows[index].insert(record.start, Box::new(record));
         }
     }
 
@@ -176,7 +176,7 @@ impl MachineWindows {
                 }
             }
             record.dirty = false;
-            emitted.push((record.end, key.0, record.clone()));
+            emitted.push((record.end, key.0, WindowRecord::clone(record)));
             self.due.remove(&key);
             self.touched.insert(key);
         }
@@ -188,7 +188,11 @@ impl MachineWindows {
     pub fn touched(&mut self) -> Vec<WindowRecord> {
         let keys = std::mem::take(&mut self.touched);
         keys.into_iter()
-            .filter_map(|(index, start)| self.windows[index].get(&start).cloned())
+            .filter_map(|(index, start)| {
+                self.windows[index]
+                    .get(&start)
+                    .map(|r| WindowRecord::clone(r))
+            })
             .collect()
     }
 
@@ -196,7 +200,7 @@ impl MachineWindows {
     pub fn open_windows(&self) -> Vec<&WindowRecord> {
         self.windows
             .iter()
-            .flat_map(|windows| windows.values())
+            .flat_map(|windows| windows.values().map(|record| &**record))
             .filter(|record| record.status == WindowStatus::Open)
             .collect()
     }

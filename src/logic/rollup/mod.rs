@@ -46,8 +46,10 @@ pub struct MachineWindows {
     horizon_ms: i64,
     /// The shift calendar: which time is in plan, the shift windows, and the time zone.
     calendar: Calendar,
-    /// Per period (same index as `periods`): records by window start.
-    windows: Vec<BTreeMap<Millis, WindowRecord>>,
+    /// Per period (same index as `periods`): records by window start. Boxed: a map node has room for
+    /// eleven values, so unboxed records (about 250 bytes each) would cost ~2.7 KiB per period and machine
+    /// even for the one to three windows a period usually holds.
+    windows: Vec<BTreeMap<Millis, Box<WindowRecord>>>,
     /// Records changed since the last `touched()`.
     touched: BTreeSet<(usize, Millis)>,
     /// Records that `close_due` must look at: open ones and dirty closed ones.

@@ -128,9 +128,10 @@ struct Session<'a, 'b> {
     lanes: Lanes,
     /// Latest live messages not yet submitted; they go before rows.
     live: VecDeque<LiveMessage>,
-    /// Payload last submitted per live topic on this connection: an unchanged snapshot (e.g. the
-    /// health message between two health ticks) is not sent again.
-    live_sent: std::collections::HashMap<String, Vec<u8>>,
+    /// SHA-256 of the payload last submitted per live topic on this connection: an unchanged snapshot
+    /// (e.g. the health message between two health ticks) is not sent again. A digest, not the payload:
+    /// with hundreds of machines the copies would be one more set of every live message in memory.
+    live_sent: std::collections::HashMap<String, [u8; 32]>,
     drain_rate: Option<DrainRate>,
     watchdog: Watchdog,
     /// Seqs whose accepted PUBACK arrived, retired in one store call per batch of events.

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
+use sha2::{Digest, Sha256};
+
 use tokio::time::Instant;
 
 use super::Session;
@@ -199,11 +201,11 @@ impl Session<'_, '_> {
             tracing::debug!(topic = %message.topic, size, "Live message too large or invalid; skipped.");
             return Ok(());
         }
-        if self.live_sent.get(&message.topic) == Some(&message.payload) {
+        let digest: [u8; 32] = Sha256::digest(&message.payload).into();
+        if self.live_sent.get(&message.topic) == Some(&digest) {
             return Ok(());
         }
-        self.live_sent
-            .insert(message.topic.clone(), message.payload.clone());
+        self.live_sent.insert(message.topic.clone(), digest);
         self.submit(&message.topic, message.payload, Submitted::Live)
     }
 
