@@ -228,7 +228,7 @@ pub async fn run_with_clock(
         metrics,
         heartbeat,
     } = timing;
-    let mut poller = Poller::new(plc, plc_config, plan, metrics.clone());
+    let mut poller = Poller::new(plc, plc_config, plan, metrics);
     // Each pass promises its next beat after its sleep plus what one pass may take.
     let budget = poll_pass_budget(
         poller.config(),
@@ -277,13 +277,13 @@ pub async fn run_with_clock(
         }
         seq += 1;
         let (mono, utc, lag) = cycle_stamp(&clock, tick_at);
-        metrics.poll_started(&poller.config().id, lag, schedule.start(tick_at));
+        poller.series.poll_started(lag, schedule.start(tick_at));
         let report = tokio::select! {
             _ = shutdown.cancelled() => break,
             report = poller.cycle(utc) => report,
         };
         poller.publish(&health);
-        metrics.poll(&poller.config().id);
+        poller.series.poll();
         let sample = Sample {
             plc,
             seq,
