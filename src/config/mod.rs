@@ -117,6 +117,28 @@ pub struct AgentConfig {
     pub unknown_time: UnknownTime,
     /// How log lines are written to stderr.
     pub log_format: LogFormat,
+    /// Where each PLC's regular polls fall within its interval.
+    pub poll_schedule: PollSchedule,
+}
+
+/// `agent.poll_schedule`: where each PLC's regular polls fall within its `poll_interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollSchedule {
+    /// Every PLC on the multiples of its interval of the wall clock (the default): the fleet's samples reach
+    /// the processor in one burst per tick, which does its per-pass work once for all of them.
+    #[default]
+    Aligned,
+    /// Each PLC at its own fixed phase within the interval (`poller::phase`), so the fleet's reads spread
+    /// evenly over it: the highest sustained poll rate, for large fleets at short intervals.
+    Spread,
+}
+
+impl PollSchedule {
+    /// Every accepted value of `agent.poll_schedule`, by its name in the file.
+    pub const ALL: [(&'static str, PollSchedule); 2] = [
+        ("aligned", PollSchedule::Aligned),
+        ("spread", PollSchedule::Spread),
+    ];
 }
 
 /// `agent.log_format`: how log lines are written to stderr (journald keeps them either way).

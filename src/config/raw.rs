@@ -44,6 +44,8 @@ pub(super) struct RawAgent {
     pub(super) unknown_time: String,
     #[serde(default = "default_log_format")]
     pub(super) log_format: String,
+    #[serde(default = "default_poll_schedule")]
+    pub(super) poll_schedule: String,
     #[serde(default)]
     pub(super) targets: RawAgentTargets,
 }
@@ -78,6 +80,9 @@ pub(super) fn default_unknown_time() -> String {
 }
 pub(super) fn default_log_format() -> String {
     "text".into()
+}
+pub(super) fn default_poll_schedule() -> String {
+    "aligned".into()
 }
 
 /// `[calendar]`: shifts repeating daily in `agent.timezone`, and the days not worked.

@@ -220,6 +220,7 @@ impl Validator<'_> {
             .unwrap_or(RESTATEMENT_HORIZON.min);
         let unknown_time = self.unknown_time(&raw.unknown_time);
         let log_format = self.log_format(&raw.log_format);
+        let poll_schedule = self.poll_schedule(&raw.poll_schedule);
         Some(AgentConfig {
             site: raw.site,
             gateway: raw.gateway,
@@ -232,6 +233,7 @@ impl Validator<'_> {
             restatement_horizon,
             unknown_time,
             log_format,
+            poll_schedule,
         })
     }
 
@@ -246,6 +248,19 @@ impl Validator<'_> {
             format!("{text:?} is not one of {}", names.join(", ")),
         );
         LogFormat::Text
+    }
+
+    /// `agent.poll_schedule`: `"aligned"` (the default) or `"spread"`.
+    fn poll_schedule(&mut self, text: &str) -> PollSchedule {
+        if let Some((_, schedule)) = PollSchedule::ALL.iter().find(|(name, _)| *name == text) {
+            return *schedule;
+        }
+        let names: Vec<&str> = PollSchedule::ALL.iter().map(|(name, _)| *name).collect();
+        self.problem(
+            "agent.poll_schedule",
+            format!("{text:?} is not one of {}", names.join(", ")),
+        );
+        PollSchedule::Aligned
     }
 
     fn mqtt(

@@ -117,6 +117,35 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
+/// One PLC's series updated at every poll ([`Metrics::plc_series`]); they share their values with the
+/// registry, so the exposition shows what is counted here.
+#[derive(Debug, Clone)]
+pub struct PlcSeries {
+    polls: Counter,
+    poll_lag: Histogram,
+    ticks_skipped: Counter,
+    rtt: Histogram,
+}
+
+impl PlcSeries {
+    /// One poll cycle ran (as [`Metrics::poll`]).
+    pub fn poll(&self) {
+        self.polls.inc();
+    }
+
+    /// A cycle started `lag` after its scheduled instant, `ticks_skipped` ticks after the previous one's (as
+    /// [`Metrics::poll_started`]).
+    pub fn poll_started(&self, lag: Duration, ticks_skipped: u64) {
+        self.poll_lag.observe(lag.as_secs_f64());
+        self.ticks_skipped.inc_by(ticks_skipped);
+    }
+
+    /// A request was answered (data or exception) after `rtt`.
+    pub fn answered(&self, rtt: Duration) {
+        self.rtt.observe(rtt.as_secs_f64());
+    }
+}
+
 /// The process's metrics. Cheap to update from any task (atomics behind the families' locks).
 #[derive(Debug)]
 pub struct Metrics {
@@ -267,6 +296,18 @@ impl Metrics {
             "MQTT connections lost or connection attempts failed",
             self.mqtt_reconnects.clone(),
         );
+    }
+
+    /// The per-poll series of `plc`, looked up once: a poller task updates them without building labels or
+    /// searching the families at every poll.
+    pub fn plc_series(&self, plc: &str) -> PlcSeries {
+        let labels = plc_labels(plc);
+        PlcSeries {
+            polls: self.polls.get_or_create(&labels).clone(),
+            poll_lag: self.poll_lag.get_or_create(&labels).clone(),
+            ticks_skipped: self.ticks_skipped.get_or_create(&labels).clone(),
+            rtt: self.rtt.get_or_create(&labels).clone(),
+        }
     }
 
     /// One poll cycle of `plc` ran.

@@ -20,7 +20,7 @@ use super::retry::RetrySchedule;
 use super::TagError;
 use crate::config::PlcConfig;
 use crate::logic::Millis;
-use crate::metrics::SharedMetrics;
+use crate::metrics::{PlcSeries, SharedMetrics};
 use crate::outage::OutageLog;
 
 /// Timeouts in a row, with nothing answered yet in the cycle, after which the device counts as silent.
@@ -87,6 +87,8 @@ pub(crate) struct Poller {
     pub(super) outage: OutageLog,
     /// The process's metrics (polls, request errors by kind, round trips).
     pub(super) metrics: SharedMetrics,
+    /// This PLC's per-poll series, looked up once.
+    pub(super) series: PlcSeries,
     /// The up/down state last written to the metrics, so the gauge is set only when it changes.
     pub(super) published_up: Option<bool>,
 }
@@ -103,6 +105,7 @@ impl Poller {
             .into_iter()
             .map(|unit_id| (unit_id, UnitState::default()))
             .collect();
+        let series = metrics.plc_series(&config.id);
         Self {
             plc,
             disabled: vec![None; plan.tags.len()],
@@ -123,6 +126,7 @@ impl Poller {
             last_exchange: None,
             events: Vec::new(),
             outage: OutageLog::default(),
+            series,
             metrics,
             published_up: None,
         }
@@ -274,8 +278,12 @@ impl Poller {
             .await;
         self.last_exchange = Some(Instant::now());
         let rtt_ms = sent_at.elapsed().as_secs_f64() * 1000.0;
-        self.metrics
-            .request(&self.config.id, sent_at.elapsed(), &result);
+        match &result {
+            Ok(_) => self.series.answered(sent_at.elapsed()),
+            Err(_) => self
+                .metrics
+                .request(&self.config.id, sent_at.elapsed(), &result),
+        }
         if !matches!(result, Err(ReadError::Timeout(_) | ReadError::Broken(_))) {
             run.answered_any = true;
             run.timeouts_in_a_row = 0;

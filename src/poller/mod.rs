@@ -26,9 +26,10 @@
 //! or when nothing on it answers (two timeouts in a row before any answer, or a whole cycle without one).
 //! Healthy units are polled first in every cycle, so a failing unit's timeout never delays their readings.
 //!
-//! Schedule (`schedule`): each PLC polls at its own phase within `poll_interval` (derived from its index in
-//! the configuration), on the ticks `phase + k·poll_interval` of the wall clock, so a fleet's reads spread
-//! evenly over the interval instead of all waking on one tick. One extra cycle runs at every window boundary
+//! Schedule (`schedule`): with `agent.poll_schedule = "aligned"` (the default) cycles run on the multiples of
+//! `poll_interval` of the wall clock; with `"spread"` each PLC polls at its own phase within the interval
+//! (derived from its index in the configuration), on the ticks `phase + k·poll_interval`, so a fleet's reads
+//! spread evenly over the interval instead of all waking on one tick. One extra cycle runs at every window boundary
 //! of `agent.periods` and every shift and break start or end of the calendar, so counts and machine-state time
 //! split exactly where windows and planned time begin or end; the extra cycles leave the regular ones where
 //! they are.
@@ -50,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::clock::{self, Clock as _, SharedClock};
-use crate::config::PlcConfig;
+use crate::config::{PlcConfig, PollSchedule};
 use crate::liveness::{poll_pass_budget, Heartbeat};
 use crate::logic::calendar::Calendar;
 use crate::logic::window::Period;
@@ -158,6 +159,8 @@ pub struct PollTiming {
     pub calendar: Calendar,
     /// The window periods (`agent.periods`); each window boundary gets a cycle of its own.
     pub periods: Vec<Period>,
+    /// Aligned to the multiples of the interval, or spread at the PLC's phase ([`phase`]).
+    pub schedule: PollSchedule,
     /// The process's metrics; the supervisor passes its one registry so the series outlive the task.
     pub metrics: SharedMetrics,
     /// Where the loop reports progress for the watchdog; `None` when nobody watches.
@@ -171,6 +174,7 @@ impl PollTiming {
             clock: clock::system(),
             calendar: Calendar::all_planned(jiff::tz::TimeZone::UTC),
             periods: Vec::new(),
+            schedule: PollSchedule::Aligned,
             metrics: SharedMetrics::default(),
             heartbeat: None,
         }
@@ -210,7 +214,7 @@ fn poll_lag(tick_at: Millis, now: Millis) -> Duration {
 }
 
 /// Polls one PLC until `shutdown`; sends one [`Sample`] per cycle (or failed connect) to `sample_tx`,
-/// stamped by `timing.clock`, at its phase within the interval ([`phase`]), with an extra cycle at each
+/// stamped by `timing.clock`, on `timing.schedule` (at its phase within the interval when spread), with an extra cycle at each
 /// boundary of `timing.calendar` and of the windows of `timing.periods`.
 pub async fn run_with_clock(
     plc: usize,
@@ -225,10 +229,11 @@ pub async fn run_with_clock(
         clock,
         calendar,
         periods,
+        schedule: poll_schedule,
         metrics,
         heartbeat,
     } = timing;
-    let mut poller = Poller::new(plc, plc_config, plan, metrics.clone());
+    let mut poller = Poller::new(plc, plc_config, plan, metrics);
     // Each pass promises its next beat after its sleep plus what one pass may take.
     let budget = poll_pass_budget(
         poller.config(),
@@ -244,7 +249,11 @@ pub async fn run_with_clock(
     let mut seq: u64 = 0;
     let mut backoff = Backoff::doubling(BACKOFF_START, poller.config().backoff_max);
     let interval = poller.config().poll_interval;
-    let grid = Grid::new(interval, phase(plc, interval));
+    let offset = match poll_schedule {
+        PollSchedule::Aligned => Duration::ZERO,
+        PollSchedule::Spread => phase(plc, interval),
+    };
+    let grid = Grid::new(interval, offset);
     let mut schedule = Schedule::new(grid, Boundaries::new(calendar, periods));
 
     while !shutdown.is_cancelled() {
@@ -277,13 +286,13 @@ pub async fn run_with_clock(
         }
         seq += 1;
         let (mono, utc, lag) = cycle_stamp(&clock, tick_at);
-        metrics.poll_started(&poller.config().id, lag, schedule.start(tick_at));
+        poller.series.poll_started(lag, schedule.start(tick_at));
         let report = tokio::select! {
             _ = shutdown.cancelled() => break,
             report = poller.cycle(utc) => report,
         };
         poller.publish(&health);
-        metrics.poll(&poller.config().id);
+        poller.series.poll();
         let sample = Sample {
             plc,
             seq,

@@ -74,6 +74,7 @@ impl PollerSet {
                         .iter()
                         .map(|p| p.period.clone())
                         .collect(),
+                    schedule: config.agent.poll_schedule,
                     metrics: self.metrics.clone(),
                     heartbeat: self.liveness.poller(index),
                 },

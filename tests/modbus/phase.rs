@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shopfloor_agent::clock::{Clock as _, SteppableClock, SystemClock};
+use shopfloor_agent::config::PollSchedule;
 use shopfloor_agent::logic::window::Period;
 use shopfloor_agent::poller::{self, PollTiming};
 use simulators::PlcSimulator;
@@ -23,7 +24,7 @@ const LEAD_MS: i64 = 1_500;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_plc_with_a_phase_when_it_polls_then_its_samples_land_on_its_phase_and_on_the_window_boundary(
 ) {
-    // Given PLC 3 polled every second, one-minute windows, and the poller's clock 1.5 s before a minute,
+    // Given PLC 3 polled every second on the spread schedule, one-minute windows, and the poller's clock 1.5 s before a minute,
     let sim = PlcSimulator::start("127.0.0.1:0", vec![frozen_machine(1)], 5)
         .await
         .unwrap();
@@ -40,6 +41,7 @@ async fn given_a_plc_with_a_phase_when_it_polls_then_its_samples_land_on_its_pha
     let timing = PollTiming {
         clock,
         periods: vec![Period::parse("1m").unwrap()],
+        schedule: PollSchedule::Spread,
         ..PollTiming::system()
     };
     let poll = Poll::start_as(PLC, config, machine_tags(1, 0), timing);

@@ -506,3 +506,18 @@ fn log_format_is_text_by_default_json_on_request_and_anything_else_names_its_pat
         "{found:?}"
     );
 }
+
+#[test]
+fn poll_schedule_is_aligned_by_default_spread_on_request_and_anything_else_names_its_path() {
+    let text = config_with("", "", ADDRESS, "");
+    let config = Config::from_toml(&text, "test.toml", false).unwrap();
+    assert_eq!(config.agent.poll_schedule, PollSchedule::Aligned);
+    let spread = config_with("poll_schedule = \"spread\"", "", ADDRESS, "");
+    let config = Config::from_toml(&spread, "test.toml", false).unwrap();
+    assert_eq!(config.agent.poll_schedule, PollSchedule::Spread);
+    let found = problems(&config_with("poll_schedule = \"random\"", "", ADDRESS, ""));
+    assert!(
+        has_problem(&found, "agent.poll_schedule", "not one of aligned, spread"),
+        "{found:?}"
+    );
+}
