@@ -22,8 +22,8 @@ use crate::subscriber::Subscriber;
 const BACKLOG_ROWS: &str = "shopfloor_backlog_rows";
 /// The agent's publish → PUBACK histogram.
 const PUBACK_LATENCY: &str = "shopfloor_puback_latency_seconds";
-/// How often the drain is sampled. Not more often: every scrape of `/metrics` costs the agent a scan of the
-/// whole outbox (see the scrape-cost row).
+/// How often the drain is sampled (from the database file and `/proc`, so the sampling adds no work to the
+/// agent; what one `/metrics` scrape costs it is its own row).
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Scrapes timed (with the broker down, nothing else to do) to tell what one costs the agent.
 const COSTED_SCRAPES: u32 = 5;
@@ -186,8 +186,8 @@ fn unlimited(
         .note(format!(
             "agent throughput and CPU: from the last sample before the first filled row was retired to \
              the first sample without any (the outbox's smallest seq read from the database file every \
-             {SAMPLE_EVERY:?}, as is RSS from /proc); /metrics is not scraped during the drain: one \
-             scrape scans the whole outbox (row above); {:.0} rows were left at the end",
+             {SAMPLE_EVERY:?}, as is RSS from /proc); /metrics is not scraped during the drain (what \
+             one scrape costs is the row above); {:.0} rows were left at the end",
             drain.left
         ))
         .note(format!(
@@ -259,7 +259,7 @@ fn filled_rows_queued(path: &std::path::Path, filled: u64) -> anyhow::Result<f64
 }
 
 /// Samples the agent's usage and `queued` every [`SAMPLE_EVERY`] until `done` holds or `deadline` passes.
-/// It does not scrape `/metrics`, which costs the agent a scan of the outbox.
+/// It does not scrape `/metrics`, so that the figures are the drain's alone.
 fn watch(
     agent: &AgentProcess,
     deadline: Instant,
