@@ -151,6 +151,21 @@ fn given_a_schema_5_file_with_windows_when_opened_then_records_are_rekeyed_and_u
     assert_eq!(between, expected);
     assert_eq!(store.load_unsettled_windows().unwrap().len(), 5);
     assert!(store.integrity_check().unwrap().is_empty());
+    let plan: Vec<String> = store
+        .conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            schema::SELECT_WINDOWS_BETWEEN
+        ))
+        .unwrap()
+        .query_map(("m1", "1m", T0, T0 + HOUR), |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|step| step.contains("windows_by_time")),
+        "{plan:?}"
+    );
 }
 
 /// Pages one window close writes (WAL frames of its commit, from a checkpointed state) in a store holding
