@@ -4,10 +4,51 @@
 //! delete is one small batch per call, so a long prune never holds the store thread (and its write lock) long.
 //! It does not decide the cutoffs; the processor does.
 
-use crate::logic::rollup::WindowStatus;
+use rusqlite::Transaction;
+
+use crate::logic::rollup::{WindowRecord, WindowStatus};
 use crate::logic::Millis;
 
 use super::{schema, usize_to_sql, Store, StoreError};
+
+/// Rows read per batch by [`rekey_windows`]: bounds its memory whatever the size of the table.
+const REKEY_BATCH_ROWS: i64 = 10_000;
+
+/// Backfill of migration 6: gives every window record the key [`WindowRecord::key`] builds now, so the
+/// processor's next upsert of it updates the row instead of adding a second one. Rows are read in batches
+/// in rowid order (about time order) and each batch is rewritten in the order of its old keys, so both the
+/// entries removed and those added stay within a few index pages at a time. A row whose record cannot be
+/// read as a `WindowRecord` (never written by the agent) keeps its key.
+pub(super) fn rekey_windows(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let mut select = tx.prepare(schema::SELECT_WINDOW_ROWS_AFTER)?;
+    let mut update = tx.prepare(schema::SET_WINDOW_KEY)?;
+    let (mut after, mut rekeyed, mut unreadable) = (0_i64, 0_u64, 0_u64);
+    loop {
+        let mut batch: Vec<(i64, String, String)> = select
+            .query_map((after, REKEY_BATCH_ROWS), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = batch.iter().map(|(rowid, _, _)| *rowid).max() else {
+            break;
+        };
+        after = last;
+        batch.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        for (rowid, old_key, record) in batch {
+            let Ok(record) = serde_json::from_str::<WindowRecord>(&record) else {
+                unreadable += 1;
+                continue;
+            };
+            let key = record.key();
+            if key != old_key {
+                update.execute((rowid, key))?;
+                rekeyed += 1;
+            }
+        }
+    }
+    tracing::info!(rekeyed, unreadable, "Window records rekeyed time first.");
+    Ok(())
+}
 
 /// Bytes of one audit row besides its key and kind text: the integers, the record and cell headers, the
 /// `deltas_by_t_to` index entry, and the slack of partly filled pages (measured: see the tests).

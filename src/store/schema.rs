@@ -41,6 +41,10 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_5_OUTBOX_TOTALS,
         backfill: Some(super::totals::backfill_outbox_totals),
     },
+    Migration {
+        sql: MIGRATION_6_TIME_FIRST_WINDOWS,
+        backfill: Some(super::retention::rekey_windows),
+    },
 ];
 
 /// Schema version from which the store has [`MIGRATION_4_QUARANTINE_RELEASES`].
@@ -357,18 +361,25 @@ CREATE INDEX windows_by_span ON windows (w_machine, w_period, w_start);
 CREATE INDEX windows_by_end ON windows (w_end);
 ";
 
-/// Records still to be closed or restated: status `?1` (the open status) or dirty. Read once at start-up.
+/// Records still to be closed or restated: status `?1` (the open status) or dirty, in storage order (one pass
+/// over the table; the reader files them by machine, period and start). Read once at start-up.
 pub(super) const SELECT_UNSETTLED_WINDOWS: &str = "
 SELECT record FROM windows
 WHERE json_valid(record) AND (json_extract(record, '$.status') = ?1 OR json_extract(record, '$.dirty'))
-ORDER BY key";
-/// Records of one machine and period with `?3 <= start < ?4` (a range scan of `windows_by_span`).
+ORDER BY rowid";
+/// Records of one machine and period with `?3 <= start < ?4`, by start: a range scan of `windows_by_time`
+/// over every machine's records of the period in that span, filtered on the machine within the index (only
+/// the matching rows are read from the table).
 pub(super) const SELECT_WINDOWS_BETWEEN: &str = "
 SELECT record FROM windows WHERE w_machine = ?1 AND w_period = ?2 AND w_start >= ?3 AND w_start < ?4
 ORDER BY w_start";
-/// At most `?2` records that ended before `?1`, oldest first.
+/// At most `?2` records that ended before `?1`, oldest first (a range scan of `windows_by_end`).
 pub(super) const DELETE_WINDOWS_ENDED_BEFORE: &str = "
-DELETE FROM windows WHERE key IN (SELECT key FROM windows WHERE w_end < ?1 ORDER BY w_end LIMIT ?2)";
+DELETE FROM windows WHERE rowid IN (SELECT rowid FROM windows WHERE w_end < ?1 ORDER BY w_end LIMIT ?2)";
+/// Up to `?2` window rows after rowid `?1`, in rowid order: the batches of the key rewrite of migration 6.
+pub(super) const SELECT_WINDOW_ROWS_AFTER: &str =
+    "SELECT rowid, key, record FROM windows WHERE rowid > ?1 ORDER BY rowid LIMIT ?2";
+pub(super) const SET_WINDOW_KEY: &str = "UPDATE windows SET key = ?2 WHERE rowid = ?1";
 /// At most `?2` audit rows whose `t_to` is before `?1`, oldest first (a range scan of `deltas_by_t_to`).
 pub(super) const DELETE_DELTAS_OLDER_THAN: &str = "
 DELETE FROM deltas WHERE id IN (SELECT id FROM deltas WHERE t_to < ?1 ORDER BY t_to LIMIT ?2)";
@@ -430,3 +441,13 @@ pub(super) const DELETE_APPLIED_RELEASES_BEFORE: &str =
 /// `totals` module), so the backlog figure needs no scan. No table changes; the backfill counts the rows once.
 /// The version bump also keeps an older agent, which would change the outbox without the totals, off the file.
 const MIGRATION_5_OUTBOX_TOTALS: &str = "";
+
+/// Window records keyed and indexed time first. Keys were `machine/period/start` and `windows_by_span` was
+/// ordered machine first, so once the table held hours of records every commit touched one leaf page per machine
+/// in both indexes. Keys become `period/start/machine` (`WindowRecord::key`; the backfill rewrites every record
+/// it can read) and the span index is ordered (period, start, machine): the records a commit writes, which
+/// share their period and start, then share index pages.
+const MIGRATION_6_TIME_FIRST_WINDOWS: &str = "
+DROP INDEX windows_by_span;
+CREATE INDEX windows_by_time ON windows (w_period, w_start, w_machine);
+";

@@ -168,10 +168,23 @@ mod optional_date {
     }
 }
 
+/// Digits `start` is zero-padded to in [`WindowRecord::key`]: the width of epoch milliseconds from
+/// September 2001 to November 2286, so within a period the text order of keys is the time order of starts.
+const KEY_START_DIGITS: usize = 13;
+
 impl WindowRecord {
-    /// A stable key for persistence: `machine/period/start`.
+    /// The persistence key, time first: `period/start/machine`, with `start` zero-padded to 13
+    /// digits. Records written in the same minute then sit side by side in the
+    /// key index instead of one place per machine. Unique: a period name holds no `/`, so the first `/`
+    /// ends it, and the start (digits) ends at the second. The only place a key is built; never parsed.
     pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.machine, self.period, self.start)
+        format!(
+            "{}/{:0width$}/{}",
+            self.period,
+            self.start,
+            self.machine,
+            width = KEY_START_DIGITS
+        )
     }
 }
 
@@ -198,4 +211,61 @@ pub struct LateTally {
     pub units: u64,
     /// State time before the horizon; discarded.
     pub state_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn record(machine: &str, period: &str, start: Millis) -> WindowRecord {
+        WindowRecord {
+            machine: machine.into(),
+            period: period.into(),
+            start,
+            end: start + 60_000,
+            shift: None,
+            production_date: None,
+            sums: WindowSums::default(),
+            status: WindowStatus::Open,
+            revision: 0,
+            dirty: false,
+        }
+    }
+
+    #[test]
+    fn given_a_record_when_keyed_then_period_padded_start_and_machine_in_that_order() {
+        assert_eq!(
+            record("press-01", "1m", 1_795_824_000_000).key(),
+            "1m/1795824000000/press-01"
+        );
+        assert_eq!(record("m", "day", 60_000).key(), "day/0000000060000/m");
+    }
+
+    fn period() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("1m".to_owned()),
+            Just("15m".to_owned()),
+            Just("1h".to_owned()),
+            Just("shift".to_owned()),
+            Just("day".to_owned()),
+        ]
+    }
+
+    proptest! {
+        /// Within a period, keys sort by start first, then machine; distinct records get distinct keys.
+        #[test]
+        fn keys_order_by_time_within_a_period_and_never_collide(
+            period in period(),
+            other_period in period(),
+            a in (0_i64..9_999_999_999_999, "[a-z0-9/_-]{1,12}"),
+            b in (0_i64..9_999_999_999_999, "[a-z0-9/_-]{1,12}"),
+        ) {
+            let (ka, kb) = (record(&a.1, &period, a.0).key(), record(&b.1, &period, b.0).key());
+            prop_assert_eq!(ka.cmp(&kb), (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let kc = record(&b.1, &other_period, b.0).key();
+            prop_assert_eq!(ka == kc, period == other_period && a == b);
+        }
+    }
 }

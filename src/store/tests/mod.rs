@@ -2,7 +2,8 @@
 //! `data_dir` (the client-id lock, a database deleted under the store),
 //! `quota` (overflow policy, refused payloads, migration of the drop class), `quarantine` (release requests),
 //! `recovery` (corrupt, truncated,
-//! stale and busy files at open), `totals` (the kept backlog figure against a fresh count) and `model` (a
+//! stale and busy files at open), `totals` (the kept backlog figure against a fresh count), `windows` (time-first
+//! window keys: the migration of old keys, the pages a window close writes) and `model` (a
 //! proptest of commit/retire/reopen against a `VecDeque`, the backlog figure included).
 
 mod basics;
@@ -12,6 +13,7 @@ mod quarantine;
 mod quota;
 mod recovery;
 mod totals;
+mod windows;
 
 use std::path::{Path, PathBuf};
 
