@@ -289,7 +289,7 @@ struct Bench {
 }
 
 impl Bench {
-    fn start(plcs: usize, machines: u8, grace: Duration) -> anyhow::Result<Bench> {
+    fn start(plcs: usize, machines: u8, period: &str, grace: Duration) -> anyhow::Result<Bench> {
         let broker =
             shopfloor_agent::broker::spawn_mosquitto(0).context("cannot start Mosquitto")?;
         let sim = ChildRole::spawn(
@@ -308,7 +308,7 @@ impl Bench {
         let first = sim.line(Duration::from_secs(60))?;
         let started: Started = serde_json::from_str(&first)
             .with_context(|| format!("the fleet simulator said {first:?}"))?;
-        let subscriber = RollupSubscriber::start(broker.port, grace)?;
+        let subscriber = RollupSubscriber::start(broker.port, period, grace)?;
         Ok(Bench {
             broker,
             sim,
@@ -582,7 +582,12 @@ fn budgets(scenario: Scenario) -> [&'static str; 4] {
 
 /// A steady scenario: the floor, then the agent, on one fleet.
 fn steady(scenario: Scenario, workload: &Workload) -> anyhow::Result<Table> {
-    let bench = Bench::start(workload.plcs, workload.machines, workload.grace)?;
+    let bench = Bench::start(
+        workload.plcs,
+        workload.machines,
+        workload.period,
+        workload.grace,
+    )?;
     let reads = bench.reads(workload)?;
     let registers: u64 = reads.iter().map(|r| u64::from(r.count)).sum();
     let floor = measure_floor(&bench, workload)?;
@@ -757,7 +762,7 @@ fn ceiling(options: &Options) -> anyhow::Result<Table> {
         grace: Duration::from_millis(if smoke { 100 } else { 1000 }),
         schedule: PollSchedule::Aligned,
     };
-    let bench = Bench::start(max_plcs, base.machines, base.grace)?;
+    let bench = Bench::start(max_plcs, base.machines, base.period, base.grace)?;
     let steps = ladder(options.scale, max_plcs);
     let floor = climb(&steps, &base, |w| measure_floor(&bench, w))?;
     let agent = climb(&steps, &base, |w| measure_agent(&bench, w, smoke))?;

@@ -1,25 +1,25 @@
-//! Rollup latencies of the polling scenarios: for every closed window the subscriber received, how long after
-//! the window closed (its `end` plus the configured grace) it arrived. A thin reading of the benchmark's one
-//! subscriber (`subscriber.rs`).
+//! Rollup latencies of the polling scenarios: for every closed window of the measured period the subscriber
+//! received, how long after the window closed (its `end` plus that period's grace) it arrived. Only that
+//! period's topics are subscribed: the other periods have other graces (S1's 15-minute windows wait 30 s).
+//! A thin reading of the benchmark's one subscriber (`subscriber.rs`).
 
 use std::time::{Duration, Instant};
 
 use crate::subscriber::{Received, Subscriber};
 
-/// The agent's rollup topics in the benchmark's fleet (every line and machine, every period).
-const ROLLUP_FILTER: &str = "shopfloor/v1/bench/+/+/rollup/#";
-
-/// A subscriber on the fleet's rollup topics; stops when dropped.
+/// A subscriber on the fleet's rollup topics of one period; stops when dropped.
 pub struct RollupSubscriber {
     subscriber: Subscriber,
     grace: Duration,
 }
 
 impl RollupSubscriber {
-    /// Subscribes on the broker at 127.0.0.1:`port` and returns once the broker confirmed it.
-    pub fn start(port: u16, grace: Duration) -> anyhow::Result<RollupSubscriber> {
+    /// Subscribes to the rollups of `period` (every line and machine of the benchmark's fleet) on the broker at
+    /// 127.0.0.1:`port`, whose windows close `grace` after their end, and returns once the broker confirmed it.
+    pub fn start(port: u16, period: &str, grace: Duration) -> anyhow::Result<RollupSubscriber> {
+        let filter = format!("shopfloor/v1/bench/+/+/rollup/{period}");
         Ok(RollupSubscriber {
-            subscriber: Subscriber::start(port, ROLLUP_FILTER)?,
+            subscriber: Subscriber::start(port, &filter)?,
             grace,
         })
     }
