@@ -226,12 +226,7 @@ async fn given_live_updates_when_a_subscriber_arrives_later_then_it_receives_the
     let early = Recorder::subscribe(broker.port, "pd/+/+/live").await;
     let harness = Harness::start(broker.port, "pd", |_| {}).await;
     support::wait_until(PATIENCE, "the publisher to connect", || harness.connected()).await;
-    let live = |machine: &str, version: u64| LiveMessage {
-        topic: format!("pd/line-a/{machine}/live"),
-        payload: json!({"machine": machine, "version": version})
-            .to_string()
-            .into_bytes(),
-    };
+    let live = |machine: &str, version: u64| live_message("pd", machine, version);
 
     // When two generations of live messages are sent.
     harness
@@ -281,12 +276,7 @@ async fn given_an_unchanged_live_message_when_the_next_generation_comes_then_onl
     let recorder = Recorder::subscribe(broker.port, "pu/+/+/live").await;
     let harness = Harness::start(broker.port, "pu", |_| {}).await;
     support::wait_until(PATIENCE, "the publisher to connect", || harness.connected()).await;
-    let live = |machine: &str, version: u64| LiveMessage {
-        topic: format!("pu/line-a/{machine}/live"),
-        payload: json!({"machine": machine, "version": version})
-            .to_string()
-            .into_bytes(),
-    };
+    let live = |machine: &str, version: u64| live_message("pu", machine, version);
     harness
         .live_tx
         .send_replace(vec![live("m1", 1), live("m2", 1)]);
@@ -313,4 +303,14 @@ async fn given_an_unchanged_live_message_when_the_next_generation_comes_then_onl
         .collect();
     assert_eq!(m1, vec![json!(1)]);
     harness.stop().await;
+}
+
+/// Generation `version` of `machine`'s live message under `prefix` (line `line-a`).
+fn live_message(prefix: &str, machine: &str, version: u64) -> LiveMessage {
+    LiveMessage {
+        topic: format!("{prefix}/line-a/{machine}/live"),
+        payload: json!({"machine": machine, "version": version})
+            .to_string()
+            .into_bytes(),
+    }
 }
