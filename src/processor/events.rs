@@ -120,10 +120,9 @@ impl Processor {
                     (kind, Audience::Tag(tag.tag), enabled.at, detail)
                 }
             };
-            for machine in self
-                .machines
+            for machine in self.by_plc[sample.plc]
                 .iter()
-                .filter(|m| m.config.plc == sample.plc)
+                .map(|&index| &self.machines[index])
                 .filter(|m| audience.includes(m))
             {
                 self.pending.push(machine_event(

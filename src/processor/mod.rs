@@ -33,6 +33,9 @@ use crate::poller::{HealthBoard, PollEvent, ReadPlan, Sample};
 use crate::publisher::LiveMessage;
 use crate::store::{CycleWrite, DeltaRow, OutboxDraft, StoreHandle};
 
+mod attention;
+#[cfg(test)]
+mod attention_tests;
 mod clock;
 mod commit_policy;
 #[cfg(test)]
@@ -226,6 +229,10 @@ pub struct Processor {
     unmatched_releases: BTreeSet<i64>,
     /// Commit counts and latency; the task loop hands it the process's registry ([`Outputs::metrics`]).
     metrics: crate::metrics::SharedMetrics,
+    /// The machines of each PLC (indexes into `machines`), so that a sample visits only its own.
+    by_plc: Vec<Vec<usize>>,
+    /// Which machines the per-pass work must look at since its last pass.
+    attention: attention::Attention,
 }
 
 impl Processor {
@@ -239,20 +246,23 @@ impl Processor {
     fn feed(&mut self, sample: &Sample, takes: impl Fn(usize) -> bool) {
         self.record_poll_events(sample);
         let step = self.observe_clock(sample);
-        for index in 0..self.machines.len() {
-            if self.machines[index].config.plc == sample.plc && takes(index) {
-                self.check_stored_time(index, sample.utc);
-                if let Some(step) = &step {
-                    self.machines[index].clock_stepped(step);
-                }
+        // By position in the PLC's list: no list of the fed machines is built per sample.
+        let fed = |processor: &Processor, at: usize| {
+            let index = processor.by_plc[sample.plc][at];
+            takes(index).then_some(index)
+        };
+        for at in 0..self.by_plc[sample.plc].len() {
+            let Some(index) = fed(self, at) else { continue };
+            self.attention.note(index);
+            self.check_stored_time(index, sample.utc);
+            if let Some(step) = &step {
+                self.machines[index].clock_stepped(step);
             }
         }
-        let identity = &self.identity;
-        for (index, machine) in self.machines.iter_mut().enumerate() {
-            if machine.config.plc != sample.plc || !takes(index) {
-                continue;
-            }
-            let reads = machine.read_counters(sample, identity, &mut self.pending);
+        for at in 0..self.by_plc[sample.plc].len() {
+            let Some(index) = fed(self, at) else { continue };
+            let machine = &mut self.machines[index];
+            let reads = machine.read_counters(sample, &self.identity, &mut self.pending);
             let observed = machine.observe_state(sample, &reads, &self.config);
             machine.current_state = observed;
             machine.tracker_dirty = true;
@@ -266,7 +276,7 @@ impl Processor {
                 lost,
                 counter_unread: reads.unread,
             };
-            machine.note_gap(sample, gap, identity, &self.config, &mut self.pending);
+            machine.note_gap(sample, gap, &self.identity, &self.config, &mut self.pending);
         }
     }
 
@@ -305,11 +315,14 @@ impl Processor {
                 }
             }
         }
+        // Closing moved every due machine's deadline forward: the next pass recomputes them all.
+        self.attention.note_all();
         closed
     }
 
     /// Moves changed baselines and windows into `pending`.
     fn collect_changes(&mut self) {
+        self.attention.collected();
         for machine in &mut self.machines {
             if machine.tracker_dirty {
                 let json = serde_json::to_string(&machine.tracker)
@@ -396,12 +409,10 @@ impl Processor {
         }
     }
 
-    /// Earliest time a window is due to close.
-    pub fn next_deadline(&self) -> Option<Millis> {
-        self.machines
-            .iter()
-            .flat_map(|m| m.windows.iter().filter_map(|w| w.next_deadline()))
-            .min()
+    /// Earliest time a window is due to close; looks at the machines touched since the last call only.
+    pub fn next_deadline(&mut self) -> Option<Millis> {
+        self.attention.refresh(&self.machines);
+        self.attention.deadline()
     }
 }
 

@@ -26,11 +26,15 @@ impl Processor {
             if self.pending.releases.contains(&request.delta_id) {
                 continue;
             }
-            let found = self.machines.iter_mut().find_map(|machine| {
-                let index = machine.counters.iter().position(|c| c.key == request.key)?;
-                Some((machine, index))
-            });
-            let Some((machine, index)) = found else {
+            let found = self
+                .machines
+                .iter()
+                .enumerate()
+                .find_map(|(position, machine)| {
+                    let index = machine.counters.iter().position(|c| c.key == request.key)?;
+                    Some((position, index))
+                });
+            let Some((position, index)) = found else {
                 if self.unmatched_releases.insert(request.delta_id) {
                     warn!(
                         delta_id = request.delta_id,
@@ -40,6 +44,8 @@ impl Processor {
                 }
                 continue;
             };
+            self.attention.note(position);
+            let machine = &mut self.machines[position];
             let channel = &machine.counters[index];
             for acc in &mut machine.windows {
                 acc.add_count(

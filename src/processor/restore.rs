@@ -57,6 +57,10 @@ impl Processor {
                 MachineRuntime::restore(machine, &plans[machine.plc], &config, &counters, &records)
             })
             .collect();
+        let mut by_plc = vec![Vec::new(); config.plcs.len()];
+        for (index, machine) in config.machines.iter().enumerate() {
+            by_plc[machine.plc].push(index);
+        }
         let step_detectors = vec![StepDetector::new(); config.plcs.len()];
         Processor {
             config,
@@ -71,6 +75,8 @@ impl Processor {
             refusals: events::RefusalTally::default(),
             unmatched_releases: BTreeSet::new(),
             metrics: crate::metrics::SharedMetrics::default(),
+            by_plc,
+            attention: attention::Attention::default(),
         }
     }
 }

@@ -95,6 +95,10 @@ impl Processor {
         requests: Vec<(usize, usize, String, LoadRequest)>,
         answers: Vec<Vec<WindowRecord>>,
     ) -> usize {
+        if !requests.is_empty() {
+            // Loaded windows may be due at once, and the deferred facts are applied: look at every machine.
+            self.attention.note_all();
+        }
         let mut loaded = 0;
         for ((machine_index, acc_index, _, request), records) in requests.into_iter().zip(answers) {
             loaded += records.len();

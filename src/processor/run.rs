@@ -228,17 +228,16 @@ impl Processor {
         if !self.pending.outbox.is_empty() || !self.pending.releases.is_empty() {
             return Work::Urgent;
         }
-        let changed = self.machines.iter().any(|machine| {
-            machine.tracker_dirty || machine.counters.iter().any(|channel| channel.dirty)
-        });
-        if changed || !self.pending.is_empty() {
+        // A baseline or tracker changes only on a machine that was touched (not by visiting them all).
+        if self.attention.changed() || !self.pending.is_empty() {
             Work::Routine
         } else {
             Work::Nothing
         }
     }
 
-    /// Loads the windows late facts wait for, closes the windows due at `now`, and commits when `policy`
+    /// Loads the windows late facts wait for, closes the windows due at `now` (each only when the machines
+    /// touched since the last pass say it has work), and commits when `policy`
     /// says so (a closed window's rollup at once). `None`: no commit was due.
     pub(super) async fn settle(
         &mut self,
@@ -247,14 +246,36 @@ impl Processor {
         now: Now,
     ) -> Option<anyhow::Result<usize>> {
         // Late facts first get the window records they restate; a failure shows at the commit, which retries.
-        let _ = self.load_deferred(store).await;
-        self.close_due(now.utc);
+        if self.loads_waiting() {
+            let _ = self.load_deferred(store).await;
+        }
+        self.close_if_due(now.utc);
         if !policy.due(now.mono, self.work()) {
             return None;
         }
         let committed = self.commit(store, now.utc).await;
         policy.committed(now.mono, committed.is_ok(), self.work());
         Some(committed)
+    }
+}
+
+impl Processor {
+    /// Whether late facts may wait for window records to be loaded; looks only at the machines touched since
+    /// the last pass (see `attention`).
+    pub(super) fn loads_waiting(&mut self) -> bool {
+        self.attention.refresh(&self.machines);
+        self.attention.deferred()
+    }
+
+    /// Closes the windows due at `now` when the machines touched since the last pass say that something is
+    /// due: [`Processor::close_due`] without visiting every machine at every pass. Returns how many closed.
+    pub(super) fn close_if_due(&mut self, now: Millis) -> usize {
+        self.attention.refresh(&self.machines);
+        if self.attention.close_due_at(now) {
+            self.close_due(now)
+        } else {
+            0
+        }
     }
 }
 

@@ -215,6 +215,19 @@ impl MachineWindows {
             .min()
     }
 
+    /// When `close_due` next has work, as two bounds: see [`DueBounds`]. `None`: no window is due at
+    /// any time (nothing open, nothing awaiting restatement).
+    pub fn due_bounds(&self) -> Option<DueBounds> {
+        self.due
+            .iter()
+            .filter_map(|(index, start)| self.windows[*index].get(start))
+            .map(|record| DueBounds {
+                deadline: record.end.saturating_add(self.grace_ms),
+                future: record.start.saturating_sub(self.grace_ms),
+            })
+            .reduce(DueBounds::merge)
+    }
+
     /// Facts that arrived for time past the restatement horizon, since this value was created.
     pub fn late(&self) -> &LateTally {
         &self.late
@@ -230,6 +243,33 @@ impl MachineWindows {
     pub fn rewind(&mut self, at: Millis) {
         if self.watermark.is_some_and(|seen| seen > at) {
             self.watermark = Some(at);
+        }
+    }
+}
+
+/// When [`MachineWindows::close_due`] has work: at `now >= deadline` (the earliest `end + grace` of the
+/// windows it looks at), or at `now < future` (the latest `start - grace`: a window starting more than a
+/// grace after now lies in the future of a clock that stepped back, and is closed at once). Bounds of
+/// several accumulators merge into bounds of them all, so a driver may keep one value for many machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueBounds {
+    /// The earliest `end + grace`.
+    pub deadline: Millis,
+    /// The latest `start - grace`.
+    pub future: Millis,
+}
+
+impl DueBounds {
+    /// Whether `close_due(now)` closes something.
+    pub fn due_at(&self, now: Millis) -> bool {
+        now >= self.deadline || now < self.future
+    }
+
+    /// Bounds covering both: the earlier deadline, the later future mark.
+    pub fn merge(self, other: DueBounds) -> DueBounds {
+        DueBounds {
+            deadline: self.deadline.min(other.deadline),
+            future: self.future.max(other.future),
         }
     }
 }

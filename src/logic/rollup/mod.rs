@@ -28,7 +28,7 @@ use super::Millis;
 use change::Deferred;
 
 pub use flag::Flag;
-pub use lifecycle::LoadRequest;
+pub use lifecycle::{DueBounds, LoadRequest};
 pub use state::{rebase_after_step, MachineState, StateTracker};
 pub use sums::{Channel, LateTally, WindowRecord, WindowStatus, WindowSums};
 

@@ -17,6 +17,7 @@ use crate::logic::calendar::Calendar;
 use crate::logic::window::Period;
 use crate::logic::Millis;
 
+const SECOND: Millis = 1_000;
 const MINUTE: Millis = 60_000;
 const HOUR: Millis = 3_600_000;
 /// 2026-11-28T00:00:00Z.

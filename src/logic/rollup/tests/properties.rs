@@ -187,3 +187,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A driver asks `due_bounds` instead of calling `close_due` on every machine at every pass: the bounds
+    /// must say exactly when a call would close something, also when facts arrive late and the clock steps
+    /// back (windows in the future of the clock are closed at once).
+    #[test]
+    fn due_bounds_say_exactly_when_close_due_has_work(
+        steps in prop::collection::vec((-3 * HOUR..90 * SECOND, 0u64..50, any::<bool>()), 1..120),
+        start in 1_700_000_000_000i64..1_800_000_000_000,
+        grace in prop::sample::select(vec![0i64, 2 * SECOND, 30 * SECOND]),
+    ) {
+        let names = ["10s", "1m", "15m"];
+        let mut windows = MachineWindows::new("m".into(), periods(&names), grace, 72 * HOUR, Calendar::all_planned(TimeZone::UTC));
+        let mut at = start;
+        for (advance, units, late) in steps {
+            // Mostly forward, sometimes a step back of up to 3 h; a late fact reaches a minute back.
+            at += advance;
+            let from = if late { at - MINUTE } else { at - SECOND };
+            windows.add_count(&Channel::Produced, units, from, at, None);
+            let bounds = windows.due_bounds();
+            let now = at + advance.rem_euclid(40 * SECOND);
+            let predicted = bounds.is_some_and(|b| b.due_at(now));
+            let closed = windows.close_due(now);
+            prop_assert_eq!(predicted, !closed.is_empty(), "bounds {:?} at {}", bounds, now);
+            windows.touched();
+        }
+    }
+}
