@@ -92,7 +92,7 @@ enum Step {
     /// A pass with no sample (a timer), `advance` ms later.
     Timer { advance: Millis },
     /// The wall clock steps back by `back` ms (the monotonic clock goes on).
-    StepBack { back: Millis },
+    ClockBack { back: Millis },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -100,7 +100,7 @@ fn step() -> impl Strategy<Value = Step> {
         8 => (0..PLCS, 0..1_500i64, prop::option::weighted(0.9, 0u16..20))
             .prop_map(|(plc, advance, units)| Step::Poll { plc, advance, units }),
         2 => (0..20 * SECOND).prop_map(|advance| Step::Timer { advance }),
-        1 => (SECOND..3 * MINUTE).prop_map(|back| Step::StepBack { back }),
+        1 => (SECOND..3 * MINUTE).prop_map(|back| Step::ClockBack { back }),
     ]
 }
 
@@ -150,7 +150,7 @@ proptest! {
                     utc += advance;
                     mono += advance;
                 }
-                Step::StepBack { back } => utc -= back,
+                Step::ClockBack { back } => utc -= back,
             }
             // The pass as the task makes it, and the same pass visiting every machine.
             if noting.loads_waiting() {
