@@ -90,6 +90,8 @@ pub struct Options {
     pub rows: Option<u64>,
     /// Overrides the number of outage runs per length in S6.
     pub runs: Option<usize>,
+    /// Overrides the agent's `agent.poll_schedule` in S0–S2 (S3 climbs with both).
+    pub poll_schedule: Option<shopfloor_agent::config::PollSchedule>,
 }
 
 impl Options {
@@ -101,6 +103,7 @@ impl Options {
             plcs: None,
             rows: None,
             runs: None,
+            poll_schedule: None,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -129,11 +132,21 @@ impl Options {
                 "--plcs" => options.plcs = Some(value()?.parse()?),
                 "--rows" => options.rows = Some(value()?.parse()?),
                 "--runs" => options.runs = Some(value()?.parse()?),
+                "--poll-schedule" => {
+                    let name = value()?;
+                    let schedule = shopfloor_agent::config::PollSchedule::ALL
+                        .iter()
+                        .find(|(known, _)| *known == name)
+                        .map(|(_, schedule)| *schedule);
+                    options.poll_schedule = Some(schedule.with_context(|| {
+                        format!("--poll-schedule {name:?}: expected aligned or spread")
+                    })?);
+                }
                 // `cargo bench` passes `--bench`; a filter word would name a scenario.
                 "--bench" => {}
                 other => anyhow::bail!(
                     "unknown argument {other:?}; usage: [--scale full|smoke] [--scenarios S0,S1,..] \
-                     [--duration SECS] [--plcs N] [--rows N] [--runs N]"
+                     [--duration SECS] [--plcs N] [--rows N] [--runs N] [--poll-schedule aligned|spread]"
                 ),
             }
         }

@@ -183,7 +183,7 @@ impl Workload {
             period: if smoke { "1s" } else { "10s" },
             periods: if smoke { r#"["1s"]"# } else { r#"["10s"]"# },
             grace: Duration::from_millis(if smoke { 100 } else { 1000 }),
-            schedule: PollSchedule::Aligned,
+            schedule: options.poll_schedule.unwrap_or_default(),
         };
         if scenario == Scenario::S1 && !smoke {
             // The steady production case: the agent's default periods, whose disk writes the budget is about.
@@ -724,9 +724,9 @@ fn ladder(scale: Scale, max_plcs: usize) -> Vec<(usize, Duration)> {
     if scale == Scale::Smoke {
         return vec![(max_plcs, Duration::from_millis(50))];
     }
-    let intervals_ms: [u64; 7] = [1000, 500, 200, 100, 50, 20, 10];
+    let intervals_ms: [u64; 8] = [1000, 500, 200, 100, 66, 50, 20, 10];
     [
-        1_000.0, 2_000.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0,
+        1_000.0, 2_000.0, 5_000.0, 10_000.0, 15_000.0, 20_000.0, 40_000.0, 80_000.0,
     ]
     .into_iter()
     .filter_map(|rate: f64| {
