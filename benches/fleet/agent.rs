@@ -15,6 +15,14 @@ use crate::measure::Usage;
 /// The agent binary `cargo bench` built with this benchmark (release profile).
 pub const AGENT_BINARY: &str = env!("CARGO_BIN_EXE_shopfloor-agent");
 
+/// Runs another build of the agent instead (e.g. the production build, or one with another profile).
+pub const AGENT_BINARY_ENV: &str = "SHOPFLOOR_BENCH_AGENT";
+
+/// The agent binary the benchmark runs: [`AGENT_BINARY_ENV`] when set, else [`AGENT_BINARY`].
+pub fn agent_binary() -> std::path::PathBuf {
+    std::env::var_os(AGENT_BINARY_ENV).map_or_else(|| AGENT_BINARY.into(), Into::into)
+}
+
 /// The fleet the agent is configured for and how it runs.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -138,7 +146,8 @@ impl AgentProcess {
             .append(true)
             .open(dir.join("agent.log"))?;
         let started = Instant::now();
-        let child = Command::new(AGENT_BINARY)
+        let binary = agent_binary();
+        let child = Command::new(&binary)
             .arg("run")
             .arg("--config")
             .arg(&path)
@@ -147,7 +156,7 @@ impl AgentProcess {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .with_context(|| format!("cannot start {AGENT_BINARY}"))?;
+            .with_context(|| format!("cannot start {}", binary.display()))?;
         Ok(AgentProcess {
             child,
             dir: dir.to_path_buf(),

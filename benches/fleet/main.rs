@@ -199,10 +199,11 @@ fn run_role(args: &[String]) -> anyhow::Result<()> {
 
 fn run(options: &Options) -> anyhow::Result<()> {
     println!(
-        "fleet benchmark: scale {:?}, scenarios {:?}; machine: {}",
+        "fleet benchmark: scale {:?}, scenarios {:?}; machine: {}; agent: {}",
         options.scale,
         options.scenarios,
-        machine_description()
+        machine_description(),
+        agent::agent_binary().display()
     );
     for scenario in &options.scenarios {
         let tables = match scenario {

@@ -6,7 +6,7 @@
 
 use rusqlite::Transaction;
 
-use crate::logic::rollup::{WindowRecord, WindowStatus};
+use crate::logic::rollup::WindowRecord;
 use crate::logic::Millis;
 
 use super::{schema, usize_to_sql, Store, StoreError};
@@ -58,10 +58,8 @@ impl Store {
     /// Window records still open or changed since they were emitted (`WindowRecord` JSON), by key: what a
     /// restart must hold in memory. Every other record is read on demand by [`Store::load_windows_between`].
     pub fn load_unsettled_windows(&self) -> Result<Vec<String>, StoreError> {
-        let open = serde_json::to_value(WindowStatus::Open)?;
-        let open = open.as_str().unwrap_or_default().to_owned();
         let mut stmt = self.conn.prepare_cached(schema::SELECT_UNSETTLED_WINDOWS)?;
-        let rows = stmt.query_map([open], |row| row.get(0))?;
+        let rows = stmt.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -1,6 +1,7 @@
 //! Window records keyed time first: a schema-5 file is rekeyed by migration 6 so the next upsert updates its
 //! records in place, and a window close writes about as many pages into a store holding hours of records as
-//! into a fresh one (counted as WAL frames after one commit from a checkpointed state: deterministic).
+//! into a fresh one (counted as WAL frames after one commit from a checkpointed state: deterministic); start-up
+//! reads the unsettled records through their partial index, at a cost that does not grow with the history.
 
 use std::collections::BTreeSet;
 
@@ -236,4 +237,109 @@ fn given_hours_of_window_records_when_a_window_closes_then_it_writes_about_as_ma
         long_running <= fresh + fresh / 10,
         "{long_running} pages with {hours} h of records vs {fresh} on a fresh file"
     );
+}
+
+#[test]
+fn given_open_dirty_and_settled_records_when_unsettled_windows_are_loaded_then_the_open_and_dirty_ones_come_back(
+) {
+    // The generated column spells the open status as the records do.
+    assert_eq!(
+        serde_json::to_value(WindowStatus::Open).unwrap(),
+        schema::OPEN_STATUS_IN_RECORDS
+    );
+    let (_dir, path) = temp_db();
+    let mut store = open(&path);
+    let settled = record("m1", "1m", T0, MINUTE);
+    let open_window = open_record("m1", "1m", T0 + MINUTE, MINUTE);
+    let dirty = WindowRecord {
+        dirty: true,
+        ..record("m2", "1m", T0, MINUTE)
+    };
+    let restated = WindowRecord {
+        status: WindowStatus::Restated,
+        revision: 1,
+        ..record("m3", "1m", T0, MINUTE)
+    };
+    let restated_dirty = WindowRecord {
+        dirty: true,
+        ..restated.clone()
+    };
+    commit_windows(
+        &mut store,
+        &[settled, open_window.clone(), dirty.clone(), restated],
+        T0 + MINUTE,
+    );
+    commit_windows(
+        &mut store,
+        std::slice::from_ref(&restated_dirty),
+        T0 + 2 * MINUTE,
+    );
+    store
+        .conn
+        .execute(schema::UPSERT_WINDOW, ("not-json", "old", 1))
+        .unwrap();
+
+    let mut loaded: Vec<WindowRecord> = store
+        .load_unsettled_windows()
+        .unwrap()
+        .iter()
+        .map(|json| serde_json::from_str(json).unwrap())
+        .collect();
+    loaded.sort_by_key(WindowRecord::key);
+    let mut expected = vec![open_window, dirty, restated_dirty];
+    expected.sort_by_key(WindowRecord::key);
+    assert_eq!(loaded, expected);
+    let plan: Vec<String> = store
+        .conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            schema::SELECT_UNSETTLED_WINDOWS
+        ))
+        .unwrap()
+        .query_map([], |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|step| step.contains("windows_unsettled")),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn given_100_times_more_settled_records_when_unsettled_windows_are_loaded_then_it_costs_the_same_sqlite_steps(
+) {
+    let (_dir, path) = temp_db();
+    let mut store = open(&path);
+    let ids: Vec<String> = (0..10).map(|i| format!("machine-{i}")).collect();
+    // Settled history of `minutes` minutes, then every machine's open window after it.
+    let cost_with = |store: &mut Store, minutes: i64| {
+        let history: Vec<WindowRecord> = (0..minutes)
+            .flat_map(|minute| {
+                ids.iter()
+                    .map(move |id| record(id, "1m", T0 + minute * MINUTE, MINUTE))
+            })
+            .collect();
+        commit_windows(store, &history, T0 + minutes * MINUTE);
+        let open_now: Vec<WindowRecord> = ids
+            .iter()
+            .map(|id| open_record(id, "1m", T0 + minutes * MINUTE, MINUTE))
+            .collect();
+        commit_windows(store, &open_now, T0 + minutes * MINUTE);
+        let steps = || {
+            let stmt = store
+                .conn
+                .prepare_cached(schema::SELECT_UNSETTLED_WINDOWS)
+                .unwrap();
+            stmt.get_status(rusqlite::StatementStatus::VmStep)
+        };
+        let before = steps();
+        assert_eq!(store.load_unsettled_windows().unwrap().len(), ids.len());
+        let after = steps();
+        after - before
+    };
+    let small = cost_with(&mut store, 2);
+    // The open windows of the first call were settled by the second one's history.
+    let large = cost_with(&mut store, 200);
+    assert_eq!(small, large, "start-up read does not grow with history");
 }
