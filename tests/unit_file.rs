@@ -98,6 +98,12 @@ fn the_unit_carries_every_required_directive() {
         memory_max.len() == 1 && memory_max[0].ends_with('M'),
         "one MemoryMax in MiB: {memory_max:?}"
     );
+    assert!(
+        service(&map, "Environment")
+            .iter()
+            .any(|assignment| assignment == "MALLOC_ARENA_MAX=2"),
+        "glibc's malloc arenas are capped (README, \"Performance\")"
+    );
 }
 
 #[test]

@@ -23,6 +23,16 @@ pub fn agent_binary() -> std::path::PathBuf {
     std::env::var_os(AGENT_BINARY_ENV).map_or_else(|| AGENT_BINARY.into(), Into::into)
 }
 
+/// The environment the packaged systemd unit gives the agent (its `Environment=` lines, e.g. glibc's
+/// `MALLOC_ARENA_MAX`), so that the benchmark measures the agent as a gateway runs it.
+fn unit_environment() -> Vec<(&'static str, &'static str)> {
+    include_str!("../../systemd/shopfloor-agent.service")
+        .lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .filter_map(|assignment| assignment.split_once('='))
+        .collect()
+}
+
 /// The fleet the agent is configured for and how it runs.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -151,6 +161,7 @@ impl AgentProcess {
             .arg("run")
             .arg("--config")
             .arg(&path)
+            .envs(unit_environment())
             .env("SHOPFLOOR_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
