@@ -22,6 +22,8 @@ pub(super) struct Lanes {
     backlog_cursor: i64,
     backlog: VecDeque<OutboxRow>,
     backlog_done: bool,
+    /// A backlog page is being read (ahead of need, while the buffered one is sent).
+    backlog_reading: bool,
     retry: VecDeque<OutboxRow>,
 }
 
@@ -37,6 +39,7 @@ impl Lanes {
             backlog_cursor: 0,
             backlog: VecDeque::new(),
             backlog_done: boundary <= 0,
+            backlog_reading: false,
             retry: VecDeque::new(),
         }
     }
@@ -81,14 +84,27 @@ impl Lanes {
         self.retry.pop_front().or_else(|| self.backlog.pop_front())
     }
 
-    /// `(after_seq, limit)` of the next backlog page, when one should be read.
+    /// `(after_seq, limit)` of the next backlog page, when one should be read: as soon as less than a page is
+    /// buffered and no read runs, so the next page arrives while the buffered rows are sent (at most two pages
+    /// are buffered).
     pub(super) fn backlog_query(&self) -> Option<(i64, usize)> {
-        (self.backlog.is_empty() && !self.backlog_done)
+        (self.backlog.len() < self.page_size && !self.backlog_done && !self.backlog_reading)
             .then_some((self.backlog_cursor, self.page_size))
+    }
+
+    /// A read for [`Lanes::backlog_query`] was started; no other is asked for until it ends.
+    pub(super) fn backlog_read_started(&mut self) {
+        self.backlog_reading = true;
+    }
+
+    /// The started read failed; the same page is asked for again.
+    pub(super) fn backlog_read_failed(&mut self) {
+        self.backlog_reading = false;
     }
 
     /// Takes a page read for [`Lanes::backlog_query`]; rows past the boundary belong to the fresh lane.
     pub(super) fn accept_backlog(&mut self, rows: Vec<OutboxRow>) {
+        self.backlog_reading = false;
         if rows.len() < self.page_size {
             self.backlog_done = true;
         }
@@ -234,6 +250,31 @@ mod tests {
         lanes.notify_fresh();
         assert_eq!(lanes.fresh_query(), Some((7, 3)));
         assert!(lanes.is_backlog(5) && !lanes.is_backlog(6));
+    }
+
+    #[test]
+    fn given_a_buffered_page_when_rows_are_sent_then_the_next_page_is_read_ahead_once() {
+        let mut lanes = Lanes::new(100, 4);
+        assert_eq!(lanes.backlog_query(), Some((0, 4)));
+        lanes.backlog_read_started();
+        assert_eq!(lanes.backlog_query(), None, "one read at a time");
+        lanes.accept_backlog(rows([1, 2, 3, 4]));
+        assert_eq!(lanes.backlog_query(), None, "a full page is buffered");
+        assert_eq!(lanes.pop_paced().map(|row| row.seq), Some(1));
+        assert_eq!(lanes.backlog_query(), Some((4, 4)), "less than a page left");
+        lanes.backlog_read_started();
+        lanes.backlog_read_failed();
+        assert_eq!(
+            lanes.backlog_query(),
+            Some((4, 4)),
+            "a failed read is asked again"
+        );
+        lanes.backlog_read_started();
+        lanes.accept_backlog(rows([5, 6, 7, 8]));
+        assert_eq!(
+            seqs(std::iter::from_fn(|| lanes.pop_paced())),
+            vec![2, 3, 4, 5, 6, 7, 8]
+        );
     }
 
     #[test]

@@ -47,8 +47,9 @@
 //!   sent again after a reconnect; no new row is read or sent until the store answers, live data keeps
 //!   flowing, and the call is retried with capped, jittered backoff (`store_fault`). The first failure and the
 //!   recovery are logged once each. Only a store thread that has stopped ends the publisher.
-//! - **Bounded memory.** At most `max_inflight` publishes outstanding, one page of rows buffered per lane, and
-//!   bounded retry/unsendable memory; a long outage grows the outbox on disk, not this task.
+//! - **Bounded memory.** At most `max_inflight` publishes outstanding, one page of rows buffered per lane (two
+//!   for the backlog, read ahead), and bounded retry/unsendable memory; a long outage grows the outbox on disk,
+//!   not this task.
 //!
 //! How it works:
 //! - One `session` per connection over a FRESH client and event loop (`link`: MQTT 3.1.1 or 5, chosen by
@@ -59,7 +60,7 @@
 //!   `reconnect_max`, reset after a connection that lasted; [`Backoff::with_outage`]) and starts a new one, so
 //!   after an outage of a minute the link is back within 1.5 s of the broker's return.
 //! - Acknowledged rows are retired by group commit (`retire`): one transaction deletes the rows acked since the
-//!   previous one, started when 2048 are waiting, the oldest has waited 100 ms, or no publish awaits a PUBACK;
+//!   previous one, started when 1024 are waiting, the oldest has waited 100 ms, or no publish awaits a PUBACK;
 //!   it runs on the store thread while the session keeps publishing, at most one at a time. A crash in between
 //!   republishes at most those rows.
 //! - Shutdown: stop submitting, await outstanding PUBACKs up to `shutdown_grace`, publish "offline" retained

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 /// Acknowledged rows that make a retirement due at once.
-pub(super) const BATCH_ROWS: usize = 2048;
+pub(super) const BATCH_ROWS: usize = 1024;
 /// Longest an acknowledged row waits for its retirement while acknowledgements keep arriving.
 pub(super) const MAX_WAIT: Duration = Duration::from_millis(100);
 

@@ -29,6 +29,7 @@ use crate::config::MqttProtocol;
 use crate::store::{Store, StoreError, StoreHandle};
 
 mod acks;
+mod backlog;
 mod retiring;
 mod submit;
 
@@ -146,6 +147,8 @@ struct Session<'a, 'b> {
     retire: RetireQueue,
     /// The retiring transaction running on the store thread, if any.
     retiring: Option<retiring::Retiring>,
+    /// The backlog page being read ahead on the store thread, if any.
+    backlog_read: Option<tokio::task::JoinHandle<backlog::ReadResult>>,
     status_acked: bool,
     disconnect_sent: bool,
     /// MQTT 3.1.1 only: rows wait for their read-back before they retire.
@@ -248,6 +251,7 @@ impl<'a, 'b> Session<'a, 'b> {
             ),
             retire: RetireQueue::default(),
             retiring: None,
+            backlog_read: None,
             status_acked: false,
             disconnect_sent: false,
             read_back: (protocol == MqttProtocol::V4)
@@ -280,6 +284,7 @@ impl<'a, 'b> Session<'a, 'b> {
                     // The producer is gone (shutting down); keep delivering rows.
                     Err(_) => *live_open = false,
                 },
+                result = backlog::backlog_read(&mut self.backlog_read) => self.on_backlog_read(result)?,
                 (acked, result) = retiring::retired(&mut self.retiring) => {
                     self.on_retired(acked, result)?;
                     self.retire_if_due();

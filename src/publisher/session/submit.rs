@@ -55,6 +55,7 @@ impl Session<'_, '_> {
             if self.window_used() >= self.backlog_window {
                 return Ok(self.next_timer(None));
             }
+            self.read_backlog_ahead();
             if !self.lanes.has_paced() {
                 let due = self.state.refusals.take_due(now, self.page_size);
                 if !due.is_empty() {
@@ -65,13 +66,7 @@ impl Session<'_, '_> {
                     self.lanes.push_retries(rows);
                     continue;
                 }
-                if let Some((after_seq, limit)) = self.lanes.backlog_query() {
-                    let Some(rows) = self.fetch(after_seq, limit).await? else {
-                        return Ok(self.next_timer(None));
-                    };
-                    self.lanes.accept_backlog(rows);
-                    continue;
-                }
+                // The backlog page being read wakes the session when it arrives.
                 return Ok(self.next_timer(None));
             }
             if let Some(rate) = &mut self.drain_rate {
