@@ -22,6 +22,8 @@ pub(super) struct Lanes {
     backlog_cursor: i64,
     backlog: VecDeque<OutboxRow>,
     backlog_done: bool,
+    /// A backlog page is being read (ahead of need, while the buffered one is sent).
+    backlog_reading: bool,
     retry: VecDeque<OutboxRow>,
 }
 
@@ -37,6 +39,7 @@ impl Lanes {
             backlog_cursor: 0,
             backlog: VecDeque::new(),
             backlog_done: boundary <= 0,
+            backlog_reading: false,
             retry: VecDeque::new(),
         }
     }
@@ -81,14 +84,27 @@ impl Lanes {
         self.retry.pop_front().or_else(|| self.backlog.pop_front())
     }
 
-    /// `(after_seq, limit)` of the next backlog page, when one should be read.
+    /// `(after_seq, limit)` of the next backlog page, when one should be read: as soon as less than a page is
+    /// buffered and no read runs, so the next page arrives while the buffered rows are sent (at most two pages
+    /// are buffered).
     pub(super) fn backlog_query(&self) -> Option<(i64, usize)> {
-        (self.backlog.is_empty() && !self.backlog_done)
+        (self.backlog.len() < self.page_size && !self.backlog_done && !self.backlog_reading)
             .then_some((self.backlog_cursor, self.page_size))
+    }
+
+    /// A read for [`Lanes::backlog_query`] was started; no other is asked for until it ends.
+    pub(super) fn backlog_read_started(&mut self) {
+        self.backlog_reading = true;
+    }
+
+    /// The started read failed; the same page is asked for again.
+    pub(super) fn backlog_read_failed(&mut self) {
+        self.backlog_reading = false;
     }
 
     /// Takes a page read for [`Lanes::backlog_query`]; rows past the boundary belong to the fresh lane.
     pub(super) fn accept_backlog(&mut self, rows: Vec<OutboxRow>) {
+        self.backlog_reading = false;
         if rows.len() < self.page_size {
             self.backlog_done = true;
         }
@@ -128,14 +144,14 @@ impl Lanes {
 /// second serialisation; a payload that already names `replayed` anywhere takes the parsing path, which
 /// overwrites the key instead of repeating it.
 pub(super) fn mark_replayed(payload: &[u8]) -> Option<Vec<u8>> {
-    const KEY: &[u8] = b"\"replayed\"";
+    const KEY: &str = "\"replayed\"";
     const FIELD: &[u8] = b"\"replayed\":true";
     let start = payload.iter().position(|b| !b.is_ascii_whitespace())?;
     let end = payload.iter().rposition(|b| !b.is_ascii_whitespace())?;
     if payload[start] != b'{' || payload[end] != b'}' || end == start {
         return None;
     }
-    if payload.windows(KEY.len()).any(|window| window == KEY) {
+    if names_key(payload, KEY) {
         let mut body: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(payload).ok()?;
         body.insert("replayed".to_owned(), serde_json::Value::Bool(true));
@@ -154,9 +170,45 @@ pub(super) fn mark_replayed(payload: &[u8]) -> Option<Vec<u8>> {
     Some(marked)
 }
 
+/// Whether `payload` contains `key`, a quoted JSON name. A UTF-8 payload (every JSON one) goes through the
+/// standard library's vectorised validation and substring search; a payload of a kilobyte then costs a fraction
+/// of a comparison at every offset. Anything else compares only at the positions of a quote.
+fn names_key(payload: &[u8], key: &str) -> bool {
+    debug_assert!(key.starts_with('"'));
+    match std::str::from_utf8(payload) {
+        Ok(text) => text.contains(key),
+        Err(_) => payload
+            .iter()
+            .enumerate()
+            .any(|(at, byte)| *byte == b'"' && payload[at..].starts_with(key.as_bytes())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The quote-anchored search finds a quoted name exactly where a comparison at every offset does.
+        #[test]
+        fn names_key_agrees_with_a_search_at_every_offset(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just(b"\"replayed\"".to_vec()),
+                    Just(b"\"replayed".to_vec()),
+                    Just(b"\"".to_vec()),
+                    proptest::collection::vec(any::<u8>(), 0..8),
+                ],
+                0..12,
+            )
+        ) {
+            let payload = parts.concat();
+            let key = "\"replayed\"";
+            let naive = payload.windows(key.len()).any(|window| window == key.as_bytes());
+            prop_assert_eq!(names_key(&payload, key), naive);
+        }
+    }
 
     fn rows(seqs: impl IntoIterator<Item = i64>) -> Vec<OutboxRow> {
         seqs.into_iter()
@@ -198,6 +250,31 @@ mod tests {
         lanes.notify_fresh();
         assert_eq!(lanes.fresh_query(), Some((7, 3)));
         assert!(lanes.is_backlog(5) && !lanes.is_backlog(6));
+    }
+
+    #[test]
+    fn given_a_buffered_page_when_rows_are_sent_then_the_next_page_is_read_ahead_once() {
+        let mut lanes = Lanes::new(100, 4);
+        assert_eq!(lanes.backlog_query(), Some((0, 4)));
+        lanes.backlog_read_started();
+        assert_eq!(lanes.backlog_query(), None, "one read at a time");
+        lanes.accept_backlog(rows([1, 2, 3, 4]));
+        assert_eq!(lanes.backlog_query(), None, "a full page is buffered");
+        assert_eq!(lanes.pop_paced().map(|row| row.seq), Some(1));
+        assert_eq!(lanes.backlog_query(), Some((4, 4)), "less than a page left");
+        lanes.backlog_read_started();
+        lanes.backlog_read_failed();
+        assert_eq!(
+            lanes.backlog_query(),
+            Some((4, 4)),
+            "a failed read is asked again"
+        );
+        lanes.backlog_read_started();
+        lanes.accept_backlog(rows([5, 6, 7, 8]));
+        assert_eq!(
+            seqs(std::iter::from_fn(|| lanes.pop_paced())),
+            vec![2, 3, 4, 5, 6, 7, 8]
+        );
     }
 
     #[test]

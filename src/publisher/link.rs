@@ -325,7 +325,11 @@ pub(super) fn open(
     let capacity = 2 * usize::from(max_inflight) + REQUEST_HEADROOM;
     let connect_secs = cfg.connect_timeout.as_secs_f64().ceil().max(1.0) as u64;
     let mut network = NetworkOptions::new();
-    network.set_tcp_nodelay(true);
+    // Nagle's algorithm stays on: rumqttc writes and flushes every request on its own, so with TCP_NODELAY a
+    // drain sent one segment (and woke the broker) per publish. With it, publishes written while earlier data
+    // is unacknowledged share segments; a lone publish still leaves at once, and the broker's PUBACKs carry the
+    // TCP acknowledgements back without the delayed-ACK wait.
+    network.set_tcp_nodelay(false);
     network.set_connection_timeout(connect_secs);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     match protocol {

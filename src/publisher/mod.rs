@@ -47,8 +47,9 @@
 //!   sent again after a reconnect; no new row is read or sent until the store answers, live data keeps
 //!   flowing, and the call is retried with capped, jittered backoff (`store_fault`). The first failure and the
 //!   recovery are logged once each. Only a store thread that has stopped ends the publisher.
-//! - **Bounded memory.** At most `max_inflight` publishes outstanding, one page of rows buffered per lane, and
-//!   bounded retry/unsendable memory; a long outage grows the outbox on disk, not this task.
+//! - **Bounded memory.** At most `max_inflight` publishes outstanding, one page of rows buffered per lane (two
+//!   for the backlog, read ahead), and bounded retry/unsendable memory; a long outage grows the outbox on disk,
+//!   not this task.
 //!
 //! How it works:
 //! - One `session` per connection over a FRESH client and event loop (`link`: MQTT 3.1.1 or 5, chosen by
@@ -58,8 +59,12 @@
 //!   ceiling grows with how long the broker has been gone (a fortieth of it, from `backoff_initial` up to
 //!   `reconnect_max`, reset after a connection that lasted; [`Backoff::with_outage`]) and starts a new one, so
 //!   after an outage of a minute the link is back within 1.5 s of the broker's return.
+//! - Acknowledged rows are retired by group commit (`retire`): one transaction deletes the rows acked since the
+//!   previous one, started when 1024 are waiting, the oldest has waited 100 ms, or no publish awaits a PUBACK;
+//!   it runs on the store thread while the session keeps publishing, at most one at a time. A crash in between
+//!   republishes at most those rows.
 //! - Shutdown: stop submitting, await outstanding PUBACKs up to `shutdown_grace`, publish "offline" retained
-//!   (a clean DISCONNECT suppresses the will), send DISCONNECT, return `Ok`.
+//!   (a clean DISCONNECT suppresses the will), send DISCONNECT, retire what was acknowledged, return `Ok`.
 //!
 //! Packet-id correlation (read from rumqttc 0.25.1 `eventloop.rs` / `state.rs`, same in `v5/`): `publish` does
 //! not return the pkid, so `inflight` keeps a FIFO of submitted publishes and pops it on each
@@ -86,6 +91,7 @@ mod pace;
 mod protocol;
 mod readback;
 mod refusal;
+mod retire;
 mod session;
 mod stats;
 mod store_fault;

@@ -133,8 +133,9 @@ async fn publish_all(run: &FloorRun<'_>) -> anyhow::Result<(Duration, Vec<f64>)>
         "127.0.0.1",
         run.port,
     );
+    // The agent's socket options: Nagle's algorithm on (publisher `link`), so both coalesce the same way.
     let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
+    network.set_tcp_nodelay(false);
     options
         .set_clean_start(true)
         .set_keep_alive(Duration::from_secs(30))

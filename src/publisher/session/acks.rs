@@ -1,5 +1,5 @@
 //! Acknowledgements and the end of one session: events from the link (PUBLISH sent, PUBACK accepted or
-//! refused), batched retirement of accepted rows, and the clean goodbye on shutdown.
+//! refused), accepted rows queued for their retirement (`retiring`), and the clean goodbye on shutdown.
 
 use std::sync::atomic::Ordering;
 
@@ -9,12 +9,11 @@ use tokio::time::Instant;
 use super::{Session, EVENT_BATCH, GOODBYE_WAIT};
 use crate::publisher::inflight::{Settled, Submitted};
 use crate::publisher::link::{AckOutcome, LinkError, LinkEvent};
-use crate::publisher::store_fault::StoreCall;
 use crate::publisher::PublishError;
 
 impl Session<'_, '_> {
-    /// Handles `first` and whatever else is already queued (up to a batch), then retires the acked rows in
-    /// one store call, even when an event ended the connection.
+    /// Handles `first` and whatever else is already queued (up to a batch), then starts a retirement of the
+    /// acked rows if one is due (see `retiring`).
     pub(super) async fn on_events(
         &mut self,
         first: Option<Result<LinkEvent, LinkError>>,
@@ -46,7 +45,7 @@ impl Session<'_, '_> {
             };
         };
         self.update_in_flight();
-        self.retire_acked().await?;
+        self.retire_if_due();
         result
     }
 
@@ -77,13 +76,13 @@ impl Session<'_, '_> {
                         }
                         let read_back = self.read_back.as_mut().is_none_or(|rb| rb.acked(seq, now));
                         if read_back {
-                            self.acked_rows.push(seq);
+                            self.retire.acked(seq, now);
                         }
                     }
                     Settled::Refused(seq, refusal) => {
                         self.sent_rows.remove(&seq);
                         stats.refused.fetch_add(1, Ordering::Relaxed);
-                        self.released_rows.push(seq);
+                        self.retire.released(seq, now);
                         tracing::debug!(
                             seq,
                             code = ?refusal.code,
@@ -114,7 +113,7 @@ impl Session<'_, '_> {
                     .as_mut()
                     .and_then(|rb| rb.read_back(topic, digest))
                 {
-                    self.acked_rows.push(seq);
+                    self.retire.acked(seq, now);
                 }
             }
             LinkEvent::SubAck { granted } => {
@@ -125,37 +124,6 @@ impl Session<'_, '_> {
             }
             LinkEvent::DisconnectSent => self.disconnect_sent = true,
             LinkEvent::ConnAck { .. } | LinkEvent::Other => {}
-        }
-        Ok(())
-    }
-
-    /// Retires the acked rows and releases the claims of rows known not to be on the broker, in one store call.
-    /// When the store refuses it, the acked rows stay in the outbox (and claimed) and are retried after the
-    /// store's backoff; meanwhile no new row is sent, so they are at most one window's worth. If the connection
-    /// ends first, they are sent again on the next one (a duplicate, de-duplicated by `msg_id`).
-    pub(super) async fn retire_acked(&mut self) -> Result<(), PublishError> {
-        if self.acked_rows.is_empty() && self.released_rows.is_empty() {
-            return Ok(());
-        }
-        if self.state.store.holding(std::time::Instant::now()) {
-            return Ok(());
-        }
-        let seqs = std::mem::take(&mut self.acked_rows);
-        let released = std::mem::take(&mut self.released_rows);
-        let count = seqs.len() as u64;
-        let to_retire = seqs.clone();
-        let retired = self
-            .store_call(StoreCall::Retire, move |store| {
-                store.release(&released);
-                store.retire(&to_retire)
-            })
-            .await?;
-        if retired.is_some() {
-            self.shared.stats.acked.fetch_add(count, Ordering::Relaxed);
-        } else {
-            let mut kept = seqs;
-            kept.append(&mut self.acked_rows);
-            self.acked_rows = kept;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ use super::pace::DrainRate;
 use super::protocol::ProtocolChoice;
 use super::readback::ReadBack;
 use super::refusal::{Refusals, Unsendable};
+use super::retire::RetireQueue;
 use super::store_fault::{Change, StoreCall, StoreFault};
 use super::watchdog::Watchdog;
 use super::{LiveMessage, PublishError, PublisherConfig, PublisherStats};
@@ -28,6 +29,8 @@ use crate::config::MqttProtocol;
 use crate::store::{Store, StoreError, StoreHandle};
 
 mod acks;
+mod backlog;
+mod retiring;
 mod submit;
 
 /// Events handled before pending PUBACKs are retired in one store transaction.
@@ -106,7 +109,12 @@ pub(super) async fn run_once(
         }
     }
     report.largest_unacked = session.largest_unacked();
-    result
+    // Delivered rows are retired even when the connection ended; only a stopped store thread outranks the
+    // session's own result.
+    match session.finish_retiring().await {
+        Err(PublishError::StoreGone(error)) => Err(PublishError::StoreGone(error)),
+        _ => result,
+    }
 }
 
 struct Session<'a, 'b> {
@@ -134,11 +142,13 @@ struct Session<'a, 'b> {
     live_sent: std::collections::HashMap<String, [u8; 32]>,
     drain_rate: Option<DrainRate>,
     watchdog: Watchdog,
-    /// Seqs whose accepted PUBACK arrived, retired in one store call per batch of events.
-    acked_rows: Vec<i64>,
-    /// Seqs known not to be on the broker (refused by a PUBACK, or never sendable): their claim is released
-    /// with the next retirement, so the quota may drop them again.
-    released_rows: Vec<i64>,
+    /// Rows acknowledged (to delete) or known not to be on the broker (claims to release), waiting for the
+    /// next retiring transaction.
+    retire: RetireQueue,
+    /// The retiring transaction running on the store thread, if any.
+    retiring: Option<retiring::Retiring>,
+    /// The backlog page being read ahead on the store thread, if any.
+    backlog_read: Option<tokio::task::JoinHandle<backlog::ReadResult>>,
     status_acked: bool,
     disconnect_sent: bool,
     /// MQTT 3.1.1 only: rows wait for their read-back before they retire.
@@ -239,8 +249,9 @@ impl<'a, 'b> Session<'a, 'b> {
                 cfg.connect_timeout,
                 now,
             ),
-            acked_rows: Vec::new(),
-            released_rows: Vec::new(),
+            retire: RetireQueue::default(),
+            retiring: None,
+            backlog_read: None,
             status_acked: false,
             disconnect_sent: false,
             read_back: (protocol == MqttProtocol::V4)
@@ -273,6 +284,11 @@ impl<'a, 'b> Session<'a, 'b> {
                     // The producer is gone (shutting down); keep delivering rows.
                     Err(_) => *live_open = false,
                 },
+                result = backlog::backlog_read(&mut self.backlog_read) => self.on_backlog_read(result)?,
+                (acked, result) = retiring::retired(&mut self.retiring) => {
+                    self.on_retired(acked, result)?;
+                    self.retire_if_due();
+                }
                 () = sleep_until_or_forever(wake_at) => {}
                 () = sleep_until_or_forever(watchdog_at) => self.check_watchdog()?,
             }

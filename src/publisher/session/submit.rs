@@ -22,8 +22,8 @@ impl Session<'_, '_> {
     /// Returns when something paced becomes due, if that is what stops it.
     pub(super) async fn pump(&mut self) -> Result<Option<Instant>, PublishError> {
         self.settle_overdue_read_backs(std::time::Instant::now());
-        // Acked rows left over from a failed retirement go first once the store's retry is due.
-        self.retire_acked().await?;
+        // Acked rows left over from a failed retirement are retried once the store's retry is due.
+        self.retire_if_due();
         loop {
             while self.window_used() < self.max_inflight {
                 let Some(message) = self.live.pop_front() else {
@@ -55,6 +55,7 @@ impl Session<'_, '_> {
             if self.window_used() >= self.backlog_window {
                 return Ok(self.next_timer(None));
             }
+            self.read_backlog_ahead();
             if !self.lanes.has_paced() {
                 let due = self.state.refusals.take_due(now, self.page_size);
                 if !due.is_empty() {
@@ -65,13 +66,7 @@ impl Session<'_, '_> {
                     self.lanes.push_retries(rows);
                     continue;
                 }
-                if let Some((after_seq, limit)) = self.lanes.backlog_query() {
-                    let Some(rows) = self.fetch(after_seq, limit).await? else {
-                        return Ok(self.next_timer(None));
-                    };
-                    self.lanes.accept_backlog(rows);
-                    continue;
-                }
+                // The backlog page being read wakes the session when it arrives.
                 return Ok(self.next_timer(None));
             }
             if let Some(rate) = &mut self.drain_rate {
@@ -93,7 +88,8 @@ impl Session<'_, '_> {
         let refusals = self.state.refusals.next_wake().filter(|at| *at > now);
         let read_back = self.read_back.as_ref().and_then(|rb| rb.next_deadline());
         let store = self.state.store.wake_at(now);
-        [paced, refusals, read_back, store]
+        let retire = self.retire_deadline();
+        [paced, refusals, read_back, store, retire]
             .into_iter()
             .flatten()
             .min()
@@ -108,7 +104,7 @@ impl Session<'_, '_> {
         };
         for seq in read_back.overdue(now) {
             self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            self.released_rows.push(seq);
+            self.retire.released(seq, now);
             tracing::debug!(seq, "Row acknowledged but not read back; kept.");
             self.state
                 .refusals
@@ -149,7 +145,7 @@ impl Session<'_, '_> {
         let given_up = self.state.oversize.is_given_up(row.seq);
         if given_up || !sendable_topic(&row.topic) || size > self.max_packet_size {
             self.note_unsendable(row.seq, &row.topic, size);
-            self.released_rows.push(row.seq);
+            self.retire.released(row.seq, std::time::Instant::now());
             return Ok(());
         }
         if replayed {
