@@ -47,6 +47,12 @@ pub enum BrokerError {
         /// How long we waited.
         deadline: Duration,
     },
+    /// The port accepts connections, but the listener belongs to another process than the spawned broker.
+    #[error("127.0.0.1:{port} is served by another process, not by the mosquitto just spawned")]
+    PortTaken {
+        /// The port that was probed.
+        port: u16,
+    },
     /// `SHOPFLOOR_TEST_BROKER` holds a value we do not know.
     #[error("{TEST_BROKER_ENV}={0:?} is not one of \"mosquitto\", \"inprocess\", \"auto\"")]
     UnknownChoice(String),

@@ -77,10 +77,39 @@ pub fn mosquitto_available() -> bool {
     find_mosquitto().is_some()
 }
 
+/// How many free ports [`spawn_mosquitto_with`] tries for port 0 before it gives up.
+const PORT_PICKS: usize = 5;
+
 /// Like [`spawn_mosquitto`], with extra [`MosquittoSettings`].
+///
+/// For port 0 the port is one that was free a moment ago, so a broker that another test starts at the same
+/// time can take it first. The spawned Mosquitto then fails to bind while the start-up probe reaches the
+/// other broker; a test would talk to a broker that goes away with the other test. So the listener must
+/// belong to the spawned child, and for port 0 a lost race is retried on a fresh port.
 pub fn spawn_mosquitto_with(port: u16, settings: &MosquittoSettings) -> anyhow::Result<Broker> {
     let executable = find_mosquitto().ok_or(BrokerError::MosquittoMissing)?;
-    let port = usable_port(port)?;
+    let picks = if port == 0 { PORT_PICKS } else { 1 };
+    let mut attempt = 1;
+    loop {
+        match spawn_on(&executable, usable_port(port)?, settings) {
+            Err(error) if attempt < picks && lost_port_race(&error) => {
+                tracing::warn!(%error, attempt, "Mosquitto lost its port to another process; picking another.");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether a failed start is the port race described at [`spawn_mosquitto_with`].
+fn lost_port_race(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<BrokerError>(),
+        Some(BrokerError::MosquittoExited { .. } | BrokerError::PortTaken { .. })
+    )
+}
+
+fn spawn_on(executable: &Path, port: u16, settings: &MosquittoSettings) -> anyhow::Result<Broker> {
     let work_dir = unique_work_dir(port)?;
     let config_path = work_dir.join("mosquitto.conf");
     let log_path = work_dir.join("mosquitto.log");
@@ -106,7 +135,7 @@ pub fn spawn_mosquitto_with(port: u16, settings: &MosquittoSettings) -> anyhow::
     std::fs::write(&config_path, config).map_err(io("writing mosquitto.conf"))?;
     let log = std::fs::File::create(&log_path).map_err(io("creating mosquitto.log"))?;
     let log_for_stdout = log.try_clone().map_err(io("duplicating the log handle"))?;
-    let child = Command::new(&executable)
+    let child = Command::new(executable)
         .arg("-c")
         .arg(&config_path)
         .stdin(Stdio::null())
@@ -142,8 +171,35 @@ pub fn spawn_mosquitto_with(port: u16, settings: &MosquittoSettings) -> anyhow::
             source,
         }),
     })?;
+    if listener_owner_is(child.id(), port) == Some(false) {
+        return Err(BrokerError::PortTaken { port }.into());
+    }
     tracing::info!(port, "Mosquitto broker listening.");
     Ok(broker)
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`: the listener's inode from
+/// `/proc/net/tcp` among the process's file descriptors. `None` where `/proc` cannot tell (not Linux).
+fn listener_owner_is(pid: u32, port: u16) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    // The kernel prints the address as the hex of its in-memory (network order) 32 bits.
+    let local = format!(
+        "{:08X}:{port:04X}",
+        u32::from_ne_bytes(std::net::Ipv4Addr::LOCALHOST.octets())
+    );
+    const LISTEN: &str = "0A";
+    let inode = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let listening = fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&LISTEN);
+        listening.then(|| fields.get(9).map(|inode| format!("socket:[{inode}]")))?
+    });
+    let Some(socket) = inode else {
+        return Some(false);
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == socket.as_str())
+    }))
 }
 
 /// Finds the `mosquitto` executable on PATH, then in the sbin directories that a non-root PATH often lacks.
@@ -177,5 +233,37 @@ fn read_to_string_lossy(path: &Path) -> String {
     match std::fs::File::open(path).and_then(|mut file| file.read_to_end(&mut bytes)) {
         Ok(_) => String::from_utf8_lossy(&bytes).trim().to_string(),
         Err(error) => format!("(log unreadable: {error})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, TcpListener};
+
+    use super::*;
+
+    #[test]
+    fn given_a_spawned_mosquitto_then_its_listener_is_found_among_its_fds_and_a_strangers_is_not() {
+        if !mosquitto_available() {
+            eprintln!("skipped: mosquitto is not installed");
+            return;
+        }
+        let mut broker = spawn_mosquitto(0).unwrap();
+        let stranger = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let stranger_port = stranger.local_addr().unwrap().port();
+        let pid = broker
+            .mosquitto
+            .as_ref()
+            .and_then(|process| process.child.as_ref())
+            .unwrap()
+            .id();
+        assert_eq!(listener_owner_is(pid, broker.port), Some(true));
+        assert_eq!(listener_owner_is(pid, stranger_port), Some(false));
+        assert_eq!(
+            listener_owner_is(std::process::id(), stranger_port),
+            Some(true)
+        );
+        broker.kill().unwrap();
+        assert_eq!(listener_owner_is(pid, broker.port), Some(false));
     }
 }

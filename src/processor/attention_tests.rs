@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::attention::covers;
-use super::test_core::{MINUTE, SECOND, T0};
+use super::test_core::{agent_section, MINUTE, SECOND, T0};
 use super::*;
 use crate::poller::TagError;
 
@@ -15,17 +15,8 @@ const MACHINES_PER_PLC: usize = 2;
 /// Three PLCs with two machines each (their own produced counter), 10 s and 1 min windows with different
 /// graces, state inferred from the counters.
 fn fleet() -> Arc<Config> {
-    let mut toml = String::from(
-        r#"
-[agent]
-site = "acme"
-gateway = "gw-01"
-timezone = "UTC"
-data_dir = "/tmp/unused"
-periods = ["10s", "1m"]
-grace = { "10s" = "2s", "1m" = "5s" }
-"#,
-    );
+    let mut toml =
+        agent_section(r#""10s", "1m""#) + "grace = { \"10s\" = \"2s\", \"1m\" = \"5s\" }\n";
     for plc in 0..PLCS {
         toml += &format!(
             "\n[[plc]]\nid = \"plc-{plc}\"\naddress = \"127.0.0.1:{}\"\npoll_interval = \"1s\"\n",

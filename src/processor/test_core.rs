@@ -150,13 +150,7 @@ pub(super) fn one_machine(
     machine: &str,
 ) -> String {
     format!(
-        r#"
-[agent]
-site = "acme"
-gateway = "gw-01"
-timezone = "UTC"
-data_dir = "/tmp/unused"
-periods = [{periods}]
+        r#"{agent}
 {sections}
 [[plc]]
 id = "plc-a"
@@ -168,6 +162,21 @@ id = "press-01"
 line = "line-a"
 plc = "plc-a"
 {machine}
+"#,
+        agent = agent_section(periods)
+    )
+}
+
+/// The `[agent]` section of the test configurations (site acme, gateway gw-01, UTC) with the `periods` array.
+pub(super) fn agent_section(periods: &str) -> String {
+    format!(
+        r#"
+[agent]
+site = "acme"
+gateway = "gw-01"
+timezone = "UTC"
+data_dir = "/tmp/unused"
+periods = [{periods}]
 "#
     )
 }

@@ -152,21 +152,27 @@ fn given_a_schema_5_file_with_windows_when_opened_then_records_are_rekeyed_and_u
     assert_eq!(between, expected);
     assert_eq!(store.load_unsettled_windows().unwrap().len(), 5);
     assert!(store.integrity_check().unwrap().is_empty());
-    let plan: Vec<String> = store
-        .conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            schema::SELECT_WINDOWS_BETWEEN
-        ))
-        .unwrap()
-        .query_map(("m1", "1m", T0, T0 + HOUR), |row| row.get(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let plan = query_plan(
+        &store,
+        schema::SELECT_WINDOWS_BETWEEN,
+        ("m1", "1m", T0, T0 + HOUR),
+    );
     assert!(
         plan.iter().any(|step| step.contains("windows_by_time")),
         "{plan:?}"
     );
+}
+
+/// The steps of SQLite's plan for `sql` with `params` (the `detail` column of `EXPLAIN QUERY PLAN`).
+fn query_plan(store: &Store, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+    store
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map(params, |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 /// Pages one window close writes (WAL frames of its commit, from a checkpointed state) in a store holding
@@ -289,17 +295,7 @@ fn given_open_dirty_and_settled_records_when_unsettled_windows_are_loaded_then_t
     let mut expected = vec![open_window, dirty, restated_dirty];
     expected.sort_by_key(WindowRecord::key);
     assert_eq!(loaded, expected);
-    let plan: Vec<String> = store
-        .conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            schema::SELECT_UNSETTLED_WINDOWS
-        ))
-        .unwrap()
-        .query_map([], |row| row.get(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let plan = query_plan(&store, schema::SELECT_UNSETTLED_WINDOWS, []);
     assert!(
         plan.iter().any(|step| step.contains("windows_unsettled")),
         "{plan:?}"
