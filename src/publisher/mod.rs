@@ -36,8 +36,9 @@
 //!   a minute.
 //! - **Live first, then a paced backlog.** After each CONNACK: "online" status, the latest live messages, rows
 //!   enqueued after the CONNACK, all at once; rows enqueued before it and not yet acknowledged (the backlog)
-//!   drain oldest first at no more than `drain_rate` per second, carry `"replayed": true`, and use at most three
-//!   quarters of the in-flight window so fresh rows always find room. Order is by seq within each lane, not
+//!   drain oldest first at no more than `drain_rate` per second, carry `"replayed": true`, and leave a sixteenth of
+//!   the in-flight window (at least one slot) to fresh rows, which take every slot that frees before backlog
+//!   rows do. Order is by seq within each lane, not
 //!   across lanes.
 //! - **Dead links are detected.** Besides MQTT keep-alive, a watchdog rebuilds the connection when no packet
 //!   moved, or publishes waited without any PUBACK, for longer than 2 × keep-alive + connect timeout (a

@@ -191,7 +191,7 @@ fn unlimited(
             drain.left
         ))
         .note(format!(
-            "the agent sends backlog rows with at most 3/4 of its in-flight window (publisher: live first); \
+            "the agent sends backlog rows with its in-flight window less a sixteenth kept for fresh rows; \
              the outbox was filled through the store in {:.1} s",
             setup.fill.as_secs_f64()
         ));

@@ -159,6 +159,14 @@ struct Session<'a, 'b> {
     sent_rows: std::collections::HashMap<i64, SentRow>,
 }
 
+/// Outstanding publishes above which no backlog row is submitted: the in-flight window less a sixteenth (at
+/// least one) kept for fresh rows. Fresh rows go before backlog rows whenever a slot frees, so the reserve only
+/// has to cover the rows of one burst until the next acknowledgements; a larger one caps the drain (the
+/// backlog's throughput is its window over the round trip to the PUBACK).
+fn backlog_window(max_inflight: usize) -> usize {
+    (max_inflight - (max_inflight / 16).max(1)).max(1)
+}
+
 impl<'a, 'b> Session<'a, 'b> {
     /// Builds a fresh client and event loop, waits for the CONNACK and reads the backlog boundary; `None` if
     /// shutdown came first.
@@ -231,7 +239,7 @@ impl<'a, 'b> Session<'a, 'b> {
             events_rx,
             _event_loop: task,
             max_inflight,
-            backlog_window: (max_inflight - max_inflight / 4).max(1),
+            backlog_window: backlog_window(max_inflight),
             max_packet_size: broker_max.map_or(cfg.max_packet_size, |broker| {
                 cfg.max_packet_size.min(u64::from(broker))
             }),
