@@ -49,18 +49,16 @@ impl Processor {
         let mut messages = Vec::new();
         let mut views = Vec::new();
         for machine in &self.machines {
-            let open: Vec<(WindowRecord, Kpis)> = machine
+            let open: Vec<(&WindowRecord, Kpis)> = machine
                 .windows
                 .iter()
                 .flat_map(|acc| acc.open_windows())
                 .map(|record| {
-                    (
-                        record.clone(),
-                        kpis_of(&machine.config, record, self.config.agent.unknown_time),
-                    )
+                    let kpis = kpis_of(&machine.config, record, self.config.agent.unknown_time);
+                    (record, kpis)
                 })
                 .collect();
-            let pairs: Vec<(&WindowRecord, &Kpis)> = open.iter().map(|(r, k)| (r, k)).collect();
+            let pairs: Vec<(&WindowRecord, &Kpis)> = open.iter().map(|(r, k)| (*r, k)).collect();
             let body = payload::live_payload(
                 &self.identity,
                 &machine.config.line,

@@ -145,7 +145,12 @@ fn as_sent(mut body: Value) -> Value {
     body
 }
 
-fn bound(config: &Config, kind: MessageKind, topic: String, body: &Value) -> MessageBound {
+fn bound(
+    config: &Config,
+    kind: MessageKind,
+    topic: String,
+    body: &impl serde::Serialize,
+) -> MessageBound {
     let payload = serde_json::to_vec(body).map_or(usize::MAX, |bytes| bytes.len());
     let packet = publish_packet_size(config.mqtt.protocol, topic.len(), payload);
     let durable = matches!(kind, MessageKind::Rollup | MessageKind::Event);

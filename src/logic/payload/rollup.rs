@@ -1,102 +1,158 @@
 //! The rollup payload of a closed window (schemas/rollup.schema.json), and the window fields it shares with
 //! the live payload. Pure: no I/O, no clock reads.
 
+use std::collections::BTreeMap;
+
 use jiff::tz::TimeZone;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 use super::{insert_versions, msg_id, rfc3339, Identity, ROLLUP_SCHEMA};
 use crate::logic::kpi::Kpis;
 use crate::logic::rollup::WindowRecord;
 
-/// `{period, start, end}`, plus `shift` and `production_date` when the window has them.
-fn window_object(record: &WindowRecord, tz: &TimeZone) -> Value {
-    let mut window = Map::new();
-    window.insert("period".into(), json!(record.period));
-    window.insert("start".into(), json!(rfc3339(record.start, tz)));
-    window.insert("end".into(), json!(rfc3339(record.end, tz)));
-    if let Some(shift) = &record.shift {
-        window.insert("shift".into(), json!(shift));
-    }
-    if let Some(date) = record.production_date {
-        window.insert("production_date".into(), json!(date.to_string()));
-    }
-    Value::Object(window)
+/// `{end, period, production_date, shift, start}` (the last three only when the window has them).
+#[derive(Serialize)]
+struct WindowObject<'a> {
+    end: String,
+    period: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    production_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shift: Option<&'a str>,
+    start: String,
 }
 
-/// `{period, start, end}` plus the window's times, counts, KPIs, targets, nulls and flags.
+#[derive(Serialize)]
+struct Counts<'a> {
+    by_reason: &'a BTreeMap<String, u64>,
+    defective: u64,
+    good: u64,
+    produced: u64,
+}
+
+#[derive(Serialize)]
+struct OutOfPlan {
+    good: u64,
+    produced: u64,
+}
+
+#[derive(Serialize)]
+struct TimesMs {
+    out_of_plan: i64,
+    planned: i64,
+    planned_stop: i64,
+    running: i64,
+    unknown: i64,
+    unplanned_stop: i64,
+}
+
+#[derive(Serialize)]
+struct Goal {
+    attainment: Option<f64>,
+    attainment_ratio: Option<f64>,
+    baseline: f64,
+    improvement: Option<f64>,
+    target: f64,
+}
+
+/// The window fields of a rollup or live payload (`{period, start, end}` plus the window's times, counts,
+/// KPIs, targets, nulls and flags), serialised straight from the record and its KPIs.
+///
+/// Every object is written with its keys in sorted order, the order of a `serde_json::Value` built from the
+/// same fields: a payload's bytes are the same whether it is serialised directly (live, every
+/// `live_interval` for every machine, without building a tree) or through a `Value` (rollups).
+pub(super) struct WindowFields<'a> {
+    pub(super) record: &'a WindowRecord,
+    pub(super) kpis: &'a Kpis,
+    pub(super) tz: &'a TimeZone,
+}
+
+impl Serialize for WindowFields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (record, kpis) = (self.record, self.kpis);
+        let (sums, basis) = (&record.sums, &kpis.basis);
+        // Window flags and KPI flags share one list, sorted by name (docs/kpi.md#flags).
+        let mut flags: Vec<&str> = sums.flags.iter().map(|flag| flag.as_str()).collect();
+        flags.extend(kpis.flags.iter().map(|flag| flag.as_str()));
+        flags.sort_unstable();
+        flags.dedup();
+        let mut map = serializer.serialize_map(Some(10))?;
+        let counts = Counts {
+            by_reason: &sums.by_reason,
+            defective: sums.defective,
+            good: basis.good,
+            produced: sums.produced,
+        };
+        map.serialize_entry("counts", &counts)?;
+        map.serialize_entry("flags", &flags)?;
+        // The KPI maps are keyed by `&'static str`, so they iterate in sorted order too.
+        map.serialize_entry("kpi", &kpis.values)?;
+        let nulls = kpis
+            .nulls
+            .iter()
+            .map(|(key, reason)| (key, reason.as_str()));
+        map.serialize_entry("nulls", &SortedMap(std::cell::Cell::new(Some(nulls))))?;
+        let out_of_plan = OutOfPlan {
+            good: basis.out_of_plan_good,
+            produced: basis.out_of_plan_produced,
+        };
+        map.serialize_entry("out_of_plan", &out_of_plan)?;
+        map.serialize_entry("revision", &record.revision)?;
+        map.serialize_entry("status", record.status.name())?;
+        let targets = kpis.targets.iter().map(|(name, figures)| {
+            let goal = Goal {
+                attainment: figures.attainment,
+                attainment_ratio: figures.attainment_ratio,
+                baseline: figures.baseline,
+                improvement: figures.improvement,
+                target: figures.target,
+            };
+            (name, goal)
+        });
+        map.serialize_entry("targets", &SortedMap(std::cell::Cell::new(Some(targets))))?;
+        let times = TimesMs {
+            out_of_plan: sums.out_of_plan_ms,
+            planned: basis.planned_ms,
+            planned_stop: sums.planned_stop_ms,
+            running: sums.running_ms,
+            unknown: sums.unknown_ms,
+            unplanned_stop: sums.unplanned_stop_ms,
+        };
+        map.serialize_entry("times_ms", &times)?;
+        let window = WindowObject {
+            end: rfc3339(record.end, self.tz),
+            period: &record.period,
+            production_date: record.production_date.map(|date| date.to_string()),
+            shift: record.shift.as_deref(),
+            start: rfc3339(record.start, self.tz),
+        };
+        map.serialize_entry("window", &window)?;
+        map.end()
+    }
+}
+
+/// A map written from an iterator of entries already in key order (serialised once).
+struct SortedMap<I>(std::cell::Cell<Option<I>>);
+
+impl<K: Serialize, V: Serialize, I: Iterator<Item = (K, V)>> Serialize for SortedMap<I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entries = self.0.take().expect("a SortedMap is serialised once");
+        serializer.collect_map(entries)
+    }
+}
+
+/// [`WindowFields`] as a JSON object, for payloads built as a `Value`.
 pub(super) fn window_fields(
     record: &WindowRecord,
     kpis: &Kpis,
     tz: &TimeZone,
 ) -> Map<String, Value> {
-    let sums = &record.sums;
-    let basis = &kpis.basis;
-    let kpi: Map<String, Value> = kpis
-        .values
-        .iter()
-        .map(|(name, value)| (name.to_string(), json!(value)))
-        .collect();
-    let targets: Map<String, Value> = kpis
-        .targets
-        .iter()
-        .map(|(name, figures)| {
-            let figures = json!({
-                "baseline": figures.baseline,
-                "target": figures.target,
-                "attainment": figures.attainment,
-                "attainment_ratio": figures.attainment_ratio,
-                "improvement": figures.improvement,
-            });
-            (name.to_string(), figures)
-        })
-        .collect();
-    let nulls: Map<String, Value> = kpis
-        .nulls
-        .iter()
-        .map(|(key, reason)| (key.to_string(), json!(reason.as_str())))
-        .collect();
-    // Window flags and KPI flags share one list, sorted by name (docs/kpi.md#flags).
-    let mut flags: Vec<&str> = sums.flags.iter().map(|flag| flag.as_str()).collect();
-    flags.extend(kpis.flags.iter().map(|flag| flag.as_str()));
-    flags.sort_unstable();
-    flags.dedup();
-
-    let mut fields = Map::new();
-    fields.insert("window".into(), window_object(record, tz));
-    fields.insert("status".into(), json!(record.status.name()));
-    fields.insert("revision".into(), json!(record.revision));
-    fields.insert(
-        "times_ms".into(),
-        json!({
-            "planned": basis.planned_ms,
-            "running": sums.running_ms,
-            "planned_stop": sums.planned_stop_ms,
-            "unplanned_stop": sums.unplanned_stop_ms,
-            "unknown": sums.unknown_ms,
-            "out_of_plan": sums.out_of_plan_ms,
-        }),
-    );
-    fields.insert(
-        "counts".into(),
-        json!({
-            "produced": sums.produced,
-            "good": basis.good,
-            "defective": sums.defective,
-            "by_reason": sums.by_reason,
-        }),
-    );
-    fields.insert(
-        "out_of_plan".into(),
-        json!({
-            "produced": basis.out_of_plan_produced,
-            "good": basis.out_of_plan_good,
-        }),
-    );
-    fields.insert("kpi".into(), Value::Object(kpi));
-    fields.insert("targets".into(), Value::Object(targets));
-    fields.insert("nulls".into(), Value::Object(nulls));
-    fields.insert("flags".into(), json!(flags));
-    fields
+    match serde_json::to_value(WindowFields { record, kpis, tz }) {
+        Ok(Value::Object(fields)) => fields,
+        _ => unreachable!("window fields are always a JSON object"),
+    }
 }
 
 /// The rollup of a closed window (status "final" or "restated"), without `seq` and `db_epoch`.
@@ -176,6 +232,35 @@ mod tests {
         assert_eq!(stored["nulls"], json!({}));
         assert_eq!(stored["flags"], json!(["estimated", "gap"]));
         assert_eq!(stored["agent_version"], "0.1.0");
+    }
+
+    #[test]
+    fn window_fields_are_written_with_their_keys_sorted_as_a_json_value_writes_them() {
+        let tz = seoul();
+        let full = record(WindowStatus::Final, 0);
+        let mut empty = record(WindowStatus::Restated, 2);
+        empty.sums = WindowSums::default();
+        empty.shift = None;
+        empty.production_date = None;
+        let cases = [
+            (&full, kpis_for(&full, Some(3_000), &targets())),
+            (&empty, kpis_for(&empty, None, &targets())),
+            (&full, kpis_for(&full, None, &Targets::default())),
+        ];
+        for (record, kpis) in &cases {
+            let fields = WindowFields {
+                record,
+                kpis,
+                tz: &tz,
+            };
+            let direct = serde_json::to_vec(&fields).unwrap();
+            let as_value = serde_json::to_value(&fields).unwrap();
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                serde_json::to_string(&as_value).unwrap()
+            );
+            assert!(!as_value["nulls"].as_object().unwrap().is_empty() || kpis.nulls.is_empty());
+        }
     }
 
     #[test]
