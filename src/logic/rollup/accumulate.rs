@@ -46,6 +46,7 @@ impl MachineWindows {
     ) -> Self {
         let windows = periods.iter().map(|_| BTreeMap::new()).collect();
         let resident_from = vec![Millis::MIN; periods.len()];
+        let last_window = vec![None; periods.len()];
         MachineWindows {
             machine,
             periods,
@@ -59,6 +60,9 @@ impl MachineWindows {
             late: LateTally::default(),
             resident_from,
             deferred: Vec::new(),
+            last_window,
+            #[cfg(test)]
+            no_fast_paths: false,
         }
     }
 
@@ -87,11 +91,15 @@ impl MachineWindows {
             return;
         }
         let pieces = self.plan_pieces(t_from, t_to);
-        let weights: Vec<u64> = pieces
-            .iter()
-            .map(|(from, to, _)| to.saturating_sub(*from).unsigned_abs())
-            .collect();
-        let parts = largest_remainder(amount, &weights);
+        let parts = if pieces.len() == 1 {
+            vec![amount]
+        } else {
+            let weights: Vec<u64> = pieces
+                .iter()
+                .map(|(from, to, _)| to.saturating_sub(*from).unsigned_abs())
+                .collect();
+            largest_remainder(amount, &weights)
+        };
         let across_plan = pieces.len() > 1;
         let mut most_late = None;
         for index in 0..self.periods.len() {
@@ -121,12 +129,29 @@ impl MachineWindows {
     /// Adds one part of a count to the windows of period `index`. Returns the units re-homed to
     /// the oldest kept window when the part reaches past the restatement horizon.
     fn count_into(&mut self, index: usize, count: CountPart<'_>) -> Option<u64> {
-        let period = self.periods[index].clone();
         let (from, to) = (count.from, count.to);
-        let straddles = from < to
-            && window_at(&period, from, &self.calendar)
-                != window_at(&period, to - 1, &self.calendar);
-        let (kept_from, late_amount, kept_amount) = match self.oldest_kept_start(index) {
+        let kept = self.oldest_kept_start(index);
+        let change = |amount| Change::Count(count.channel, amount, count.plan);
+        if kept.is_none_or(|kept| kept <= from) {
+            if let Some(start) = self.window_holding(index, from, to) {
+                // The common case: the part lies in one window, so it all goes there (a part of
+                // nothing reaches no window, as in `split_proportional`).
+                if count.amount == 0 {
+                    return None;
+                }
+                self.apply(index, start, change(count.amount));
+                if let Some(flag) = count.across_plan.then_some(Flag::Estimated) {
+                    self.apply(index, start, Change::Flag(flag));
+                }
+                if let Some(flag) = count.flag {
+                    self.apply(index, start, Change::Flag(flag));
+                }
+                return None;
+            }
+        }
+        let period = self.periods[index].clone();
+        let straddles = from < to && self.window_of(index, from) != self.window_of(index, to - 1);
+        let (kept_from, late_amount, kept_amount) = match kept {
             Some(kept) if from < kept => {
                 if to <= kept {
                     (kept, count.amount, 0)
@@ -143,9 +168,8 @@ impl MachineWindows {
         };
         let estimated = count.across_plan || straddles;
         let flags = [estimated.then_some(Flag::Estimated), count.flag];
-        let change = |amount| Change::Count(count.channel, amount, count.plan);
         if late_amount > 0 {
-            if let Some((target, _)) = window_at(&period, kept_from, &self.calendar) {
+            if let Some((target, _)) = self.window_of(index, kept_from) {
                 self.apply(index, target, change(late_amount));
                 self.apply(index, target, Change::Flag(Flag::Late));
                 for flag in flags.into_iter().flatten() {
@@ -205,11 +229,10 @@ impl MachineWindows {
         let segments = self.calendar.plan_segments(t_from, t_to);
         let mut most_late = None;
         for index in 0..self.periods.len() {
-            let period = self.periods[index].clone();
             let mut from = t_from;
             if let Some(kept) = self.oldest_kept_start(index) {
                 if t_from < kept {
-                    if let Some((target, _)) = window_at(&period, kept, &self.calendar) {
+                    if let Some((target, _)) = self.window_of(index, kept) {
                         self.apply(index, target, Change::Flag(Flag::Late));
                     }
                     from = kept.min(t_to);
@@ -222,7 +245,12 @@ impl MachineWindows {
                     continue;
                 }
                 let plan = Plan::of(segment.in_plan);
-                for (start, end) in windows_overlapping(&period, seg_from, seg_to, &self.calendar) {
+                if let Some(start) = self.window_holding(index, seg_from, seg_to) {
+                    self.apply(index, start, Change::State(state, seg_to - seg_from, plan));
+                    continue;
+                }
+                let period = &self.periods[index];
+                for (start, end) in windows_overlapping(period, seg_from, seg_to, &self.calendar) {
                     let ms = overlap_ms(start, end, seg_from, seg_to);
                     if ms > 0 {
                         self.apply(index, start, Change::State(state, ms, plan));
@@ -241,13 +269,12 @@ impl MachineWindows {
     pub fn flag(&mut self, at: Millis, flag: Flag) {
         self.advance(at);
         for index in 0..self.periods.len() {
-            let period = &self.periods[index];
-            let Some((start, _)) = window_at(period, at, &self.calendar) else {
+            let Some((start, _)) = self.window_of(index, at) else {
                 continue;
             };
             match self.oldest_kept_start(index) {
                 Some(kept) if start < kept => {
-                    if let Some((target, _)) = window_at(period, kept, &self.calendar) {
+                    if let Some((target, _)) = self.window_of(index, kept) {
                         self.apply(index, target, Change::Flag(Flag::Late));
                         self.apply(index, target, Change::Flag(flag));
                     }
@@ -269,10 +296,45 @@ impl MachineWindows {
 
     /// Start of the oldest window of period `index` still kept (the one containing the floor); the
     /// floor itself when it lies in no window (between shifts).
-    pub(super) fn oldest_kept_start(&self, index: usize) -> Option<Millis> {
+    pub(super) fn oldest_kept_start(&mut self, index: usize) -> Option<Millis> {
         self.floor().map(|floor| {
-            window_at(&self.periods[index], floor, &self.calendar).map_or(floor, |(start, _)| start)
+            self.window_of(index, floor)
+                .map_or(floor, |(start, _)| start)
         })
+    }
+
+    /// `window_at` for period `index`, remembering the last window found: `window_at` gives the same
+    /// window for every instant inside it, so an instant in the remembered one needs no time-zone
+    /// arithmetic (almost every fact lands in the window of the fact before it).
+    pub(super) fn window_of(&mut self, index: usize, at: Millis) -> Option<(Millis, Millis)> {
+        #[cfg(test)]
+        if self.no_fast_paths {
+            return window_at(&self.periods[index], at, &self.calendar);
+        }
+        let last = &mut self.last_window[index];
+        if let Some(window) = last.filter(|&(start, end)| start <= at && at < end) {
+            return Some(window);
+        }
+        let found = window_at(&self.periods[index], at, &self.calendar);
+        if let Some(window) = found.filter(|&(start, end)| start < end) {
+            *last = Some(window);
+        }
+        found
+    }
+
+    /// The start of the window of period `index` that holds all of `[from, to)` (`from < to`), when one
+    /// does: then a fact over that stretch goes to that window alone, as `split_proportional` and
+    /// `windows_overlapping` would put it.
+    fn window_holding(&mut self, index: usize, from: Millis, to: Millis) -> Option<Millis> {
+        #[cfg(test)]
+        if self.no_fast_paths {
+            return None;
+        }
+        if from >= to {
+            return None;
+        }
+        let (start, end) = self.window_of(index, from)?;
+        (to <= end).then_some(start)
     }
 
     /// Applies `change` to the sums of a window (created if needed). A changed closed window

@@ -62,4 +62,10 @@ pub struct MachineWindows {
     resident_from: Vec<Millis>,
     /// Changes to windows that may be in the store only, in arrival order.
     deferred: Vec<(usize, Millis, Deferred)>,
+    /// Per period: the window last looked up (see [`MachineWindows::window_of`]).
+    last_window: Vec<Option<(Millis, Millis)>>,
+    /// Tests only: look every window up and split every fact, as before the fast paths, to check that
+    /// the fast paths change nothing.
+    #[cfg(test)]
+    pub(super) no_fast_paths: bool,
 }
