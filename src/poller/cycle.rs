@@ -227,7 +227,7 @@ impl Poller {
     ) -> Option<TagError> {
         let unit_id = request.unit_id;
         if let Some(reason) = &run.lost {
-            return Some(TagError::Transport(reason.clone()));
+            return Some(TagError::Transport(reason.clone().into()));
         }
         let unit = self
             .units
@@ -385,7 +385,7 @@ fn tag_error(error: &ReadError) -> TagError {
         }
         ReadError::Response(ResponseError::Malformed(text)) => TagError::Protocol(text.clone()),
         ReadError::Timeout(_) => TagError::Timeout(error.to_string()),
-        ReadError::Broken(reason) => TagError::Transport(reason.clone()),
+        ReadError::Broken(reason) => TagError::Transport(reason.clone().into()),
     }
 }
 

@@ -117,9 +117,10 @@ pub enum TagError {
         /// The unit.
         unit_id: u8,
     },
-    /// The connection failed; the tag was not read in this cycle.
+    /// The connection failed; the tag was not read in this cycle. (A `Cow`: the fixed reasons, such as a
+    /// cycle's "not read" for every tag, cost no allocation.)
     #[error("{0}")]
-    Transport(String),
+    Transport(std::borrow::Cow<'static, str>),
 }
 
 /// One poll cycle of one PLC: a reading (or an error) for every tag of the PLC's plan.
@@ -330,7 +331,7 @@ impl Poller {
             seq,
             mono: started.mono,
             utc: started.utc,
-            readings: vec![Err(TagError::Transport(error)); self.plan.tags.len()],
+            readings: vec![Err(TagError::Transport(error.into())); self.plan.tags.len()],
             events: self.take_events(),
         }
     }
