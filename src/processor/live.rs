@@ -74,7 +74,9 @@ impl Processor {
                     &machine.config.line,
                     &machine.config.id,
                 ),
-                payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
+                payload: serde_json::to_vec(&body)
+                    .expect("a live payload always serialises")
+                    .into(),
             });
             let longest = open
                 .iter()
@@ -212,6 +214,8 @@ pub(super) async fn health_message(
     }
     Some(LiveMessage {
         topic: payload::health_topic(&processor.identity),
-        payload: serde_json::to_vec(&body).expect("JSON values always serialise"),
+        payload: serde_json::to_vec(&body)
+            .expect("JSON values always serialise")
+            .into(),
     })
 }

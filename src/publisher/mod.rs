@@ -227,8 +227,9 @@ impl PublisherConfig {
 pub struct LiveMessage {
     /// MQTT topic.
     pub topic: String,
-    /// Serialized JSON payload.
-    pub payload: Vec<u8>,
+    /// Serialized JSON payload; shared, because the latest set of live messages is handed from the processor
+    /// to the publisher whole at every live tick.
+    pub payload: std::sync::Arc<[u8]>,
 }
 
 /// Errors at the MQTT boundary. All but [`PublishError::StoreGone`] end one connection and lead to a reconnect.

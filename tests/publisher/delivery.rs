@@ -311,6 +311,7 @@ fn live_message(prefix: &str, machine: &str, version: u64) -> LiveMessage {
         topic: format!("{prefix}/line-a/{machine}/live"),
         payload: json!({"machine": machine, "version": version})
             .to_string()
-            .into_bytes(),
+            .into_bytes()
+            .into(),
     }
 }

@@ -142,7 +142,7 @@ async fn given_an_outage_when_the_broker_returns_then_live_and_new_rows_overtake
     let backlog = harness.enqueue(60).await;
     harness.live_tx.send_replace(vec![LiveMessage {
         topic: "pl/line-a/m1/live".into(),
-        payload: json!({"live": true}).to_string().into_bytes(),
+        payload: json!({"live": true}).to_string().into_bytes().into(),
     }]);
     let failed = harness.stats.reconnects.load(Ordering::Relaxed);
     support::wait_until(PATIENCE, "two more failed attempts", || {

@@ -202,7 +202,7 @@ impl Session<'_, '_> {
             return Ok(());
         }
         self.live_sent.insert(message.topic.clone(), digest);
-        self.submit(&message.topic, message.payload, Submitted::Live)
+        self.submit(&message.topic, message.payload.to_vec(), Submitted::Live)
     }
 
     /// Hands one QoS 1 publish to rumqttc (rows not retained; live and status retained).
