@@ -57,10 +57,9 @@ impl Processor {
                 MachineRuntime::restore(machine, &plans[machine.plc], &config, &counters, &records)
             })
             .collect();
-        let mut by_plc = vec![Vec::new(); config.plcs.len()];
-        for (index, machine) in config.machines.iter().enumerate() {
-            by_plc[machine.plc].push(index);
-        }
+        let by_plc = (0..config.plcs.len())
+            .map(|plc| config.machines_of(plc).map(|(index, _)| index).collect())
+            .collect();
         let step_detectors = vec![StepDetector::new(); config.plcs.len()];
         Processor {
             config,

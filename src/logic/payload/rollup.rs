@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 use super::{insert_versions, msg_id, rfc3339, Identity, ROLLUP_SCHEMA};
-use crate::logic::kpi::Kpis;
+use crate::logic::kpi::{Kpis, TargetFigures};
 use crate::logic::rollup::WindowRecord;
 
 /// `{end, period, production_date, shift, start}` (the last three only when the window has them).
@@ -89,11 +89,8 @@ impl Serialize for WindowFields<'_> {
         map.serialize_entry("flags", &flags)?;
         // The KPI maps are keyed by `&'static str`, so they iterate in sorted order too.
         map.serialize_entry("kpi", &kpis.values)?;
-        let nulls = kpis
-            .nulls
-            .iter()
-            .map(|(key, reason)| (key, reason.as_str()));
-        map.serialize_entry("nulls", &SortedMap(std::cell::Cell::new(Some(nulls))))?;
+        // A null reason serialises as its name.
+        map.serialize_entry("nulls", &kpis.nulls)?;
         let out_of_plan = OutOfPlan {
             good: basis.out_of_plan_good,
             produced: basis.out_of_plan_produced,
@@ -101,17 +98,7 @@ impl Serialize for WindowFields<'_> {
         map.serialize_entry("out_of_plan", &out_of_plan)?;
         map.serialize_entry("revision", &record.revision)?;
         map.serialize_entry("status", record.status.name())?;
-        let targets = kpis.targets.iter().map(|(name, figures)| {
-            let goal = Goal {
-                attainment: figures.attainment,
-                attainment_ratio: figures.attainment_ratio,
-                baseline: figures.baseline,
-                improvement: figures.improvement,
-                target: figures.target,
-            };
-            (name, goal)
-        });
-        map.serialize_entry("targets", &SortedMap(std::cell::Cell::new(Some(targets))))?;
+        map.serialize_entry("targets", &Goals(&kpis.targets))?;
         let times = TimesMs {
             out_of_plan: sums.out_of_plan_ms,
             planned: basis.planned_ms,
@@ -133,13 +120,21 @@ impl Serialize for WindowFields<'_> {
     }
 }
 
-/// A map written from an iterator of entries already in key order (serialised once).
-struct SortedMap<I>(std::cell::Cell<Option<I>>);
+/// The goal figures by KPI name, each with its keys in sorted order.
+struct Goals<'a>(&'a BTreeMap<&'static str, TargetFigures>);
 
-impl<K: Serialize, V: Serialize, I: Iterator<Item = (K, V)>> Serialize for SortedMap<I> {
+impl Serialize for Goals<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let entries = self.0.take().expect("a SortedMap is serialised once");
-        serializer.collect_map(entries)
+        serializer.collect_map(self.0.iter().map(|(name, figures)| {
+            let goal = Goal {
+                attainment: figures.attainment,
+                attainment_ratio: figures.attainment_ratio,
+                baseline: figures.baseline,
+                improvement: figures.improvement,
+                target: figures.target,
+            };
+            (name, goal)
+        }))
     }
 }
 

@@ -208,11 +208,7 @@ impl MachineWindows {
     /// When `close_due` next has work: the earliest `end + grace` among open windows and closed
     /// windows awaiting restatement (the latter are already due).
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.due
-            .iter()
-            .filter_map(|(index, start)| self.windows[*index].get(start))
-            .map(|record| record.end.saturating_add(self.grace_ms))
-            .min()
+        self.due_bounds().map(|bounds| bounds.deadline)
     }
 
     /// When `close_due` next has work, as two bounds: see [`DueBounds`]. `None`: no window is due at

@@ -401,6 +401,20 @@ fn calendar_strategy(grid: i64) -> impl Strategy<Value = (Vec<ShiftSpec>, Vec<Da
         })
 }
 
+/// The calendar of `shifts` and `days_off` in `tz`, or (not `configured`) none: all time planned.
+fn calendar_or_none(
+    configured: bool,
+    tz: &TimeZone,
+    shifts: Vec<ShiftSpec>,
+    days_off: Vec<Date>,
+) -> Calendar {
+    if configured {
+        Calendar::new(tz.clone(), shifts, days_off).unwrap()
+    } else {
+        Calendar::all_planned(tz.clone())
+    }
+}
+
 fn minute_time(minute_of_day: i64) -> Time {
     let minute = minute_of_day.rem_euclid(1440);
     time((minute / 60) as i8, (minute % 60) as i8, 0, 0)
@@ -470,11 +484,7 @@ proptest! {
         start in ms("2026-03-27T00:00:00Z")..ms("2026-03-28T00:00:00Z"),
         steps in prop::collection::vec((1_000i64..3 * HOUR, 0u64..500, 0u8..4), 1..40),
     ) {
-        let calendar = if configured {
-            Calendar::new(tz.clone(), shifts, days_off).unwrap()
-        } else {
-            Calendar::all_planned(tz.clone())
-        };
+        let calendar = calendar_or_none(configured, &tz, shifts, days_off);
         let in_plan_truth: i64 = calendar
             .plan_segments(start, start + steps.iter().map(|s| s.0).sum::<i64>())
             .iter()
@@ -552,11 +562,7 @@ proptest! {
         start in ms("2026-03-27T00:00:00Z")..ms("2026-03-28T00:00:00Z"),
         steps in prop::collection::vec((-2 * HOUR..20 * MINUTE, 0u64..5, 0u8..4, -1i64..=2), 1..80),
     ) {
-        let calendar = if configured {
-            Calendar::new(tz.clone(), shifts, days_off).unwrap()
-        } else {
-            Calendar::all_planned(tz.clone())
-        };
+        let calendar = calendar_or_none(configured, &tz, shifts, days_off);
         let names = ["1m", "15m", "shift"];
         let new = || MachineWindows::new("press-01".into(), periods(&names), 10_000, 30 * MINUTE, calendar.clone());
         let (mut fast, mut slow) = (new(), new());
